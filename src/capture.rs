@@ -1,0 +1,495 @@
+//! The capture engine: one pinned receive thread per socket, each running
+//! source → sinks to completion on its batch; a monitor on the calling
+//! thread that refreshes kernel counters, the live line and the stop
+//! conditions; and the final report with the per-stage accounting.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::sink::pcap::{PcapOptions, PcapSink};
+use crate::sink::verify::{VerifyCounts, VerifySink};
+use crate::sink::{NullSink, Sink};
+use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
+use crate::stats::kernel::KernelSnapshot;
+use crate::stats::{
+    KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters, StageSpec, StatsFile,
+    VERIFY_COUNTERS, WRITER_COUNTERS,
+};
+use crate::sys;
+
+/// Everything a capture needs to know.
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// Counters file name (`linecap stats NAME`).
+    pub name: String,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Receive threads (one socket each, SO_REUSEPORT when > 1).
+    pub threads: usize,
+    /// CPUs to pin the receive threads to, in order (none: not pinned).
+    pub cpus: Vec<usize>,
+    /// recv or recvmmsg.
+    pub mode: RecvMode,
+    /// UDP GRO.
+    pub gro: bool,
+    /// Messages per recvmmsg.
+    pub batch: usize,
+    /// Receive buffer request (bytes).
+    pub rcvbuf: i32,
+    /// Multicast group to join.
+    pub join: Option<Ipv4Addr>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many packets.
+    pub count: Option<u64>,
+    /// Write a pcap file.
+    pub pcap: Option<PcapOptions>,
+    /// Verify `seq` payloads.
+    pub verify: bool,
+    /// Show the live line on stderr.
+    pub live: bool,
+    /// Print the "capturing" line on stderr once sockets are bound.
+    pub announce: bool,
+}
+
+/// The final accounting of a capture.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaptureReport {
+    /// Counters file name.
+    pub name: String,
+    /// Backend.
+    pub backend: &'static str,
+    /// Receive mode.
+    pub mode: RecvMode,
+    /// Whether UDP GRO was on.
+    pub gro: bool,
+    /// Receive threads.
+    pub threads: usize,
+    /// Bound address.
+    pub listen: SocketAddr,
+    /// Packets delivered through every stage.
+    pub packets: u64,
+    /// Payload bytes delivered.
+    pub bytes: u64,
+    /// Packets linecap took from the kernel.
+    pub received: u64,
+    /// Datagrams or GRO super-packets received.
+    pub datagrams: u64,
+    /// Receive syscalls made.
+    pub syscalls: u64,
+    /// Drops attributed to this capture, by stage: offered = packets + sum of these
+    /// (plus what the network lost before the socket, which the testbed reads).
+    pub drops: BTreeMap<String, u64>,
+    /// Kernel counters of this network namespace over the capture (deltas).
+    pub kernel: BTreeMap<String, u64>,
+    /// Wall time from start to stop.
+    pub duration_s: f64,
+    /// CPU time of the receive threads.
+    pub cpu_user_ns: u64,
+    /// CPU time of the receive threads in the kernel.
+    pub cpu_sys_ns: u64,
+    /// Receive-thread CPU per received packet.
+    pub cpu_ns_per_packet: f64,
+    /// Receive buffer granted by the kernel.
+    pub rcvbuf: i32,
+    /// Verifier counts (summed over threads), with `--verify seq`.
+    pub verify: Option<VerifyCounts>,
+    /// Why the capture stopped.
+    pub stopped_by: String,
+}
+
+impl CaptureReport {
+    /// Sum of all attributed drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+struct RxThreadResult {
+    verify: Option<VerifyCounts>,
+    sink_error: Option<String>,
+}
+
+fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
+    let mut v = Vec::new();
+    for t in 0..cfg.threads {
+        v.push(StageSpec { name: format!("rx.{t}"), counters: RX_COUNTERS });
+        if cfg.verify {
+            v.push(StageSpec { name: format!("verify.{t}"), counters: VERIFY_COUNTERS });
+        }
+        if cfg.pcap.is_some() {
+            v.push(StageSpec { name: format!("pcap.queue.{t}"), counters: QUEUE_COUNTERS });
+            v.push(StageSpec { name: format!("pcap.writer.{t}"), counters: WRITER_COUNTERS });
+        }
+    }
+    v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });
+    v
+}
+
+fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions {
+    let mut o = opts.clone();
+    if threads > 1 {
+        let stem = o.path.file_stem().and_then(|s| s.to_str()).unwrap_or("capture").to_string();
+        let name = match o.path.extension().and_then(|e| e.to_str()) {
+            Some(ext) => format!("{stem}.t{t}.{ext}"),
+            None => format!("{stem}.t{t}"),
+        };
+        o.path = o.path.with_file_name(name);
+        o.buffer_bytes /= threads;
+    }
+    o
+}
+
+/// Runs a capture until its duration or count is reached, or SIGINT/SIGTERM.
+pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
+    anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
+    let opts = SocketOptions {
+        listen: cfg.listen,
+        mode: cfg.mode,
+        gro: cfg.gro,
+        batch: cfg.batch,
+        rcvbuf: cfg.rcvbuf,
+        reuseport: cfg.threads > 1,
+        join: cfg.join,
+    };
+    // Open every socket before starting anything, so a bad address or a
+    // port in use fails at once with one message.
+    let mut sources = Vec::with_capacity(cfg.threads);
+    for _ in 0..cfg.threads {
+        let s = SocketSource::open(&opts).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!("{e}: another program holds this port; stop it or choose another --listen port")
+            } else if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                anyhow::anyhow!("{e}: no interface has this address in this network namespace")
+            } else {
+                anyhow::anyhow!(e)
+            }
+        })?;
+        sources.push(s);
+    }
+    let setup = sources[0].setup().clone();
+    if cfg.gro && !setup.gro {
+        eprintln!("linecap: UDP GRO is not available on this kernel; receiving plain datagrams");
+    }
+
+    let (stats_file, mut stages) = StatsFile::create(&cfg.name, &stage_specs(cfg))
+        .with_context(|| format!("cannot create the counters file for capture '{}'", cfg.name))?;
+    let kernel_counters = stages.pop().expect("kernel stage is last");
+
+    // Sinks per thread, built here so file errors surface before traffic.
+    let mut per_thread = Vec::new();
+    let mut stage_iter = stages.into_iter();
+    for t in 0..cfg.threads {
+        let rx = stage_iter.next().expect("rx stage");
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut verify = None;
+        if cfg.verify {
+            verify = Some(VerifySink::new(stage_iter.next().expect("verify stage")));
+        }
+        if let Some(p) = &cfg.pcap {
+            let q = stage_iter.next().expect("queue stage");
+            let w = stage_iter.next().expect("writer stage");
+            let opts = pcap_for_thread(p, t, cfg.threads);
+            sinks.push(Box::new(PcapSink::start(opts, q, w)?));
+        }
+        if sinks.is_empty() && verify.is_none() {
+            sinks.push(Box::new(NullSink));
+        }
+        per_thread.push((rx, verify, sinks));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered_total = Arc::new(AtomicU64::new(0));
+    let start_kernel = KernelSnapshot::read();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for (t, (source, (rx, verify, sinks))) in sources.into_iter().zip(per_thread).enumerate() {
+        let stop = stop.clone();
+        let total = delivered_total.clone();
+        let cpu = cfg.cpus.get(t).copied();
+        let count = cfg.count;
+        let h = std::thread::Builder::new()
+            .name(format!("linecap-rx{t}"))
+            .spawn(move || rx_loop(source, rx, verify, sinks, cpu, &stop, &total, count))?;
+        handles.push(h);
+    }
+    if cfg.announce {
+        eprintln!(
+            "linecap: capturing on {} (socket/{}{}, {} thread{}, rcvbuf {} KiB{}) as '{}'",
+            setup.local,
+            match cfg.mode {
+                RecvMode::Recv => "recv",
+                RecvMode::Recvmmsg => "recvmmsg",
+            },
+            if setup.gro { "+gro" } else { "" },
+            cfg.threads,
+            if cfg.threads == 1 { "" } else { "s" },
+            setup.rcvbuf / 1024,
+            if setup.rcvbuf_forced { ", forced" } else { "" },
+            cfg.name
+        );
+    }
+
+    // Monitor: stop conditions, kernel counters, live line.
+    let mut stopped_by = "count".to_string();
+    let mut last_line = Instant::now();
+    let mut last_packets = 0u64;
+    let mut last_bytes = 0u64;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        if sys::stop_requested() {
+            stopped_by = match sys::stop_signal() {
+                Some(s) if s == libc::SIGTERM as u32 => "SIGTERM".into(),
+                Some(_) => "SIGINT".into(),
+                None => "request".into(),
+            };
+            stop.store(true, Ordering::Release);
+        }
+        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+            stopped_by = "duration".into();
+            stop.store(true, Ordering::Release);
+        }
+        if last_line.elapsed() >= Duration::from_millis(500) {
+            publish_kernel(&kernel_counters, &start_kernel);
+            stats_file.touch();
+            if cfg.live {
+                let snap = Snapshot::read(&cfg.name, stats_file.path()).ok();
+                if let Some(s) = snap {
+                    let dt = last_line.elapsed().as_secs_f64();
+                    let p = s.sum("rx.", "packets");
+                    let b = s.sum("rx.", "bytes");
+                    eprint!(
+                        "\r\x1b[2K{}",
+                        live_line(&s, (p - last_packets) as f64 / dt, (b - last_bytes) as f64 * 8.0 / dt)
+                    );
+                    last_packets = p;
+                    last_bytes = b;
+                }
+            }
+            last_line = Instant::now();
+        }
+    }
+    let duration = started.elapsed();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.join().map_err(|_| anyhow::anyhow!("a receive thread panicked"))?);
+    }
+    publish_kernel(&kernel_counters, &start_kernel);
+    stats_file.touch();
+    if cfg.live {
+        eprintln!();
+    }
+    let snap = Snapshot::read(&cfg.name, stats_file.path())?;
+    let end_kernel = KernelSnapshot::read();
+    let mut report = build_report(cfg, &setup, &snap, &start_kernel, &end_kernel, duration, stopped_by);
+    let mut verify_total: Option<VerifyCounts> = None;
+    for r in &results {
+        if let Some(v) = r.verify {
+            let t = verify_total.get_or_insert_with(VerifyCounts::default);
+            t.packets += v.packets;
+            t.valid += v.valid;
+            t.corrupt += v.corrupt;
+            t.malformed += v.malformed;
+            t.duplicates += v.duplicates;
+            t.reordered += v.reordered;
+            t.missing += v.missing;
+            t.too_old += v.too_old;
+        }
+    }
+    report.verify = verify_total;
+    if let Some(e) = results.iter().find_map(|r| r.sink_error.clone()) {
+        eprintln!("linecap: {e}");
+    }
+    Ok(report)
+}
+
+fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
+    let now = KernelSnapshot::read();
+    c.set(KernelIdx::UdpRcvbufErrors as usize, now.udp.rcvbuf_errors.saturating_sub(start.udp.rcvbuf_errors));
+    c.set(KernelIdx::UdpInErrors as usize, now.udp.in_errors.saturating_sub(start.udp.in_errors));
+    c.set(KernelIdx::UdpCsumErrors as usize, now.udp.in_csum_errors.saturating_sub(start.udp.in_csum_errors));
+    c.set(KernelIdx::UdpNoPorts as usize, now.udp.no_ports.saturating_sub(start.udp.no_ports));
+    c.set(KernelIdx::IfaceRxDropped as usize, now.iface_rx_dropped().saturating_sub(start.iface_rx_dropped()));
+    c.set(KernelIdx::SoftnetDropped as usize, now.softnet_dropped.saturating_sub(start.softnet_dropped));
+}
+
+/// The one-line live display.
+pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
+    let drops = s.sum("rx.", "socket_drops");
+    let ring = s.sum("pcap.queue.", "ring_full_drops");
+    let werr = s.sum("pcap.writer.", "write_error_drops");
+    let k = s.stages.iter().find(|st| st.name == "kernel");
+    let kv = |n: &str| k.map_or(0, |st| st.get(n));
+    let mut line = format!(
+        "{} {:>8.3} Mpps {:>7.3} Gb/s | delivered {} | drops: socket {drops}",
+        s.name,
+        pps / 1e6,
+        bps / 1e9,
+        s.sum("rx.", "packets") - ring - werr,
+    );
+    if s.stages.iter().any(|st| st.name.starts_with("pcap.")) {
+        line += &format!(" ring {ring} disk {werr}");
+    }
+    if s.stages.iter().any(|st| st.name.starts_with("verify.")) {
+        line += &format!(" | seq gaps {} dup {}", s.sum("verify.", "missing"), s.sum("verify.", "duplicates"));
+    }
+    line += &format!(" | kernel rcvbuf {} ifdrop {}", kv("udp_rcvbuf_errors"), kv("iface_rx_dropped"));
+    line
+}
+
+fn build_report(
+    cfg: &CaptureConfig,
+    setup: &crate::source::socket::SocketSetup,
+    s: &Snapshot,
+    k0: &KernelSnapshot,
+    k1: &KernelSnapshot,
+    duration: Duration,
+    stopped_by: String,
+) -> CaptureReport {
+    let received = s.sum("rx.", "packets");
+    let ring = s.sum("pcap.queue.", "ring_full_drops");
+    let werr = s.sum("pcap.writer.", "write_error_drops");
+    let mut drops = BTreeMap::new();
+    drops.insert("socket_overflow".to_string(), s.sum("rx.", "socket_drops"));
+    if cfg.pcap.is_some() {
+        drops.insert("pcap_ring_full".to_string(), ring);
+        drops.insert("pcap_write_error".to_string(), werr);
+    }
+    let mut kernel = BTreeMap::new();
+    kernel.insert("udp_rcvbuf_errors".into(), k1.udp.rcvbuf_errors.saturating_sub(k0.udp.rcvbuf_errors));
+    kernel.insert("udp_in_errors".into(), k1.udp.in_errors.saturating_sub(k0.udp.in_errors));
+    kernel.insert("udp_csum_errors".into(), k1.udp.in_csum_errors.saturating_sub(k0.udp.in_csum_errors));
+    kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
+    kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
+    kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
+    let user = s.sum("rx.", "cpu_user_ns");
+    let sys_ns = s.sum("rx.", "cpu_sys_ns");
+    CaptureReport {
+        name: cfg.name.clone(),
+        backend: "socket",
+        mode: cfg.mode,
+        gro: setup.gro,
+        threads: cfg.threads,
+        listen: setup.local,
+        packets: received - ring - werr,
+        bytes: s.sum("rx.", "bytes"),
+        received,
+        datagrams: s.sum("rx.", "datagrams"),
+        syscalls: s.sum("rx.", "syscalls"),
+        drops,
+        kernel,
+        duration_s: duration.as_secs_f64(),
+        cpu_user_ns: user,
+        cpu_sys_ns: sys_ns,
+        cpu_ns_per_packet: if received > 0 { (user + sys_ns) as f64 / received as f64 } else { 0.0 },
+        rcvbuf: setup.rcvbuf,
+        verify: None,
+        stopped_by,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rx_loop(
+    mut source: SocketSource,
+    rx: StageCounters,
+    mut verify: Option<VerifySink>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    cpu: Option<usize>,
+    stop: &AtomicBool,
+    total: &AtomicU64,
+    count: Option<u64>,
+) -> RxThreadResult {
+    if let Some(c) = cpu
+        && let Err(e) = sys::pin_to_cpu(0, c)
+    {
+        eprintln!("linecap: cannot pin receive thread to CPU {c}: {e}");
+    }
+    let mut last_tick = Instant::now();
+    let mut draining = false;
+    let mut drain_deadline = Instant::now();
+    let mut count_reached = false;
+    loop {
+        if count_reached {
+            break;
+        }
+        if !draining && stop.load(Ordering::Acquire) {
+            // Take what is already queued in the socket before stopping, so
+            // packets the kernel accepted are delivered, not lost.
+            draining = true;
+            drain_deadline = Instant::now() + Duration::from_secs(2);
+        }
+        if draining && Instant::now() > drain_deadline {
+            break;
+        }
+        let batch = match source.recv_batch(draining) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("linecap: receive failed: {e}");
+                break;
+            }
+        };
+        let Some(batch) = batch else {
+            if draining {
+                break;
+            }
+            for s in &mut sinks {
+                s.tick();
+            }
+            last_tick = Instant::now();
+            continue;
+        };
+        let n = batch.len() as u64;
+        if let Some(v) = &mut verify {
+            v.consume(&batch);
+        }
+        for s in &mut sinks {
+            s.consume(&batch);
+        }
+        let bytes = batch.bytes();
+        let last = source.last();
+        rx.add(RxIdx::Packets as usize, n);
+        rx.add(RxIdx::Bytes as usize, bytes);
+        rx.add(RxIdx::Datagrams as usize, last.datagrams);
+        rx.add(RxIdx::Syscalls as usize, 1);
+        rx.add(RxIdx::Truncated as usize, last.truncated);
+        if let Some(d) = last.kernel_drops {
+            rx.set(RxIdx::SocketDrops as usize, u64::from(d).max(rx.get(RxIdx::SocketDrops as usize)));
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            for s in &mut sinks {
+                s.tick();
+            }
+            let (u, k) = sys::thread_cpu_ns();
+            rx.set(RxIdx::CpuUserNs as usize, u);
+            rx.set(RxIdx::CpuSysNs as usize, k);
+            last_tick = Instant::now();
+        }
+        if let Some(limit) = count
+            && total.fetch_add(n, Ordering::Relaxed) + n >= limit
+        {
+            count_reached = true;
+            stop.store(true, Ordering::Release);
+        }
+    }
+    if let Ok(d) = source.kernel_drops() {
+        rx.set(RxIdx::SocketDrops as usize, d);
+    }
+    let mut sink_error = None;
+    for s in &mut sinks {
+        if let Err(e) = s.finish() {
+            sink_error = Some(format!("{} sink: {e:#}", s.name()));
+        }
+    }
+    let (u, k) = sys::thread_cpu_ns();
+    rx.set(RxIdx::CpuUserNs as usize, u);
+    rx.set(RxIdx::CpuSysNs as usize, k);
+    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error }
+}

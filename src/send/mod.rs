@@ -1,0 +1,4 @@
+//! The traffic generator: emulates the FPGA's stream with exact pacing.
+
+pub mod pacing;
+pub mod socket;

@@ -1,0 +1,143 @@
+//! A bounded hand-off of byte chunks from the receive thread to a writer
+//! thread. The producer fills a chunk with whole records and passes it on
+//! when full; the writer writes it and gives it back. A fixed number of
+//! chunks is allocated up front: when none is free the producer drops the
+//! record and counts it. One channel operation per chunk (thousands of
+//! packets), none per packet.
+
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+
+/// A buffer of whole records and how many packets they hold.
+pub struct Chunk {
+    /// Encoded records.
+    pub buf: Vec<u8>,
+    /// Packets encoded in `buf`.
+    pub packets: u64,
+}
+
+/// The producer's end.
+pub struct Producer {
+    full: SyncSender<Chunk>,
+    free: Receiver<Chunk>,
+    current: Option<Chunk>,
+    chunk_size: usize,
+}
+
+/// The writer's end.
+pub struct Consumer {
+    full: Receiver<Chunk>,
+    free: SyncSender<Chunk>,
+}
+
+/// Creates a hand-off of `chunks` buffers of `chunk_size` bytes each.
+pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
+    let chunks = chunks.max(2);
+    let (full_tx, full_rx) = sync_channel(chunks);
+    let (free_tx, free_rx) = sync_channel(chunks);
+    for _ in 0..chunks {
+        free_tx.send(Chunk { buf: Vec::with_capacity(chunk_size), packets: 0 }).expect("channel has room");
+    }
+    (
+        Producer { full: full_tx, free: free_rx, current: None, chunk_size },
+        Consumer { full: full_rx, free: free_tx },
+    )
+}
+
+/// Why a record was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Every chunk is waiting for the writer.
+    Full,
+    /// The writer is gone.
+    Closed,
+}
+
+impl Producer {
+    /// Size of one chunk: the largest record that can ever be taken.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Reserves `len` bytes for one record and lets `encode` write them.
+    /// `encode` must write exactly `len` bytes.
+    pub fn push(&mut self, len: usize, encode: impl FnOnce(&mut [u8])) -> Result<(), Refused> {
+        if len > self.chunk_size {
+            return Err(Refused::Full);
+        }
+        if let Some(c) = &self.current
+            && c.buf.len() + len > self.chunk_size
+        {
+            self.flush()?;
+        }
+        if self.current.is_none() {
+            self.current = Some(match self.free.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return Err(Refused::Full),
+                Err(TryRecvError::Disconnected) => return Err(Refused::Closed),
+            });
+        }
+        let c = self.current.as_mut().expect("set above");
+        let at = c.buf.len();
+        c.buf.resize(at + len, 0);
+        encode(&mut c.buf[at..]);
+        c.packets += 1;
+        Ok(())
+    }
+
+    /// Passes the current chunk (if any bytes) to the writer.
+    pub fn flush(&mut self) -> Result<(), Refused> {
+        match self.current.take() {
+            Some(c) if !c.buf.is_empty() => self.full.try_send(c).map_err(|_| Refused::Closed),
+            other => {
+                self.current = other;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Consumer {
+    /// Waits up to `timeout` for a full chunk; `Err(true)` when the producer is gone.
+    pub fn recv(&self, timeout: std::time::Duration) -> Result<Chunk, bool> {
+        use std::sync::mpsc::RecvTimeoutError;
+        self.full.recv_timeout(timeout).map_err(|e| e == RecvTimeoutError::Disconnected)
+    }
+
+    /// Returns a written chunk for reuse.
+    pub fn give_back(&self, mut c: Chunk) {
+        c.buf.clear();
+        c.packets = 0;
+        let _ = self.free.try_send(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bounded_and_counted() {
+        let (mut p, c) = handoff(2, 100);
+        // Two chunks of 100 bytes hold 2 * 10 records of 10 bytes; the 21st is refused.
+        for i in 0..20 {
+            assert_eq!(p.push(10, |b| b.fill(i)), Ok(()), "record {i}");
+        }
+        assert_eq!(p.push(10, |_| {}), Err(Refused::Full));
+        let first = c.recv(Duration::from_millis(10)).unwrap();
+        assert_eq!((first.buf.len(), first.packets), (100, 10));
+        assert!(first.buf[..10].iter().all(|&b| b == 0));
+        c.give_back(first);
+        assert_eq!(p.push(10, |_| {}), Ok(()));
+        assert_eq!(p.push(1000, |_| {}), Err(Refused::Full));
+    }
+
+    #[test]
+    fn closed_writer_is_reported() {
+        let (mut p, c) = handoff(2, 16);
+        drop(c);
+        // The pre-filled free chunks are still usable; flushing then fails.
+        assert_eq!(p.push(16, |_| {}), Ok(()));
+        assert_eq!(p.push(16, |_| {}), Err(Refused::Closed));
+    }
+}

@@ -1,0 +1,363 @@
+//! pcap files with nanosecond timestamps, written by a thread of their own.
+//!
+//! A socket capture has only UDP payloads, so each record gets a synthetic
+//! IPv4/IPv6 + UDP header (link type RAW) built from the sender's address and
+//! the address the capture listens on: tshark and tcpdump decode it as the
+//! UDP datagram it was. Records are encoded on the receive thread straight
+//! into chunks of the [`handoff`](super::handoff); the writer thread writes
+//! whole chunks (large sequential writes) and rotates files by size or time
+//! between chunks, so every file holds only whole records and stays readable
+//! after SIGINT, SIGTERM or a full disk.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::handoff::{Consumer, Producer, Refused, handoff};
+use crate::packet::{Batch, Packet};
+use crate::stats::{QueueIdx, StageCounters, WriterIdx};
+
+/// Nanosecond-resolution pcap magic.
+pub const MAGIC_NS: u32 = 0xa1b2_3c4d;
+/// LINKTYPE_RAW: packets start with an IPv4 or IPv6 header.
+pub const LINKTYPE_RAW: u32 = 101;
+/// Snap length written in the header.
+pub const SNAPLEN: u32 = 262_144;
+const RECORD_HDR: usize = 16;
+
+/// The 24-byte file header.
+pub fn file_header() -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&MAGIC_NS.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+    h[20..24].copy_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    h
+}
+
+fn ip_header_len(dst: &SocketAddr) -> usize {
+    if dst.is_ipv4() { 20 } else { 40 }
+}
+
+/// Bytes one packet takes in the file.
+pub fn record_len(p: &Packet<'_>, dst: &SocketAddr) -> usize {
+    RECORD_HDR + ip_header_len(dst) + 8 + p.data.len()
+}
+
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h.chunks_exact(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Encodes one record (header + synthetic IP/UDP + payload) into `out`,
+/// which must be exactly [`record_len`] bytes.
+pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr) {
+    let iphl = ip_header_len(dst);
+    let udp_len = 8 + p.data.len();
+    let wire = iphl + udp_len;
+    let ts_sec = (p.ts_ns / 1_000_000_000) as u32;
+    let ts_ns = (p.ts_ns % 1_000_000_000) as u32;
+    out[0..4].copy_from_slice(&ts_sec.to_le_bytes());
+    out[4..8].copy_from_slice(&ts_ns.to_le_bytes());
+    out[8..12].copy_from_slice(&(wire as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&(wire as u32).to_le_bytes());
+    let (sport, dport) = (p.src.map_or(0, |s| s.port()), dst.port());
+    let ip = &mut out[RECORD_HDR..RECORD_HDR + iphl];
+    match (dst, p.src) {
+        (SocketAddr::V4(d), src) => {
+            let s = match src {
+                Some(SocketAddr::V4(s)) => s.ip().octets(),
+                _ => [0; 4],
+            };
+            ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            ip[2..4].copy_from_slice(&((wire as u16).to_be_bytes()));
+            ip[12..16].copy_from_slice(&s);
+            ip[16..20].copy_from_slice(&d.ip().octets());
+            let c = ipv4_checksum(ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        (SocketAddr::V6(d), src) => {
+            let s = match src {
+                Some(SocketAddr::V6(s)) => s.ip().octets(),
+                _ => [0; 16],
+            };
+            ip.fill(0);
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            ip[6] = 17;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&s);
+            ip[24..40].copy_from_slice(&d.ip().octets());
+        }
+    }
+    let udp = &mut out[RECORD_HDR + iphl..RECORD_HDR + iphl + 8];
+    udp[0..2].copy_from_slice(&sport.to_be_bytes());
+    udp[2..4].copy_from_slice(&dport.to_be_bytes());
+    udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    // UDP checksum 0: "not computed", legal for IPv4; tools do not flag it.
+    udp[6..8].copy_from_slice(&[0, 0]);
+    out[RECORD_HDR + iphl + 8..].copy_from_slice(p.data);
+}
+
+/// When to start a new file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rotation {
+    /// Start a new file before one would exceed this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Start a new file after this long.
+    pub max_age: Option<Duration>,
+}
+
+/// Options of a pcap sink.
+#[derive(Debug, Clone)]
+pub struct PcapOptions {
+    /// The file (with rotation, files are numbered: `out.pcap` → `out-000.pcap`, ...).
+    pub path: PathBuf,
+    /// Rotation policy.
+    pub rotation: Rotation,
+    /// Memory between capture and disk.
+    pub buffer_bytes: usize,
+    /// Size of one hand-off chunk (also the largest write).
+    pub chunk_bytes: usize,
+    /// Testing aid: limit the writer to this many bytes per second.
+    pub throttle_bytes_per_sec: Option<u64>,
+}
+
+impl PcapOptions {
+    /// Defaults: 64 MiB of buffer in 1 MiB chunks, no rotation.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            rotation: Rotation::default(),
+            buffer_bytes: 64 << 20,
+            chunk_bytes: 1 << 20,
+            throttle_bytes_per_sec: None,
+        }
+    }
+}
+
+/// Path of file number `index` (only numbered when rotating).
+pub fn numbered_path(base: &Path, index: u32, rotating: bool) -> PathBuf {
+    if !rotating {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().and_then(|s| s.to_str()).unwrap_or("capture");
+    let name = match base.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("{stem}-{index:03}.{ext}"),
+        None => format!("{stem}-{index:03}"),
+    };
+    base.with_file_name(name)
+}
+
+/// The receive thread's side of a pcap sink.
+pub struct PcapSink {
+    producer: Option<Producer>,
+    queue: StageCounters,
+    dropped: u64,
+    writer: Option<JoinHandle<io::Result<()>>>,
+    last_flush: Instant,
+}
+
+impl PcapSink {
+    /// Opens the first file (so a bad path fails now, with a clear error)
+    /// and starts the writer thread.
+    pub fn start(opts: PcapOptions, queue: StageCounters, writer: StageCounters) -> io::Result<Self> {
+        let rotating = opts.rotation.max_bytes.is_some() || opts.rotation.max_age.is_some();
+        let first = numbered_path(&opts.path, 0, rotating);
+        let file = File::create(&first).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
+        })?;
+        let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
+        let (producer, consumer) = handoff(chunks, opts.chunk_bytes);
+        let handle = std::thread::Builder::new()
+            .name("linecap-pcap".into())
+            .spawn(move || write_loop(opts, rotating, file, consumer, writer))?;
+        Ok(Self { producer: Some(producer), queue, dropped: 0, writer: Some(handle), last_flush: Instant::now() })
+    }
+}
+
+impl super::Sink for PcapSink {
+    fn consume(&mut self, batch: &Batch<'_>) {
+        let (mut packets, mut bytes, mut drops) = (0u64, 0u64, 0u64);
+        let Some(producer) = self.producer.as_mut() else { return };
+        for p in batch.iter() {
+            let len = record_len(&p, &batch.dst);
+            match producer.push(len, |out| encode_record(out, &p, &batch.dst)) {
+                Ok(()) => {
+                    packets += 1;
+                    bytes += len as u64;
+                }
+                Err(Refused::Full | Refused::Closed) => drops += 1,
+            }
+        }
+        self.dropped += drops;
+        self.queue.add(QueueIdx::Packets as usize, packets);
+        self.queue.add(QueueIdx::Bytes as usize, bytes);
+        self.queue.add(QueueIdx::RingFullDrops as usize, drops);
+    }
+
+    fn tick(&mut self) {
+        if self.last_flush.elapsed() >= Duration::from_millis(100) {
+            if self.producer.as_mut().is_some_and(|p| p.flush().is_ok()) {
+                self.queue.add(QueueIdx::Chunks as usize, 1);
+            }
+            self.last_flush = Instant::now();
+        }
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        // Flushing, then dropping the producer closes the channel: the writer
+        // writes what is queued and exits.
+        if let Some(mut p) = self.producer.take() {
+            let _ = p.flush();
+        }
+        if let Some(h) = self.writer.take() {
+            h.join().map_err(|_| anyhow::anyhow!("pcap writer thread panicked"))??;
+        }
+        Ok(())
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn name(&self) -> &'static str {
+        "pcap"
+    }
+}
+
+struct Output {
+    file: File,
+    written: u64,
+    opened: Instant,
+    index: u32,
+    files: u64,
+}
+
+fn write_loop(
+    opts: PcapOptions,
+    rotating: bool,
+    first: File,
+    consumer: Consumer,
+    counters: StageCounters,
+) -> io::Result<()> {
+    let mut out = Output { file: first, written: 0, opened: Instant::now(), index: 0, files: 1 };
+    let mut failed: Option<io::Error> = None;
+    let mut throttle_start = Instant::now();
+    let mut throttle_bytes = 0u64;
+    counters.set(WriterIdx::Files as usize, 1);
+    if let Err(e) = out.file.write_all(&file_header()) {
+        failed = Some(e);
+    } else {
+        out.written = 24;
+    }
+    loop {
+        let chunk = match consumer.recv(Duration::from_millis(100)) {
+            Ok(c) => c,
+            Err(true) => break,
+            Err(false) => continue,
+        };
+        if let Some(limit) = opts.throttle_bytes_per_sec {
+            throttle_bytes += chunk.buf.len() as u64;
+            let due = Duration::from_secs_f64(throttle_bytes as f64 / limit.max(1) as f64);
+            if let Some(wait) = due.checked_sub(throttle_start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if throttle_start.elapsed() > Duration::from_secs(10) {
+                throttle_start = Instant::now();
+                throttle_bytes = 0;
+            }
+        }
+        if failed.is_none() && rotating && needs_rotation(&opts.rotation, &out, chunk.buf.len()) {
+            match rotate(&opts, &mut out) {
+                Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if failed.is_none() {
+            match out.file.write_all(&chunk.buf) {
+                Ok(()) => {
+                    out.written += chunk.buf.len() as u64;
+                    counters.add(WriterIdx::Packets as usize, chunk.packets);
+                    counters.add(WriterIdx::Bytes as usize, chunk.buf.len() as u64);
+                }
+                Err(e) => {
+                    // Cut the file back to its last whole record so it stays readable.
+                    let _ = out.file.set_len(out.written);
+                    failed = Some(e);
+                }
+            }
+        }
+        if let Some(e) = &failed {
+            if counters.get(WriterIdx::WriteErrorDrops as usize) == 0 {
+                eprintln!(
+                    "linecap: pcap write to {} failed: {e}; packets are dropped and counted from now on (free disk space or choose another --write path)",
+                    numbered_path(&opts.path, out.index, rotating).display()
+                );
+            }
+            counters.add(WriterIdx::WriteErrorDrops as usize, chunk.packets);
+        }
+        counters.add(WriterIdx::Chunks as usize, 1);
+        consumer.give_back(chunk);
+    }
+    let _ = out.file.sync_data();
+    match failed {
+        Some(e) => Err(io::Error::new(e.kind(), format!("pcap writer: {e}"))),
+        None => Ok(()),
+    }
+}
+
+fn needs_rotation(r: &Rotation, out: &Output, next: usize) -> bool {
+    let too_big = r.max_bytes.is_some_and(|m| out.written > 24 && out.written + next as u64 > m);
+    let too_old = r.max_age.is_some_and(|a| out.opened.elapsed() >= a);
+    too_big || too_old
+}
+
+fn rotate(opts: &PcapOptions, out: &mut Output) -> io::Result<()> {
+    out.file.sync_data()?;
+    out.index += 1;
+    let path = numbered_path(&opts.path, out.index, true);
+    out.file = File::create(&path)?;
+    out.file.write_all(&file_header())?;
+    out.written = 24;
+    out.opened = Instant::now();
+    out.files += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_is_a_valid_udp_datagram() {
+        let p = Packet { data: b"hello", ts_ns: 1_700_000_000_123_456_789, src: Some("198.18.0.1:4000".parse().unwrap()) };
+        let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
+        let mut out = vec![0u8; record_len(&p, &dst)];
+        encode_record(&mut out, &p, &dst);
+        assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), 1_700_000_000);
+        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 123_456_789);
+        assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 33);
+        let ip = &out[16..36];
+        assert_eq!(ipv4_checksum(ip), 0, "header checksum must verify");
+        assert_eq!(&ip[12..16], &[198, 18, 0, 1]);
+        assert_eq!(&out[36..38], &4000u16.to_be_bytes());
+        assert_eq!(&out[38..40], &5000u16.to_be_bytes());
+        assert_eq!(&out[44..], b"hello");
+    }
+
+    #[test]
+    fn numbering() {
+        let b = Path::new("/x/out.pcap");
+        assert_eq!(numbered_path(b, 3, false), PathBuf::from("/x/out.pcap"));
+        assert_eq!(numbered_path(b, 3, true), PathBuf::from("/x/out-003.pcap"));
+        assert_eq!(numbered_path(Path::new("cap"), 1, true), PathBuf::from("cap-001"));
+    }
+}

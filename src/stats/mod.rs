@@ -1,0 +1,361 @@
+//! Live counters in a shared-memory file, one block per stage.
+//!
+//! Layout of `/dev/shm/linecap-<name>` (all little-endian u64 words):
+//! ```text
+//! header  (8 words, 64 B): magic "LCSTATS1", version | nstages << 32, pid,
+//!                          started (ns since epoch), updated (ns), reserved...
+//! stage i (72 words, 576 B, cache-line aligned):
+//!   words  0..4   stage name (32 bytes, NUL padded)
+//!   words  4..52  16 counter names (24 bytes each, NUL padded)
+//!   words 56..72  16 counter values (two cache lines)
+//! ```
+//! Each stage block has exactly one writer thread, which updates it once
+//! per batch with relaxed stores (no read-modify-write), so counting costs
+//! no lock and no contended cache line. Readers in other processes load the
+//! words; a value is at most one batch old.
+
+pub mod kernel;
+pub mod render;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sys::shm::SharedMap;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"LCSTATS1");
+const VERSION: u64 = 1;
+const HEADER_WORDS: usize = 8;
+const STAGE_WORDS: usize = 72;
+const NAME_WORDS: usize = 4;
+const CNAME_WORDS: usize = 3;
+const VALUES_AT: usize = 56;
+/// Counters per stage.
+pub const MAX_COUNTERS: usize = 16;
+
+/// Counters of a receive thread (`rx.N`).
+pub const RX_COUNTERS: &[&str] = &[
+    "packets", "bytes", "datagrams", "syscalls", "truncated", "socket_drops", "cpu_user_ns", "cpu_sys_ns",
+];
+/// Index into [`RX_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum RxIdx {
+    Packets,
+    Bytes,
+    Datagrams,
+    Syscalls,
+    Truncated,
+    SocketDrops,
+    CpuUserNs,
+    CpuSysNs,
+}
+
+/// Counters of the `seq` verifier (`verify.N`).
+pub const VERIFY_COUNTERS: &[&str] =
+    &["packets", "valid", "corrupt", "malformed", "duplicates", "reordered", "missing", "too_old"];
+/// Index into [`VERIFY_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum VerifyIdx {
+    Packets,
+    Valid,
+    Corrupt,
+    Malformed,
+    Duplicates,
+    Reordered,
+    Missing,
+    TooOld,
+}
+
+/// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
+pub const QUEUE_COUNTERS: &[&str] = &["packets", "bytes", "ring_full_drops", "chunks"];
+/// Index into [`QUEUE_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum QueueIdx {
+    Packets,
+    Bytes,
+    RingFullDrops,
+    Chunks,
+}
+
+/// Counters of a sink's writer thread (`<sink>.writer.N`).
+pub const WRITER_COUNTERS: &[&str] = &["packets", "bytes", "files", "write_error_drops", "chunks"];
+/// Index into [`WRITER_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum WriterIdx {
+    Packets,
+    Bytes,
+    Files,
+    WriteErrorDrops,
+    Chunks,
+}
+
+/// Kernel counters read beside ours (deltas since the capture started).
+pub const KERNEL_COUNTERS: &[&str] = &[
+    "udp_rcvbuf_errors",
+    "udp_in_errors",
+    "udp_csum_errors",
+    "udp_no_ports",
+    "iface_rx_dropped",
+    "softnet_dropped",
+];
+/// Index into [`KERNEL_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum KernelIdx {
+    UdpRcvbufErrors,
+    UdpInErrors,
+    UdpCsumErrors,
+    UdpNoPorts,
+    IfaceRxDropped,
+    SoftnetDropped,
+}
+
+/// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
+pub fn stats_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+}
+
+/// The counters file of capture `name`.
+pub fn stats_path(name: &str) -> PathBuf {
+    stats_dir().join(format!("linecap-{name}"))
+}
+
+/// A stage to create: its name and the names of its counters.
+pub struct StageSpec {
+    /// e.g. `rx.0`, `verify.0`, `pcap.writer.0`, `kernel`.
+    pub name: String,
+    /// At most [`MAX_COUNTERS`] names.
+    pub counters: &'static [&'static str],
+}
+
+/// The writer's side of a counters file.
+pub struct StatsFile {
+    map: Arc<SharedMap>,
+    path: PathBuf,
+}
+
+/// The single-writer handle of one stage block.
+pub struct StageCounters {
+    map: Arc<SharedMap>,
+    base: usize,
+}
+
+fn write_str(words: &[AtomicU64], s: &str) {
+    let mut buf = vec![0u8; words.len() * 8];
+    let n = s.len().min(buf.len() - 1);
+    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+    for (w, c) in words.iter().zip(buf.chunks_exact(8)) {
+        w.store(u64::from_le_bytes(c.try_into().expect("8")), Ordering::Relaxed);
+    }
+}
+
+fn read_str(words: &[AtomicU64]) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+impl StatsFile {
+    /// Creates the counters file for `name` with the given stages.
+    pub fn create(name: &str, stages: &[StageSpec]) -> io::Result<(Self, Vec<StageCounters>)> {
+        Self::create_at(&stats_path(name), stages)
+    }
+
+    /// Creates a counters file at an explicit path.
+    pub fn create_at(path: &Path, stages: &[StageSpec]) -> io::Result<(Self, Vec<StageCounters>)> {
+        let words = HEADER_WORDS + STAGE_WORDS * stages.len();
+        let map = Arc::new(SharedMap::create(path, words * 8)?);
+        let w = map.words();
+        w[1].store(VERSION | (stages.len() as u64) << 32, Ordering::Relaxed);
+        w[2].store(u64::from(std::process::id()), Ordering::Relaxed);
+        w[3].store(crate::sys::realtime_ns(), Ordering::Relaxed);
+        let mut handles = Vec::new();
+        for (i, st) in stages.iter().enumerate() {
+            assert!(st.counters.len() <= MAX_COUNTERS, "too many counters in stage {}", st.name);
+            let base = HEADER_WORDS + i * STAGE_WORDS;
+            write_str(&w[base..base + NAME_WORDS], &st.name);
+            for (j, c) in st.counters.iter().enumerate() {
+                let at = base + NAME_WORDS + j * CNAME_WORDS;
+                write_str(&w[at..at + CNAME_WORDS], c);
+            }
+            handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT });
+        }
+        // Publish last: a reader that sees the magic sees the names.
+        w[0].store(MAGIC, Ordering::Release);
+        Ok((Self { map, path: path.to_path_buf() }, handles))
+    }
+
+    /// Marks the file as fresh (readers show how old the numbers are).
+    pub fn touch(&self) {
+        self.map.words()[4].store(crate::sys::realtime_ns(), Ordering::Relaxed);
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StatsFile {
+    fn drop(&mut self) {
+        // Leave the final numbers readable; mark the writer gone.
+        self.map.words()[2].store(0, Ordering::Relaxed);
+    }
+}
+
+impl StageCounters {
+    #[inline]
+    fn cell(&self, idx: usize) -> &AtomicU64 {
+        &self.map.words()[self.base + idx.min(MAX_COUNTERS - 1)]
+    }
+
+    /// Adds to a counter (single writer: a load and a store, no lock prefix).
+    #[inline]
+    pub fn add(&self, idx: usize, v: u64) {
+        let c = self.cell(idx);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+    }
+
+    /// Sets a counter.
+    #[inline]
+    pub fn set(&self, idx: usize, v: u64) {
+        self.cell(idx).store(v, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    #[inline]
+    pub fn get(&self, idx: usize) -> u64 {
+        self.cell(idx).load(Ordering::Relaxed)
+    }
+}
+
+/// One stage as read from a counters file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageSnapshot {
+    /// Stage name.
+    pub name: String,
+    /// Counter name → value, in file order.
+    pub counters: Vec<(String, u64)>,
+}
+
+impl StageSnapshot {
+    /// A counter's value by name (0 when absent).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+    }
+}
+
+/// A whole counters file as read at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Snapshot {
+    /// Capture name.
+    pub name: String,
+    /// Writer's pid (0 once it exited).
+    pub pid: u32,
+    /// Start time, ns since the epoch.
+    pub started_ns: u64,
+    /// Last refresh, ns since the epoch.
+    pub updated_ns: u64,
+    /// Stages in file order.
+    pub stages: Vec<StageSnapshot>,
+}
+
+impl Snapshot {
+    /// Reads a counters file written by another process (or this one).
+    pub fn read(name: &str, path: &Path) -> io::Result<Self> {
+        let map = SharedMap::open_readonly(path)?;
+        let w = map.words();
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a linecap counters file", path.display()));
+        if w.len() < HEADER_WORDS || w[0].load(Ordering::Acquire) != MAGIC {
+            return Err(bad());
+        }
+        let vn = w[1].load(Ordering::Relaxed);
+        let n = (vn >> 32) as usize;
+        if vn & 0xffff_ffff != VERSION || w.len() < HEADER_WORDS + n * STAGE_WORDS {
+            return Err(bad());
+        }
+        let mut stages = Vec::with_capacity(n);
+        for i in 0..n {
+            let base = HEADER_WORDS + i * STAGE_WORDS;
+            let name = read_str(&w[base..base + NAME_WORDS]);
+            let mut counters = Vec::new();
+            for j in 0..MAX_COUNTERS {
+                let at = base + NAME_WORDS + j * CNAME_WORDS;
+                let cname = read_str(&w[at..at + CNAME_WORDS]);
+                if cname.is_empty() {
+                    break;
+                }
+                counters.push((cname, w[base + VALUES_AT + j].load(Ordering::Relaxed)));
+            }
+            stages.push(StageSnapshot { name, counters });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            pid: w[2].load(Ordering::Relaxed) as u32,
+            started_ns: w[3].load(Ordering::Relaxed),
+            updated_ns: w[4].load(Ordering::Relaxed),
+            stages,
+        })
+    }
+
+    /// Sum of a counter over all stages whose name starts with `prefix`.
+    pub fn sum(&self, prefix: &str, counter: &str) -> u64 {
+        self.stages.iter().filter(|s| s.name.starts_with(prefix)).map(|s| s.get(counter)).sum()
+    }
+}
+
+/// Names of the captures whose counters files exist.
+pub fn list_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(stats_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("linecap-").map(str::to_string)))
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = std::env::temp_dir().join(format!("lc-stats-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("linecap-t");
+        let stages = [
+            StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
+            StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
+        ];
+        let (_file, h) = StatsFile::create_at(&path, &stages).unwrap();
+        h[0].add(RxIdx::Packets as usize, 5);
+        h[0].add(RxIdx::Packets as usize, 7);
+        h[1].set(KernelIdx::SoftnetDropped as usize, 3);
+        let s = Snapshot::read("t", &path).unwrap();
+        assert_eq!(s.stages.len(), 2);
+        assert_eq!(s.stages[0].name, "rx.0");
+        assert_eq!(s.stages[0].get("packets"), 12);
+        assert_eq!(s.stages[1].get("softnet_dropped"), 3);
+        assert_eq!(s.sum("rx.", "packets"), 12);
+        assert_eq!(s.pid, std::process::id());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_file_is_rejected() {
+        let path = std::env::temp_dir().join(format!("lc-stats-garbage-{}", std::process::id()));
+        std::fs::write(&path, [7u8; 128]).unwrap();
+        assert!(Snapshot::read("g", &path).is_err());
+        std::fs::write(&path, [7u8; 3]).unwrap();
+        assert!(Snapshot::read("g", &path).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,92 @@
+//! Presenting a [`Snapshot`]: a table for people, JSON for programs, and
+//! the Prometheus text exposition format for scrapers.
+
+use std::fmt::Write;
+
+use super::Snapshot;
+
+/// A fixed-width table, one row per stage.
+pub fn table(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let state = if s.pid == 0 { "finished".to_string() } else { format!("pid {}", s.pid) };
+    let _ = writeln!(out, "capture {} ({state})", s.name);
+    for st in &s.stages {
+        let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
+    }
+    out
+}
+
+/// Sanitises a name into a Prometheus metric-name fragment.
+fn metric_part(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+/// Prometheus text format: one metric family per stage kind and counter,
+/// labelled with the capture and the stage instance.
+pub fn prometheus(snaps: &[Snapshot]) -> String {
+    use std::collections::BTreeMap;
+    // family name -> lines
+    let mut fams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in snaps {
+        for st in &s.stages {
+            // "rx.0" -> kind "rx", instance "0"; "pcap.writer.0" -> "pcap_writer", "0".
+            let (kind, inst) = match st.name.rsplit_once('.') {
+                Some((k, i)) if i.chars().all(|c| c.is_ascii_digit()) => (k, i),
+                _ => (st.name.as_str(), ""),
+            };
+            for (c, v) in &st.counters {
+                let fam = format!("linecap_{}_{}_total", metric_part(kind), metric_part(c));
+                let label = if inst.is_empty() {
+                    format!("{{capture=\"{}\"}}", s.name)
+                } else {
+                    format!("{{capture=\"{}\",instance=\"{inst}\"}}", s.name)
+                };
+                fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {v}"));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (fam, lines) in fams {
+        let _ = writeln!(out, "# HELP {fam} linecap counter (see docs/ARCHITECTURE.md, accounting)");
+        let _ = writeln!(out, "# TYPE {fam} counter");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::StageSnapshot;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            name: "cap".into(),
+            pid: 1,
+            started_ns: 0,
+            updated_ns: 0,
+            stages: vec![
+                StageSnapshot { name: "rx.0".into(), counters: vec![("packets".into(), 5)] },
+                StageSnapshot { name: "rx.1".into(), counters: vec![("packets".into(), 6)] },
+                StageSnapshot { name: "kernel".into(), counters: vec![("udp_rcvbuf_errors".into(), 1)] },
+            ],
+        }
+    }
+
+    #[test]
+    fn prometheus_groups_families() {
+        let p = prometheus(&[snap()]);
+        assert_eq!(p.matches("# TYPE linecap_rx_packets_total counter").count(), 1);
+        assert!(p.contains("linecap_rx_packets_total{capture=\"cap\",instance=\"1\"} 6"));
+        assert!(p.contains("linecap_kernel_udp_rcvbuf_errors_total{capture=\"cap\"} 1"));
+    }
+
+    #[test]
+    fn table_lists_stages() {
+        let t = table(&snap());
+        assert!(t.contains("rx.1") && t.contains("packets=6"));
+    }
+}

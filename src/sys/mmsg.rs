@@ -1,0 +1,282 @@
+//! Batched datagram I/O: `recvmmsg`/`recvmsg` into a pre-allocated slab and
+//! `sendmmsg` out of one, with the control messages linecap needs (receive
+//! timestamps, socket drop counts, UDP GRO segment size, UDP GSO segment size).
+//!
+//! The header arrays point into buffers owned by the same struct; they are
+//! heap allocations that never move or grow after construction, so the
+//! pointers stay valid for the struct's whole life.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use super::{cvt, from_sockaddr};
+
+/// Bytes of control buffer per message: timestamp (32) + drop count (24) +
+/// GRO segment size (24), rounded up with room to spare.
+const CTRL_WORDS: usize = 16;
+
+/// What the kernel told us about one received datagram.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RxMeta {
+    /// Bytes written into the slot (a GRO super-packet may hold many datagrams).
+    pub len: usize,
+    /// Segment size of a GRO super-packet (0 when not coalesced).
+    pub gso_size: u16,
+    /// Kernel receive timestamp, ns since the epoch (0 when absent).
+    pub ts_ns: u64,
+    /// The socket's cumulative drop counter, when the kernel attached it.
+    pub drops: Option<u32>,
+    /// The datagram was longer than the slot and was cut.
+    pub truncated: bool,
+}
+
+/// A receive batch: `vlen` slots of `slot_size` bytes each.
+pub struct MmsgRx {
+    slot_size: usize,
+    slab: Vec<u8>,
+    _iovs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    ctrl: Vec<[u64; CTRL_WORDS]>,
+    hdrs: Vec<libc::mmsghdr>,
+    meta: Vec<RxMeta>,
+    filled: usize,
+}
+
+// SAFETY: the raw pointers inside `hdrs`/`_iovs` point only into heap buffers
+// owned by this struct; moving the struct to another thread moves ownership of
+// those buffers with it and nothing else aliases them.
+unsafe impl Send for MmsgRx {}
+
+impl MmsgRx {
+    /// Allocates `vlen` slots of `slot_size` bytes.
+    pub fn new(vlen: usize, slot_size: usize) -> Self {
+        let vlen = vlen.max(1);
+        let mut slab = vec![0u8; vlen * slot_size];
+        // SAFETY: all-zero is a valid sockaddr_storage / mmsghdr.
+        let mut names: Vec<libc::sockaddr_storage> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
+        let mut ctrl = vec![[0u64; CTRL_WORDS]; vlen];
+        let mut iovs: Vec<libc::iovec> = slab
+            .chunks_mut(slot_size)
+            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
+            .collect();
+        // SAFETY: all-zero is a valid mmsghdr; the pointers are set just below.
+        let mut hdrs: Vec<libc::mmsghdr> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
+        for i in 0..vlen {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_iov = &raw mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_name = (&raw mut names[i]).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_control = ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+        }
+        Self {
+            slot_size,
+            slab,
+            _iovs: iovs,
+            names,
+            ctrl,
+            hdrs,
+            meta: vec![RxMeta::default(); vlen],
+            filled: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// Size of one slot.
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    fn reset(&mut self, n: usize) {
+        for (h, c) in self.hdrs.iter_mut().zip(self.ctrl.iter_mut()).take(n) {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_hdr.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+            c[0] = 0;
+        }
+    }
+
+    /// Receives up to `max` datagrams with one `recvmmsg` call
+    /// (`MSG_WAITFORONE`: blocks for the first, takes what else is queued).
+    /// With `max == 1` it uses a single `recvmsg`, the naive baseline.
+    pub fn recv(&mut self, fd: &impl AsRawFd, max: usize, nonblocking: bool) -> io::Result<usize> {
+        let max = max.clamp(1, self.capacity());
+        self.reset(self.filled.max(1));
+        self.filled = 0;
+        let n = if max == 1 {
+            let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+            // SAFETY: hdrs[0].msg_hdr points at our own iovec/name/control
+            // buffers, valid and correctly sized (see `new`).
+            let len = cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut self.hdrs[0].msg_hdr, flags) })?;
+            self.hdrs[0].msg_len = len as u32;
+            1
+        } else {
+            let flags = libc::MSG_WAITFORONE | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+            // SAFETY: `hdrs` holds `max` valid headers pointing into our own
+            // buffers; a null timeout means no timeout.
+            let n = cvt(unsafe {
+                libc::recvmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr(), max as u32, flags, std::ptr::null_mut())
+            })?;
+            n as usize
+        };
+        for i in 0..n {
+            self.meta[i] = self.parse(i);
+        }
+        self.filled = n;
+        Ok(n)
+    }
+
+    fn parse(&self, i: usize) -> RxMeta {
+        let h = &self.hdrs[i];
+        let mut meta = RxMeta {
+            len: (h.msg_len as usize).min(self.slot_size),
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            ..RxMeta::default()
+        };
+        // SAFETY: the kernel filled msg_control/msg_controllen of this header;
+        // CMSG_FIRSTHDR/NXTHDR stay within that buffer and return null at its end.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                let data = libc::CMSG_DATA(cmsg);
+                match (c.cmsg_level, c.cmsg_type) {
+                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                        let ts = data.cast::<libc::timespec>().read_unaligned();
+                        meta.ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                    }
+                    (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                        meta.drops = Some(data.cast::<u32>().read_unaligned());
+                    }
+                    (libc::SOL_UDP, libc::UDP_GRO) => {
+                        meta.gso_size = data.cast::<libc::c_int>().read_unaligned() as u16;
+                    }
+                    _ => {}
+                }
+                cmsg = libc::CMSG_NXTHDR(&h.msg_hdr, cmsg);
+            }
+        }
+        meta
+    }
+
+    /// What the kernel reported for received message `i`.
+    pub fn meta(&self, i: usize) -> &RxMeta {
+        &self.meta[i]
+    }
+
+    /// The bytes of received message `i`.
+    pub fn data(&self, i: usize) -> &[u8] {
+        let start = i * self.slot_size;
+        &self.slab[start..start + self.meta[i].len]
+    }
+
+    /// The whole slab (packets are offsets into it).
+    pub fn slab(&self) -> &[u8] {
+        &self.slab
+    }
+
+    /// The sender of received message `i`.
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        from_sockaddr(&self.names[i])
+    }
+}
+
+/// A send batch: `vlen` slots of `slot_size` bytes, sent with one `sendmmsg`.
+/// Each slot may carry a UDP GSO segment size, making it a super-packet the
+/// kernel splits into datagrams.
+pub struct MmsgTx {
+    slot_size: usize,
+    slab: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    ctrl: Vec<[u64; 4]>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: as for MmsgRx, the pointers refer only to buffers this struct owns.
+unsafe impl Send for MmsgTx {}
+
+impl MmsgTx {
+    /// Allocates `vlen` slots of `slot_size` bytes.
+    pub fn new(vlen: usize, slot_size: usize) -> Self {
+        let vlen = vlen.max(1);
+        let mut slab = vec![0u8; vlen * slot_size];
+        let mut ctrl = vec![[0u64; 4]; vlen];
+        let mut iovs: Vec<libc::iovec> = slab
+            .chunks_mut(slot_size)
+            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
+            .collect();
+        // SAFETY: all-zero is a valid mmsghdr; pointers set below.
+        let mut hdrs: Vec<libc::mmsghdr> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
+        for i in 0..vlen {
+            hdrs[i].msg_hdr.msg_iov = &raw mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+            // SAFETY: `ctrl[i]` is 32 bytes, enough for one cmsg carrying a u16.
+            unsafe {
+                let cm = ctrl[i].as_mut_ptr().cast::<libc::cmsghdr>();
+                (*cm).cmsg_level = libc::SOL_UDP;
+                (*cm).cmsg_type = libc::UDP_SEGMENT;
+                (*cm).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+            }
+        }
+        Self { slot_size, slab, iovs, ctrl, hdrs }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+
+    /// The writable bytes of slot `i`.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i * self.slot_size;
+        &mut self.slab[start..start + self.slot_size]
+    }
+
+    /// Sets how many bytes of slot `i` to send and, for a GSO super-packet,
+    /// the segment size (`None`: a plain datagram).
+    pub fn set(&mut self, i: usize, len: usize, gso_segment: Option<u16>) {
+        self.iovs[i].iov_len = len.min(self.slot_size);
+        let h = &mut self.hdrs[i].msg_hdr;
+        match gso_segment {
+            Some(seg) => {
+                // SAFETY: the control buffer was initialised in `new` with a
+                // UDP_SEGMENT header; CMSG_DATA points 16 bytes in, within it.
+                unsafe {
+                    let cm = self.ctrl[i].as_mut_ptr().cast::<libc::cmsghdr>();
+                    libc::CMSG_DATA(cm).cast::<u16>().write_unaligned(seg);
+                }
+                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a pure computation.
+                h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+            }
+            None => {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+        }
+    }
+
+    /// Sends slots `from..from+n` on a connected socket. Returns how many
+    /// messages the kernel took (it may take fewer than asked).
+    pub fn send(&mut self, fd: &impl AsRawFd, from: usize, n: usize) -> io::Result<usize> {
+        let n = n.min(self.capacity() - from);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `hdrs[from..from+n]` are valid headers pointing into our
+        // buffers; the socket is connected so no address is needed.
+        let sent = cvt(unsafe {
+            libc::sendmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr().add(from), n as u32, 0)
+        })?;
+        Ok(sent as usize)
+    }
+}
