@@ -9,8 +9,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod capture;
 pub mod format;
+pub mod orchestrate;
 pub mod packet;
 pub mod send;
 pub mod sink;

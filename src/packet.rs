@@ -47,7 +47,12 @@ impl<'a> Batch<'a> {
         sources: &'a [Option<SocketAddr>],
         dst: SocketAddr,
     ) -> Self {
-        Self { slab, metas, sources, dst }
+        Self {
+            slab,
+            metas,
+            sources,
+            dst,
+        }
     }
 
     /// Number of packets.

@@ -58,12 +58,16 @@ pub enum Check {
 
 /// Reads the sequence number of a payload without checking the pattern.
 pub fn seq_of(payload: &[u8]) -> Option<u64> {
-    payload.get(..MIN_LEN).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    payload
+        .get(..MIN_LEN)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 /// Checks a payload: never panics, whatever the input.
 pub fn check(payload: &[u8]) -> Check {
-    let Some(seq) = seq_of(payload) else { return Check::Malformed };
+    let Some(seq) = seq_of(payload) else {
+        return Check::Malformed;
+    };
     let base = mix(seq);
     let mut chunks = payload[MIN_LEN..].chunks_exact(8);
     let mut k = 0;

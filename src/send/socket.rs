@@ -48,10 +48,10 @@ pub struct SendConfig {
 }
 
 /// What was sent.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SendReport {
     /// Backend name.
-    pub backend: &'static str,
+    pub backend: String,
     /// Datagrams the kernel accepted.
     pub packets: u64,
     /// UDP payload bytes the kernel accepted.
@@ -81,8 +81,15 @@ struct ThreadResult {
 
 /// Sends until the count or duration is reached, or SIGINT/SIGTERM.
 pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
-    anyhow::ensure!(cfg.size >= seq::MIN_LEN, "--size must be at least {} bytes for the seq format", seq::MIN_LEN);
-    anyhow::ensure!(cfg.size <= MAX_UDP_PAYLOAD, "--size must be at most {MAX_UDP_PAYLOAD} bytes (one UDP datagram)");
+    anyhow::ensure!(
+        cfg.size >= seq::MIN_LEN,
+        "--size must be at least {} bytes for the seq format",
+        seq::MIN_LEN
+    );
+    anyhow::ensure!(
+        cfg.size <= MAX_UDP_PAYLOAD,
+        "--size must be at most {MAX_UDP_PAYLOAD} bytes (one UDP datagram)"
+    );
     anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
     anyhow::ensure!(
         cfg.count.is_some() || cfg.duration.is_some(),
@@ -93,7 +100,10 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
         let fd = sys::udp_socket(&cfg.to)?;
         let _ = sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
         sys::connect(&fd, &cfg.to).map_err(|e| {
-            anyhow::anyhow!("cannot send to {}: {e} (is there a route to it in this network namespace?)", cfg.to)
+            anyhow::anyhow!(
+                "cannot send to {}: {e} (is there a route to it in this network namespace?)",
+                cfg.to
+            )
         })?;
         sockets.push(fd);
     }
@@ -110,11 +120,19 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
                 .spawn(move || send_thread(t, &cfg, fd, deadline, &stop))?,
         );
     }
-    let mut report = SendReport { backend: "socket", threads: cfg.threads, gso: cfg.gso, ..Default::default() };
+    let mut report = SendReport {
+        backend: "socket".into(),
+        threads: cfg.threads,
+        gso: cfg.gso,
+        ..Default::default()
+    };
     let mut cpu = 0;
     let mut first_err = None;
     for h in handles {
-        match h.join().map_err(|_| anyhow::anyhow!("a send thread panicked"))? {
+        match h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a send thread panicked"))?
+        {
             Ok(r) => {
                 report.packets += r.packets;
                 report.send_errors += r.errors;
@@ -135,7 +153,11 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
     report.duration_s = elapsed;
     report.pps = report.packets as f64 / elapsed.max(1e-9);
     report.payload_bps = report.pps * cfg.size as f64 * 8.0;
-    report.cpu_ns_per_packet = if report.packets > 0 { cpu as f64 / report.packets as f64 } else { 0.0 };
+    report.cpu_ns_per_packet = if report.packets > 0 {
+        cpu as f64 / report.packets as f64
+    } else {
+        0.0
+    };
     Ok(report)
 }
 
@@ -152,14 +174,24 @@ fn send_thread(
         eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
     }
     let threads = cfg.threads as u64;
-    let quota = cfg.count.map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
+    let quota = cfg
+        .count
+        .map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
     let mut gso = cfg.gso;
-    let segs = if gso { MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / cfg.size).max(1) } else { 1 };
+    let segs = if gso {
+        MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / cfg.size).max(1)
+    } else {
+        1
+    };
     let batch = cfg.batch.clamp(1, 1024);
     let mut tx = MmsgTx::new(batch, cfg.size * segs);
     let rate = cfg.rate.pps(cfg.size).map(|r| r / threads as f64);
     // The bucket must hold at least one full send call when unlimited.
-    let burst = if rate.is_some() { cfg.burst.max(1) } else { (batch * segs) as u64 };
+    let burst = if rate.is_some() {
+        cfg.burst.max(1)
+    } else {
+        (batch * segs) as u64
+    };
     let mut pacer = Pacer::new(rate, burst, sys::monotonic_ns());
     let mut next_index: u64 = 0; // this thread's k-th packet has seq t + k*T
     let mut errors = 0u64;
@@ -176,7 +208,11 @@ fn send_thread(
         if remaining == 0 {
             break;
         }
-        let per_call = if gso { (batch * segs) as u64 } else { batch as u64 };
+        let per_call = if gso {
+            (batch * segs) as u64
+        } else {
+            batch as u64
+        };
         let want = pacer.allowance(now).min(per_call).min(remaining);
         if want == 0 {
             let due = pacer.next_due_ns();
@@ -196,10 +232,17 @@ fn send_thread(
             let n = per_msg.min(want - (k - next_index));
             let slot = tx.slot_mut(m);
             for j in 0..n as usize {
-                seq::fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], t as u64 + k * threads);
+                seq::fill(
+                    &mut slot[j * cfg.size..(j + 1) * cfg.size],
+                    t as u64 + k * threads,
+                );
                 k += 1;
             }
-            let seg = if gso && n > 1 { Some(cfg.size as u16) } else { None };
+            let seg = if gso && n > 1 {
+                Some(cfg.size as u16)
+            } else {
+                None
+            };
             tx.set(m, n as usize * cfg.size, seg);
             *count = n;
         }
@@ -230,5 +273,10 @@ fn send_thread(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult { packets: next_index, errors, gso, cpu_ns: u + s })
+    Ok(ThreadResult {
+        packets: next_index,
+        errors,
+        gso,
+        cpu_ns: u + s,
+    })
 }

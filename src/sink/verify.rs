@@ -15,7 +15,7 @@ use crate::stats::{StageCounters, VerifyIdx};
 pub const WINDOW: u64 = 1 << 16;
 
 /// Counts of what the verifier saw.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyCounts {
     /// Payloads examined.
     pub packets: u64,
@@ -46,7 +46,12 @@ pub struct SeqTracker {
 
 impl Default for SeqTracker {
     fn default() -> Self {
-        Self { first: None, highest: 0, bits: vec![0; (WINDOW / 64) as usize], counts: VerifyCounts::default() }
+        Self {
+            first: None,
+            highest: 0,
+            bits: vec![0; (WINDOW / 64) as usize],
+            counts: VerifyCounts::default(),
+        }
     }
 }
 
@@ -64,7 +69,7 @@ impl SeqTracker {
         let mut s = from;
         while s <= to_incl {
             let (w, b) = self.bit(s);
-            if s % 64 == 0 && to_incl - s >= 63 {
+            if s.is_multiple_of(64) && to_incl - s >= 63 {
                 self.bits[w] = 0;
                 s += 64;
             } else {
@@ -139,7 +144,10 @@ pub struct VerifySink {
 impl VerifySink {
     /// A verifier publishing into `counters` (a `verify` stage).
     pub fn new(counters: StageCounters) -> Self {
-        Self { tracker: SeqTracker::default(), counters }
+        Self {
+            tracker: SeqTracker::default(),
+            counters,
+        }
     }
 
     /// Final counts.
@@ -157,9 +165,12 @@ impl super::Sink for VerifySink {
         self.counters.set(VerifyIdx::Packets as usize, c.packets);
         self.counters.set(VerifyIdx::Valid as usize, c.valid);
         self.counters.set(VerifyIdx::Corrupt as usize, c.corrupt);
-        self.counters.set(VerifyIdx::Malformed as usize, c.malformed);
-        self.counters.set(VerifyIdx::Duplicates as usize, c.duplicates);
-        self.counters.set(VerifyIdx::Reordered as usize, c.reordered);
+        self.counters
+            .set(VerifyIdx::Malformed as usize, c.malformed);
+        self.counters
+            .set(VerifyIdx::Duplicates as usize, c.duplicates);
+        self.counters
+            .set(VerifyIdx::Reordered as usize, c.reordered);
         self.counters.set(VerifyIdx::Missing as usize, c.missing);
         self.counters.set(VerifyIdx::TooOld as usize, c.too_old);
     }
@@ -177,7 +188,10 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             self.0 >> 33
         }
     }
@@ -193,7 +207,10 @@ mod tests {
     #[test]
     fn in_order() {
         let c = run(&(0..1000).collect::<Vec<_>>());
-        assert_eq!((c.valid, c.missing, c.duplicates, c.reordered), (1000, 0, 0, 0));
+        assert_eq!(
+            (c.valid, c.missing, c.duplicates, c.reordered),
+            (1000, 0, 0, 0)
+        );
     }
 
     #[test]
@@ -245,7 +262,7 @@ mod tests {
             let mut swaps = 0;
             let mut i = 1;
             while i + 1 < stream.len() {
-                if rng.next() % 100 == 0 && stream[i] != stream[i + 1] {
+                if rng.next().is_multiple_of(100) && stream[i] != stream[i + 1] {
                     stream.swap(i, i + 1);
                     swaps += 1;
                     i += 2;
@@ -283,6 +300,9 @@ mod tests {
         t.record(Check::Valid(0));
         t.record(Check::Valid(1));
         let c = t.counts();
-        assert_eq!((c.packets, c.malformed, c.corrupt, c.valid, c.missing), (4, 1, 1, 2, 0));
+        assert_eq!(
+            (c.packets, c.malformed, c.corrupt, c.valid, c.missing),
+            (4, 1, 1, 2, 0)
+        );
     }
 }

@@ -26,8 +26,19 @@ pub struct UdpSnmp {
 pub fn parse_snmp_udp(text: &str) -> Option<UdpSnmp> {
     let mut lines = text.lines().filter(|l| l.starts_with("Udp: "));
     let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
-    let values: Vec<u64> = lines.next()?.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
-    let get = |n: &str| names.iter().position(|x| *x == n).and_then(|i| values.get(i).copied()).unwrap_or(0);
+    let values: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let get = |n: &str| {
+        names
+            .iter()
+            .position(|x| *x == n)
+            .and_then(|i| values.get(i).copied())
+            .unwrap_or(0)
+    };
     Some(UdpSnmp {
         in_datagrams: get("InDatagrams"),
         no_ports: get("NoPorts"),
@@ -54,14 +65,24 @@ pub struct IfaceCounters {
 pub fn parse_net_dev(text: &str) -> BTreeMap<String, IfaceCounters> {
     let mut out = BTreeMap::new();
     for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else { continue };
-        let v: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
         if v.len() < 16 {
             continue;
         }
         out.insert(
             name.trim().to_string(),
-            IfaceCounters { rx_packets: v[1], rx_dropped: v[3], tx_packets: v[9], tx_dropped: v[11] },
+            IfaceCounters {
+                rx_packets: v[1],
+                rx_dropped: v[3],
+                tx_packets: v[9],
+                tx_dropped: v[11],
+            },
         );
     }
     out
@@ -99,13 +120,20 @@ impl KernelSnapshot {
 
     /// Receive drops over all interfaces except loopback.
     pub fn iface_rx_dropped(&self) -> u64 {
-        self.ifaces.iter().filter(|(n, _)| *n != "lo").map(|(_, c)| c.rx_dropped).sum()
+        self.ifaces
+            .iter()
+            .filter(|(n, _)| *n != "lo")
+            .map(|(_, c)| c.rx_dropped)
+            .sum()
     }
 }
 
 /// Runs `f` on a helper thread that has entered network namespace `ns`
 /// (a name under `/var/run/netns`), and returns its result.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         crate::sys::enter_netns(&path)?;
@@ -123,7 +151,16 @@ mod tests {
     fn snmp() {
         let t = "Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\nUdp: 100 2 7 5 6 0 1 0 0\n";
         let u = parse_snmp_udp(t).unwrap();
-        assert_eq!(u, UdpSnmp { in_datagrams: 100, no_ports: 2, in_errors: 7, rcvbuf_errors: 6, in_csum_errors: 1 });
+        assert_eq!(
+            u,
+            UdpSnmp {
+                in_datagrams: 100,
+                no_ports: 2,
+                in_errors: 7,
+                rcvbuf_errors: 6,
+                in_csum_errors: 1
+            }
+        );
         assert!(parse_snmp_udp("garbage").is_none());
     }
 
@@ -132,11 +169,22 @@ mod tests {
         let t = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:  100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0\nveth0: 5000 50 0 3 0 0 0 0 6000 60 0 9 0 0 0 0\nbroken: 1 2\n";
         let m = parse_net_dev(t);
         assert_eq!(m.len(), 2);
-        assert_eq!(m["veth0"], IfaceCounters { rx_packets: 50, rx_dropped: 3, tx_packets: 60, tx_dropped: 9 });
+        assert_eq!(
+            m["veth0"],
+            IfaceCounters {
+                rx_packets: 50,
+                rx_dropped: 3,
+                tx_packets: 60,
+                tx_dropped: 9
+            }
+        );
     }
 
     #[test]
     fn softnet() {
-        assert_eq!(parse_softnet_dropped("0000abcd 00000002 0\n00000001 0000000a 0\n"), 12);
+        assert_eq!(
+            parse_softnet_dropped("0000abcd 00000002 0\n00000001 0000000a 0\n"),
+            12
+        );
     }
 }

@@ -36,7 +36,14 @@ pub const MAX_COUNTERS: usize = 16;
 
 /// Counters of a receive thread (`rx.N`).
 pub const RX_COUNTERS: &[&str] = &[
-    "packets", "bytes", "datagrams", "syscalls", "truncated", "socket_drops", "cpu_user_ns", "cpu_sys_ns",
+    "packets",
+    "bytes",
+    "datagrams",
+    "syscalls",
+    "truncated",
+    "socket_drops",
+    "cpu_user_ns",
+    "cpu_sys_ns",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -53,8 +60,16 @@ pub enum RxIdx {
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
-pub const VERIFY_COUNTERS: &[&str] =
-    &["packets", "valid", "corrupt", "malformed", "duplicates", "reordered", "missing", "too_old"];
+pub const VERIFY_COUNTERS: &[&str] = &[
+    "packets",
+    "valid",
+    "corrupt",
+    "malformed",
+    "duplicates",
+    "reordered",
+    "missing",
+    "too_old",
+];
 /// Index into [`VERIFY_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -118,7 +133,11 @@ pub enum KernelIdx {
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// The counters file of capture `name`.
@@ -151,12 +170,18 @@ fn write_str(words: &[AtomicU64], s: &str) {
     let n = s.len().min(buf.len() - 1);
     buf[..n].copy_from_slice(&s.as_bytes()[..n]);
     for (w, c) in words.iter().zip(buf.chunks_exact(8)) {
-        w.store(u64::from_le_bytes(c.try_into().expect("8")), Ordering::Relaxed);
+        w.store(
+            u64::from_le_bytes(c.try_into().expect("8")),
+            Ordering::Relaxed,
+        );
     }
 }
 
 fn read_str(words: &[AtomicU64]) -> String {
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+        .collect();
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
@@ -177,18 +202,31 @@ impl StatsFile {
         w[3].store(crate::sys::realtime_ns(), Ordering::Relaxed);
         let mut handles = Vec::new();
         for (i, st) in stages.iter().enumerate() {
-            assert!(st.counters.len() <= MAX_COUNTERS, "too many counters in stage {}", st.name);
+            assert!(
+                st.counters.len() <= MAX_COUNTERS,
+                "too many counters in stage {}",
+                st.name
+            );
             let base = HEADER_WORDS + i * STAGE_WORDS;
             write_str(&w[base..base + NAME_WORDS], &st.name);
             for (j, c) in st.counters.iter().enumerate() {
                 let at = base + NAME_WORDS + j * CNAME_WORDS;
                 write_str(&w[at..at + CNAME_WORDS], c);
             }
-            handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT });
+            handles.push(StageCounters {
+                map: map.clone(),
+                base: base + VALUES_AT,
+            });
         }
         // Publish last: a reader that sees the magic sees the names.
         w[0].store(MAGIC, Ordering::Release);
-        Ok((Self { map, path: path.to_path_buf() }, handles))
+        Ok((
+            Self {
+                map,
+                path: path.to_path_buf(),
+            },
+            handles,
+        ))
     }
 
     /// Marks the file as fresh (readers show how old the numbers are).
@@ -247,7 +285,10 @@ pub struct StageSnapshot {
 impl StageSnapshot {
     /// A counter's value by name (0 when absent).
     pub fn get(&self, name: &str) -> u64 {
-        self.counters.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
     }
 }
 
@@ -271,7 +312,12 @@ impl Snapshot {
     pub fn read(name: &str, path: &Path) -> io::Result<Self> {
         let map = SharedMap::open_readonly(path)?;
         let w = map.words();
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a linecap counters file", path.display()));
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a linecap counters file", path.display()),
+            )
+        };
         if w.len() < HEADER_WORDS || w[0].load(Ordering::Acquire) != MAGIC {
             return Err(bad());
         }
@@ -306,7 +352,11 @@ impl Snapshot {
 
     /// Sum of a counter over all stages whose name starts with `prefix`.
     pub fn sum(&self, prefix: &str, counter: &str) -> u64 {
-        self.stages.iter().filter(|s| s.name.starts_with(prefix)).map(|s| s.get(counter)).sum()
+        self.stages
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(|s| s.get(counter))
+            .sum()
     }
 }
 
@@ -316,7 +366,11 @@ pub fn list_names() -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("linecap-").map(str::to_string)))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("linecap-").map(str::to_string))
+        })
         .collect();
     names.sort();
     names
@@ -332,8 +386,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("linecap-t");
         let stages = [
-            StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
-            StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
+            StageSpec {
+                name: "rx.0".into(),
+                counters: RX_COUNTERS,
+            },
+            StageSpec {
+                name: "kernel".into(),
+                counters: KERNEL_COUNTERS,
+            },
         ];
         let (_file, h) = StatsFile::create_at(&path, &stages).unwrap();
         h[0].add(RxIdx::Packets as usize, 5);

@@ -41,7 +41,11 @@ pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
 
 /// Creates a UDP socket of the family of `addr`, close-on-exec.
 pub fn udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain syscall with constant arguments; the returned fd is owned
     // by the OwnedFd below and closed exactly once.
     let fd = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
@@ -75,7 +79,13 @@ pub fn getsockopt_int(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<i3
     let mut len = size_of::<i32>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes and `len` holds the size of `value`.
     cvt(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut value).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
     })?;
     Ok(value)
 }
@@ -87,7 +97,13 @@ pub fn socket_drops(fd: &impl AsRawFd) -> io::Result<u64> {
     let mut len = size_of::<[u32; SK_MEMINFO_VARS]>() as libc::socklen_t;
     // SAFETY: `info` is a writable buffer of `len` bytes.
     cvt(unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr().cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
     })?;
     Ok(u64::from(info[SK_MEMINFO_DROPS]))
 }
@@ -99,12 +115,18 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: i32) -> io::Result<(i32, bool)> {
     if !forced {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
     }
-    Ok((getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?, forced))
+    Ok((
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?,
+        forced,
+    ))
 }
 
 /// Sets `SO_RCVTIMEO`, so a blocking receive wakes up to look at stop flags.
 pub fn set_rcvtimeo(fd: &impl AsRawFd, micros: i64) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: micros / 1_000_000, tv_usec: micros % 1_000_000 };
+    let tv = libc::timeval {
+        tv_sec: micros / 1_000_000,
+        tv_usec: micros % 1_000_000,
+    };
     // SAFETY: `timeval` is plain old data; viewing it as bytes is sound.
     let bytes = unsafe {
         std::slice::from_raw_parts((&raw const tv).cast::<u8>(), size_of::<libc::timeval>())
@@ -115,8 +137,12 @@ pub fn set_rcvtimeo(fd: &impl AsRawFd, micros: i64) -> io::Result<()> {
 /// Joins an IPv4 multicast group on the interface with address `iface`.
 pub fn join_multicast_v4(fd: &impl AsRawFd, group: Ipv4Addr, iface: Ipv4Addr) -> io::Result<()> {
     let mreq = libc::ip_mreq {
-        imr_multiaddr: libc::in_addr { s_addr: u32::from_ne_bytes(group.octets()) },
-        imr_interface: libc::in_addr { s_addr: u32::from_ne_bytes(iface.octets()) },
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        imr_interface: libc::in_addr {
+            s_addr: u32::from_ne_bytes(iface.octets()),
+        },
     };
     // SAFETY: `ip_mreq` is plain old data.
     let bytes = unsafe {
@@ -134,7 +160,9 @@ pub fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -146,7 +174,9 @@ pub fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
@@ -162,13 +192,18 @@ pub fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 sin6.sin6_addr.s6_addr.into(),
                 u16::from_be(sin6.sin6_port),
@@ -250,7 +285,10 @@ pub fn thread_cpu_ns() -> (u64, u64) {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is writable; the clock ids used are always available on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -274,7 +312,12 @@ pub fn sleep_until_monotonic(deadline_ns: u64) {
     };
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
     unsafe {
-        libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut())
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
     };
 }
 
@@ -355,7 +398,11 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
     }
     let sock = udp_socket(&SocketAddr::from(([0, 0, 0, 0], 0)))?;
     let mut val = EthtoolValue { cmd, data };
-    let mut ifr = IfreqData { name: [0; libc::IFNAMSIZ], data: &mut val, _pad: [0; 16] };
+    let mut ifr = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut val,
+        _pad: [0; 16],
+    };
     for (d, s) in ifr.name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
@@ -379,4 +426,31 @@ pub fn get_gro(ifname: &str) -> io::Result<bool> {
 /// A raw descriptor number, for logging.
 pub fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+/// Sends a signal to a process (used to stop child captures with SIGINT).
+pub fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Reads `/proc/stat` busy time of one CPU (user+nice+system+irq+softirq+steal),
+/// in nanoseconds (converted from clock ticks).
+pub fn cpu_busy_ns(cpu: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let tag = format!("cpu{cpu} ");
+    let line = stat.lines().find(|l| l.starts_with(&tag))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    Some(busy * 1_000_000_000 / hz)
 }

@@ -1,1 +1,566 @@
-fn main(){}
+//! The `linecap` command line.
+
+mod demo;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use linecap::capture::{self, CaptureConfig, CaptureReport};
+use linecap::send::socket::{self as send_socket, SendConfig, SendReport};
+use linecap::sink::pcap::{PcapOptions, Rotation};
+use linecap::source::socket::RecvMode;
+use linecap::stats::{self, Snapshot, render};
+use linecap::testbed::{self, Placement, Testbed, TestbedOptions};
+use linecap::units::{self, Rate};
+use linecap::{bench, sys};
+
+#[derive(Parser)]
+#[command(
+    name = "linecap",
+    version,
+    about = "Capture, send and account for packet streams at line rate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Capture a UDP stream and hand it to sinks (pcap, seq verifier, null).
+    Capture(CaptureArgs),
+    /// Send a paced, sequence-numbered UDP stream (emulates the FPGA).
+    Send(SendArgs),
+    /// Show the live counters of running (or finished) captures.
+    Stats(StatsArgs),
+    /// Manage the two-namespace veth testbed.
+    Testbed(TestbedArgs),
+    /// Send the reference stream through a testbed, capture it, account for it.
+    Demo(DemoArgs),
+    /// Find each receiver's highest zero-loss rate and its CPU cost per packet.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// UDP socket (recvmmsg, GRO, reuseport).
+    Socket,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VerifyFormat {
+    /// 64-bit sequence number + derived pattern.
+    Seq,
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    /// Kernel interface to read from.
+    #[arg(long, value_enum, default_value = "socket")]
+    backend: Backend,
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value = "0.0.0.0:9000")]
+    listen: SocketAddr,
+    /// Receive threads (one SO_REUSEPORT socket each).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin receive threads to, e.g. `1` or `2,3`.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// `recvmmsg` batches, or `recv`: one syscall per packet (the naive baseline).
+    #[arg(long, value_enum, default_value = "recvmmsg")]
+    mode: RecvMode,
+    /// Do not ask for UDP GRO super-packets.
+    #[arg(long)]
+    no_gro: bool,
+    /// Messages per recvmmsg call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Socket receive buffer (forced above rmem_max when root).
+    #[arg(long, default_value = "32M", value_parser = units::parse_size)]
+    rcvbuf: u64,
+    /// Join this IPv4 multicast group.
+    #[arg(long)]
+    join: Option<Ipv4Addr>,
+    /// Run inside this network namespace (`ip netns` name).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Stop after this long (e.g. 10s).
+    #[arg(long, value_parser = units::parse_duration)]
+    duration: Option<Duration>,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Write packets to this pcap file (nanosecond timestamps).
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Start a new pcap file before one exceeds this size (files are numbered).
+    #[arg(long, value_parser = units::parse_size)]
+    rotate_size: Option<u64>,
+    /// Start a new pcap file after this long.
+    #[arg(long, value_parser = units::parse_duration)]
+    rotate_time: Option<Duration>,
+    /// Memory between capture and disk; when full, packets are dropped and counted.
+    #[arg(long, default_value = "64M", value_parser = units::parse_size)]
+    sink_buffer: u64,
+    /// Testing aid: limit the pcap writer to this many bytes per second.
+    #[arg(long, value_parser = units::parse_size, hide = true)]
+    sink_throttle: Option<u64>,
+    /// Check every payload of this format, count gaps/duplicates/reordering.
+    #[arg(long, value_enum)]
+    verify: Option<VerifyFormat>,
+    /// Name of the counters file (`linecap stats NAME`); default `cap-<pid>`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No live display.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SendBackend {
+    /// sendmmsg on a UDP socket (UDP GSO with --gso).
+    Socket,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Destination address and UDP port.
+    #[arg(long)]
+    to: SocketAddr,
+    /// UDP payload bytes per packet.
+    #[arg(long, default_value = "272", value_parser = units::parse_size)]
+    size: u64,
+    /// Rate: packets per second (`2.35Mpps`, `100000`) or payload bits per second (`5.12Gbit`); `max` = unpaced.
+    #[arg(long, default_value = "100kpps", value_parser = units::parse_rate)]
+    rate: Rate,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long.
+    #[arg(long, value_parser = units::parse_duration)]
+    duration: Option<Duration>,
+    /// Sending threads (sequence numbers are interleaved across them).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin send threads to.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// Kernel interface to send through.
+    #[arg(long, value_enum, default_value = "socket")]
+    backend: SendBackend,
+    /// Payload format.
+    #[arg(long, value_enum, default_value = "seq")]
+    format: VerifyFormat,
+    /// Send UDP GSO super-packets (falls back to plain datagrams, once, when refused).
+    #[arg(long)]
+    gso: bool,
+    /// Messages per sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Token-bucket size in packets: the most sent back-to-back after a stall.
+    #[arg(long, default_value_t = 32)]
+    burst: u64,
+    /// Run inside this network namespace.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Capture name (all captures when omitted).
+    name: Option<String>,
+    /// JSON output.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// Prometheus text exposition format.
+    #[arg(long)]
+    prometheus: bool,
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    watch: bool,
+}
+
+#[derive(Args)]
+struct TestbedArgs {
+    #[command(subcommand)]
+    action: TestbedAction,
+    /// Testbed name (namespaces NAME-tx and NAME-rx).
+    #[arg(long, default_value = "linecap", global = true)]
+    name: String,
+    /// Where receive-side kernel work runs (`sender` is unrealistic, for comparison only).
+    #[arg(long, value_enum, default_value = "napi", global = true)]
+    placement: Placement,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum TestbedAction {
+    /// Create it.
+    Up,
+    /// Remove it.
+    Down,
+    /// Describe it.
+    Status,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// How long to send.
+    #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
+    duration: Duration,
+    /// Offered rate (payload bits or packets per second).
+    #[arg(long, default_value = "5.12Gbit", value_parser = units::parse_rate)]
+    rate: Rate,
+    /// Payload bytes.
+    #[arg(long, default_value = "272", value_parser = units::parse_size)]
+    size: u64,
+    /// Where receive-side kernel work runs.
+    #[arg(long, value_enum, default_value = "napi")]
+    placement: Placement,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Rows to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "recv,recvmmsg,recvmmsg+gro"
+    )]
+    backends: Vec<String>,
+    /// Payload sizes.
+    #[arg(long, value_delimiter = ',', default_value = "272", value_parser = units::parse_size)]
+    sizes: Vec<u64>,
+    /// Length of each measured point.
+    #[arg(long, default_value = "2s", value_parser = units::parse_duration)]
+    duration: Duration,
+    /// Bisection steps per row.
+    #[arg(long, default_value_t = 6)]
+    steps: usize,
+    /// Output folder (results.json, results.md, plot.svg).
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Also measure tcpdump and netsniff-ng when installed.
+    #[arg(long)]
+    peers: bool,
+    /// Where receive-side kernel work runs.
+    #[arg(long, value_enum, default_value = "napi")]
+    placement: Placement,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("linecap: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Capture(a) => cmd_capture(a),
+        Cmd::Send(a) => cmd_send(a),
+        Cmd::Stats(a) => cmd_stats(a),
+        Cmd::Testbed(a) => cmd_testbed(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Bench(a) => cmd_bench(a),
+    }
+}
+
+/// Moves the whole process into a network namespace before any thread starts.
+fn enter_netns(ns: &Option<String>) -> anyhow::Result<()> {
+    let Some(ns) = ns else { return Ok(()) };
+    if ns.contains('/') || ns.is_empty() {
+        bail!("--netns takes a name from 'ip netns list', not a path");
+    }
+    let path = format!("/var/run/netns/{ns}");
+    if !std::path::Path::new(&path).exists() {
+        bail!(
+            "network namespace '{ns}' not found (see 'ip netns list'; 'linecap testbed up' creates NAME-tx and NAME-rx)"
+        );
+    }
+    sys::enter_netns(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            anyhow::anyhow!("entering network namespace '{ns}' needs CAP_SYS_ADMIN: run as root")
+        } else {
+            anyhow::anyhow!("cannot enter network namespace '{ns}': {e}")
+        }
+    })
+}
+
+fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    let Backend::Socket = a.backend;
+    let pcap = match &a.write {
+        Some(p) => {
+            check_output_dir(p)?;
+            let mut o = PcapOptions::new(p.clone());
+            o.rotation = Rotation {
+                max_bytes: a.rotate_size,
+                max_age: a.rotate_time,
+            };
+            o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
+            o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
+            o.throttle_bytes_per_sec = a.sink_throttle;
+            Some(o)
+        }
+        None => None,
+    };
+    let cfg = CaptureConfig {
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("cap-{}", std::process::id())),
+        listen: a.listen,
+        threads: a.threads,
+        cpus: a.cpus.clone(),
+        mode: a.mode,
+        gro: !a.no_gro,
+        batch: a.batch,
+        rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+        join: a.join,
+        duration: a.duration,
+        count: a.count,
+        pcap,
+        verify: a.verify.is_some(),
+        live: !a.quiet && !a.json && sys::stderr_is_tty(),
+        announce: true,
+    };
+    let report = capture::run(&cfg)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", summary(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_output_dir(p: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "output folder {} does not exist: create it or choose another --write path",
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".linecap-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "output folder {} is not writable ({e}): choose another --write path",
+            dir.display()
+        ),
+    }
+}
+
+/// The per-stage summary printed at the end of a capture.
+pub(crate) fn summary(r: &CaptureReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let mode = match r.mode {
+        RecvMode::Recv => "recv",
+        RecvMode::Recvmmsg => "recvmmsg",
+    };
+    let _ = writeln!(
+        s,
+        "capture '{}' on {} ({}/{mode}{}, {} thread(s)) stopped by {} after {:.2} s",
+        r.name,
+        r.listen,
+        r.backend,
+        if r.gro { "+gro" } else { "" },
+        r.threads,
+        r.stopped_by,
+        r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "  delivered  {} packets, {} bytes ({:.1} kpps)",
+        r.packets,
+        r.bytes,
+        r.packets as f64 / r.duration_s.max(1e-9) / 1e3
+    );
+    let _ = writeln!(
+        s,
+        "  rx         {} packets in {} datagrams, {} syscalls ({:.1} packets/syscall)",
+        r.received,
+        r.datagrams,
+        r.syscalls,
+        r.received as f64 / r.syscalls.max(1) as f64
+    );
+    let drops: Vec<String> = r.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(s, "  drops      {}", drops.join(", "));
+    let kernel: Vec<String> = r.kernel.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(s, "  kernel     {}", kernel.join(", "));
+    if let Some(v) = &r.verify {
+        let _ = writeln!(
+            s,
+            "  verify     valid {}, corrupt {}, malformed {}, missing {}, duplicates {}, reordered {}, too old {}",
+            v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  cpu        user {:.3} s, sys {:.3} s: {:.0} ns/packet (receive threads)",
+        r.cpu_user_ns as f64 / 1e9,
+        r.cpu_sys_ns as f64 / 1e9,
+        r.cpu_ns_per_packet
+    );
+    s
+}
+
+fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    let SendBackend::Socket = a.backend;
+    let VerifyFormat::Seq = a.format;
+    let cfg = SendConfig {
+        to: a.to,
+        size: a.size as usize,
+        rate: a.rate,
+        count: a.count,
+        duration: a.duration,
+        threads: a.threads,
+        cpus: a.cpus,
+        batch: a.batch,
+        burst: a.burst,
+        gso: a.gso,
+    };
+    let r = send_socket::run(&cfg)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", send_line(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn send_line(r: &SendReport) -> String {
+    format!(
+        "sent {} packets, {} bytes in {:.2} s: {:.3} Mpps, {:.3} Gbit/s payload ({}{}, {} thread(s), {:.0} ns CPU/packet, {} retried errors)",
+        r.packets,
+        r.bytes,
+        r.duration_s,
+        r.pps / 1e6,
+        r.payload_bps / 1e9,
+        r.backend,
+        if r.gso { "+gso" } else { "" },
+        r.threads,
+        r.cpu_ns_per_packet,
+        r.send_errors
+    )
+}
+
+fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
+    sys::install_stop_handler()?;
+    loop {
+        let names = match &a.name {
+            Some(n) => vec![n.clone()],
+            None => stats::list_names(),
+        };
+        let mut snaps = Vec::new();
+        for n in &names {
+            match Snapshot::read(n, &stats::stats_path(n)) {
+                Ok(s) => snaps.push(s),
+                Err(e) if a.name.is_some() => {
+                    bail!(
+                        "no counters for capture '{n}' ({e}); running captures: {:?}",
+                        stats::list_names()
+                    )
+                }
+                Err(_) => {}
+            }
+        }
+        if a.json {
+            println!("{}", serde_json::to_string(&snaps)?);
+        } else if a.prometheus {
+            print!("{}", render::prometheus(&snaps));
+        } else {
+            if a.watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            if snaps.is_empty() {
+                println!(
+                    "no captures (counters live in {})",
+                    stats::stats_dir().display()
+                );
+            }
+            for s in &snaps {
+                print!("{}", render::table(s));
+            }
+        }
+        if !a.watch || sys::stop_requested() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn cmd_testbed(a: TestbedArgs) -> anyhow::Result<ExitCode> {
+    match a.action {
+        TestbedAction::Up => {
+            let mut o = TestbedOptions::new(&a.name);
+            o.placement = a.placement;
+            let tb = Testbed::up(&o)?.persist();
+            println!("{}", tb.describe());
+        }
+        TestbedAction::Down => {
+            testbed::require_root("removing the testbed")?;
+            Testbed::attach(&a.name)?.down()?;
+            println!("testbed {} removed", a.name);
+        }
+        TestbedAction::Status => {
+            let tb = Testbed::attach(&a.name)?;
+            println!("{}", tb.describe());
+            if let (Ok(t), Ok(r)) = (tb.tx_iface(), tb.rx_iface()) {
+                println!(
+                    "  {}: tx {} packets, tx_dropped {}; {}: rx {} packets, rx_dropped {}",
+                    tb.if_tx, t.tx_packets, t.tx_dropped, tb.if_rx, r.rx_packets, r.rx_dropped
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    sys::install_stop_handler()?;
+    let exe = std::env::current_exe().context("cannot find the linecap executable")?;
+    let cfg = bench::BenchConfig {
+        exe,
+        rows: a
+            .backends
+            .iter()
+            .map(|b| b.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?,
+        sizes: a.sizes.iter().map(|&s| s as usize).collect(),
+        duration: a.duration,
+        steps: a.steps,
+        out: a.out,
+        peers: a.peers,
+        placement: a.placement,
+    };
+    bench::run(&cfg)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,376 @@
+//! `linecap bench`: for each receiver row and payload size, on a testbed,
+//! find the highest offered rate with zero loss and measure what each
+//! packet costs: CPU of the receiver's own threads and of the whole
+//! receive core (NAPI thread and softirq included), per delivered packet.
+//!
+//! The offered stream is individual datagrams (no GSO super-packets cross
+//! the veth), as an FPGA sends them. Each point is a fresh capture and a
+//! fresh sender run as child processes, pinned: sender on the send core,
+//! receiver and NAPI thread on the receive core.
+
+pub mod peers;
+pub mod report;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::orchestrate::{self, CaptureChild, Identity};
+use crate::sys;
+use crate::testbed::{self, Placement, Testbed, TestbedOptions};
+
+/// A receiver to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Row {
+    /// One recvmsg per packet.
+    Recv,
+    /// recvmmsg batches.
+    Recvmmsg,
+    /// recvmmsg with UDP GRO.
+    RecvmmsgGro,
+    /// tcpdump -w /dev/null (reference, when installed).
+    Tcpdump,
+}
+
+impl FromStr for Row {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "recv" => Row::Recv,
+            "recvmmsg" => Row::Recvmmsg,
+            "recvmmsg+gro" => Row::RecvmmsgGro,
+            "tcpdump" => Row::Tcpdump,
+            _ => {
+                return Err(format!(
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, tcpdump)"
+                ));
+            }
+        })
+    }
+}
+
+impl Row {
+    /// Display name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Row::Recv => "recv",
+            Row::Recvmmsg => "recvmmsg",
+            Row::RecvmmsgGro => "recvmmsg+gro",
+            Row::Tcpdump => "tcpdump",
+        }
+    }
+
+    fn capture_args(&self) -> Vec<String> {
+        let v: &[&str] = match self {
+            Row::Recv => &["--mode", "recv", "--no-gro"],
+            Row::Recvmmsg => &["--mode", "recvmmsg", "--no-gro"],
+            Row::RecvmmsgGro => &["--mode", "recvmmsg"],
+            Row::Tcpdump => &[],
+        };
+        v.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The linecap executable (children are run from it).
+    pub exe: PathBuf,
+    /// Rows.
+    pub rows: Vec<Row>,
+    /// Payload sizes.
+    pub sizes: Vec<usize>,
+    /// Duration of each point.
+    pub duration: Duration,
+    /// Bisection steps.
+    pub steps: usize,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Add peer rows (tcpdump) when installed.
+    pub peers: bool,
+    /// Placement of receive work.
+    pub placement: Placement,
+}
+
+/// One measured point.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point {
+    /// Row.
+    pub row: Row,
+    /// Payload bytes.
+    pub size: usize,
+    /// Rate asked of the sender (None: unpaced).
+    pub asked_pps: Option<f64>,
+    /// Rate the sender achieved.
+    pub offered_pps: f64,
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets delivered.
+    pub delivered: u64,
+    /// The books, with where every loss happened.
+    pub identity: Identity,
+    /// CPU of the receiver's own threads per delivered packet.
+    pub rx_threads_ns_per_packet: f64,
+    /// CPU of the whole receive core per delivered packet.
+    pub rx_core_ns_per_packet: f64,
+    /// Packets per receive syscall.
+    pub packets_per_syscall: f64,
+    /// Packets per datagram (GRO coalescing factor).
+    pub packets_per_datagram: f64,
+    /// Sender CPU per packet.
+    pub sender_ns_per_packet: f64,
+}
+
+impl Point {
+    /// Packets lost (offered − delivered).
+    pub fn lost(&self) -> u64 {
+        self.sent.saturating_sub(self.delivered)
+    }
+}
+
+/// A row's result at one size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RowResult {
+    /// Row.
+    pub row: Row,
+    /// Payload bytes.
+    pub size: usize,
+    /// Highest zero-loss point found.
+    pub zero_loss: Option<Point>,
+    /// The unpaced point (the sender's maximum).
+    pub max: Point,
+    /// True when even the sender's maximum was received without loss:
+    /// the figure is bound by the generator, not the receiver.
+    pub generator_bound: bool,
+    /// Every point measured.
+    pub points: Vec<Point>,
+}
+
+/// All results of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchResults {
+    /// When (RFC 3339, UTC).
+    pub date: String,
+    /// Machine description.
+    pub machine: String,
+    /// Placement label.
+    pub placement: String,
+    /// Seconds per point.
+    pub duration_s: f64,
+    /// Rows.
+    pub rows: Vec<RowResult>,
+}
+
+struct Bench<'a> {
+    cfg: &'a BenchConfig,
+    tb: Testbed,
+}
+
+const PORT: u16 = 9000;
+
+impl Bench<'_> {
+    fn measure(&self, row: Row, size: usize, pps: Option<f64>) -> anyhow::Result<Point> {
+        let tb = &self.tb;
+        let listen = format!("{}:{PORT}", testbed::RX_ADDR);
+        let multi = sys::online_cpus() > 1;
+        let mut send_args = vec![
+            "--to".to_string(),
+            listen.clone(),
+            "--size".into(),
+            size.to_string(),
+            "--rate".into(),
+            pps.map_or("max".into(), |p| format!("{p:.0}")),
+            "--duration".into(),
+            format!("{}ms", self.cfg.duration.as_millis()),
+        ];
+        if multi {
+            send_args.extend(["--cpus".into(), tb.tx_cpu.to_string()]);
+        }
+        let tx0 = tb.tx_iface()?;
+        let rx0 = tb.rx_iface()?;
+        if row == Row::Tcpdump {
+            return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, tx0, rx0);
+        }
+        let mut cap_args = vec!["--listen".to_string(), listen];
+        cap_args.extend(row.capture_args());
+        if multi {
+            cap_args.extend(["--cpus".into(), tb.rx_cpu.to_string()]);
+        }
+        let name = format!("bench-{}", std::process::id());
+        let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
+        let core0 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+        let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &send_args)?;
+        std::thread::sleep(Duration::from_millis(100));
+        let core1 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+        let rep = cap.stop()?;
+        let tx1 = tb.tx_iface()?;
+        let rx1 = tb.rx_iface()?;
+        let id = Identity::close(
+            &sent,
+            &rep,
+            &[
+                ("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped),
+                ("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped),
+            ],
+        );
+        let per = |x: f64| {
+            if rep.packets > 0 {
+                x / rep.packets as f64
+            } else {
+                0.0
+            }
+        };
+        Ok(Point {
+            row,
+            size,
+            asked_pps: pps,
+            offered_pps: sent.pps,
+            sent: sent.packets,
+            delivered: rep.packets,
+            identity: id,
+            rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
+            rx_core_ns_per_packet: per(core1.saturating_sub(core0) as f64),
+            packets_per_syscall: rep.received as f64 / rep.syscalls.max(1) as f64,
+            packets_per_datagram: rep.received as f64 / rep.datagrams.max(1) as f64,
+            sender_ns_per_packet: sent.cpu_ns_per_packet,
+        })
+    }
+
+    fn row(&self, row: Row, size: usize) -> anyhow::Result<RowResult> {
+        let max = self.measure(row, size, None)?;
+        eprintln!(
+            "  {:<13} {size:>5} B  unpaced: {}",
+            row.name(),
+            point_line(&max)
+        );
+        let mut points = vec![max.clone()];
+        if max.lost() == 0 {
+            return Ok(RowResult {
+                row,
+                size,
+                zero_loss: Some(max.clone()),
+                max,
+                generator_bound: true,
+                points,
+            });
+        }
+        let (mut lo, mut hi) = (0.0f64, max.offered_pps);
+        let mut best: Option<Point> = None;
+        for _ in 0..self.cfg.steps {
+            if sys::stop_requested() {
+                break;
+            }
+            let r = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
+            let p = self.measure(row, size, Some(r))?;
+            eprintln!(
+                "  {:<13} {size:>5} B  {:>8.1} kpps asked: {}",
+                row.name(),
+                r / 1e3,
+                point_line(&p)
+            );
+            if p.lost() == 0 {
+                lo = r;
+                best = Some(p.clone());
+            } else {
+                hi = r;
+            }
+            points.push(p);
+        }
+        Ok(RowResult {
+            row,
+            size,
+            zero_loss: best,
+            max,
+            generator_bound: false,
+            points,
+        })
+    }
+}
+
+fn point_line(p: &Point) -> String {
+    format!(
+        "offered {:>8.1} kpps, lost {} ({}), rx threads {:.0} ns/pkt, rx core {:.0} ns/pkt, {:.1} pkts/syscall, {:.2} pkts/datagram",
+        p.offered_pps / 1e3,
+        p.lost(),
+        if p.identity.holds() {
+            "all attributed".to_string()
+        } else {
+            format!("{} unaccounted", p.identity.unaccounted)
+        },
+        p.rx_threads_ns_per_packet,
+        p.rx_core_ns_per_packet,
+        p.packets_per_syscall,
+        p.packets_per_datagram
+    )
+}
+
+/// A one-line description of this machine.
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{} CPUs, {model}, Linux {}",
+        sys::online_cpus(),
+        kernel.trim()
+    )
+}
+
+/// Runs the whole bench and writes results.json, results.md and plot.svg.
+pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
+    testbed::require_root("linecap bench")?;
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let mut o = TestbedOptions::new(&testbed::unique_name("bench"));
+    o.placement = cfg.placement;
+    let tb = Testbed::up(&o)?;
+    eprintln!("{}", tb.describe());
+    let bench = Bench { cfg, tb };
+    let mut rows = cfg.rows.clone();
+    if cfg.peers && !rows.contains(&Row::Tcpdump) {
+        if peers::tcpdump_path().is_some() {
+            rows.push(Row::Tcpdump);
+        } else {
+            eprintln!(
+                "linecap bench: tcpdump is not installed; no peer row (apt-get install tcpdump)"
+            );
+        }
+    }
+    let mut results = Vec::new();
+    for &size in &cfg.sizes {
+        for &row in &rows {
+            if sys::stop_requested() {
+                break;
+            }
+            results.push(bench.row(row, size)?);
+        }
+    }
+    let res = BenchResults {
+        date: report::utc_now(),
+        machine: machine(),
+        placement: cfg.placement.label().to_string(),
+        duration_s: cfg.duration.as_secs_f64(),
+        rows: results,
+    };
+    std::fs::write(
+        cfg.out.join("results.json"),
+        serde_json::to_string_pretty(&res)?,
+    )?;
+    let md = report::markdown(&res);
+    std::fs::write(cfg.out.join("results.md"), &md)?;
+    std::fs::write(cfg.out.join("plot.svg"), report::svg(&res))?;
+    println!("{md}");
+    eprintln!(
+        "wrote {}/results.json, results.md, plot.svg",
+        cfg.out.display()
+    );
+    Ok(res)
+}

@@ -1,0 +1,182 @@
+//! Reference rows: other programs on the same kernel interface, measured
+//! the same way as linecap's rows (same testbed, pinning, sender, books).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::{BenchConfig, Point, Row};
+use crate::capture::CaptureReport;
+use crate::orchestrate::{self, Identity};
+use crate::source::socket::RecvMode;
+use crate::stats::kernel::IfaceCounters;
+use crate::sys;
+use crate::testbed::Testbed;
+
+/// Where tcpdump is installed, if it is.
+pub fn tcpdump_path() -> Option<PathBuf> {
+    ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// CPU time (user + system) of a whole process, from /proc/PID/stat.
+fn process_cpu_ns(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // After the command name: state(skipped, not numeric) ... utime is field 14, stime 15 overall.
+    let (ut, st) = (
+        f.get(10).copied().unwrap_or(0),
+        f.get(11).copied().unwrap_or(0),
+    );
+    (ut + st) * 10_000_000 // 100 Hz clock ticks
+}
+
+/// Parses tcpdump's closing statistics: (captured, dropped by kernel).
+pub fn parse_tcpdump_stats(text: &str) -> Option<(u64, u64)> {
+    let num = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some((num("packets captured")?, num("dropped by kernel")?))
+}
+
+/// `tcpdump -w /dev/null` on the receiving veth, as a row.
+pub fn measure_tcpdump(
+    cfg: &BenchConfig,
+    tb: &Testbed,
+    size: usize,
+    pps: Option<f64>,
+    send_args: &[String],
+    tx0: IfaceCounters,
+    rx0: IfaceCounters,
+) -> anyhow::Result<Point> {
+    let tcpdump = tcpdump_path().context("tcpdump is not installed")?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &tb.ns_rx])
+        .arg(&tcpdump)
+        .args([
+            "-i",
+            &tb.if_rx,
+            "-n",
+            "-B",
+            "65536",
+            "-w",
+            "/dev/null",
+            "udp",
+            "port",
+            "9000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start tcpdump")?;
+    let pid = child.id();
+    let _ = sys::pin_to_cpu(pid as i32, tb.rx_cpu);
+    let mut err = BufReader::new(child.stderr.take().expect("piped"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line)? == 0 || Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("tcpdump did not start listening");
+        }
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let core0 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+    let sent = orchestrate::send(&cfg.exe, Some(&tb.ns_tx), send_args)?;
+    std::thread::sleep(Duration::from_millis(100));
+    let core1 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+    let cpu = process_cpu_ns(pid);
+    sys::send_signal(pid, libc::SIGINT)?;
+    let mut rest = String::new();
+    err.read_to_string(&mut rest)?;
+    child.wait()?;
+    let (captured, dropped) = parse_tcpdump_stats(&rest)
+        .with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    let tx1 = tb.tx_iface()?;
+    let rx1 = tb.rx_iface()?;
+    let mut drops = std::collections::BTreeMap::new();
+    drops.insert("packet_ring_dropped".to_string(), dropped);
+    let rep = CaptureReport {
+        name: "tcpdump".into(),
+        backend: "tcpdump".into(),
+        mode: RecvMode::Recv,
+        gro: false,
+        threads: 1,
+        listen: format!("{}:9000", crate::testbed::RX_ADDR).parse()?,
+        packets: captured,
+        bytes: 0,
+        received: captured,
+        datagrams: captured,
+        syscalls: 1,
+        drops,
+        kernel: Default::default(),
+        duration_s: cfg.duration.as_secs_f64(),
+        cpu_user_ns: cpu,
+        cpu_sys_ns: 0,
+        cpu_ns_per_packet: if captured > 0 {
+            cpu as f64 / captured as f64
+        } else {
+            0.0
+        },
+        rcvbuf: 0,
+        verify: None,
+        stopped_by: "SIGINT".into(),
+    };
+    let id = Identity::close(
+        &sent,
+        &rep,
+        &[
+            ("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped),
+            ("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped),
+        ],
+    );
+    Ok(Point {
+        row: Row::Tcpdump,
+        size,
+        asked_pps: pps,
+        offered_pps: sent.pps,
+        sent: sent.packets,
+        delivered: captured,
+        identity: id,
+        rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
+        rx_core_ns_per_packet: if captured > 0 {
+            core1.saturating_sub(core0) as f64 / captured as f64
+        } else {
+            0.0
+        },
+        packets_per_syscall: 0.0,
+        packets_per_datagram: 1.0,
+        sender_ns_per_packet: sent.cpu_ns_per_packet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcpdump_stats() {
+        let t = "listening on x\n^C\n1234 packets captured\n1300 packets received by filter\n66 packets dropped by kernel\n";
+        assert_eq!(parse_tcpdump_stats(t), Some((1234, 66)));
+        assert_eq!(parse_tcpdump_stats("nothing"), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! Bench output: a markdown table for docs/BENCHMARKS.md and an SVG plot of
+//! receive-core CPU per packet against offered rate, one line per row.
+
+use std::fmt::Write;
+
+use super::BenchResults;
+
+/// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_now() -> String {
+    let secs = crate::sys::realtime_ns() / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The results as a markdown section.
+pub fn markdown(r: &BenchResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Run {} on {} ({}), {:.1} s per point.\n",
+        r.date, r.machine, r.placement, r.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | loss at sender max | where lost |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for row in &r.rows {
+        let (rate, thr, core, sc, dg) = match &row.zero_loss {
+            Some(p) => (
+                format!(
+                    "{:.1} kpps{}",
+                    p.offered_pps / 1e3,
+                    if row.generator_bound {
+                        " (generator-bound)"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("{:.0}", p.rx_threads_ns_per_packet),
+                format!("{:.0}", p.rx_core_ns_per_packet),
+                format!("{:.1}", p.packets_per_syscall),
+                format!("{:.2}", p.packets_per_datagram),
+            ),
+            None => (
+                "none found".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
+        };
+        let m = &row.max;
+        let wh: Vec<String> = m
+            .identity
+            .drops
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} B | {rate} | {thr} | {core} | {sc} | {dg} | {:.1} kpps | {:.2}% | {}{} |",
+            row.row.name(),
+            row.size,
+            m.offered_pps / 1e3,
+            100.0 * m.lost() as f64 / m.sent.max(1) as f64,
+            if wh.is_empty() {
+                "-".to_string()
+            } else {
+                wh.join(", ")
+            },
+            if m.identity.holds() {
+                ""
+            } else {
+                " (unaccounted!)"
+            }
+        );
+    }
+    s
+}
+
+/// An SVG line plot: x = offered kpps, y = receive-core ns per packet.
+pub fn svg(r: &BenchResults) -> String {
+    let (w, h, ml, mb, mt, mr) = (760.0, 440.0, 70.0, 50.0, 40.0, 170.0);
+    let pts: Vec<_> = r
+        .rows
+        .iter()
+        .flat_map(|row| row.points.iter())
+        .filter(|p| p.delivered > 0)
+        .collect();
+    let xmax = pts.iter().map(|p| p.offered_pps / 1e3).fold(1.0, f64::max) * 1.05;
+    let ymax = pts
+        .iter()
+        .map(|p| p.rx_core_ns_per_packet)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let x = |v: f64| ml + v / xmax * (w - ml - mr);
+    let y = |v: f64| h - mb - v / ymax * (h - mb - mt);
+    let colors = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+    ];
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{ml}" y="22" font-size="14">Receive-core CPU per packet vs offered rate ({})</text>"#,
+        esc(&r.machine)
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+        h - mb,
+        w - mr,
+        h - mb
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>"#,
+        h - mb
+    );
+    for i in 0..=5 {
+        let xv = xmax * i as f64 / 5.0;
+        let yv = ymax * i as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{:.0}</text>"#,
+            x(xv),
+            h - mb + 16.0,
+            xv
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{:.0}</text>"#,
+            ml - 6.0,
+            y(yv) + 4.0,
+            yv
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">offered rate (kpps)</text>"#,
+        (ml + w - mr) / 2.0,
+        h - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">rx core ns/packet</text>"#,
+        (h - mb + mt) / 2.0,
+        (h - mb + mt) / 2.0
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let mut p: Vec<_> = row.points.iter().filter(|p| p.delivered > 0).collect();
+        p.sort_by(|a, b| a.offered_pps.total_cmp(&b.offered_pps));
+        let path: Vec<String> = p
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(p.offered_pps / 1e3),
+                    y(p.rx_core_ns_per_packet)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        for p in &p {
+            let fill = if p.lost() == 0 { c } else { "white" };
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{fill}" stroke="{c}"/>"#,
+                x(p.offered_pps / 1e3),
+                y(p.rx_core_ns_per_packet)
+            );
+        }
+        let ly = mt + 20.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{}" y="{}" width="12" height="12" fill="{c}"/><text x="{}" y="{}">{} {} B</text>"#,
+            w - mr + 10.0,
+            ly - 10.0,
+            w - mr + 28.0,
+            ly,
+            row.row.name(),
+            row.size
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="10">filled: zero loss; open: loss</text>"#,
+        w - mr + 10.0,
+        mt + 20.0 + 18.0 * r.rows.len() as f64 + 6.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_format() {
+        let d = utc_now();
+        assert_eq!(d.len(), 20);
+        assert!(d.starts_with("20"));
+    }
+}

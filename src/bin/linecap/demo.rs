@@ -1,0 +1,125 @@
+//! `linecap demo`: the whole path on this machine in a few seconds.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use linecap::orchestrate::{self, CaptureChild, Identity};
+use linecap::sys;
+use linecap::testbed::{self, Testbed, TestbedOptions};
+use linecap::units::Rate;
+
+use crate::{DemoArgs, send_line, summary};
+
+fn rate_arg(rate: Rate, size: usize) -> String {
+    match rate.pps(size) {
+        Some(p) => format!("{p:.0}"),
+        None => "max".into(),
+    }
+}
+
+/// Runs the demo; exit status 0 only when the accounting identity holds.
+pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    sys::install_stop_handler()?;
+    let exe = orchestrate::linecap_exe();
+    let size = a.size as usize;
+    let root = sys::is_root();
+    let tb = if root {
+        let mut o = TestbedOptions::new(&testbed::unique_name("demo"));
+        o.placement = a.placement;
+        let tb = Testbed::up(&o)?;
+        println!("{}", tb.describe());
+        Some(tb)
+    } else {
+        println!(
+            "linecap demo: not root, so no testbed: running over loopback (127.0.0.1) without network namespaces,\n  \
+             NAPI placement or veth drop counters; run as root for the realistic setup"
+        );
+        None
+    };
+    let listen = match &tb {
+        Some(_) => format!("{}:9000", testbed::RX_ADDR),
+        None => {
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            let addr = probe.local_addr()?;
+            drop(probe);
+            addr.to_string()
+        }
+    };
+    let (ns_rx, ns_tx) = match &tb {
+        Some(t) => (Some(t.ns_rx.as_str()), Some(t.ns_tx.as_str())),
+        None => (None, None),
+    };
+    let multi_cpu = sys::online_cpus() > 1;
+    let mut cap_args = vec![
+        "--listen".to_string(),
+        listen.clone(),
+        "--verify".into(),
+        "seq".into(),
+    ];
+    let mut send_args = vec![
+        "--to".to_string(),
+        listen.clone(),
+        "--size".into(),
+        size.to_string(),
+        "--rate".into(),
+        rate_arg(a.rate, size),
+        "--duration".into(),
+        format!("{}ms", a.duration.as_millis()),
+    ];
+    if let Some(t) = &tb
+        && multi_cpu
+    {
+        cap_args.extend(["--cpus".into(), t.rx_cpu.to_string()]);
+        send_args.extend(["--cpus".into(), t.tx_cpu.to_string()]);
+    }
+    println!(
+        "best backend available: socket/recvmmsg+gro (AF_PACKET and AF_XDP backends are not built yet)\n\
+         offering {size}-byte seq payloads at {} for {:.1} s",
+        match a.rate.pps(size) {
+            Some(p) => format!(
+                "{:.3} Mpps ({:.2} Gbit/s payload)",
+                p / 1e6,
+                p * size as f64 * 8.0 / 1e9
+            ),
+            None => "the sender's maximum".into(),
+        },
+        a.duration.as_secs_f64()
+    );
+    let tx0 = tb.as_ref().map(|t| t.tx_iface()).transpose()?;
+    let rx0 = tb.as_ref().map(|t| t.rx_iface()).transpose()?;
+    let name = format!("demo-{}", std::process::id());
+    let cap = CaptureChild::spawn(&exe, ns_rx, &name, &cap_args, sys::stderr_is_tty())?;
+    let sent = orchestrate::send(&exe, ns_tx, &send_args)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let report = cap.stop()?;
+    let mut network = Vec::new();
+    if let (Some(t), Some(tx0), Some(rx0)) = (&tb, tx0, rx0) {
+        let tx1 = t.tx_iface()?;
+        let rx1 = t.rx_iface()?;
+        network.push(("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped));
+        network.push(("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped));
+    }
+    println!();
+    print!("{}", summary(&report));
+    println!("{}", send_line(&sent));
+    if let Some(target) = a.rate.pps(size)
+        && sent.pps < 0.95 * target
+    {
+        println!(
+            "note: this machine's user-space socket sender reached {:.3} Mpps of the {:.3} Mpps asked for (one core);\n      \
+             the kernel-side XDP generator (AF_XDP issue) is what reaches the reference rate here",
+            sent.pps / 1e6,
+            target / 1e6
+        );
+    }
+    if let Some(t) = &tb {
+        println!("({})", t.placement.label());
+    }
+    let id = Identity::close(&sent, &report, &network);
+    println!("accounting: {}", id.line());
+    Ok(if id.holds() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,225 @@
+//! Runs `linecap capture` and `linecap send` as child processes (inside
+//! testbed namespaces when given), and closes the books: the accounting
+//! identity *offered = delivered + every counted drop*, where the drops
+//! include what the network lost before the socket (veth's sender-side
+//! `tx_dropped`, the receiving interface's `rx_dropped`).
+//!
+//! Used by `linecap demo`, `linecap bench` and the integration tests, so
+//! all three measure the same way.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::capture::CaptureReport;
+use crate::send::socket::SendReport;
+use crate::stats::{self, Snapshot};
+use crate::sys;
+
+/// A capture running as a child process.
+pub struct CaptureChild {
+    child: Option<Child>,
+    name: String,
+}
+
+fn command(exe: &Path, netns: Option<&str>, sub: &str, args: &[String]) -> Command {
+    let mut c = Command::new(exe);
+    c.arg(sub);
+    if let Some(ns) = netns {
+        c.args(["--netns", ns]);
+    }
+    c.args(args);
+    c
+}
+
+impl CaptureChild {
+    /// Starts `linecap capture --json --name NAME ARGS` and waits until its
+    /// sockets are bound (its counters file appears with its pid).
+    /// `show_live`: let its stderr (live display) through to ours.
+    pub fn spawn(
+        exe: &Path,
+        netns: Option<&str>,
+        name: &str,
+        args: &[String],
+        show_live: bool,
+    ) -> anyhow::Result<Self> {
+        let mut all = vec!["--json".to_string(), "--name".into(), name.to_string()];
+        all.extend_from_slice(args);
+        let mut cmd = command(exe, netns, "capture", &all);
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        cmd.stderr(if show_live {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let mut me = Self {
+            child: Some(child),
+            name: name.to_string(),
+        };
+        let pid = me.child.as_ref().expect("set").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(s) = Snapshot::read(name, &stats::stats_path(name))
+                && s.pid == pid
+            {
+                return Ok(me);
+            }
+            if let Some(status) = me.child.as_mut().expect("set").try_wait()? {
+                let err = me.stderr_text();
+                bail!(
+                    "capture exited before it was ready ({status}): {}",
+                    err.trim()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("capture did not become ready within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr_text(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(c) = self.child.as_mut()
+            && let Some(e) = c.stderr.as_mut()
+        {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops the capture with SIGINT and returns its report.
+    pub fn stop(self) -> anyhow::Result<CaptureReport> {
+        sys::send_signal(self.pid(), libc::SIGINT)?;
+        self.wait()
+    }
+
+    /// Waits for the capture to stop by itself and returns its report.
+    pub fn wait(mut self) -> anyhow::Result<CaptureReport> {
+        let child = self.child.take().expect("child present");
+        let out = child.wait_with_output()?;
+        let _ = std::fs::remove_file(stats::stats_path(&self.name));
+        if !out.status.success() {
+            bail!(
+                "capture failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim())
+            .with_context(|| format!("capture printed no JSON report: {text}"))
+    }
+}
+
+impl Drop for CaptureChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_file(stats::stats_path(&self.name));
+        }
+    }
+}
+
+/// Runs `linecap send --json ARGS` to completion.
+pub fn send(exe: &Path, netns: Option<&str>, args: &[String]) -> anyhow::Result<SendReport> {
+    let mut all = vec!["--json".to_string()];
+    all.extend_from_slice(args);
+    let out = command(exe, netns, "send", &all)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "send failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("send printed no JSON report: {text}"))
+}
+
+/// The books of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Identity {
+    /// Packets the sender's kernel accepted.
+    pub offered: u64,
+    /// Packets delivered through every stage of the capture.
+    pub delivered: u64,
+    /// Every counted drop, by place.
+    pub drops: BTreeMap<String, u64>,
+    /// Offered minus delivered minus drops (0 when every packet is accounted for).
+    pub unaccounted: i64,
+}
+
+impl Identity {
+    /// Builds the books from the sender's count, the capture's report and
+    /// the network's own drop counters over the run.
+    pub fn close(sent: &SendReport, cap: &CaptureReport, network_drops: &[(&str, u64)]) -> Self {
+        let mut drops = cap.drops.clone();
+        for (k, v) in network_drops {
+            drops.insert((*k).to_string(), *v);
+        }
+        let total: u64 = drops.values().sum();
+        Self {
+            offered: sent.packets,
+            delivered: cap.packets,
+            unaccounted: sent.packets as i64 - cap.packets as i64 - total as i64,
+            drops,
+        }
+    }
+
+    /// Whether offered = delivered + every counted drop.
+    pub fn holds(&self) -> bool {
+        self.unaccounted == 0
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let drops: Vec<String> = self
+            .drops
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        format!(
+            "offered {} = delivered {} + drops {} [{}]{}",
+            self.offered,
+            self.delivered,
+            self.drops.values().sum::<u64>(),
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(", ")
+            },
+            if self.holds() {
+                "  ✓ every packet accounted for".to_string()
+            } else {
+                format!("  ✗ {} unaccounted", self.unaccounted)
+            }
+        )
+    }
+}
+
+/// The linecap executable to run children with: `LINECAP_EXE`, else this
+/// executable if it is linecap, else `target/{release,debug}/linecap`.
+pub fn linecap_exe() -> PathBuf {
+    if let Ok(p) = std::env::var("LINECAP_EXE") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("linecap"))
+}
