@@ -17,8 +17,8 @@ use crate::sink::{NullSink, Sink};
 use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
-    KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters,
-    StageSpec, StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
+    KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters, StageSpec,
+    StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
 };
 use crate::sys;
 
@@ -118,43 +118,23 @@ struct RxThreadResult {
 fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
     let mut v = Vec::new();
     for t in 0..cfg.threads {
-        v.push(StageSpec {
-            name: format!("rx.{t}"),
-            counters: RX_COUNTERS,
-        });
+        v.push(StageSpec { name: format!("rx.{t}"), counters: RX_COUNTERS });
         if cfg.verify {
-            v.push(StageSpec {
-                name: format!("verify.{t}"),
-                counters: VERIFY_COUNTERS,
-            });
+            v.push(StageSpec { name: format!("verify.{t}"), counters: VERIFY_COUNTERS });
         }
         if cfg.pcap.is_some() {
-            v.push(StageSpec {
-                name: format!("pcap.queue.{t}"),
-                counters: QUEUE_COUNTERS,
-            });
-            v.push(StageSpec {
-                name: format!("pcap.writer.{t}"),
-                counters: WRITER_COUNTERS,
-            });
+            v.push(StageSpec { name: format!("pcap.queue.{t}"), counters: QUEUE_COUNTERS });
+            v.push(StageSpec { name: format!("pcap.writer.{t}"), counters: WRITER_COUNTERS });
         }
     }
-    v.push(StageSpec {
-        name: "kernel".into(),
-        counters: KERNEL_COUNTERS,
-    });
+    v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });
     v
 }
 
 fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions {
     let mut o = opts.clone();
     if threads > 1 {
-        let stem = o
-            .path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("capture")
-            .to_string();
+        let stem = o.path.file_stem().and_then(|s| s.to_str()).unwrap_or("capture").to_string();
         let name = match o.path.extension().and_then(|e| e.to_str()) {
             Some(ext) => format!("{stem}.t{t}.{ext}"),
             None => format!("{stem}.t{t}"),
@@ -290,11 +270,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
                     let b = s.sum("rx.", "bytes");
                     eprint!(
                         "\r\x1b[2K{}",
-                        live_line(
-                            &s,
-                            (p - last_packets) as f64 / dt,
-                            (b - last_bytes) as f64 * 8.0 / dt
-                        )
+                        live_line(&s, (p - last_packets) as f64 / dt, (b - last_bytes) as f64 * 8.0 / dt)
                     );
                     last_packets = p;
                     last_bytes = b;
@@ -306,10 +282,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     let duration = started.elapsed();
     let mut results = Vec::new();
     for h in handles {
-        results.push(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a receive thread panicked"))?,
-        );
+        results.push(h.join().map_err(|_| anyhow::anyhow!("a receive thread panicked"))?);
     }
     publish_kernel(&kernel_counters, &start_kernel);
     stats_file.touch();
@@ -318,27 +291,11 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     }
     let snap = Snapshot::read(&cfg.name, stats_file.path())?;
     let end_kernel = KernelSnapshot::read();
-    let mut report = build_report(
-        cfg,
-        &setup,
-        &snap,
-        &start_kernel,
-        &end_kernel,
-        duration,
-        stopped_by,
-    );
+    let mut report = build_report(cfg, &setup, &snap, &start_kernel, &end_kernel, duration, stopped_by);
     let mut verify_total: Option<VerifyCounts> = None;
     for r in &results {
         if let Some(v) = r.verify {
-            let t = verify_total.get_or_insert_with(VerifyCounts::default);
-            t.packets += v.packets;
-            t.valid += v.valid;
-            t.corrupt += v.corrupt;
-            t.malformed += v.malformed;
-            t.duplicates += v.duplicates;
-            t.reordered += v.reordered;
-            t.missing += v.missing;
-            t.too_old += v.too_old;
+            verify_total.get_or_insert_with(VerifyCounts::default).add(&v);
         }
     }
     report.verify = verify_total;
@@ -350,35 +307,15 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
 
 fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
     let now = KernelSnapshot::read();
-    c.set(
-        KernelIdx::UdpRcvbufErrors as usize,
-        now.udp
-            .rcvbuf_errors
-            .saturating_sub(start.udp.rcvbuf_errors),
-    );
-    c.set(
-        KernelIdx::UdpInErrors as usize,
-        now.udp.in_errors.saturating_sub(start.udp.in_errors),
-    );
-    c.set(
-        KernelIdx::UdpCsumErrors as usize,
-        now.udp
-            .in_csum_errors
-            .saturating_sub(start.udp.in_csum_errors),
-    );
-    c.set(
-        KernelIdx::UdpNoPorts as usize,
-        now.udp.no_ports.saturating_sub(start.udp.no_ports),
-    );
+    c.set(KernelIdx::UdpRcvbufErrors as usize, now.udp.rcvbuf_errors.saturating_sub(start.udp.rcvbuf_errors));
+    c.set(KernelIdx::UdpInErrors as usize, now.udp.in_errors.saturating_sub(start.udp.in_errors));
+    c.set(KernelIdx::UdpCsumErrors as usize, now.udp.in_csum_errors.saturating_sub(start.udp.in_csum_errors));
+    c.set(KernelIdx::UdpNoPorts as usize, now.udp.no_ports.saturating_sub(start.udp.no_ports));
     c.set(
         KernelIdx::IfaceRxDropped as usize,
-        now.iface_rx_dropped()
-            .saturating_sub(start.iface_rx_dropped()),
+        now.iface_rx_dropped().saturating_sub(start.iface_rx_dropped()),
     );
-    c.set(
-        KernelIdx::SoftnetDropped as usize,
-        now.softnet_dropped.saturating_sub(start.softnet_dropped),
-    );
+    c.set(KernelIdx::SoftnetDropped as usize, now.softnet_dropped.saturating_sub(start.softnet_dropped));
 }
 
 /// The one-line live display.
@@ -399,17 +336,10 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
         line += &format!(" ring {ring} disk {werr}");
     }
     if s.stages.iter().any(|st| st.name.starts_with("verify.")) {
-        line += &format!(
-            " | seq gaps {} dup {}",
-            s.sum("verify.", "missing"),
-            s.sum("verify.", "duplicates")
-        );
+        line +=
+            &format!(" | seq gaps {} dup {}", s.sum("verify.", "missing"), s.sum("verify.", "duplicates"));
     }
-    line += &format!(
-        " | kernel rcvbuf {} ifdrop {}",
-        kv("udp_rcvbuf_errors"),
-        kv("iface_rx_dropped")
-    );
+    line += &format!(" | kernel rcvbuf {} ifdrop {}", kv("udp_rcvbuf_errors"), kv("iface_rx_dropped"));
     line
 }
 
@@ -432,30 +362,12 @@ fn build_report(
         drops.insert("pcap_write_error".to_string(), werr);
     }
     let mut kernel = BTreeMap::new();
-    kernel.insert(
-        "udp_rcvbuf_errors".into(),
-        k1.udp.rcvbuf_errors.saturating_sub(k0.udp.rcvbuf_errors),
-    );
-    kernel.insert(
-        "udp_in_errors".into(),
-        k1.udp.in_errors.saturating_sub(k0.udp.in_errors),
-    );
-    kernel.insert(
-        "udp_csum_errors".into(),
-        k1.udp.in_csum_errors.saturating_sub(k0.udp.in_csum_errors),
-    );
-    kernel.insert(
-        "udp_no_ports".into(),
-        k1.udp.no_ports.saturating_sub(k0.udp.no_ports),
-    );
-    kernel.insert(
-        "iface_rx_dropped".into(),
-        k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()),
-    );
-    kernel.insert(
-        "softnet_dropped".into(),
-        k1.softnet_dropped.saturating_sub(k0.softnet_dropped),
-    );
+    kernel.insert("udp_rcvbuf_errors".into(), k1.udp.rcvbuf_errors.saturating_sub(k0.udp.rcvbuf_errors));
+    kernel.insert("udp_in_errors".into(), k1.udp.in_errors.saturating_sub(k0.udp.in_errors));
+    kernel.insert("udp_csum_errors".into(), k1.udp.in_csum_errors.saturating_sub(k0.udp.in_csum_errors));
+    kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
+    kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
+    kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
     let user = s.sum("rx.", "cpu_user_ns");
     let sys_ns = s.sum("rx.", "cpu_sys_ns");
     CaptureReport {
@@ -475,11 +387,7 @@ fn build_report(
         duration_s: duration.as_secs_f64(),
         cpu_user_ns: user,
         cpu_sys_ns: sys_ns,
-        cpu_ns_per_packet: if received > 0 {
-            (user + sys_ns) as f64 / received as f64
-        } else {
-            0.0
-        },
+        cpu_ns_per_packet: if received > 0 { (user + sys_ns) as f64 / received as f64 } else { 0.0 },
         rcvbuf: setup.rcvbuf,
         verify: None,
         stopped_by,
@@ -551,10 +459,7 @@ fn rx_loop(
         rx.add(RxIdx::Syscalls as usize, 1);
         rx.add(RxIdx::Truncated as usize, last.truncated);
         if let Some(d) = last.kernel_drops {
-            rx.set(
-                RxIdx::SocketDrops as usize,
-                u64::from(d).max(rx.get(RxIdx::SocketDrops as usize)),
-            );
+            rx.set(RxIdx::SocketDrops as usize, u64::from(d).max(rx.get(RxIdx::SocketDrops as usize)));
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             for s in &mut sinks {
@@ -584,8 +489,5 @@ fn rx_loop(
     let (u, k) = sys::thread_cpu_ns();
     rx.set(RxIdx::CpuUserNs as usize, u);
     rx.set(RxIdx::CpuSysNs as usize, k);
-    RxThreadResult {
-        verify: verify.map(|v| v.counts()),
-        sink_error,
-    }
+    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error }
 }

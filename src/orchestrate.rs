@@ -51,18 +51,9 @@ impl CaptureChild {
         all.extend_from_slice(args);
         let mut cmd = command(exe, netns, "capture", &all);
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-        cmd.stderr(if show_live {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        });
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let mut me = Self {
-            child: Some(child),
-            name: name.to_string(),
-        };
+        cmd.stderr(if show_live { Stdio::inherit() } else { Stdio::piped() });
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+        let mut me = Self { child: Some(child), name: name.to_string() };
         let pid = me.child.as_ref().expect("set").id();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -73,10 +64,7 @@ impl CaptureChild {
             }
             if let Some(status) = me.child.as_mut().expect("set").try_wait()? {
                 let err = me.stderr_text();
-                bail!(
-                    "capture exited before it was ready ({status}): {}",
-                    err.trim()
-                );
+                bail!("capture exited before it was ready ({status}): {}", err.trim());
             }
             if Instant::now() > deadline {
                 bail!("capture did not become ready within 10 s");
@@ -112,15 +100,10 @@ impl CaptureChild {
         let out = child.wait_with_output()?;
         let _ = std::fs::remove_file(stats::stats_path(&self.name));
         if !out.status.success() {
-            bail!(
-                "capture failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("capture failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim())
-            .with_context(|| format!("capture printed no JSON report: {text}"))
+        serde_json::from_str(text.trim()).with_context(|| format!("capture printed no JSON report: {text}"))
     }
 }
 
@@ -138,19 +121,12 @@ impl Drop for CaptureChild {
 pub fn send(exe: &Path, netns: Option<&str>, args: &[String]) -> anyhow::Result<SendReport> {
     let mut all = vec!["--json".to_string()];
     all.extend_from_slice(args);
-    let out = command(exe, netns, "send", &all)
-        .stdin(Stdio::null())
-        .output()?;
+    let out = command(exe, netns, "send", &all).stdin(Stdio::null()).output()?;
     if !out.status.success() {
-        bail!(
-            "send failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("send failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim())
-        .with_context(|| format!("send printed no JSON report: {text}"))
+    serde_json::from_str(text.trim()).with_context(|| format!("send printed no JSON report: {text}"))
 }
 
 /// The books of one run.
@@ -190,22 +166,14 @@ impl Identity {
 
     /// One line for people.
     pub fn line(&self) -> String {
-        let drops: Vec<String> = self
-            .drops
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let drops: Vec<String> =
+            self.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
         format!(
             "offered {} = delivered {} + drops {} [{}]{}",
             self.offered,
             self.delivered,
             self.drops.values().sum::<u64>(),
-            if drops.is_empty() {
-                "none".to_string()
-            } else {
-                drops.join(", ")
-            },
+            if drops.is_empty() { "none".to_string() } else { drops.join(", ") },
             if self.holds() {
                 "  ✓ every packet accounted for".to_string()
             } else {

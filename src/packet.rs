@@ -47,12 +47,7 @@ impl<'a> Batch<'a> {
         sources: &'a [Option<SocketAddr>],
         dst: SocketAddr,
     ) -> Self {
-        Self {
-            slab,
-            metas,
-            sources,
-            dst,
-        }
+        Self { slab, metas, sources, dst }
     }
 
     /// Number of packets.

@@ -44,9 +44,7 @@ impl Placement {
     /// A label to print beside every figure.
     pub fn label(&self) -> &'static str {
         match self {
-            Placement::Napi => {
-                "realistic placement: receive work on the receive core (threaded NAPI)"
-            }
+            Placement::Napi => "realistic placement: receive work on the receive core (threaded NAPI)",
             Placement::Sender => "UNREALISTIC placement: receive work runs on the sender's CPU",
         }
     }
@@ -69,12 +67,7 @@ impl TestbedOptions {
     /// Defaults for this machine: receive on the last CPU, send on the first.
     pub fn new(name: &str) -> Self {
         let n = sys::online_cpus();
-        Self {
-            name: name.to_string(),
-            placement: Placement::Napi,
-            rx_cpu: n.saturating_sub(1),
-            tx_cpu: 0,
-        }
+        Self { name: name.to_string(), placement: Placement::Napi, rx_cpu: n.saturating_sub(1), tx_cpu: 0 }
     }
 }
 
@@ -113,9 +106,7 @@ pub fn unique_name(prefix: &str) -> String {
 fn validate_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()
         || name.len() > 12
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
         bail!("testbed name '{name}' must be 1-12 characters of a-z, 0-9 and '-'");
     }
@@ -132,11 +123,7 @@ fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
         }
     })?;
     if !out.status.success() {
-        bail!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -149,9 +136,7 @@ pub fn netns_exists(ns: &str) -> bool {
 /// Fails with a one-line message unless we may create namespaces and links.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
     if !sys::is_root() {
-        bail!(
-            "{what} needs CAP_NET_ADMIN and CAP_SYS_ADMIN (network namespaces, veth): run as root"
-        );
+        bail!("{what} needs CAP_NET_ADMIN and CAP_SYS_ADMIN (network namespaces, veth): run as root");
     }
     Ok(())
 }
@@ -159,24 +144,11 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
 /// Writes a sysfs file of an interface inside a namespace (`ip netns exec`
 /// mounts that namespace's sysfs, where the interface is visible).
 fn write_netns_sysfs(ns: &str, path: &str, value: &str) -> anyhow::Result<()> {
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo {value} > {path}"),
-        ],
-    )
-    .map(drop)
+    run("ip", &["netns", "exec", ns, "sh", "-c", &format!("echo {value} > {path}")]).map(drop)
 }
 
 fn read_netns_sysfs(ns: &str, path: &str) -> Option<String> {
-    run("ip", &["netns", "exec", ns, "cat", path])
-        .ok()
-        .map(|s| s.trim().to_string())
+    run("ip", &["netns", "exec", ns, "cat", path]).ok().map(|s| s.trim().to_string())
 }
 
 fn mac_of(ns: &str, ifname: &str) -> anyhow::Result<String> {
@@ -233,12 +205,7 @@ impl Testbed {
         let (ntx, nrx, itx, irx) = (&self.ns_tx, &self.ns_rx, &self.if_tx, &self.if_rx);
         run("ip", &["netns", "add", ntx])?;
         run("ip", &["netns", "add", nrx])?;
-        run(
-            "ip",
-            &[
-                "link", "add", itx, "netns", ntx, "type", "veth", "peer", "name", irx, "netns", nrx,
-            ],
-        )?;
+        run("ip", &["link", "add", itx, "netns", ntx, "type", "veth", "peer", "name", irx, "netns", nrx])?;
         for (ns, ifname, addr) in [(ntx, itx, TX_ADDR), (nrx, irx, RX_ADDR)] {
             let ns = ns.clone();
             kernel::in_netns(&ns, || {
@@ -246,18 +213,7 @@ impl Testbed {
                 let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
                 let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
             })?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    ifname,
-                ],
-            )?;
+            run("ip", &["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", ifname])?;
             run("ip", &["-n", &ns, "link", "set", "dev", ifname, "up"])?;
             run("ip", &["-n", &ns, "link", "set", "dev", "lo", "up"])?;
         }
@@ -267,35 +223,11 @@ impl Testbed {
         let tx_s = TX_ADDR.to_string();
         run(
             "ip",
-            &[
-                "-n",
-                ntx,
-                "neigh",
-                "replace",
-                &rx_s,
-                "lladdr",
-                &mac_rx,
-                "dev",
-                itx,
-                "nud",
-                "permanent",
-            ],
+            &["-n", ntx, "neigh", "replace", &rx_s, "lladdr", &mac_rx, "dev", itx, "nud", "permanent"],
         )?;
         run(
             "ip",
-            &[
-                "-n",
-                nrx,
-                "neigh",
-                "replace",
-                &tx_s,
-                "lladdr",
-                &mac_tx,
-                "dev",
-                irx,
-                "nud",
-                "permanent",
-            ],
+            &["-n", nrx, "neigh", "replace", &tx_s, "lladdr", &mac_tx, "dev", irx, "nud", "permanent"],
         )?;
         if self.placement == Placement::Napi {
             let ifname = irx.clone();
@@ -303,8 +235,8 @@ impl Testbed {
                 .context("cannot turn GRO on for the receiving veth (ethtool ioctl)")?;
             write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/threaded"), "1")
                 .context("cannot switch the receiving veth to threaded NAPI")?;
-            let pid = find_napi_thread(irx)
-                .with_context(|| format!("no napi/{irx}-* kernel thread appeared"))?;
+            let pid =
+                find_napi_thread(irx).with_context(|| format!("no napi/{irx}-* kernel thread appeared"))?;
             sys::pin_to_cpu(pid, self.rx_cpu)
                 .with_context(|| format!("cannot pin napi thread {pid} to CPU {}", self.rx_cpu))?;
             self.napi_pid = Some(pid);
@@ -328,11 +260,7 @@ impl Testbed {
             if_tx: format!("{name}t"),
             if_rx,
             name: name.to_string(),
-            placement: if napi_pid.is_some() {
-                Placement::Napi
-            } else {
-                Placement::Sender
-            },
+            placement: if napi_pid.is_some() { Placement::Napi } else { Placement::Sender },
             rx_cpu: n.saturating_sub(1),
             tx_cpu: 0,
             napi_pid,
@@ -356,11 +284,7 @@ impl Testbed {
         let mut first_err = None;
         if netns_exists(&self.ns_rx) && self.placement == Placement::Napi {
             // Threaded NAPI off first, or a later attach inherits an unpinned thread.
-            let _ = write_netns_sysfs(
-                &self.ns_rx,
-                &format!("/sys/class/net/{}/threaded", self.if_rx),
-                "0",
-            );
+            let _ = write_netns_sysfs(&self.ns_rx, &format!("/sys/class/net/{}/threaded", self.if_rx), "0");
         }
         for ns in [&self.ns_tx, &self.ns_rx] {
             if netns_exists(ns)
@@ -376,27 +300,20 @@ impl Testbed {
     /// receiving ring refused (veth counts that loss on the sender's side).
     pub fn tx_iface(&self) -> anyhow::Result<IfaceCounters> {
         let ifname = self.if_tx.clone();
-        kernel::in_netns(&self.ns_tx, move || {
-            kernel::KernelSnapshot::read().ifaces.get(&ifname).copied()
-        })?
-        .with_context(|| format!("{} vanished", self.if_tx))
+        kernel::in_netns(&self.ns_tx, move || kernel::KernelSnapshot::read().ifaces.get(&ifname).copied())?
+            .with_context(|| format!("{} vanished", self.if_tx))
     }
 
     /// Counters of the receiving veth end.
     pub fn rx_iface(&self) -> anyhow::Result<IfaceCounters> {
         let ifname = self.if_rx.clone();
-        kernel::in_netns(&self.ns_rx, move || {
-            kernel::KernelSnapshot::read().ifaces.get(&ifname).copied()
-        })?
-        .with_context(|| format!("{} vanished", self.if_rx))
+        kernel::in_netns(&self.ns_rx, move || kernel::KernelSnapshot::read().ifaces.get(&ifname).copied())?
+            .with_context(|| format!("{} vanished", self.if_rx))
     }
 
     /// A human summary (`linecap testbed status`).
     pub fn describe(&self) -> String {
-        let threaded = read_netns_sysfs(
-            &self.ns_rx,
-            &format!("/sys/class/net/{}/threaded", self.if_rx),
-        );
+        let threaded = read_netns_sysfs(&self.ns_rx, &format!("/sys/class/net/{}/threaded", self.if_rx));
         let napi_cpu = self.napi_pid.and_then(|p| {
             std::fs::read_to_string(format!("/proc/{p}/status"))
                 .ok()?

@@ -28,13 +28,9 @@ impl Rate {
 
 fn split_number(s: &str) -> Result<(f64, String), String> {
     let s = s.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(end);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' does not start with a number"))?;
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' does not start with a number"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' is not a non-negative number"));
     }
@@ -71,8 +67,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
         }
     }
     let p = unit.strip_suffix("pps").unwrap_or(&unit);
-    let m = si(p)
-        .ok_or_else(|| format!("unknown rate unit in '{s}' (use e.g. 2.35Mpps or 5.12Gbit)"))?;
+    let m = si(p).ok_or_else(|| format!("unknown rate unit in '{s}' (use e.g. 2.35Mpps or 5.12Gbit)"))?;
     Ok(Rate::Pps(v * m))
 }
 
@@ -102,9 +97,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
         _ => {
-            return Err(format!(
-                "unknown duration unit in '{s}' (use e.g. 5s or 250ms)"
-            ));
+            return Err(format!("unknown duration unit in '{s}' (use e.g. 5s or 250ms)"));
         }
     };
     Ok(Duration::from_secs_f64(secs))

@@ -43,9 +43,7 @@ impl FromStr for Row {
             "recvmmsg+gro" => Row::RecvmmsgGro,
             "tcpdump" => Row::Tcpdump,
             _ => {
-                return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, tcpdump)"
-                ));
+                return Err(format!("unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, tcpdump)"));
             }
         })
     }
@@ -216,11 +214,7 @@ impl Bench<'_> {
             ],
         );
         let per = |x: f64| {
-            if rep.packets > 0 {
-                x / rep.packets as f64
-            } else {
-                0.0
-            }
+            if rep.packets > 0 { x / rep.packets as f64 } else { 0.0 }
         };
         Ok(Point {
             row,
@@ -240,11 +234,7 @@ impl Bench<'_> {
 
     fn row(&self, row: Row, size: usize) -> anyhow::Result<RowResult> {
         let max = self.measure(row, size, None)?;
-        eprintln!(
-            "  {:<13} {size:>5} B  unpaced: {}",
-            row.name(),
-            point_line(&max)
-        );
+        eprintln!("  {:<13} {size:>5} B  unpaced: {}", row.name(), point_line(&max));
         let mut points = vec![max.clone()];
         if max.lost() == 0 {
             return Ok(RowResult {
@@ -264,12 +254,7 @@ impl Bench<'_> {
             }
             let r = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
             let p = self.measure(row, size, Some(r))?;
-            eprintln!(
-                "  {:<13} {size:>5} B  {:>8.1} kpps asked: {}",
-                row.name(),
-                r / 1e3,
-                point_line(&p)
-            );
+            eprintln!("  {:<13} {size:>5} B  {:>8.1} kpps asked: {}", row.name(), r / 1e3, point_line(&p));
             if p.lost() == 0 {
                 lo = r;
                 best = Some(p.clone());
@@ -278,14 +263,7 @@ impl Bench<'_> {
             }
             points.push(p);
         }
-        Ok(RowResult {
-            row,
-            size,
-            zero_loss: best,
-            max,
-            generator_bound: false,
-            points,
-        })
+        Ok(RowResult { row, size, zero_loss: best, max, generator_bound: false, points })
     }
 }
 
@@ -317,18 +295,13 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{} CPUs, {model}, Linux {}",
-        sys::online_cpus(),
-        kernel.trim()
-    )
+    format!("{} CPUs, {model}, Linux {}", sys::online_cpus(), kernel.trim())
 }
 
 /// Runs the whole bench and writes results.json, results.md and plot.svg.
 pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
     testbed::require_root("linecap bench")?;
-    std::fs::create_dir_all(&cfg.out)
-        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let mut o = TestbedOptions::new(&testbed::unique_name("bench"));
     o.placement = cfg.placement;
     let tb = Testbed::up(&o)?;
@@ -339,9 +312,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         if peers::tcpdump_path().is_some() {
             rows.push(Row::Tcpdump);
         } else {
-            eprintln!(
-                "linecap bench: tcpdump is not installed; no peer row (apt-get install tcpdump)"
-            );
+            eprintln!("linecap bench: tcpdump is not installed; no peer row (apt-get install tcpdump)");
         }
     }
     let mut results = Vec::new();
@@ -360,17 +331,11 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         duration_s: cfg.duration.as_secs_f64(),
         rows: results,
     };
-    std::fs::write(
-        cfg.out.join("results.json"),
-        serde_json::to_string_pretty(&res)?,
-    )?;
+    std::fs::write(cfg.out.join("results.json"), serde_json::to_string_pretty(&res)?)?;
     let md = report::markdown(&res);
     std::fs::write(cfg.out.join("results.md"), &md)?;
     std::fs::write(cfg.out.join("plot.svg"), report::svg(&res))?;
     println!("{md}");
-    eprintln!(
-        "wrote {}/results.json, results.md, plot.svg",
-        cfg.out.display()
-    );
+    eprintln!("wrote {}/results.json, results.md, plot.svg", cfg.out.display());
     Ok(res)
 }

@@ -18,10 +18,7 @@ use crate::testbed::Testbed;
 
 /// Where tcpdump is installed, if it is.
 pub fn tcpdump_path() -> Option<PathBuf> {
-    ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// CPU time (user + system) of a whole process, from /proc/PID/stat.
@@ -32,15 +29,9 @@ fn process_cpu_ns(pid: u32) -> u64 {
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
         return 0;
     };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     // After the command name: state(skipped, not numeric) ... utime is field 14, stime 15 overall.
-    let (ut, st) = (
-        f.get(10).copied().unwrap_or(0),
-        f.get(11).copied().unwrap_or(0),
-    );
+    let (ut, st) = (f.get(10).copied().unwrap_or(0), f.get(11).copied().unwrap_or(0));
     (ut + st) * 10_000_000 // 100 Hz clock ticks
 }
 
@@ -68,18 +59,7 @@ pub fn measure_tcpdump(
     let mut child = Command::new("ip")
         .args(["netns", "exec", &tb.ns_rx])
         .arg(&tcpdump)
-        .args([
-            "-i",
-            &tb.if_rx,
-            "-n",
-            "-B",
-            "65536",
-            "-w",
-            "/dev/null",
-            "udp",
-            "port",
-            "9000",
-        ])
+        .args(["-i", &tb.if_rx, "-n", "-B", "65536", "-w", "/dev/null", "udp", "port", "9000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -109,8 +89,8 @@ pub fn measure_tcpdump(
     let mut rest = String::new();
     err.read_to_string(&mut rest)?;
     child.wait()?;
-    let (captured, dropped) = parse_tcpdump_stats(&rest)
-        .with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    let (captured, dropped) =
+        parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
     let tx1 = tb.tx_iface()?;
     let rx1 = tb.rx_iface()?;
     let mut drops = std::collections::BTreeMap::new();
@@ -132,11 +112,7 @@ pub fn measure_tcpdump(
         duration_s: cfg.duration.as_secs_f64(),
         cpu_user_ns: cpu,
         cpu_sys_ns: 0,
-        cpu_ns_per_packet: if captured > 0 {
-            cpu as f64 / captured as f64
-        } else {
-            0.0
-        },
+        cpu_ns_per_packet: if captured > 0 { cpu as f64 / captured as f64 } else { 0.0 },
         rcvbuf: 0,
         verify: None,
         stopped_by: "SIGINT".into(),

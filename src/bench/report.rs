@@ -19,22 +19,14 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// The results as a markdown section.
 pub fn markdown(r: &BenchResults) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Run {} on {} ({}), {:.1} s per point.\n",
-        r.date, r.machine, r.placement, r.duration_s
-    );
+    let _ =
+        writeln!(s, "Run {} on {} ({}), {:.1} s per point.\n", r.date, r.machine, r.placement, r.duration_s);
     let _ = writeln!(
         s,
         "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | loss at sender max | where lost |"
@@ -46,33 +38,18 @@ pub fn markdown(r: &BenchResults) -> String {
                 format!(
                     "{:.1} kpps{}",
                     p.offered_pps / 1e3,
-                    if row.generator_bound {
-                        " (generator-bound)"
-                    } else {
-                        ""
-                    }
+                    if row.generator_bound { " (generator-bound)" } else { "" }
                 ),
                 format!("{:.0}", p.rx_threads_ns_per_packet),
                 format!("{:.0}", p.rx_core_ns_per_packet),
                 format!("{:.1}", p.packets_per_syscall),
                 format!("{:.2}", p.packets_per_datagram),
             ),
-            None => (
-                "none found".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ),
+            None => ("none found".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
         let m = &row.max;
-        let wh: Vec<String> = m
-            .identity
-            .drops
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let wh: Vec<String> =
+            m.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             s,
             "| {} | {} B | {rate} | {thr} | {core} | {sc} | {dg} | {:.1} kpps | {:.2}% | {}{} |",
@@ -80,16 +57,8 @@ pub fn markdown(r: &BenchResults) -> String {
             row.size,
             m.offered_pps / 1e3,
             100.0 * m.lost() as f64 / m.sent.max(1) as f64,
-            if wh.is_empty() {
-                "-".to_string()
-            } else {
-                wh.join(", ")
-            },
-            if m.identity.holds() {
-                ""
-            } else {
-                " (unaccounted!)"
-            }
+            if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
+            if m.identity.holds() { "" } else { " (unaccounted!)" }
         );
     }
     s
@@ -98,23 +67,12 @@ pub fn markdown(r: &BenchResults) -> String {
 /// An SVG line plot: x = offered kpps, y = receive-core ns per packet.
 pub fn svg(r: &BenchResults) -> String {
     let (w, h, ml, mb, mt, mr) = (760.0, 440.0, 70.0, 50.0, 40.0, 170.0);
-    let pts: Vec<_> = r
-        .rows
-        .iter()
-        .flat_map(|row| row.points.iter())
-        .filter(|p| p.delivered > 0)
-        .collect();
+    let pts: Vec<_> = r.rows.iter().flat_map(|row| row.points.iter()).filter(|p| p.delivered > 0).collect();
     let xmax = pts.iter().map(|p| p.offered_pps / 1e3).fold(1.0, f64::max) * 1.05;
-    let ymax = pts
-        .iter()
-        .map(|p| p.rx_core_ns_per_packet)
-        .fold(1.0, f64::max)
-        * 1.1;
+    let ymax = pts.iter().map(|p| p.rx_core_ns_per_packet).fold(1.0, f64::max) * 1.1;
     let x = |v: f64| ml + v / xmax * (w - ml - mr);
     let y = |v: f64| h - mb - v / ymax * (h - mb - mt);
-    let colors = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -126,18 +84,9 @@ pub fn svg(r: &BenchResults) -> String {
         r#"<text x="{ml}" y="22" font-size="14">Receive-core CPU per packet vs offered rate ({})</text>"#,
         esc(&r.machine)
     );
-    let _ = writeln!(
-        s,
-        r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        h - mb,
-        w - mr,
-        h - mb
-    );
-    let _ = writeln!(
-        s,
-        r#"<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>"#,
-        h - mb
-    );
+    let _ =
+        writeln!(s, r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, h - mb, w - mr, h - mb);
+    let _ = writeln!(s, r#"<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>"#, h - mb);
     for i in 0..=5 {
         let xv = xmax * i as f64 / 5.0;
         let yv = ymax * i as f64 / 5.0;
@@ -174,13 +123,7 @@ pub fn svg(r: &BenchResults) -> String {
         p.sort_by(|a, b| a.offered_pps.total_cmp(&b.offered_pps));
         let path: Vec<String> = p
             .iter()
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    x(p.offered_pps / 1e3),
-                    y(p.rx_core_ns_per_packet)
-                )
-            })
+            .map(|p| format!("{:.1},{:.1}", x(p.offered_pps / 1e3), y(p.rx_core_ns_per_packet)))
             .collect();
         let _ = writeln!(
             s,
@@ -219,9 +162,7 @@ pub fn svg(r: &BenchResults) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

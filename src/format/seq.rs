@@ -58,9 +58,7 @@ pub enum Check {
 
 /// Reads the sequence number of a payload without checking the pattern.
 pub fn seq_of(payload: &[u8]) -> Option<u64> {
-    payload
-        .get(..MIN_LEN)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    payload.get(..MIN_LEN).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 /// Checks a payload: never panics, whatever the input.

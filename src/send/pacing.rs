@@ -23,12 +23,7 @@ impl Pacer {
             Some(r) if r > 0.0 => 1e9 / r,
             _ => 0.0,
         };
-        Self {
-            period_ns,
-            burst: burst.max(1),
-            origin_ns: now_ns,
-            sent: 0,
-        }
+        Self { period_ns, burst: burst.max(1), origin_ns: now_ns, sent: 0 }
     }
 
     /// Whether a rate limit applies.

@@ -2,9 +2,9 @@
 //! `seq` payloads, optionally UDP GSO super-packets (one buffer, many
 //! datagrams on the wire), paced by a [`Pacer`].
 //!
-//! With several threads, thread `t` of `T` sends sequence numbers
-//! `t, t+T, t+2T, ...` at `rate / T`, so the union is one gap-free stream
-//! (interleaved, hence mildly reordered at the receiver).
+//! With several threads, each thread has its own socket (its own source
+//! port, hence its own flow) and numbers its own stream from 0 at
+//! `rate / T`; the receiver's verifier tracks each flow separately.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -120,19 +120,12 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
                 .spawn(move || send_thread(t, &cfg, fd, deadline, &stop))?,
         );
     }
-    let mut report = SendReport {
-        backend: "socket".into(),
-        threads: cfg.threads,
-        gso: cfg.gso,
-        ..Default::default()
-    };
+    let mut report =
+        SendReport { backend: "socket".into(), threads: cfg.threads, gso: cfg.gso, ..Default::default() };
     let mut cpu = 0;
     let mut first_err = None;
     for h in handles {
-        match h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a send thread panicked"))?
-        {
+        match h.join().map_err(|_| anyhow::anyhow!("a send thread panicked"))? {
             Ok(r) => {
                 report.packets += r.packets;
                 report.send_errors += r.errors;
@@ -153,11 +146,7 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
     report.duration_s = elapsed;
     report.pps = report.packets as f64 / elapsed.max(1e-9);
     report.payload_bps = report.pps * cfg.size as f64 * 8.0;
-    report.cpu_ns_per_packet = if report.packets > 0 {
-        cpu as f64 / report.packets as f64
-    } else {
-        0.0
-    };
+    report.cpu_ns_per_packet = if report.packets > 0 { cpu as f64 / report.packets as f64 } else { 0.0 };
     Ok(report)
 }
 
@@ -174,26 +163,16 @@ fn send_thread(
         eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
     }
     let threads = cfg.threads as u64;
-    let quota = cfg
-        .count
-        .map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
+    let quota = cfg.count.map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
     let mut gso = cfg.gso;
-    let segs = if gso {
-        MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / cfg.size).max(1)
-    } else {
-        1
-    };
+    let segs = if gso { MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / cfg.size).max(1) } else { 1 };
     let batch = cfg.batch.clamp(1, 1024);
     let mut tx = MmsgTx::new(batch, cfg.size * segs);
     let rate = cfg.rate.pps(cfg.size).map(|r| r / threads as f64);
     // The bucket must hold at least one full send call when unlimited.
-    let burst = if rate.is_some() {
-        cfg.burst.max(1)
-    } else {
-        (batch * segs) as u64
-    };
+    let burst = if rate.is_some() { cfg.burst.max(1) } else { (batch * segs) as u64 };
     let mut pacer = Pacer::new(rate, burst, sys::monotonic_ns());
-    let mut next_index: u64 = 0; // this thread's k-th packet has seq t + k*T
+    let mut next_index: u64 = 0; // this thread's next sequence number
     let mut errors = 0u64;
     let mut consecutive_errors = 0u32;
     loop {
@@ -208,11 +187,7 @@ fn send_thread(
         if remaining == 0 {
             break;
         }
-        let per_call = if gso {
-            (batch * segs) as u64
-        } else {
-            batch as u64
-        };
+        let per_call = if gso { (batch * segs) as u64 } else { batch as u64 };
         let want = pacer.allowance(now).min(per_call).min(remaining);
         if want == 0 {
             let due = pacer.next_due_ns();
@@ -232,17 +207,10 @@ fn send_thread(
             let n = per_msg.min(want - (k - next_index));
             let slot = tx.slot_mut(m);
             for j in 0..n as usize {
-                seq::fill(
-                    &mut slot[j * cfg.size..(j + 1) * cfg.size],
-                    t as u64 + k * threads,
-                );
+                seq::fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], k);
                 k += 1;
             }
-            let seg = if gso && n > 1 {
-                Some(cfg.size as u16)
-            } else {
-                None
-            };
+            let seg = if gso && n > 1 { Some(cfg.size as u16) } else { None };
             tx.set(m, n as usize * cfg.size, seg);
             *count = n;
         }
@@ -273,10 +241,5 @@ fn send_thread(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult {
-        packets: next_index,
-        errors,
-        gso,
-        cpu_ns: u + s,
-    })
+    Ok(ThreadResult { packets: next_index, errors, gso, cpu_ns: u + s })
 }

@@ -35,24 +35,11 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
     let (full_tx, full_rx) = sync_channel(chunks);
     let (free_tx, free_rx) = sync_channel(chunks);
     for _ in 0..chunks {
-        free_tx
-            .send(Chunk {
-                buf: Vec::with_capacity(chunk_size),
-                packets: 0,
-            })
-            .expect("channel has room");
+        free_tx.send(Chunk { buf: Vec::with_capacity(chunk_size), packets: 0 }).expect("channel has room");
     }
     (
-        Producer {
-            full: full_tx,
-            free: free_rx,
-            current: None,
-            chunk_size,
-        },
-        Consumer {
-            full: full_rx,
-            free: free_tx,
-        },
+        Producer { full: full_tx, free: free_rx, current: None, chunk_size },
+        Consumer { full: full_rx, free: free_tx },
     )
 }
 
@@ -113,9 +100,7 @@ impl Consumer {
     /// Waits up to `timeout` for a full chunk; `Err(true)` when the producer is gone.
     pub fn recv(&self, timeout: std::time::Duration) -> Result<Chunk, bool> {
         use std::sync::mpsc::RecvTimeoutError;
-        self.full
-            .recv_timeout(timeout)
-            .map_err(|e| e == RecvTimeoutError::Disconnected)
+        self.full.recv_timeout(timeout).map_err(|e| e == RecvTimeoutError::Disconnected)
     }
 
     /// Returns a written chunk for reuse.

@@ -49,10 +49,7 @@ pub fn record_len(p: &Packet<'_>, dst: &SocketAddr) -> usize {
 }
 
 fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
+    let mut sum: u32 = h.chunks_exact(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -79,9 +76,7 @@ pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr) {
                 Some(SocketAddr::V4(s)) => s.ip().octets(),
                 _ => [0; 4],
             };
-            ip.copy_from_slice(&[
-                0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            ]);
+            ip.copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
             ip[2..4].copy_from_slice(&((wire as u16).to_be_bytes()));
             ip[12..16].copy_from_slice(&s);
             ip[16..20].copy_from_slice(&d.ip().octets());
@@ -153,10 +148,7 @@ pub fn numbered_path(base: &Path, index: u32, rotating: bool) -> PathBuf {
     if !rotating {
         return base.to_path_buf();
     }
-    let stem = base
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("capture");
+    let stem = base.file_stem().and_then(|s| s.to_str()).unwrap_or("capture");
     let name = match base.extension().and_then(|e| e.to_str()) {
         Some(ext) => format!("{stem}-{index:03}.{ext}"),
         None => format!("{stem}-{index:03}"),
@@ -176,18 +168,11 @@ pub struct PcapSink {
 impl PcapSink {
     /// Opens the first file (so a bad path fails now, with a clear error)
     /// and starts the writer thread.
-    pub fn start(
-        opts: PcapOptions,
-        queue: StageCounters,
-        writer: StageCounters,
-    ) -> io::Result<Self> {
+    pub fn start(opts: PcapOptions, queue: StageCounters, writer: StageCounters) -> io::Result<Self> {
         let rotating = opts.rotation.max_bytes.is_some() || opts.rotation.max_age.is_some();
         let first = numbered_path(&opts.path, 0, rotating);
         let file = File::create(&first).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create pcap file {}: {e}", first.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
         })?;
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
         let (producer, consumer) = handoff(chunks, opts.chunk_bytes);
@@ -242,8 +227,7 @@ impl super::Sink for PcapSink {
             let _ = p.flush();
         }
         if let Some(h) = self.writer.take() {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("pcap writer thread panicked"))??;
+            h.join().map_err(|_| anyhow::anyhow!("pcap writer thread panicked"))??;
         }
         Ok(())
     }
@@ -272,13 +256,7 @@ fn write_loop(
     consumer: Consumer,
     counters: StageCounters,
 ) -> io::Result<()> {
-    let mut out = Output {
-        file: first,
-        written: 0,
-        opened: Instant::now(),
-        index: 0,
-        files: 1,
-    };
+    let mut out = Output { file: first, written: 0, opened: Instant::now(), index: 0, files: 1 };
     let mut failed: Option<io::Error> = None;
     let mut throttle_start = Instant::now();
     let mut throttle_bytes = 0u64;
@@ -345,9 +323,7 @@ fn write_loop(
 }
 
 fn needs_rotation(r: &Rotation, out: &Output, next: usize) -> bool {
-    let too_big = r
-        .max_bytes
-        .is_some_and(|m| out.written > 24 && out.written + next as u64 > m);
+    let too_big = r.max_bytes.is_some_and(|m| out.written > 24 && out.written + next as u64 > m);
     let too_old = r.max_age.is_some_and(|a| out.opened.elapsed() >= a);
     too_big || too_old
 }
@@ -378,14 +354,8 @@ mod tests {
         let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
         let mut out = vec![0u8; record_len(&p, &dst)];
         encode_record(&mut out, &p, &dst);
-        assert_eq!(
-            u32::from_le_bytes(out[0..4].try_into().unwrap()),
-            1_700_000_000
-        );
-        assert_eq!(
-            u32::from_le_bytes(out[4..8].try_into().unwrap()),
-            123_456_789
-        );
+        assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), 1_700_000_000);
+        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 123_456_789);
         assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 33);
         let ip = &out[16..36];
         assert_eq!(ipv4_checksum(ip), 0, "header checksum must verify");
@@ -400,9 +370,6 @@ mod tests {
         let b = Path::new("/x/out.pcap");
         assert_eq!(numbered_path(b, 3, false), PathBuf::from("/x/out.pcap"));
         assert_eq!(numbered_path(b, 3, true), PathBuf::from("/x/out-003.pcap"));
-        assert_eq!(
-            numbered_path(Path::new("cap"), 1, true),
-            PathBuf::from("cap-001")
-        );
+        assert_eq!(numbered_path(Path::new("cap"), 1, true), PathBuf::from("cap-001"));
     }
 }

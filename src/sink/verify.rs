@@ -7,6 +7,8 @@
 //! a duplicate, and anything older is counted as `too_old` (it cannot be
 //! told apart from a duplicate any more).
 
+use std::net::SocketAddr;
+
 use crate::format::seq::{self, Check};
 use crate::packet::Batch;
 use crate::stats::{StageCounters, VerifyIdx};
@@ -135,44 +137,79 @@ impl SeqTracker {
     }
 }
 
-/// The verifier as a sink: checks each packet and publishes counts per batch.
+/// Most flows tracked separately; packets of further flows are counted
+/// in one shared tracker (their sequence accounting is then approximate).
+pub const MAX_FLOWS: usize = 256;
+
+impl VerifyCounts {
+    /// Adds another set of counts (flows, threads).
+    pub fn add(&mut self, o: &VerifyCounts) {
+        self.packets += o.packets;
+        self.valid += o.valid;
+        self.corrupt += o.corrupt;
+        self.malformed += o.malformed;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.missing += o.missing;
+        self.too_old += o.too_old;
+    }
+}
+
+/// The verifier as a sink: one tracker per flow (sender address), since
+/// each sending socket numbers its own stream; counts published per batch.
 pub struct VerifySink {
-    tracker: SeqTracker,
+    flows: Vec<(Option<SocketAddr>, SeqTracker)>,
+    last: usize,
     counters: StageCounters,
 }
 
 impl VerifySink {
     /// A verifier publishing into `counters` (a `verify` stage).
     pub fn new(counters: StageCounters) -> Self {
-        Self {
-            tracker: SeqTracker::default(),
-            counters,
-        }
+        Self { flows: Vec::new(), last: 0, counters }
     }
 
-    /// Final counts.
+    /// Final counts, summed over flows.
     pub fn counts(&self) -> VerifyCounts {
-        self.tracker.counts()
+        let mut t = VerifyCounts::default();
+        for (_, f) in &self.flows {
+            t.add(&f.counts());
+        }
+        t
+    }
+
+    fn flow(&mut self, src: Option<SocketAddr>) -> &mut SeqTracker {
+        // Packets come in runs from one flow: check the last one first.
+        if self.flows.get(self.last).is_none_or(|(a, _)| *a != src) {
+            self.last = match self.flows.iter().position(|(a, _)| *a == src) {
+                Some(i) => i,
+                None if self.flows.len() < MAX_FLOWS => {
+                    self.flows.push((src, SeqTracker::default()));
+                    self.flows.len() - 1
+                }
+                None => MAX_FLOWS - 1,
+            };
+        }
+        &mut self.flows[self.last].1
     }
 }
 
 impl super::Sink for VerifySink {
     fn consume(&mut self, batch: &Batch<'_>) {
         for p in batch.iter() {
-            self.tracker.record(seq::check(p.data));
+            self.flow(p.src).record(seq::check(p.data));
         }
-        let c = self.tracker.counts();
-        self.counters.set(VerifyIdx::Packets as usize, c.packets);
-        self.counters.set(VerifyIdx::Valid as usize, c.valid);
-        self.counters.set(VerifyIdx::Corrupt as usize, c.corrupt);
-        self.counters
-            .set(VerifyIdx::Malformed as usize, c.malformed);
-        self.counters
-            .set(VerifyIdx::Duplicates as usize, c.duplicates);
-        self.counters
-            .set(VerifyIdx::Reordered as usize, c.reordered);
-        self.counters.set(VerifyIdx::Missing as usize, c.missing);
-        self.counters.set(VerifyIdx::TooOld as usize, c.too_old);
+        let c = self.counts();
+        let set = |i: VerifyIdx, v: u64| self.counters.set(i as usize, v);
+        set(VerifyIdx::Packets, c.packets);
+        set(VerifyIdx::Valid, c.valid);
+        set(VerifyIdx::Corrupt, c.corrupt);
+        set(VerifyIdx::Malformed, c.malformed);
+        set(VerifyIdx::Duplicates, c.duplicates);
+        set(VerifyIdx::Reordered, c.reordered);
+        set(VerifyIdx::Missing, c.missing);
+        set(VerifyIdx::TooOld, c.too_old);
+        set(VerifyIdx::Flows, self.flows.len() as u64);
     }
 
     fn name(&self) -> &'static str {
@@ -188,10 +225,7 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             self.0 >> 33
         }
     }
@@ -207,10 +241,7 @@ mod tests {
     #[test]
     fn in_order() {
         let c = run(&(0..1000).collect::<Vec<_>>());
-        assert_eq!(
-            (c.valid, c.missing, c.duplicates, c.reordered),
-            (1000, 0, 0, 0)
-        );
+        assert_eq!((c.valid, c.missing, c.duplicates, c.reordered), (1000, 0, 0, 0));
     }
 
     #[test]
@@ -300,9 +331,6 @@ mod tests {
         t.record(Check::Valid(0));
         t.record(Check::Valid(1));
         let c = t.counts();
-        assert_eq!(
-            (c.packets, c.malformed, c.corrupt, c.valid, c.missing),
-            (4, 1, 1, 2, 0)
-        );
+        assert_eq!((c.packets, c.malformed, c.corrupt, c.valid, c.missing), (4, 1, 1, 2, 0));
     }
 }

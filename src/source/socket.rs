@@ -22,9 +22,7 @@ const PLAIN_SLOT: usize = 9_216;
 const MAX_GRO_SEGMENTS: usize = 64;
 
 /// How datagrams are read.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RecvMode {
     /// One `recvmsg` per datagram: the naive baseline.
@@ -100,16 +98,11 @@ impl SocketSource {
         sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         sys::set_rcvtimeo(&fd, 100_000)?;
         let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
-        sys::bind(&fd, &opts.listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen))
-        })?;
+        sys::bind(&fd, &opts.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen)))?;
         if let Some(group) = opts.join {
-            sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot join multicast group {group}: {e}"),
-                )
-            })?;
+            sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot join multicast group {group}: {e}")))?;
         }
         let local = sys::local_addr(&fd)?;
         let (vlen, slot) = match opts.mode {
@@ -122,12 +115,7 @@ impl SocketSource {
             rx: MmsgRx::new(vlen, slot),
             metas: Vec::with_capacity(vlen * per_msg),
             sources: Vec::with_capacity(vlen),
-            setup: SocketSetup {
-                local,
-                rcvbuf,
-                rcvbuf_forced: forced,
-                gro,
-            },
+            setup: SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro },
             mode: opts.mode,
             batch: vlen,
             last: RecvStats::default(),
@@ -158,22 +146,14 @@ impl SocketSource {
         };
         let n = match self.rx.recv(&self.fd, max, nonblocking) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
         self.metas.clear();
         self.sources.clear();
-        let mut stats = RecvStats {
-            datagrams: n as u64,
-            ..RecvStats::default()
-        };
+        let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
         let slot = self.rx.slot_size();
         for i in 0..n {
             let m = *self.rx.meta(i);
@@ -182,54 +162,25 @@ impl SocketSource {
             if m.drops.is_some() {
                 stats.kernel_drops = m.drops.max(stats.kernel_drops);
             }
-            split_gro(
-                &mut self.metas,
-                (i * slot) as u32,
-                m.len as u32,
-                m.gso_size,
-                m.ts_ns,
-                i as u32,
-            );
+            split_gro(&mut self.metas, (i * slot) as u32, m.len as u32, m.gso_size, m.ts_ns, i as u32);
         }
         self.last = stats;
-        Ok(Some(Batch::new(
-            self.rx.slab(),
-            &self.metas,
-            &self.sources,
-            self.setup.local,
-        )))
+        Ok(Some(Batch::new(self.rx.slab(), &self.metas, &self.sources, self.setup.local)))
     }
 }
 
 /// Splits one received message into packets: a GRO super-packet into
 /// `gso_size` segments (the last may be shorter), anything else as is.
-pub fn split_gro(
-    out: &mut Vec<PacketMeta>,
-    offset: u32,
-    len: u32,
-    gso_size: u16,
-    ts_ns: u64,
-    msg: u32,
-) {
+pub fn split_gro(out: &mut Vec<PacketMeta>, offset: u32, len: u32, gso_size: u16, ts_ns: u64, msg: u32) {
     let seg = u32::from(gso_size);
     if seg == 0 || len <= seg {
-        out.push(PacketMeta {
-            offset,
-            len,
-            ts_ns,
-            msg,
-        });
+        out.push(PacketMeta { offset, len, ts_ns, msg });
         return;
     }
     let mut at = 0;
     while at < len {
         let l = seg.min(len - at);
-        out.push(PacketMeta {
-            offset: offset + at,
-            len: l,
-            ts_ns,
-            msg,
-        });
+        out.push(PacketMeta { offset: offset + at, len: l, ts_ns, msg });
         at += l;
     }
 }

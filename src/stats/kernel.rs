@@ -26,19 +26,8 @@ pub struct UdpSnmp {
 pub fn parse_snmp_udp(text: &str) -> Option<UdpSnmp> {
     let mut lines = text.lines().filter(|l| l.starts_with("Udp: "));
     let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
-    let values: Vec<u64> = lines
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let get = |n: &str| {
-        names
-            .iter()
-            .position(|x| *x == n)
-            .and_then(|i| values.get(i).copied())
-            .unwrap_or(0)
-    };
+    let values: Vec<u64> = lines.next()?.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    let get = |n: &str| names.iter().position(|x| *x == n).and_then(|i| values.get(i).copied()).unwrap_or(0);
     Some(UdpSnmp {
         in_datagrams: get("InDatagrams"),
         no_ports: get("NoPorts"),
@@ -68,21 +57,13 @@ pub fn parse_net_dev(text: &str) -> BTreeMap<String, IfaceCounters> {
         let Some((name, rest)) = line.split_once(':') else {
             continue;
         };
-        let v: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
+        let v: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
         if v.len() < 16 {
             continue;
         }
         out.insert(
             name.trim().to_string(),
-            IfaceCounters {
-                rx_packets: v[1],
-                rx_dropped: v[3],
-                tx_packets: v[9],
-                tx_dropped: v[11],
-            },
+            IfaceCounters { rx_packets: v[1], rx_dropped: v[3], tx_packets: v[9], tx_dropped: v[11] },
         );
     }
     out
@@ -120,20 +101,13 @@ impl KernelSnapshot {
 
     /// Receive drops over all interfaces except loopback.
     pub fn iface_rx_dropped(&self) -> u64 {
-        self.ifaces
-            .iter()
-            .filter(|(n, _)| *n != "lo")
-            .map(|(_, c)| c.rx_dropped)
-            .sum()
+        self.ifaces.iter().filter(|(n, _)| *n != "lo").map(|(_, c)| c.rx_dropped).sum()
     }
 }
 
 /// Runs `f` on a helper thread that has entered network namespace `ns`
 /// (a name under `/var/run/netns`), and returns its result.
-pub fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> io::Result<T> {
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         crate::sys::enter_netns(&path)?;
@@ -153,13 +127,7 @@ mod tests {
         let u = parse_snmp_udp(t).unwrap();
         assert_eq!(
             u,
-            UdpSnmp {
-                in_datagrams: 100,
-                no_ports: 2,
-                in_errors: 7,
-                rcvbuf_errors: 6,
-                in_csum_errors: 1
-            }
+            UdpSnmp { in_datagrams: 100, no_ports: 2, in_errors: 7, rcvbuf_errors: 6, in_csum_errors: 1 }
         );
         assert!(parse_snmp_udp("garbage").is_none());
     }
@@ -171,20 +139,12 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(
             m["veth0"],
-            IfaceCounters {
-                rx_packets: 50,
-                rx_dropped: 3,
-                tx_packets: 60,
-                tx_dropped: 9
-            }
+            IfaceCounters { rx_packets: 50, rx_dropped: 3, tx_packets: 60, tx_dropped: 9 }
         );
     }
 
     #[test]
     fn softnet() {
-        assert_eq!(
-            parse_softnet_dropped("0000abcd 00000002 0\n00000001 0000000a 0\n"),
-            12
-        );
+        assert_eq!(parse_softnet_dropped("0000abcd 00000002 0\n00000001 0000000a 0\n"), 12);
     }
 }

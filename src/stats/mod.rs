@@ -35,16 +35,8 @@ const VALUES_AT: usize = 56;
 pub const MAX_COUNTERS: usize = 16;
 
 /// Counters of a receive thread (`rx.N`).
-pub const RX_COUNTERS: &[&str] = &[
-    "packets",
-    "bytes",
-    "datagrams",
-    "syscalls",
-    "truncated",
-    "socket_drops",
-    "cpu_user_ns",
-    "cpu_sys_ns",
-];
+pub const RX_COUNTERS: &[&str] =
+    &["packets", "bytes", "datagrams", "syscalls", "truncated", "socket_drops", "cpu_user_ns", "cpu_sys_ns"];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -60,16 +52,8 @@ pub enum RxIdx {
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
-pub const VERIFY_COUNTERS: &[&str] = &[
-    "packets",
-    "valid",
-    "corrupt",
-    "malformed",
-    "duplicates",
-    "reordered",
-    "missing",
-    "too_old",
-];
+pub const VERIFY_COUNTERS: &[&str] =
+    &["packets", "valid", "corrupt", "malformed", "duplicates", "reordered", "missing", "too_old", "flows"];
 /// Index into [`VERIFY_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -82,6 +66,7 @@ pub enum VerifyIdx {
     Reordered,
     Missing,
     TooOld,
+    Flows,
 }
 
 /// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
@@ -133,11 +118,7 @@ pub enum KernelIdx {
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
+    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
 }
 
 /// The counters file of capture `name`.
@@ -170,18 +151,12 @@ fn write_str(words: &[AtomicU64], s: &str) {
     let n = s.len().min(buf.len() - 1);
     buf[..n].copy_from_slice(&s.as_bytes()[..n]);
     for (w, c) in words.iter().zip(buf.chunks_exact(8)) {
-        w.store(
-            u64::from_le_bytes(c.try_into().expect("8")),
-            Ordering::Relaxed,
-        );
+        w.store(u64::from_le_bytes(c.try_into().expect("8")), Ordering::Relaxed);
     }
 }
 
 fn read_str(words: &[AtomicU64]) -> String {
-    let bytes: Vec<u8> = words
-        .iter()
-        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
-        .collect();
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
@@ -202,31 +177,18 @@ impl StatsFile {
         w[3].store(crate::sys::realtime_ns(), Ordering::Relaxed);
         let mut handles = Vec::new();
         for (i, st) in stages.iter().enumerate() {
-            assert!(
-                st.counters.len() <= MAX_COUNTERS,
-                "too many counters in stage {}",
-                st.name
-            );
+            assert!(st.counters.len() <= MAX_COUNTERS, "too many counters in stage {}", st.name);
             let base = HEADER_WORDS + i * STAGE_WORDS;
             write_str(&w[base..base + NAME_WORDS], &st.name);
             for (j, c) in st.counters.iter().enumerate() {
                 let at = base + NAME_WORDS + j * CNAME_WORDS;
                 write_str(&w[at..at + CNAME_WORDS], c);
             }
-            handles.push(StageCounters {
-                map: map.clone(),
-                base: base + VALUES_AT,
-            });
+            handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT });
         }
         // Publish last: a reader that sees the magic sees the names.
         w[0].store(MAGIC, Ordering::Release);
-        Ok((
-            Self {
-                map,
-                path: path.to_path_buf(),
-            },
-            handles,
-        ))
+        Ok((Self { map, path: path.to_path_buf() }, handles))
     }
 
     /// Marks the file as fresh (readers show how old the numbers are).
@@ -285,10 +247,7 @@ pub struct StageSnapshot {
 impl StageSnapshot {
     /// A counter's value by name (0 when absent).
     pub fn get(&self, name: &str) -> u64 {
-        self.counters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, v)| *v)
+        self.counters.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
     }
 }
 
@@ -352,11 +311,7 @@ impl Snapshot {
 
     /// Sum of a counter over all stages whose name starts with `prefix`.
     pub fn sum(&self, prefix: &str, counter: &str) -> u64 {
-        self.stages
-            .iter()
-            .filter(|s| s.name.starts_with(prefix))
-            .map(|s| s.get(counter))
-            .sum()
+        self.stages.iter().filter(|s| s.name.starts_with(prefix)).map(|s| s.get(counter)).sum()
     }
 }
 
@@ -366,11 +321,7 @@ pub fn list_names() -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("linecap-").map(str::to_string))
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("linecap-").map(str::to_string)))
         .collect();
     names.sort();
     names
@@ -386,14 +337,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("linecap-t");
         let stages = [
-            StageSpec {
-                name: "rx.0".into(),
-                counters: RX_COUNTERS,
-            },
-            StageSpec {
-                name: "kernel".into(),
-                counters: KERNEL_COUNTERS,
-            },
+            StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
+            StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
         ];
         let (_file, h) = StatsFile::create_at(&path, &stages).unwrap();
         h[0].add(RxIdx::Packets as usize, 5);

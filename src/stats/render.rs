@@ -8,18 +8,10 @@ use super::Snapshot;
 /// A fixed-width table, one row per stage.
 pub fn table(s: &Snapshot) -> String {
     let mut out = String::new();
-    let state = if s.pid == 0 {
-        "finished".to_string()
-    } else {
-        format!("pid {}", s.pid)
-    };
+    let state = if s.pid == 0 { "finished".to_string() } else { format!("pid {}", s.pid) };
     let _ = writeln!(out, "capture {} ({state})", s.name);
     for st in &s.stages {
-        let cells: Vec<String> = st
-            .counters
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
+        let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
     }
     out
@@ -27,15 +19,7 @@ pub fn table(s: &Snapshot) -> String {
 
 /// Sanitises a name into a Prometheus metric-name fragment.
 fn metric_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 /// Prometheus text format: one metric family per stage kind and counter,
@@ -58,18 +42,13 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                 } else {
                     format!("{{capture=\"{}\",instance=\"{inst}\"}}", s.name)
                 };
-                fams.entry(fam.clone())
-                    .or_default()
-                    .push(format!("{fam}{label} {v}"));
+                fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {v}"));
             }
         }
     }
     let mut out = String::new();
     for (fam, lines) in fams {
-        let _ = writeln!(
-            out,
-            "# HELP {fam} linecap counter (see docs/ARCHITECTURE.md, accounting)"
-        );
+        let _ = writeln!(out, "# HELP {fam} linecap counter (see docs/ARCHITECTURE.md, accounting)");
         let _ = writeln!(out, "# TYPE {fam} counter");
         for l in lines {
             let _ = writeln!(out, "{l}");
@@ -90,18 +69,9 @@ mod tests {
             started_ns: 0,
             updated_ns: 0,
             stages: vec![
-                StageSnapshot {
-                    name: "rx.0".into(),
-                    counters: vec![("packets".into(), 5)],
-                },
-                StageSnapshot {
-                    name: "rx.1".into(),
-                    counters: vec![("packets".into(), 6)],
-                },
-                StageSnapshot {
-                    name: "kernel".into(),
-                    counters: vec![("udp_rcvbuf_errors".into(), 1)],
-                },
+                StageSnapshot { name: "rx.0".into(), counters: vec![("packets".into(), 5)] },
+                StageSnapshot { name: "rx.1".into(), counters: vec![("packets".into(), 6)] },
+                StageSnapshot { name: "kernel".into(), counters: vec![("udp_rcvbuf_errors".into(), 1)] },
             ],
         }
     }
@@ -109,10 +79,7 @@ mod tests {
     #[test]
     fn prometheus_groups_families() {
         let p = prometheus(&[snap()]);
-        assert_eq!(
-            p.matches("# TYPE linecap_rx_packets_total counter").count(),
-            1
-        );
+        assert_eq!(p.matches("# TYPE linecap_rx_packets_total counter").count(), 1);
         assert!(p.contains("linecap_rx_packets_total{capture=\"cap\",instance=\"1\"} 6"));
         assert!(p.contains("linecap_kernel_udp_rcvbuf_errors_total{capture=\"cap\"} 1"));
     }

@@ -56,15 +56,11 @@ impl MmsgRx {
         let vlen = vlen.max(1);
         let mut slab = vec![0u8; vlen * slot_size];
         // SAFETY: all-zero is a valid sockaddr_storage / mmsghdr.
-        let mut names: Vec<libc::sockaddr_storage> =
-            (0..vlen).map(|_| unsafe { zeroed() }).collect();
+        let mut names: Vec<libc::sockaddr_storage> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
         let mut ctrl = vec![[0u64; CTRL_WORDS]; vlen];
         let mut iovs: Vec<libc::iovec> = slab
             .chunks_mut(slot_size)
-            .map(|c| libc::iovec {
-                iov_base: c.as_mut_ptr().cast(),
-                iov_len: c.len(),
-            })
+            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
             .collect();
         // SAFETY: all-zero is a valid mmsghdr; the pointers are set just below.
         let mut hdrs: Vec<libc::mmsghdr> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
@@ -120,8 +116,7 @@ impl MmsgRx {
             let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
             // SAFETY: hdrs[0].msg_hdr points at our own iovec/name/control
             // buffers, valid and correctly sized (see `new`).
-            let len =
-                cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut self.hdrs[0].msg_hdr, flags) })?;
+            let len = cvt(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut self.hdrs[0].msg_hdr, flags) })?;
             self.hdrs[0].msg_len = len as u32;
             1
         } else {
@@ -223,10 +218,7 @@ impl MmsgTx {
         let mut ctrl = vec![[0u64; 4]; vlen];
         let mut iovs: Vec<libc::iovec> = slab
             .chunks_mut(slot_size)
-            .map(|c| libc::iovec {
-                iov_base: c.as_mut_ptr().cast(),
-                iov_len: c.len(),
-            })
+            .map(|c| libc::iovec { iov_base: c.as_mut_ptr().cast(), iov_len: c.len() })
             .collect();
         // SAFETY: all-zero is a valid mmsghdr; pointers set below.
         let mut hdrs: Vec<libc::mmsghdr> = (0..vlen).map(|_| unsafe { zeroed() }).collect();
@@ -241,13 +233,7 @@ impl MmsgTx {
                 (*cm).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
             }
         }
-        Self {
-            slot_size,
-            slab,
-            iovs,
-            ctrl,
-            hdrs,
-        }
+        Self { slot_size, slab, iovs, ctrl, hdrs }
     }
 
     /// Number of slots.
@@ -294,14 +280,8 @@ impl MmsgTx {
         }
         // SAFETY: `hdrs[from..from+n]` are valid headers pointing into our
         // buffers; the socket is connected so no address is needed.
-        let sent = cvt(unsafe {
-            libc::sendmmsg(
-                fd.as_raw_fd(),
-                self.hdrs.as_mut_ptr().add(from),
-                n as u32,
-                0,
-            )
-        })?;
+        let sent =
+            cvt(unsafe { libc::sendmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr().add(from), n as u32, 0) })?;
         Ok(sent as usize)
     }
 }

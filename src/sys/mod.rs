@@ -32,20 +32,12 @@ const ETHTOOL_SGRO: u32 = 0x2c;
 
 /// Turns a C return value into an `io::Result`, reading `errno` on `-1`.
 pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
-    if ret == T::from(-1) {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == T::from(-1) { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// Creates a UDP socket of the family of `addr`, close-on-exec.
 pub fn udp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain syscall with constant arguments; the returned fd is owned
     // by the OwnedFd below and closed exactly once.
     let fd = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
@@ -62,13 +54,7 @@ fn setsockopt_bytes(fd: &impl AsRawFd, level: i32, name: i32, value: &[u8]) -> i
     // SAFETY: `value` is a valid buffer of `value.len()` bytes for the call's
     // duration; the kernel copies it and keeps no reference.
     cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            value.as_ptr().cast(),
-            value.len() as libc::socklen_t,
-        )
+        libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), value.len() as libc::socklen_t)
     })
     .map(drop)
 }
@@ -78,15 +64,7 @@ pub fn getsockopt_int(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<i3
     let mut value: i32 = 0;
     let mut len = size_of::<i32>() as libc::socklen_t;
     // SAFETY: `value` and `len` are valid for writes and `len` holds the size of `value`.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    })?;
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut value).cast(), &mut len) })?;
     Ok(value)
 }
 
@@ -97,13 +75,7 @@ pub fn socket_drops(fd: &impl AsRawFd) -> io::Result<u64> {
     let mut len = size_of::<[u32; SK_MEMINFO_VARS]>() as libc::socklen_t;
     // SAFETY: `info` is a writable buffer of `len` bytes.
     cvt(unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr().cast(), &mut len)
     })?;
     Ok(u64::from(info[SK_MEMINFO_DROPS]))
 }
@@ -115,39 +87,27 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: i32) -> io::Result<(i32, bool)> {
     if !forced {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
     }
-    Ok((
-        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?,
-        forced,
-    ))
+    Ok((getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?, forced))
 }
 
 /// Sets `SO_RCVTIMEO`, so a blocking receive wakes up to look at stop flags.
 pub fn set_rcvtimeo(fd: &impl AsRawFd, micros: i64) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: micros / 1_000_000,
-        tv_usec: micros % 1_000_000,
-    };
+    let tv = libc::timeval { tv_sec: micros / 1_000_000, tv_usec: micros % 1_000_000 };
     // SAFETY: `timeval` is plain old data; viewing it as bytes is sound.
-    let bytes = unsafe {
-        std::slice::from_raw_parts((&raw const tv).cast::<u8>(), size_of::<libc::timeval>())
-    };
+    let bytes =
+        unsafe { std::slice::from_raw_parts((&raw const tv).cast::<u8>(), size_of::<libc::timeval>()) };
     setsockopt_bytes(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, bytes)
 }
 
 /// Joins an IPv4 multicast group on the interface with address `iface`.
 pub fn join_multicast_v4(fd: &impl AsRawFd, group: Ipv4Addr, iface: Ipv4Addr) -> io::Result<()> {
     let mreq = libc::ip_mreq {
-        imr_multiaddr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(group.octets()),
-        },
-        imr_interface: libc::in_addr {
-            s_addr: u32::from_ne_bytes(iface.octets()),
-        },
+        imr_multiaddr: libc::in_addr { s_addr: u32::from_ne_bytes(group.octets()) },
+        imr_interface: libc::in_addr { s_addr: u32::from_ne_bytes(iface.octets()) },
     };
     // SAFETY: `ip_mreq` is plain old data.
-    let bytes = unsafe {
-        std::slice::from_raw_parts((&raw const mreq).cast::<u8>(), size_of::<libc::ip_mreq>())
-    };
+    let bytes =
+        unsafe { std::slice::from_raw_parts((&raw const mreq).cast::<u8>(), size_of::<libc::ip_mreq>()) };
     setsockopt_bytes(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, bytes)
 }
 
@@ -160,9 +120,7 @@ pub fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -174,9 +132,7 @@ pub fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
@@ -192,18 +148,13 @@ pub fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(ss.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 sin6.sin6_addr.s6_addr.into(),
                 u16::from_be(sin6.sin6_port),
@@ -285,10 +236,7 @@ pub fn thread_cpu_ns() -> (u64, u64) {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is writable; the clock ids used are always available on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -311,14 +259,7 @@ pub fn sleep_until_monotonic(deadline_ns: u64) {
         tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
     };
     // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
-    unsafe {
-        libc::clock_nanosleep(
-            libc::CLOCK_MONOTONIC,
-            libc::TIMER_ABSTIME,
-            &ts,
-            std::ptr::null_mut(),
-        )
-    };
+    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
 }
 
 /// Whether stderr is a terminal (live display on or off).
@@ -398,11 +339,7 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
     }
     let sock = udp_socket(&SocketAddr::from(([0, 0, 0, 0], 0)))?;
     let mut val = EthtoolValue { cmd, data };
-    let mut ifr = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut val,
-        _pad: [0; 16],
-    };
+    let mut ifr = IfreqData { name: [0; libc::IFNAMSIZ], data: &mut val, _pad: [0; 16] };
     for (d, s) in ifr.name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
@@ -441,11 +378,7 @@ pub fn cpu_busy_ns(cpu: usize) -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let tag = format!("cpu{cpu} ");
     let line = stat.lines().find(|l| l.starts_with(&tag))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     if v.len() < 8 {
         return None;
     }

@@ -31,13 +31,8 @@ unsafe impl Sync for SharedMap {}
 impl SharedMap {
     /// Creates (or truncates) `path` with `bytes` zeroed bytes and maps it read-write.
     pub fn create(path: &Path, bytes: usize) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o644).open(path)?;
         let bytes = bytes.next_multiple_of(8);
         file.set_len(bytes as u64)?;
         Self::map(file, bytes, libc::PROT_READ | libc::PROT_WRITE)
@@ -48,10 +43,7 @@ impl SharedMap {
         let file = File::open(path)?;
         let bytes = file.metadata()?.len() as usize;
         if bytes < 8 || !bytes.is_multiple_of(8) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a linecap counters file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a linecap counters file"));
         }
         Self::map(file, bytes, libc::PROT_READ)
     }
@@ -59,26 +51,14 @@ impl SharedMap {
     fn map(file: File, bytes: usize, prot: i32) -> io::Result<Self> {
         // SAFETY: mapping a regular file we hold open, length checked > 0;
         // MAP_SHARED so other processes see the same pages.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                prot,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), bytes, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr = NonNull::new(ptr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self {
-            ptr,
-            words: bytes / 8,
-            _file: file,
-        })
+        let ptr =
+            NonNull::new(ptr.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, words: bytes / 8, _file: file })
     }
 
     /// The mapping as 64-bit atomic words.

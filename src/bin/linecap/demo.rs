@@ -50,12 +50,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let multi_cpu = sys::online_cpus() > 1;
-    let mut cap_args = vec![
-        "--listen".to_string(),
-        listen.clone(),
-        "--verify".into(),
-        "seq".into(),
-    ];
+    let mut cap_args = vec!["--listen".to_string(), listen.clone(), "--verify".into(), "seq".into()];
     let mut send_args = vec![
         "--to".to_string(),
         listen.clone(),
@@ -76,11 +71,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "best backend available: socket/recvmmsg+gro (AF_PACKET and AF_XDP backends are not built yet)\n\
          offering {size}-byte seq payloads at {} for {:.1} s",
         match a.rate.pps(size) {
-            Some(p) => format!(
-                "{:.3} Mpps ({:.2} Gbit/s payload)",
-                p / 1e6,
-                p * size as f64 * 8.0 / 1e9
-            ),
+            Some(p) => format!("{:.3} Mpps ({:.2} Gbit/s payload)", p / 1e6, p * size as f64 * 8.0 / 1e9),
             None => "the sender's maximum".into(),
         },
         a.duration.as_secs_f64()
@@ -117,9 +108,5 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let id = Identity::close(&sent, &report, &network);
     println!("accounting: {}", id.line());
-    Ok(if id.holds() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if id.holds() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

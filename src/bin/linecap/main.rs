@@ -20,11 +20,7 @@ use linecap::units::{self, Rate};
 use linecap::{bench, sys};
 
 #[derive(Parser)]
-#[command(
-    name = "linecap",
-    version,
-    about = "Capture, send and account for packet streams at line rate"
-)]
+#[command(name = "linecap", version, about = "Capture, send and account for packet streams at line rate")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -233,11 +229,7 @@ pub(crate) struct DemoArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// Rows to measure.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "recv,recvmmsg,recvmmsg+gro"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "recv,recvmmsg,recvmmsg+gro")]
     backends: Vec<String>,
     /// Payload sizes.
     #[arg(long, value_delimiter = ',', default_value = "272", value_parser = units::parse_size)]
@@ -310,10 +302,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         Some(p) => {
             check_output_dir(p)?;
             let mut o = PcapOptions::new(p.clone());
-            o.rotation = Rotation {
-                max_bytes: a.rotate_size,
-                max_age: a.rotate_time,
-            };
+            o.rotation = Rotation { max_bytes: a.rotate_size, max_age: a.rotate_time };
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
             o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
             o.throttle_bytes_per_sec = a.sink_throttle;
@@ -322,10 +311,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let cfg = CaptureConfig {
-        name: a
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("cap-{}", std::process::id())),
+        name: a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id())),
         listen: a.listen,
         threads: a.threads,
         cpus: a.cpus.clone(),
@@ -356,10 +342,7 @@ fn check_output_dir(p: &std::path::Path) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        bail!(
-            "output folder {} does not exist: create it or choose another --write path",
-            dir.display()
-        );
+        bail!("output folder {} does not exist: create it or choose another --write path", dir.display());
     }
     let probe = dir.join(format!(".linecap-write-test-{}", std::process::id()));
     match std::fs::File::create(&probe) {
@@ -367,10 +350,7 @@ fn check_output_dir(p: &std::path::Path) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => bail!(
-            "output folder {} is not writable ({e}): choose another --write path",
-            dir.display()
-        ),
+        Err(e) => bail!("output folder {} is not writable ({e}): choose another --write path", dir.display()),
     }
 }
 
@@ -483,10 +463,7 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
             match Snapshot::read(n, &stats::stats_path(n)) {
                 Ok(s) => snaps.push(s),
                 Err(e) if a.name.is_some() => {
-                    bail!(
-                        "no counters for capture '{n}' ({e}); running captures: {:?}",
-                        stats::list_names()
-                    )
+                    bail!("no counters for capture '{n}' ({e}); running captures: {:?}", stats::list_names())
                 }
                 Err(_) => {}
             }
@@ -500,10 +477,7 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
                 print!("\x1b[2J\x1b[H");
             }
             if snaps.is_empty() {
-                println!(
-                    "no captures (counters live in {})",
-                    stats::stats_dir().display()
-                );
+                println!("no captures (counters live in {})", stats::stats_dir().display());
             }
             for s in &snaps {
                 print!("{}", render::table(s));

@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests: the binary under test, a
+//! root check that skips cleanly, free loopback ports, and running
+//! capture/send children through the same orchestration the demo uses.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use linecap::capture::CaptureReport;
+use linecap::orchestrate::{self, CaptureChild};
+use linecap::send::socket::SendReport;
+
+/// The `linecap` binary built for these tests.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_linecap"))
+}
+
+/// True when running as root; otherwise prints why the test is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    if linecap::sys::is_root() {
+        return true;
+    }
+    eprintln!("skipped {test}: needs root (network namespaces, veth)");
+    false
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_loopback() -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+/// A unique counters-file name for a capture in this test process.
+pub fn unique(prefix: &str) -> String {
+    linecap::testbed::unique_name(prefix)
+}
+
+/// Starts a capture child (no live display).
+pub fn capture(netns: Option<&str>, args: &[&str]) -> CaptureChild {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    CaptureChild::spawn(&exe(), netns, &unique("c"), &args, false).expect("capture starts")
+}
+
+/// Runs a sender child to completion.
+pub fn send(netns: Option<&str>, args: &[&str]) -> SendReport {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    orchestrate::send(&exe(), netns, &args).expect("send runs")
+}
+
+/// Stops a capture after letting the last packets arrive.
+pub fn stop(c: CaptureChild) -> CaptureReport {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    c.stop().expect("capture report")
+}
+
+/// Runs linecap with arguments and returns its output.
+pub fn linecap(args: &[&str]) -> Output {
+    Command::new(exe()).args(args).output().expect("linecap runs")
+}
+
+/// A fresh temporary folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(&format!("lc-{tag}-")));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Asserts the accounting identity with the network's own drops.
+pub fn assert_books(sent: &SendReport, cap: &CaptureReport, network: &[(&str, u64)]) {
+    let id = linecap::orchestrate::Identity::close(sent, cap, network);
+    assert!(id.holds(), "books do not close: {}\n{cap:#?}", id.line());
+}
