@@ -90,7 +90,12 @@ impl CaptureChild {
 
     /// Stops the capture with SIGINT and returns its report.
     pub fn stop(self) -> anyhow::Result<CaptureReport> {
-        sys::send_signal(self.pid(), libc::SIGINT)?;
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops the capture with a signal (SIGINT, SIGTERM) and returns its report.
+    pub fn stop_with(self, signal: i32) -> anyhow::Result<CaptureReport> {
+        sys::send_signal(self.pid(), signal)?;
         self.wait()
     }
 

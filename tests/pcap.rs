@@ -1,0 +1,158 @@
+//! pcap files: readable by the pcap-file crate, tshark and tcpdump; rotated;
+//! complete after SIGTERM; drops counted when the disk is slow or full.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use pcap_file::pcap::PcapReader;
+
+/// Reads a pcap file with the pcap-file crate and checks every record:
+/// nanosecond header, RAW link type, an IPv4/UDP header, a valid seq payload.
+fn read_checked(path: &Path, payload: usize) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut r = PcapReader::new(f).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(r.header().ts_resolution, pcap_file::TsResolution::NanoSecond);
+    assert_eq!(r.header().datalink, pcap_file::DataLink::RAW);
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap_or_else(|e| panic!("{} record {n}: {e}", path.display()));
+        assert_eq!(p.data.len(), 20 + 8 + payload);
+        assert_eq!(p.data[0], 0x45);
+        assert_eq!(p.data[9], 17, "UDP");
+        assert!(
+            matches!(linecap::format::seq::check(&p.data[28..]), linecap::format::seq::Check::Valid(_)),
+            "record {n} payload"
+        );
+        n += 1;
+    }
+    n
+}
+
+/// How many records a user's tool decodes as UDP datagrams of `payload` bytes.
+fn tool_count(tool: &str, path: &Path, payload: usize) -> Option<u64> {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-r").arg(path).arg("-n");
+    if tool == "tshark" {
+        // Fields, not the summary line: heuristic dissectors relabel some payloads.
+        cmd.args(["-Y", "udp", "-T", "fields", "-e", "udp.length"]);
+    }
+    let out = cmd.output().ok()?;
+    assert!(out.status.success(), "{tool} -r failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = if tool == "tshark" { format!("{}", payload + 8) } else { format!("UDP, length {payload}") };
+    Some(text.lines().filter(|l| l.trim().ends_with(&want)).count() as u64)
+}
+
+#[test]
+fn pcap_is_readable_by_crate_tshark_and_tcpdump() {
+    let dir = TempDir::new("pcap");
+    let file = dir.0.join("out.pcap");
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap()]);
+    let sent = send(None, &["--to", &addr, "--count", "3000", "--rate", "30kpps", "--size", "200"]);
+    let rep = stop(cap);
+    assert_books(&sent, &rep, &[]);
+    assert_eq!(read_checked(&file, 200), rep.packets);
+    for tool in ["tshark", "tcpdump"] {
+        match tool_count(tool, &file, 200) {
+            Some(n) => assert_eq!(n, rep.packets, "{tool} sees every packet as UDP"),
+            None => eprintln!("{tool} not installed: skipped its check (.ci/run installs it)"),
+        }
+    }
+}
+
+#[test]
+fn rotation_by_size_keeps_every_file_whole() {
+    let dir = TempDir::new("rot");
+    let file = dir.0.join("rot.pcap");
+    let addr = free_loopback();
+    let cap = capture(
+        None,
+        &["--listen", &addr, "--write", file.to_str().unwrap(), "--rotate-size", "300k", "--sink-buffer", "2M"],
+    );
+    let sent = send(None, &["--to", &addr, "--count", "10000", "--rate", "50kpps", "--size", "272"]);
+    let rep = stop(cap);
+    assert_books(&sent, &rep, &[]);
+    let mut files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut total = 0;
+    for f in &files {
+        assert!(f.file_name().unwrap().to_str().unwrap().starts_with("rot-"));
+        assert!(std::fs::metadata(f).unwrap().len() <= 300 * 1024 + 128 * 1024, "{f:?} too large");
+        total += read_checked(f, 272);
+    }
+    assert_eq!(total, rep.packets);
+}
+
+#[test]
+fn sigterm_mid_capture_leaves_a_complete_file_and_a_summary() {
+    let dir = TempDir::new("term");
+    let file = dir.0.join("t.pcap");
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--verify", "seq"]);
+    let a = addr.clone();
+    // Traffic keeps flowing while the capture is told to stop.
+    let sender = std::thread::spawn(move || send(None, &["--to", &a, "--duration", "2s", "--rate", "20kpps"]));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let rep = cap.stop_with(libc::SIGTERM).unwrap();
+    sender.join().unwrap();
+    assert_eq!(rep.stopped_by, "SIGTERM");
+    assert!(rep.packets > 0);
+    assert_eq!(read_checked(&file, 272), rep.packets);
+}
+
+#[test]
+fn slow_disk_drops_are_counted_and_memory_bounded() {
+    let dir = TempDir::new("slow");
+    let file = dir.0.join("slow.pcap");
+    let addr = free_loopback();
+    let cap = capture(
+        None,
+        &[
+            "--listen",
+            &addr,
+            "--write",
+            file.to_str().unwrap(),
+            "--sink-buffer",
+            "2M",
+            "--sink-throttle",
+            "1M",
+        ],
+    );
+    let sent = send(None, &["--to", &addr, "--count", "30000", "--rate", "60kpps", "--size", "272"]);
+    let rep = stop(cap);
+    assert!(rep.drops["pcap_ring_full"] > 0, "the sink was slower than the stream: {rep:#?}");
+    assert_books(&sent, &rep, &[]);
+    assert_eq!(read_checked(&file, 272), rep.packets);
+}
+
+#[test]
+fn full_disk_is_counted_and_the_file_stays_readable() {
+    if !root_or_skip("full_disk_is_counted_and_the_file_stays_readable") {
+        return;
+    }
+    let dir = TempDir::new("full");
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(ok.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let file = mnt.join("full.pcap");
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--sink-buffer", "2M"]);
+    let sent = send(None, &["--to", &addr, "--count", "5000", "--rate", "50kpps", "--size", "272"]);
+    let rep = stop(cap);
+    assert!(rep.drops["pcap_write_error"] > 0, "{rep:#?}");
+    assert_books(&sent, &rep, &[]);
+    assert_eq!(read_checked(&file, 272), rep.packets);
+}
