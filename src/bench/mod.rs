@@ -168,6 +168,25 @@ struct Bench<'a> {
 
 const PORT: u16 = 9000;
 
+/// Busy time of one core over an interval: wall time minus idle time.
+pub(crate) struct CoreMeter {
+    cpu: usize,
+    t0: u64,
+    idle0: u64,
+}
+
+impl CoreMeter {
+    pub(crate) fn start(cpu: usize) -> Self {
+        Self { cpu, t0: sys::monotonic_ns(), idle0: sys::cpu_idle_ns(cpu).unwrap_or(0) }
+    }
+
+    pub(crate) fn busy_ns(&self) -> u64 {
+        let wall = sys::monotonic_ns() - self.t0;
+        let idle = sys::cpu_idle_ns(self.cpu).unwrap_or(0).saturating_sub(self.idle0);
+        wall.saturating_sub(idle)
+    }
+}
+
 impl Bench<'_> {
     fn measure(&self, row: Row, size: usize, pps: Option<f64>) -> anyhow::Result<Point> {
         let tb = &self.tb;
@@ -198,10 +217,10 @@ impl Bench<'_> {
         }
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
-        let core0 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+        let core = CoreMeter::start(tb.rx_cpu);
         let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &send_args)?;
         std::thread::sleep(Duration::from_millis(100));
-        let core1 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+        let core_ns = core.busy_ns();
         let rep = cap.stop()?;
         let tx1 = tb.tx_iface()?;
         let rx1 = tb.rx_iface()?;
@@ -225,7 +244,7 @@ impl Bench<'_> {
             delivered: rep.packets,
             identity: id,
             rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
-            rx_core_ns_per_packet: per(core1.saturating_sub(core0) as f64),
+            rx_core_ns_per_packet: per(core_ns as f64),
             packets_per_syscall: rep.received as f64 / rep.syscalls.max(1) as f64,
             packets_per_datagram: rep.received as f64 / rep.datagrams.max(1) as f64,
             sender_ns_per_packet: sent.cpu_ns_per_packet,

@@ -35,14 +35,27 @@ fn process_cpu_ns(pid: u32) -> u64 {
     (ut + st) * 10_000_000 // 100 Hz clock ticks
 }
 
-/// Parses tcpdump's closing statistics: (captured, dropped by kernel).
-pub fn parse_tcpdump_stats(text: &str) -> Option<(u64, u64)> {
+/// tcpdump's closing statistics.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TcpdumpStats {
+    /// Packets tcpdump wrote.
+    pub captured: u64,
+    /// Packets the kernel passed to its ring (on Linux this includes the drops).
+    pub received_by_filter: u64,
+    /// Packets the ring had no room for.
+    pub dropped_by_kernel: u64,
+}
+
+/// Parses tcpdump's closing statistics.
+pub fn parse_tcpdump_stats(text: &str) -> Option<TcpdumpStats> {
     let num = |needle: &str| {
-        text.lines()
-            .find(|l| l.contains(needle))
-            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        text.lines().find(|l| l.contains(needle)).and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
     };
-    Some((num("packets captured")?, num("dropped by kernel")?))
+    Some(TcpdumpStats {
+        captured: num("packets captured")?,
+        received_by_filter: num("received by filter")?,
+        dropped_by_kernel: num("dropped by kernel")?,
+    })
 }
 
 /// `tcpdump -w /dev/null` on the receiving veth, as a row.
@@ -80,21 +93,28 @@ pub fn measure_tcpdump(
             break;
         }
     }
-    let core0 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+    let core = super::CoreMeter::start(tb.rx_cpu);
     let sent = orchestrate::send(&cfg.exe, Some(&tb.ns_tx), send_args)?;
-    std::thread::sleep(Duration::from_millis(100));
-    let core1 = sys::cpu_busy_ns(tb.rx_cpu).unwrap_or(0);
+    // libpcap's TPACKET_V3 blocks retire after up to 1 s (tcpdump's default
+    // timeout): wait for the last one, or its packets look lost.
+    std::thread::sleep(Duration::from_millis(1200));
+    let core_ns = core.busy_ns();
     let cpu = process_cpu_ns(pid);
     sys::send_signal(pid, libc::SIGINT)?;
     let mut rest = String::new();
     err.read_to_string(&mut rest)?;
     child.wait()?;
-    let (captured, dropped) =
-        parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    let st = parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    let captured = st.captured;
     let tx1 = tb.tx_iface()?;
     let rx1 = tb.rx_iface()?;
     let mut drops = std::collections::BTreeMap::new();
-    drops.insert("packet_ring_dropped".to_string(), dropped);
+    drops.insert("packet_ring_dropped".to_string(), st.dropped_by_kernel);
+    // In the ring but not yet read when tcpdump stopped.
+    drops.insert(
+        "unread_at_exit".to_string(),
+        st.received_by_filter.saturating_sub(st.dropped_by_kernel).saturating_sub(captured),
+    );
     let rep = CaptureReport {
         name: "tcpdump".into(),
         backend: "tcpdump".into(),
@@ -135,7 +155,7 @@ pub fn measure_tcpdump(
         identity: id,
         rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
         rx_core_ns_per_packet: if captured > 0 {
-            core1.saturating_sub(core0) as f64 / captured as f64
+            core_ns as f64 / captured as f64
         } else {
             0.0
         },
@@ -152,7 +172,8 @@ mod tests {
     #[test]
     fn tcpdump_stats() {
         let t = "listening on x\n^C\n1234 packets captured\n1300 packets received by filter\n66 packets dropped by kernel\n";
-        assert_eq!(parse_tcpdump_stats(t), Some((1234, 66)));
+        let s = parse_tcpdump_stats(t).unwrap();
+        assert_eq!((s.captured, s.received_by_filter, s.dropped_by_kernel), (1234, 1300, 66));
         assert_eq!(parse_tcpdump_stats("nothing"), None);
     }
 }

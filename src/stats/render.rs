@@ -36,13 +36,18 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                 _ => (st.name.as_str(), ""),
             };
             for (c, v) in &st.counters {
-                let fam = format!("linecap_{}_{}_total", metric_part(kind), metric_part(c));
+                // Prometheus wants base units: nanosecond counters become seconds.
+                let (c, value) = match c.strip_suffix("_ns") {
+                    Some(base) => (format!("{base}_seconds"), format!("{:.9}", *v as f64 / 1e9)),
+                    None => (c.clone(), v.to_string()),
+                };
+                let fam = format!("linecap_{}_{}_total", metric_part(kind), metric_part(&c));
                 let label = if inst.is_empty() {
                     format!("{{capture=\"{}\"}}", s.name)
                 } else {
                     format!("{{capture=\"{}\",instance=\"{inst}\"}}", s.name)
                 };
-                fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {v}"));
+                fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {value}"));
             }
         }
     }
@@ -72,6 +77,7 @@ mod tests {
                 StageSnapshot { name: "rx.0".into(), counters: vec![("packets".into(), 5)] },
                 StageSnapshot { name: "rx.1".into(), counters: vec![("packets".into(), 6)] },
                 StageSnapshot { name: "kernel".into(), counters: vec![("udp_rcvbuf_errors".into(), 1)] },
+                StageSnapshot { name: "rx.2".into(), counters: vec![("cpu_user_ns".into(), 1_500_000_000)] },
             ],
         }
     }
@@ -82,6 +88,7 @@ mod tests {
         assert_eq!(p.matches("# TYPE linecap_rx_packets_total counter").count(), 1);
         assert!(p.contains("linecap_rx_packets_total{capture=\"cap\",instance=\"1\"} 6"));
         assert!(p.contains("linecap_kernel_udp_rcvbuf_errors_total{capture=\"cap\"} 1"));
+        assert!(p.contains("linecap_rx_cpu_user_seconds_total{capture=\"cap\",instance=\"2\"} 1.500000000"));
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! Bad input: each gets a one-line error that says what to do, and a
+//! non-zero exit status, never a panic.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: exit 2, one "linecap: error:" line mentioning `needle`.
+fn assert_clean_error(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("linecap: error:")).collect();
+    assert_eq!(lines.len(), 1, "{e}");
+    assert!(lines[0].contains(needle), "expected '{needle}' in: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn unknown_network_namespace() {
+    let o = linecap(&["capture", "--netns", "no-such-ns-lc", "--duration", "1s"]);
+    assert_clean_error(&o, "network namespace 'no-such-ns-lc' not found");
+    let o = linecap(&["send", "--netns", "no-such-ns-lc", "--to", "198.18.0.2:9", "--count", "1"]);
+    assert_clean_error(&o, "not found");
+}
+
+#[test]
+fn address_not_on_this_host() {
+    let o = linecap(&["capture", "--listen", "198.19.255.254:9000", "--duration", "1s"]);
+    assert_clean_error(&o, "no interface has this address");
+}
+
+#[test]
+fn port_in_use() {
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let o = linecap(&["capture", "--listen", &addr, "--duration", "1s"]);
+    assert_clean_error(&o, "another program holds this port");
+}
+
+#[test]
+fn output_folder_missing_or_not_writable() {
+    let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--write", "/nonexistent-lc/dir/x.pcap", "--count", "1"]);
+    assert_clean_error(&o, "does not exist");
+    // /proc refuses new files even to root.
+    let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--write", "/proc/x.pcap", "--count", "1"]);
+    assert_clean_error(&o, "not writable");
+}
+
+#[test]
+fn bad_values_are_refused_by_name() {
+    let o = linecap(&["send", "--to", "127.0.0.1:9", "--rate", "fast", "--count", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--rate"), "{}", stderr(&o));
+    let o = linecap(&["send", "--to", "127.0.0.1:9", "--size", "4", "--count", "1"]);
+    assert_clean_error(&o, "--size must be at least 8");
+    let o = linecap(&["send", "--to", "127.0.0.1:9"]);
+    assert_clean_error(&o, "give --count or --duration");
+    let o = linecap(&["stats", "no-such-capture-lc"]);
+    assert_clean_error(&o, "no counters for capture 'no-such-capture-lc'");
+    let o = linecap(&["testbed", "status", "--name", "Bad_Name"]);
+    assert_clean_error(&o, "must be 1-12 characters");
+}
+
+/// Runs linecap as user nobody, to check the messages for missing privileges.
+fn as_nobody(args: &[&str]) -> Option<Output> {
+    if !linecap::sys::is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return None;
+    }
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(exe())
+        .args(args)
+        .output();
+    match o {
+        Ok(o) => Some(o),
+        Err(e) => {
+            eprintln!("skipped: setpriv unavailable ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn root_only_steps_name_the_capability() {
+    let Some(o) = as_nobody(&["testbed", "up", "--name", "lcnopriv"]) else { return };
+    assert_clean_error(&o, "needs CAP_NET_ADMIN");
+    // A namespace that exists, entered without privilege.
+    let tb = linecap::testbed::Testbed::up(&linecap::testbed::TestbedOptions::new(&unique("p"))).unwrap();
+    let Some(o) = as_nobody(&["capture", "--netns", &tb.ns_rx, "--duration", "1s"]) else { return };
+    assert_clean_error(&o, "needs CAP_SYS_ADMIN");
+}
+
+#[test]
+fn stats_reads_a_running_capture_from_another_process() {
+    let addr = free_loopback();
+    let name = unique("s");
+    let cap = linecap::orchestrate::CaptureChild::spawn(
+        &exe(),
+        None,
+        &name,
+        &["--listen".into(), addr.clone(), "--verify".into(), "seq".into()],
+        false,
+    )
+    .unwrap();
+    let sent = send(None, &["--to", &addr, "--count", "2000", "--rate", "20kpps"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = linecap(&["stats", &name, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages = snaps[0]["stages"].as_array().unwrap();
+    let rx = stages.iter().find(|s| s["name"] == "rx.0").unwrap();
+    let packets = rx["counters"].as_array().unwrap().iter().find(|c| c[0] == "packets").unwrap()[1].as_u64();
+    assert_eq!(packets, Some(sent.packets));
+    let o = linecap(&["stats", &name, "--prometheus"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains(&format!("linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}", sent.packets)));
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    } else {
+        eprintln!("promtool not installed: skipped its check (.ci/run installs it)");
+    }
+    let rep = cap.stop().unwrap();
+    assert_books(&sent, &rep, &[]);
+}
