@@ -230,6 +230,13 @@ impl Testbed {
             &["-n", nrx, "neigh", "replace", &tx_s, "lladdr", &mac_tx, "dev", irx, "nud", "permanent"],
         )?;
         if self.placement == Placement::Napi {
+            // veth hands a locally sent skb to the peer's NAPI only when the
+            // sending device has no TSO feature (veth_skb_is_eligible_for_gro);
+            // otherwise UDP from a socket bypasses NAPI and the receive path
+            // runs on the sender's CPU after all. TSO is irrelevant to UDP.
+            let ifname = itx.clone();
+            kernel::in_netns(ntx, move || sys::set_tso(&ifname, false))?
+                .context("cannot turn TSO off on the sending veth (ethtool ioctl)")?;
             let ifname = irx.clone();
             kernel::in_netns(nrx, move || sys::set_gro(&ifname, true))?
                 .context("cannot turn GRO on for the receiving veth (ethtool ioctl)")?;

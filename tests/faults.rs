@@ -45,7 +45,15 @@ fn port_in_use() {
 
 #[test]
 fn output_folder_missing_or_not_writable() {
-    let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--write", "/nonexistent-lc/dir/x.pcap", "--count", "1"]);
+    let o = linecap(&[
+        "capture",
+        "--listen",
+        "127.0.0.1:0",
+        "--write",
+        "/nonexistent-lc/dir/x.pcap",
+        "--count",
+        "1",
+    ]);
     assert_clean_error(&o, "does not exist");
     // /proc refuses new files even to root.
     let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--write", "/proc/x.pcap", "--count", "1"]);
@@ -120,7 +128,10 @@ fn stats_reads_a_running_capture_from_another_process() {
     assert_eq!(packets, Some(sent.packets));
     let o = linecap(&["stats", &name, "--prometheus"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(text.contains(&format!("linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}", sent.packets)));
+    assert!(text.contains(&format!(
+        "linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}",
+        sent.packets
+    )));
     if let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -71,7 +71,16 @@ fn rotation_by_size_keeps_every_file_whole() {
     let addr = free_loopback();
     let cap = capture(
         None,
-        &["--listen", &addr, "--write", file.to_str().unwrap(), "--rotate-size", "300k", "--sink-buffer", "2M"],
+        &[
+            "--listen",
+            &addr,
+            "--write",
+            file.to_str().unwrap(),
+            "--rotate-size",
+            "300k",
+            "--sink-buffer",
+            "2M",
+        ],
     );
     let sent = send(None, &["--to", &addr, "--count", "10000", "--rate", "50kpps", "--size", "272"]);
     let rep = stop(cap);
@@ -96,7 +105,8 @@ fn sigterm_mid_capture_leaves_a_complete_file_and_a_summary() {
     let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--verify", "seq"]);
     let a = addr.clone();
     // Traffic keeps flowing while the capture is told to stop.
-    let sender = std::thread::spawn(move || send(None, &["--to", &a, "--duration", "2s", "--rate", "20kpps"]));
+    let sender =
+        std::thread::spawn(move || send(None, &["--to", &a, "--duration", "2s", "--rate", "20kpps"]));
     std::thread::sleep(std::time::Duration::from_millis(700));
     let rep = cap.stop_with(libc::SIGTERM).unwrap();
     sender.join().unwrap();
@@ -138,7 +148,8 @@ fn full_disk_is_counted_and_the_file_stays_readable() {
     let dir = TempDir::new("full");
     let mnt = dir.0.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).status().unwrap();
+    let ok =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).status().unwrap();
     assert!(ok.success());
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::orchestrate::{self, CaptureChild, Identity};
+use crate::orchestrate::{self, CaptureChild, Identity, TestbedCounters};
 use crate::sys;
 use crate::testbed::{self, Placement, Testbed, TestbedOptions};
 
@@ -205,10 +205,9 @@ impl Bench<'_> {
         if multi {
             send_args.extend(["--cpus".into(), tb.tx_cpu.to_string()]);
         }
-        let tx0 = tb.tx_iface()?;
-        let rx0 = tb.rx_iface()?;
+        let before = TestbedCounters::read(tb)?;
         if row == Row::Tcpdump {
-            return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, tx0, rx0);
+            return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, before);
         }
         let mut cap_args = vec!["--listen".to_string(), listen];
         cap_args.extend(row.capture_args());
@@ -222,16 +221,7 @@ impl Bench<'_> {
         std::thread::sleep(Duration::from_millis(100));
         let core_ns = core.busy_ns();
         let rep = cap.stop()?;
-        let tx1 = tb.tx_iface()?;
-        let rx1 = tb.rx_iface()?;
-        let id = Identity::close(
-            &sent,
-            &rep,
-            &[
-                ("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped),
-                ("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped),
-            ],
-        );
+        let id = Identity::close(&sent, &rep, &before.drops(&TestbedCounters::read(tb)?, &rep));
         let per = |x: f64| {
             if rep.packets > 0 { x / rep.packets as f64 } else { 0.0 }
         };

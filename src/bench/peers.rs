@@ -10,9 +10,8 @@ use anyhow::{Context, bail};
 
 use super::{BenchConfig, Point, Row};
 use crate::capture::CaptureReport;
-use crate::orchestrate::{self, Identity};
+use crate::orchestrate::{self, Identity, TestbedCounters};
 use crate::source::socket::RecvMode;
-use crate::stats::kernel::IfaceCounters;
 use crate::sys;
 use crate::testbed::Testbed;
 
@@ -49,7 +48,9 @@ pub struct TcpdumpStats {
 /// Parses tcpdump's closing statistics.
 pub fn parse_tcpdump_stats(text: &str) -> Option<TcpdumpStats> {
     let num = |needle: &str| {
-        text.lines().find(|l| l.contains(needle)).and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        text.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
     };
     Some(TcpdumpStats {
         captured: num("packets captured")?,
@@ -65,8 +66,7 @@ pub fn measure_tcpdump(
     size: usize,
     pps: Option<f64>,
     send_args: &[String],
-    tx0: IfaceCounters,
-    rx0: IfaceCounters,
+    before: TestbedCounters,
 ) -> anyhow::Result<Point> {
     let tcpdump = tcpdump_path().context("tcpdump is not installed")?;
     let mut child = Command::new("ip")
@@ -106,8 +106,6 @@ pub fn measure_tcpdump(
     child.wait()?;
     let st = parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
     let captured = st.captured;
-    let tx1 = tb.tx_iface()?;
-    let rx1 = tb.rx_iface()?;
     let mut drops = std::collections::BTreeMap::new();
     drops.insert("packet_ring_dropped".to_string(), st.dropped_by_kernel);
     // In the ring but not yet read when tcpdump stopped.
@@ -137,14 +135,11 @@ pub fn measure_tcpdump(
         verify: None,
         stopped_by: "SIGINT".into(),
     };
-    let id = Identity::close(
-        &sent,
-        &rep,
-        &[
-            ("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped),
-            ("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped),
-        ],
-    );
+    let after = TestbedCounters::read(tb)?;
+    // tcpdump taps frames before IP/UDP: only the veth's own drops apply.
+    let network: Vec<_> =
+        before.drops(&after, &rep).into_iter().filter(|(k, _)| *k != "socket_overflow").collect();
+    let id = Identity::close(&sent, &rep, &network);
     Ok(Point {
         row: Row::Tcpdump,
         size,
@@ -154,11 +149,7 @@ pub fn measure_tcpdump(
         delivered: captured,
         identity: id,
         rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
-        rx_core_ns_per_packet: if captured > 0 {
-            core_ns as f64 / captured as f64
-        } else {
-            0.0
-        },
+        rx_core_ns_per_packet: if captured > 0 { core_ns as f64 / captured as f64 } else { 0.0 },
         packets_per_syscall: 0.0,
         packets_per_datagram: 1.0,
         sender_ns_per_packet: sent.cpu_ns_per_packet,

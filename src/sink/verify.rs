@@ -35,6 +35,8 @@ pub struct VerifyCounts {
     pub missing: u64,
     /// Packets older than the window (or older than the first one seen).
     pub too_old: u64,
+    /// Highest sequence number seen (largest over flows).
+    pub highest_seq: u64,
 }
 
 /// Pure sequence tracker (no I/O), exact within [`WINDOW`].
@@ -128,7 +130,7 @@ impl SeqTracker {
 
     /// Counts so far.
     pub fn counts(&self) -> VerifyCounts {
-        self.counts
+        VerifyCounts { highest_seq: self.highest().unwrap_or(0), ..self.counts }
     }
 
     /// Highest sequence number seen.
@@ -152,6 +154,7 @@ impl VerifyCounts {
         self.reordered += o.reordered;
         self.missing += o.missing;
         self.too_old += o.too_old;
+        self.highest_seq = self.highest_seq.max(o.highest_seq);
     }
 }
 

@@ -29,6 +29,7 @@ const SO_RCVBUFFORCE: libc::c_int = 33;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
+const ETHTOOL_STSO: u32 = 0x1f;
 
 /// Turns a C return value into an `io::Result`, reading `errno` on `-1`.
 pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
@@ -353,6 +354,12 @@ fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
 /// network namespace (the same ioctl as `ethtool -K IF gro on`).
 pub fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
     ethtool_value(ifname, ETHTOOL_SGRO, u32::from(on)).map(drop)
+}
+
+/// Turns TCP segmentation offload (all TSO variants) on or off for an
+/// interface of the current network namespace (`ethtool -K IF tso off`).
+pub fn set_tso(ifname: &str, on: bool) -> io::Result<()> {
+    ethtool_value(ifname, ETHTOOL_STSO, u32::from(on)).map(drop)
 }
 
 /// Whether GRO is on for an interface of the current network namespace.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use linecap::orchestrate::{self, CaptureChild, Identity};
+use linecap::orchestrate::{self, CaptureChild, Identity, TestbedCounters};
 use linecap::sys;
 use linecap::testbed::{self, Testbed, TestbedOptions};
 use linecap::units::Rate;
@@ -76,20 +76,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         a.duration.as_secs_f64()
     );
-    let tx0 = tb.as_ref().map(|t| t.tx_iface()).transpose()?;
-    let rx0 = tb.as_ref().map(|t| t.rx_iface()).transpose()?;
+    let before = tb.as_ref().map(TestbedCounters::read).transpose()?;
     let name = format!("demo-{}", std::process::id());
     let cap = CaptureChild::spawn(&exe, ns_rx, &name, &cap_args, sys::stderr_is_tty())?;
     let sent = orchestrate::send(&exe, ns_tx, &send_args)?;
     std::thread::sleep(Duration::from_millis(300));
     let report = cap.stop()?;
-    let mut network = Vec::new();
-    if let (Some(t), Some(tx0), Some(rx0)) = (&tb, tx0, rx0) {
-        let tx1 = t.tx_iface()?;
-        let rx1 = t.rx_iface()?;
-        network.push(("veth_tx_dropped", tx1.tx_dropped - tx0.tx_dropped));
-        network.push(("rx_iface_dropped", rx1.rx_dropped - rx0.rx_dropped));
-    }
+    let network = match (&tb, before) {
+        (Some(t), Some(b)) => b.drops(&TestbedCounters::read(t)?, &report),
+        _ => Vec::new(),
+    };
     println!();
     print!("{}", summary(&report));
     println!("{}", send_line(&sent));
