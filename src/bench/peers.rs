@@ -20,20 +20,6 @@ pub fn tcpdump_path() -> Option<PathBuf> {
     ["/usr/bin/tcpdump", "/usr/sbin/tcpdump"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-/// CPU time (user + system) of a whole process, from /proc/PID/stat.
-fn process_cpu_ns(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // After the command name: state(skipped, not numeric) ... utime is field 14, stime 15 overall.
-    let (ut, st) = (f.get(10).copied().unwrap_or(0), f.get(11).copied().unwrap_or(0));
-    (ut + st) * 10_000_000 // 100 Hz clock ticks
-}
-
 /// tcpdump's closing statistics.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TcpdumpStats {
@@ -99,7 +85,7 @@ pub fn measure_tcpdump(
     // timeout): wait for the last one, or its packets look lost.
     std::thread::sleep(Duration::from_millis(1200));
     let core_ns = core.busy_ns();
-    let cpu = process_cpu_ns(pid);
+    let cpu = sys::task_runtime_ns(pid as i32).unwrap_or(0);
     sys::send_signal(pid, libc::SIGINT)?;
     let mut rest = String::new();
     err.read_to_string(&mut rest)?;

@@ -212,6 +212,20 @@ pub fn pin_to_cpu(tid: i32, cpu: usize) -> io::Result<()> {
     cvt(unsafe { libc::sched_setaffinity(tid, size_of::<libc::cpu_set_t>(), &set) }).map(drop)
 }
 
+/// Gives a thread (or kernel thread) the real-time FIFO policy at `priority`
+/// (1-99), so it preempts ordinary threads as soon as it becomes runnable.
+pub fn set_fifo(tid: i32, priority: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: `param` is a valid sched_param for the duration of the call.
+    cvt(unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) }).map(drop)
+}
+
+/// Total CPU time a thread or process has run, in nanoseconds, from
+/// `/proc/PID/schedstat` (precise, unlike the tick counts of `/proc/PID/stat`).
+pub fn task_runtime_ns(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
