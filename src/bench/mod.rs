@@ -90,6 +90,62 @@ pub struct BenchConfig {
     pub peers: bool,
     /// Placement of receive work.
     pub placement: Placement,
+    /// Rounds of the interleaved sender comparison (0: skip it).
+    pub sender_rounds: usize,
+}
+
+/// A generator to compare on one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum SenderRow {
+    /// `linecap send` (seq payloads, pacing engine, unpaced).
+    Socket,
+    /// `linecap send --gso`.
+    SocketGso,
+    /// A plain sendmmsg loop of one prebuilt batch (the yardstick).
+    PlainLoop,
+}
+
+impl SenderRow {
+    /// Display name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SenderRow::Socket => "socket",
+            SenderRow::SocketGso => "socket+gso",
+            SenderRow::PlainLoop => "plain sendmmsg loop",
+        }
+    }
+
+    fn args(&self) -> &'static [&'static str] {
+        match self {
+            SenderRow::Socket => &[],
+            SenderRow::SocketGso => &["--gso"],
+            SenderRow::PlainLoop => &["--plain-loop"],
+        }
+    }
+}
+
+/// A generator's result: unpaced rate on one core over interleaved rounds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SenderResult {
+    /// Generator.
+    pub row: SenderRow,
+    /// Payload bytes.
+    pub size: usize,
+    /// Packets per second of each round.
+    pub pps: Vec<f64>,
+    /// Sender CPU ns per packet of each round.
+    pub cpu_ns_per_packet: Vec<f64>,
+}
+
+/// Median of a list (0 when empty).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// One measured point.
@@ -159,6 +215,8 @@ pub struct BenchResults {
     pub duration_s: f64,
     /// Rows.
     pub rows: Vec<RowResult>,
+    /// Generators compared on one core.
+    pub senders: Vec<SenderResult>,
 }
 
 struct Bench<'a> {
@@ -239,6 +297,56 @@ impl Bench<'_> {
             packets_per_datagram: rep.received as f64 / rep.datagrams.max(1) as f64,
             sender_ns_per_packet: sent.cpu_ns_per_packet,
         })
+    }
+
+    /// Runs every generator unpaced for `rounds` interleaved rounds (A B C A
+    /// B C ...), so drift over minutes hits all of them alike.
+    fn senders(&self, size: usize, rounds: usize) -> anyhow::Result<Vec<SenderResult>> {
+        let tb = &self.tb;
+        let rows = [SenderRow::PlainLoop, SenderRow::Socket, SenderRow::SocketGso];
+        let mut out: Vec<SenderResult> = rows
+            .iter()
+            .map(|&row| SenderResult { row, size, pps: Vec::new(), cpu_ns_per_packet: Vec::new() })
+            .collect();
+        let listen = format!("{}:{PORT}", testbed::RX_ADDR);
+        for round in 0..rounds {
+            for r in out.iter_mut() {
+                if sys::stop_requested() {
+                    return Ok(out);
+                }
+                let mut cap_args = vec!["--listen".to_string(), listen.clone()];
+                if sys::online_cpus() > 1 {
+                    cap_args.extend(["--cpus".into(), tb.rx_cpu.to_string()]);
+                }
+                let name = format!("bench-{}", std::process::id());
+                let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
+                let mut args = vec![
+                    "--to".to_string(),
+                    listen.clone(),
+                    "--size".into(),
+                    size.to_string(),
+                    "--rate".into(),
+                    "max".into(),
+                    "--duration".into(),
+                    format!("{}ms", self.cfg.duration.as_millis()),
+                    "--cpus".into(),
+                    tb.tx_cpu.to_string(),
+                ];
+                args.extend(r.row.args().iter().map(|s| s.to_string()));
+                let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &args)?;
+                drop(cap);
+                eprintln!(
+                    "  sender {:<20} {size:>5} B  round {}: {:>8.1} kpps, {:.0} ns CPU/packet",
+                    r.row.name(),
+                    round + 1,
+                    sent.pps / 1e3,
+                    sent.cpu_ns_per_packet
+                );
+                r.pps.push(sent.pps);
+                r.cpu_ns_per_packet.push(sent.cpu_ns_per_packet);
+            }
+        }
+        Ok(out)
     }
 
     fn row(&self, row: Row, size: usize) -> anyhow::Result<RowResult> {
@@ -324,6 +432,12 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
             eprintln!("linecap bench: tcpdump is not installed; no peer row (apt-get install tcpdump)");
         }
     }
+    let mut senders = Vec::new();
+    if cfg.sender_rounds > 0 {
+        for &size in &cfg.sizes {
+            senders.extend(bench.senders(size, cfg.sender_rounds)?);
+        }
+    }
     let mut results = Vec::new();
     for &size in &cfg.sizes {
         for &row in &rows {
@@ -339,6 +453,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         placement: cfg.placement.label().to_string(),
         duration_s: cfg.duration.as_secs_f64(),
         rows: results,
+        senders,
     };
     std::fs::write(cfg.out.join("results.json"), serde_json::to_string_pretty(&res)?)?;
     let md = report::markdown(&res);

@@ -61,6 +61,35 @@ pub fn markdown(r: &BenchResults) -> String {
             if m.identity.holds() { "" } else { " (unaccounted!)" }
         );
     }
+    if !r.senders.is_empty() {
+        let _ = writeln!(s, "\nGenerators, unpaced, one core, interleaved rounds (median, range):\n");
+        let _ = writeln!(
+            s,
+            "| generator | payload | packets/s (median) | range | CPU ns/packet | vs plain loop |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+        for g in &r.senders {
+            let base = r
+                .senders
+                .iter()
+                .find(|b| b.size == g.size && b.row == super::SenderRow::PlainLoop)
+                .map_or(0.0, |b| super::median(&b.pps));
+            let lo = g.pps.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = g.pps.iter().copied().fold(0.0, f64::max);
+            let med = super::median(&g.pps);
+            let _ = writeln!(
+                s,
+                "| {} | {} B | {:.1} kpps | {:.1}-{:.1} kpps | {:.0} | {:.2}x |",
+                g.row.name(),
+                g.size,
+                med / 1e3,
+                lo / 1e3,
+                hi / 1e3,
+                super::median(&g.cpu_ns_per_packet),
+                if base > 0.0 { med / base } else { 0.0 }
+            );
+        }
+    }
     s
 }
 

@@ -45,6 +45,10 @@ pub struct SendConfig {
     pub burst: u64,
     /// Use UDP GSO super-packets.
     pub gso: bool,
+    /// Benchmark baseline instead of the generator: the plainest sendmmsg
+    /// loop (one prebuilt batch sent again and again; no pacing, no
+    /// per-packet sequence numbers).
+    pub plain_loop: bool,
 }
 
 /// What was sent.
@@ -162,6 +166,9 @@ fn send_thread(
     {
         eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
     }
+    if cfg.plain_loop {
+        return plain_loop(cfg, &fd, deadline, stop);
+    }
     let threads = cfg.threads as u64;
     let quota = cfg.count.map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
     let mut gso = cfg.gso;
@@ -229,9 +236,7 @@ fn send_thread(
                         eprintln!("linecap: UDP GSO refused here ({e}); sending plain datagrams");
                         gso = false;
                     }
-                    Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED) => {
-                        std::thread::yield_now();
-                    }
+                    _ if transient(&e) => std::thread::yield_now(),
                     _ => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
                 }
                 if consecutive_errors > 100_000 {
@@ -242,4 +247,40 @@ fn send_thread(
     }
     let (u, s) = sys::thread_cpu_ns();
     Ok(ThreadResult { packets: next_index, errors, gso, cpu_ns: u + s })
+}
+
+/// Whether a send error is worth retrying (queue full, a late ICMP error).
+fn transient(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED))
+}
+
+/// The benchmark baseline: one prebuilt batch of identical datagrams sent
+/// with `sendmmsg` in a tight loop. What "a plain sendmmsg loop" costs is
+/// the yardstick for the generator's own overhead (pacing, sequence numbers).
+fn plain_loop(
+    cfg: &SendConfig,
+    fd: &OwnedFd,
+    deadline: Option<u64>,
+    stop: &AtomicBool,
+) -> anyhow::Result<ThreadResult> {
+    let batch = cfg.batch.clamp(1, 1024);
+    let mut tx = MmsgTx::new(batch, cfg.size);
+    for m in 0..batch {
+        seq::fill(tx.slot_mut(m), m as u64);
+        tx.set(m, cfg.size, None);
+    }
+    let quota = cfg.count.map(|n| n.div_ceil(cfg.threads as u64));
+    let (mut packets, mut errors) = (0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) && !sys::stop_requested() {
+        if deadline.is_some_and(|d| sys::monotonic_ns() >= d) || quota.is_some_and(|q| packets >= q) {
+            break;
+        }
+        match tx.send(fd, 0, batch) {
+            Ok(n) => packets += n as u64,
+            Err(e) if transient(&e) => errors += 1,
+            Err(e) => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
+        }
+    }
+    let (u, s) = sys::thread_cpu_ns();
+    Ok(ThreadResult { packets, errors, gso: false, cpu_ns: u + s })
 }

@@ -171,6 +171,9 @@ struct SendArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Benchmark baseline: a plain sendmmsg loop of one prebuilt batch (no pacing, no seq).
+    #[arg(long, hide = true)]
+    plain_loop: bool,
 }
 
 #[derive(Args)]
@@ -249,6 +252,9 @@ struct BenchArgs {
     /// Where receive-side kernel work runs.
     #[arg(long, value_enum, default_value = "napi")]
     placement: Placement,
+    /// Interleaved rounds comparing generators on one core (0 skips them).
+    #[arg(long, default_value_t = 3)]
+    sender_rounds: usize,
 }
 
 fn main() -> ExitCode {
@@ -425,6 +431,7 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         batch: a.batch,
         burst: a.burst,
         gso: a.gso,
+        plain_loop: a.plain_loop,
     };
     let r = send_socket::run(&cfg)?;
     if a.json {
@@ -534,6 +541,7 @@ fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         out: a.out,
         peers: a.peers,
         placement: a.placement,
+        sender_rounds: a.sender_rounds,
     };
     bench::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
