@@ -219,6 +219,8 @@ impl Testbed {
             run("ip", &["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", ifname])?;
             run("ip", &["-n", &ns, "link", "set", "dev", ifname, "up"])?;
             run("ip", &["-n", &ns, "link", "set", "dev", "lo", "up"])?;
+            // Multicast groups (`capture --join`) route over the veth.
+            run("ip", &["-n", &ns, "route", "add", "224.0.0.0/4", "dev", ifname])?;
         }
         let mac_tx = mac_of(ntx, itx)?;
         let mac_rx = mac_of(nrx, irx)?;

@@ -167,3 +167,49 @@ fn full_disk_is_counted_and_the_file_stays_readable() {
     assert_books(&sent, &rep, &[]);
     assert_eq!(read_checked(&file, 272), rep.packets);
 }
+
+#[test]
+fn ipv6_capture_writes_ipv6_records() {
+    let Ok(probe) = std::net::UdpSocket::bind("[::1]:0") else {
+        eprintln!("skipped ipv6_capture_writes_ipv6_records: no IPv6 on loopback");
+        return;
+    };
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let dir = TempDir::new("v6");
+    let file = dir.0.join("v6.pcap");
+    let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--verify", "seq"]);
+    let sent = send(None, &["--to", &addr, "--count", "500", "--rate", "20kpps", "--size", "100"]);
+    let rep = stop(cap);
+    assert_books(&sent, &rep, &[]);
+    let mut r = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.data[0] >> 4, 6);
+        assert_eq!(p.data[6], 17, "next header UDP");
+        assert_eq!(u16::from_be_bytes([p.data[4], p.data[5]]), 108, "payload length");
+        assert_eq!(&p.data[8..24], &std::net::Ipv6Addr::LOCALHOST.octets());
+        n += 1;
+    }
+    assert_eq!(n, rep.packets);
+    if let Some(c) = tool_count("tcpdump", &file, 100) {
+        assert_eq!(c, rep.packets);
+    }
+}
+
+#[test]
+fn rotation_by_time_starts_new_files() {
+    let dir = TempDir::new("rtime");
+    let file = dir.0.join("t.pcap");
+    let addr = free_loopback();
+    let cap =
+        capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--rotate-time", "300ms"]);
+    let sent = send(None, &["--to", &addr, "--duration", "1500ms", "--rate", "5kpps"]);
+    let rep = stop(cap);
+    assert_books(&sent, &rep, &[]);
+    let files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(files.len() >= 3, "{files:?}");
+    let total: u64 = files.iter().map(|f| read_checked(f, 272)).sum();
+    assert_eq!(total, rep.packets);
+}

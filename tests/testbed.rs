@@ -110,3 +110,20 @@ fn demo_succeeds_and_says_where_it_ran() {
     assert!(text.contains("every packet accounted for"), "{text}");
     assert!(text.contains("realistic placement"), "{text}");
 }
+
+#[test]
+fn multicast_join_receives_the_group() {
+    if !root_or_skip("multicast_join_receives_the_group") {
+        return;
+    }
+    let tb = testbed(Placement::Napi);
+    let group = "239.255.0.1:9000";
+    let before = TestbedCounters::read(&tb).unwrap();
+    let cap = capture(Some(&tb.ns_rx), &["--listen", group, "--join", "239.255.0.1", "--verify", "seq"]);
+    let sent = send(Some(&tb.ns_tx), &["--to", group, "--count", "5000", "--rate", "50kpps"]);
+    let rep = stop(cap);
+    let after = TestbedCounters::read(&tb).unwrap();
+    assert!(rep.packets > 0, "multicast reached the capture: {rep:#?}");
+    assert_books(&sent, &rep, &before.drops(&after, &rep));
+    assert_eq!(rep.verify.unwrap().corrupt, 0);
+}

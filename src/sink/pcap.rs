@@ -101,9 +101,42 @@ pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr) {
     udp[0..2].copy_from_slice(&sport.to_be_bytes());
     udp[2..4].copy_from_slice(&dport.to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    // UDP checksum 0: "not computed", legal for IPv4; tools do not flag it.
+    // UDP checksum 0 means "not computed": legal for IPv4, not for IPv6,
+    // where the real one is written so tools do not flag the record.
     udp[6..8].copy_from_slice(&[0, 0]);
     out[RECORD_HDR + iphl + 8..].copy_from_slice(p.data);
+    if dst.is_ipv6() {
+        let seg = &out[RECORD_HDR..];
+        let c = udp6_checksum(&seg[8..24], &seg[24..40], &seg[40..40 + udp_len]);
+        out[RECORD_HDR + 46..RECORD_HDR + 48].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Ones'-complement sum of 16-bit big-endian words (odd byte padded).
+fn sum16(data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    let mut sum: u32 = 0;
+    for w in &mut chunks {
+        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    if let [b] = chunks.remainder() {
+        sum += u32::from(*b) << 8;
+    }
+    sum
+}
+
+/// UDP checksum over the IPv6 pseudo-header and the datagram (RFC 8200 §8.1).
+fn udp6_checksum(src: &[u8], dst: &[u8], datagram: &[u8]) -> u16 {
+    let len = datagram.len() as u32;
+    let mut sum = sum16(src) + sum16(dst) + (len >> 16) + (len & 0xffff) + 17 + sum16(datagram);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    }
 }
 
 /// When to start a new file.
@@ -363,6 +396,24 @@ mod tests {
         assert_eq!(&out[36..38], &4000u16.to_be_bytes());
         assert_eq!(&out[38..40], &5000u16.to_be_bytes());
         assert_eq!(&out[44..], b"hello");
+    }
+
+    #[test]
+    fn ipv6_record_checksum_verifies() {
+        let p = Packet { data: b"odd", ts_ns: 5, src: Some("[2001:db8::1]:4000".parse().unwrap()) };
+        let dst: SocketAddr = "[2001:db8::2]:5000".parse().unwrap();
+        let mut out = vec![0u8; record_len(&p, &dst)];
+        encode_record(&mut out, &p, &dst);
+        let seg = &out[16..];
+        assert_eq!(seg[0] >> 4, 6);
+        let c = u16::from_be_bytes([seg[46], seg[47]]);
+        assert_ne!(c, 0);
+        // Summing the datagram with its checksum in place gives all ones.
+        let mut sum = sum16(&seg[8..24]) + sum16(&seg[24..40]) + 11 + 17 + sum16(&seg[40..]);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
     }
 
     #[test]
