@@ -100,7 +100,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             return Err(format!("unknown duration unit in '{s}' (use e.g. 5s or 250ms)"));
         }
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration '{s}' is too long"))
 }
 
 #[cfg(test)]
@@ -122,6 +122,15 @@ mod tests {
         assert!((pps - 2_352_941.0).abs() < 1.0);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "\\PC*") {
+            let _ = parse_rate(&text);
+            let _ = parse_size(&text);
+            let _ = parse_duration(&text);
+        }
+    }
+
     #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);
@@ -133,5 +142,6 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 }

@@ -143,6 +143,15 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "\\PC*") {
+            let _ = parse_snmp_udp(&text);
+            let _ = parse_net_dev(&text);
+            let _ = parse_softnet_dropped(&text);
+        }
+    }
+
     #[test]
     fn softnet() {
         assert_eq!(parse_softnet_dropped("0000abcd 00000002 0\n00000001 0000000a 0\n"), 12);

@@ -270,20 +270,33 @@ impl Snapshot {
     /// Reads a counters file written by another process (or this one).
     pub fn read(name: &str, path: &Path) -> io::Result<Self> {
         let map = SharedMap::open_readonly(path)?;
-        let w = map.words();
-        let bad = || {
+        Self::from_words(name, map.words()).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{} is not a linecap counters file", path.display()),
             )
-        };
+        })
+    }
+
+    /// Parses a counters file from its bytes (tests, fuzzing, copies).
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Option<Self> {
+        let words: Vec<AtomicU64> = bytes
+            .chunks_exact(8)
+            .map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().expect("8"))))
+            .collect();
+        Self::from_words(name, &words)
+    }
+
+    /// Parses the words of a counters file; `None` when it is not one.
+    /// Never panics, whatever the words say.
+    fn from_words(name: &str, w: &[AtomicU64]) -> Option<Self> {
         if w.len() < HEADER_WORDS || w[0].load(Ordering::Acquire) != MAGIC {
-            return Err(bad());
+            return None;
         }
         let vn = w[1].load(Ordering::Relaxed);
         let n = (vn >> 32) as usize;
         if vn & 0xffff_ffff != VERSION || w.len() < HEADER_WORDS + n * STAGE_WORDS {
-            return Err(bad());
+            return None;
         }
         let mut stages = Vec::with_capacity(n);
         for i in 0..n {
@@ -300,7 +313,7 @@ impl Snapshot {
             }
             stages.push(StageSnapshot { name, counters });
         }
-        Ok(Self {
+        Some(Self {
             name: name.to_string(),
             pid: w[2].load(Ordering::Relaxed) as u32,
             started_ns: w[3].load(Ordering::Relaxed),
@@ -352,6 +365,18 @@ mod tests {
         assert_eq!(s.sum("rx.", "packets"), 12);
         assert_eq!(s.pid, std::process::id());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = Snapshot::from_bytes("f", &data);
+            // And with a valid header in front, so the stage loop is reached.
+            let mut d = MAGIC.to_le_bytes().to_vec();
+            d.extend_from_slice(&(VERSION | 3 << 32).to_le_bytes());
+            d.extend_from_slice(&data);
+            let _ = Snapshot::from_bytes("f", &d);
+        }
     }
 
     #[test]
