@@ -342,7 +342,7 @@ impl Testbed {
                 .map(|l| l.split_whitespace().last().unwrap_or("?").to_string())
         });
         format!(
-            "testbed {}: {} ({} {TX_ADDR}) <-> {} ({} {RX_ADDR})\n  {}\n  threaded NAPI: {}, napi thread: {} (SCHED_FIFO {NAPI_FIFO_PRIORITY})",
+            "testbed {}: {} ({} {TX_ADDR}) <-> {} ({} {RX_ADDR})\n  {}\n  threaded NAPI: {}, napi thread: {}",
             self.name,
             self.ns_tx,
             self.if_tx,
@@ -351,7 +351,7 @@ impl Testbed {
             self.placement.label(),
             threaded.unwrap_or_else(|| "?".into()),
             match (self.napi_pid, napi_cpu) {
-                (Some(p), Some(c)) => format!("pid {p} on CPU {c}"),
+                (Some(p), Some(c)) => format!("pid {p} on CPU {c}, SCHED_FIFO {NAPI_FIFO_PRIORITY}"),
                 (Some(p), None) => format!("pid {p}"),
                 _ => "none".into(),
             }

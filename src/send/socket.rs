@@ -182,6 +182,8 @@ fn send_thread(
     let mut next_index: u64 = 0; // this thread's next sequence number
     let mut errors = 0u64;
     let mut consecutive_errors = 0u32;
+    // Datagrams carried by each message of the current call (allocated once).
+    let mut counts = vec![0u64; batch];
     loop {
         if stop.load(Ordering::Relaxed) || sys::stop_requested() {
             break;
@@ -209,7 +211,6 @@ fn send_thread(
         let per_msg = if gso { segs as u64 } else { 1 };
         let msgs = want.div_ceil(per_msg) as usize;
         let mut k = next_index;
-        let mut counts = [0u64; 1024];
         for (m, count) in counts.iter_mut().enumerate().take(msgs) {
             let n = per_msg.min(want - (k - next_index));
             let slot = tx.slot_mut(m);
