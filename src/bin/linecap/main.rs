@@ -330,7 +330,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         pcap,
         verify: a.verify.is_some(),
-        live: !a.quiet && !a.json && sys::stderr_is_tty(),
+        live: !a.quiet && sys::stderr_is_tty(),
         announce: true,
     };
     let report = capture::run(&cfg)?;
