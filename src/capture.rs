@@ -4,7 +4,6 @@
 //! conditions; and the final report with the per-stage accounting.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +13,8 @@ use anyhow::Context;
 use crate::sink::pcap::{PcapOptions, PcapSink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
 use crate::sink::{NullSink, Sink};
+use crate::source::Source;
+use crate::source::afpacket::{AfPacketOptions, AfPacketSource, FanoutMode};
 use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
@@ -22,27 +23,31 @@ use crate::stats::{
 };
 use crate::sys;
 
+/// Which kernel interface to read, with its options.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// UDP sockets (one per thread, SO_REUSEPORT when several).
+    Socket(SocketOptions),
+    /// AF_PACKET TPACKET_V3 rings (one per thread, one fanout group when several).
+    AfPacket {
+        /// Ring, interface and filter options.
+        opts: AfPacketOptions,
+        /// How a fanout group spreads packets over the threads.
+        fanout: FanoutMode,
+    },
+}
+
 /// Everything a capture needs to know.
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     /// Counters file name (`linecap stats NAME`).
     pub name: String,
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Receive threads (one socket each, SO_REUSEPORT when > 1).
+    /// Backend and its options.
+    pub backend: BackendConfig,
+    /// Receive threads (one socket or ring each).
     pub threads: usize,
     /// CPUs to pin the receive threads to, in order (none: not pinned).
     pub cpus: Vec<usize>,
-    /// recv or recvmmsg.
-    pub mode: RecvMode,
-    /// UDP GRO.
-    pub gro: bool,
-    /// Messages per recvmmsg.
-    pub batch: usize,
-    /// Receive buffer request (bytes).
-    pub rcvbuf: i32,
-    /// Multicast group to join.
-    pub join: Option<Ipv4Addr>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Stop after this many packets.
@@ -62,16 +67,16 @@ pub struct CaptureConfig {
 pub struct CaptureReport {
     /// Counters file name.
     pub name: String,
-    /// Backend.
+    /// Backend (`socket`, `afpacket`).
     pub backend: String,
-    /// Receive mode.
-    pub mode: RecvMode,
-    /// Whether UDP GRO was on.
+    /// Receive mode (`recv`, `recvmmsg`, `tpacket_v3`).
+    pub mode: String,
+    /// Whether UDP GRO was on (socket backend).
     pub gro: bool,
     /// Receive threads.
     pub threads: usize,
-    /// Bound address.
-    pub listen: SocketAddr,
+    /// Where it listened: an address and port, or an interface.
+    pub listen: String,
     /// Packets delivered through every stage.
     pub packets: u64,
     /// Payload bytes delivered.
@@ -95,8 +100,8 @@ pub struct CaptureReport {
     pub cpu_sys_ns: u64,
     /// Receive-thread CPU per received packet.
     pub cpu_ns_per_packet: f64,
-    /// Receive buffer granted by the kernel.
-    pub rcvbuf: i32,
+    /// Receive buffer granted by the kernel (socket backend), or ring size in bytes.
+    pub rcvbuf: i64,
     /// Verifier counts (summed over threads), with `--verify seq`.
     pub verify: Option<VerifyCounts>,
     /// Why the capture stopped.
@@ -148,36 +153,11 @@ fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions 
 /// Runs a capture until its duration or count is reached, or SIGINT/SIGTERM.
 pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
-    let opts = SocketOptions {
-        listen: cfg.listen,
-        mode: cfg.mode,
-        gro: cfg.gro,
-        batch: cfg.batch,
-        rcvbuf: cfg.rcvbuf,
-        reuseport: cfg.threads > 1,
-        join: cfg.join,
-    };
-    // Open every socket before starting anything, so a bad address or a
-    // port in use fails at once with one message.
-    let mut sources = Vec::with_capacity(cfg.threads);
-    for _ in 0..cfg.threads {
-        let s = SocketSource::open(&opts).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                anyhow::anyhow!(
-                    "{e}: another program holds this port; stop it or choose another --listen port"
-                )
-            } else if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-                anyhow::anyhow!("{e}: no interface has this address in this network namespace")
-            } else {
-                anyhow::anyhow!(e)
-            }
-        })?;
-        sources.push(s);
-    }
-    let setup = sources[0].setup().clone();
-    if cfg.gro && !setup.gro {
-        eprintln!("linecap: UDP GRO is not available on this kernel; receiving plain datagrams");
-    }
+    // Open every source before starting anything, so a bad address, a
+    // port in use or a missing interface fails at once with one message.
+    let opened = open_sources(cfg)?;
+    let sources = opened.sources;
+    let info = opened.info;
 
     let (stats_file, mut stages) = StatsFile::create(&cfg.name, &stage_specs(cfg))
         .with_context(|| format!("cannot create the counters file for capture '{}'", cfg.name))?;
@@ -222,17 +202,11 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     }
     if cfg.announce {
         eprintln!(
-            "linecap: capturing on {} (socket/{}{}, {} thread{}, rcvbuf {} KiB{}) as '{}'",
-            setup.local,
-            match cfg.mode {
-                RecvMode::Recv => "recv",
-                RecvMode::Recvmmsg => "recvmmsg",
-            },
-            if setup.gro { "+gro" } else { "" },
+            "linecap: capturing on {} ({}, {} thread{}) as '{}'",
+            info.listen,
+            info.description,
             cfg.threads,
             if cfg.threads == 1 { "" } else { "s" },
-            setup.rcvbuf / 1024,
-            if setup.rcvbuf_forced { ", forced" } else { "" },
             cfg.name
         );
     }
@@ -291,7 +265,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     }
     let snap = Snapshot::read(&cfg.name, stats_file.path())?;
     let end_kernel = KernelSnapshot::read();
-    let mut report = build_report(cfg, &setup, &snap, &start_kernel, &end_kernel, duration, stopped_by);
+    let mut report = build_report(cfg, &info, &snap, &start_kernel, &end_kernel, duration, stopped_by);
     let mut verify_total: Option<VerifyCounts> = None;
     for r in &results {
         if let Some(v) = r.verify {
@@ -303,6 +277,101 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         eprintln!("linecap: {e}");
     }
     Ok(report)
+}
+
+/// What the opened sources are, for messages and the report.
+struct SourceInfo {
+    backend: &'static str,
+    mode: String,
+    listen: String,
+    description: String,
+    gro: bool,
+    buffer: i64,
+    drop_stage: &'static str,
+}
+
+struct Opened {
+    sources: Vec<Box<dyn Source>>,
+    info: SourceInfo,
+}
+
+fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(cfg.threads);
+    let info = match &cfg.backend {
+        BackendConfig::Socket(o) => {
+            let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
+            let mut setup = None;
+            for _ in 0..cfg.threads {
+                let s = SocketSource::open(&o).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                        "{e}: another program holds this port; stop it or choose another --listen port"
+                    ),
+                    std::io::ErrorKind::AddrNotAvailable => {
+                        anyhow::anyhow!("{e}: no interface has this address in this network namespace")
+                    }
+                    _ => anyhow::anyhow!(e),
+                })?;
+                setup.get_or_insert_with(|| s.setup().clone());
+                sources.push(Box::new(s));
+            }
+            let setup = setup.expect("at least one thread");
+            if o.gro && !setup.gro {
+                eprintln!("linecap: UDP GRO is not available on this kernel; receiving plain datagrams");
+            }
+            let mode = match o.mode {
+                RecvMode::Recv => "recv",
+                RecvMode::Recvmmsg => "recvmmsg",
+            };
+            SourceInfo {
+                backend: "socket",
+                mode: mode.into(),
+                listen: setup.local.to_string(),
+                description: format!(
+                    "socket/{mode}{}, rcvbuf {} KiB{}",
+                    if setup.gro { "+gro" } else { "" },
+                    setup.rcvbuf / 1024,
+                    if setup.rcvbuf_forced { ", forced" } else { "" }
+                ),
+                gro: setup.gro,
+                buffer: i64::from(setup.rcvbuf),
+                drop_stage: "socket_overflow",
+            }
+        }
+        BackendConfig::AfPacket { opts, fanout } => {
+            // Fanout group ids are per network namespace; the pid keeps
+            // concurrent captures apart.
+            let group = (std::process::id() & 0xffff) as u16;
+            for _ in 0..cfg.threads {
+                let mut o = opts.clone();
+                if cfg.threads > 1 {
+                    o.fanout = Some((group, *fanout));
+                }
+                sources.push(Box::new(AfPacketSource::open(&o).map_err(|e| anyhow::anyhow!(e))?));
+            }
+            let ring = u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr);
+            SourceInfo {
+                backend: "afpacket",
+                mode: "tpacket_v3".into(),
+                listen: format!("interface {}", opts.iface),
+                description: format!(
+                    "afpacket/tpacket_v3, {} blocks of {} KiB, retire {} ms{}{}",
+                    opts.ring.block_nr,
+                    opts.ring.block_size / 1024,
+                    opts.ring.retire_ms,
+                    if cfg.threads > 1 {
+                        format!(", fanout {fanout:?}").to_lowercase()
+                    } else {
+                        String::new()
+                    },
+                    if opts.filter.is_some() { ", filtered" } else { "" }
+                ),
+                gro: false,
+                buffer: ring as i64,
+                drop_stage: "packet_ring_dropped",
+            }
+        }
+    };
+    Ok(Opened { sources, info })
 }
 
 fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
@@ -320,13 +389,13 @@ fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
 
 /// The one-line live display.
 pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
-    let drops = s.sum("rx.", "socket_drops");
+    let drops = s.sum("rx.", "kernel_drops");
     let ring = s.sum("pcap.queue.", "ring_full_drops");
     let werr = s.sum("pcap.writer.", "write_error_drops");
     let k = s.stages.iter().find(|st| st.name == "kernel");
     let kv = |n: &str| k.map_or(0, |st| st.get(n));
     let mut line = format!(
-        "{} {:>8.3} Mpps {:>7.3} Gb/s | delivered {} | drops: socket {drops}",
+        "{} {:>8.3} Mpps {:>7.3} Gb/s | delivered {} | drops: kernel {drops}",
         s.name,
         pps / 1e6,
         bps / 1e9,
@@ -345,7 +414,7 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
 
 fn build_report(
     cfg: &CaptureConfig,
-    setup: &crate::source::socket::SocketSetup,
+    info: &SourceInfo,
     s: &Snapshot,
     k0: &KernelSnapshot,
     k1: &KernelSnapshot,
@@ -356,7 +425,7 @@ fn build_report(
     let ring = s.sum("pcap.queue.", "ring_full_drops");
     let werr = s.sum("pcap.writer.", "write_error_drops");
     let mut drops = BTreeMap::new();
-    drops.insert("socket_overflow".to_string(), s.sum("rx.", "socket_drops"));
+    drops.insert(info.drop_stage.to_string(), s.sum("rx.", "kernel_drops"));
     if cfg.pcap.is_some() {
         drops.insert("pcap_ring_full".to_string(), ring);
         drops.insert("pcap_write_error".to_string(), werr);
@@ -368,15 +437,19 @@ fn build_report(
     kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
     kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
     kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
+    if info.backend == "afpacket" {
+        kernel.insert("ring_freezes".into(), s.sum("rx.", "ring_freezes"));
+        kernel.insert("losing_blocks".into(), s.sum("rx.", "losing_blocks"));
+    }
     let user = s.sum("rx.", "cpu_user_ns");
     let sys_ns = s.sum("rx.", "cpu_sys_ns");
     CaptureReport {
         name: cfg.name.clone(),
-        backend: "socket".into(),
-        mode: cfg.mode,
-        gro: setup.gro,
+        backend: info.backend.into(),
+        mode: info.mode.clone(),
+        gro: info.gro,
         threads: cfg.threads,
-        listen: setup.local,
+        listen: info.listen.clone(),
         packets: received - ring - werr,
         bytes: s.sum("rx.", "bytes"),
         received,
@@ -388,15 +461,24 @@ fn build_report(
         cpu_user_ns: user,
         cpu_sys_ns: sys_ns,
         cpu_ns_per_packet: if received > 0 { (user + sys_ns) as f64 / received as f64 } else { 0.0 },
-        rcvbuf: setup.rcvbuf,
+        rcvbuf: info.buffer,
         verify: None,
         stopped_by,
     }
 }
 
+/// The source's own kernel counters (a syscall: called every 100 ms, not per batch).
+fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
+    if let Ok(d) = source.kernel_drops() {
+        rx.set(RxIdx::KernelDrops as usize, d);
+    }
+    rx.set(RxIdx::RingFreezes as usize, source.ring_freezes());
+    rx.set(RxIdx::LosingBlocks as usize, source.losing_blocks());
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rx_loop(
-    mut source: SocketSource,
+    mut source: Box<dyn Source>,
     rx: StageCounters,
     mut verify: Option<VerifySink>,
     mut sinks: Vec<Box<dyn Sink>>,
@@ -441,6 +523,7 @@ fn rx_loop(
             for s in &mut sinks {
                 s.tick();
             }
+            publish_source(source.as_mut(), &rx);
             last_tick = Instant::now();
             continue;
         };
@@ -459,12 +542,13 @@ fn rx_loop(
         rx.add(RxIdx::Syscalls as usize, 1);
         rx.add(RxIdx::Truncated as usize, last.truncated);
         if let Some(d) = last.kernel_drops {
-            rx.set(RxIdx::SocketDrops as usize, u64::from(d).max(rx.get(RxIdx::SocketDrops as usize)));
+            rx.set(RxIdx::KernelDrops as usize, u64::from(d).max(rx.get(RxIdx::KernelDrops as usize)));
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             for s in &mut sinks {
                 s.tick();
             }
+            publish_source(source.as_mut(), &rx);
             let (u, k) = sys::thread_cpu_ns();
             rx.set(RxIdx::CpuUserNs as usize, u);
             rx.set(RxIdx::CpuSysNs as usize, k);
@@ -477,9 +561,7 @@ fn rx_loop(
             stop.store(true, Ordering::Release);
         }
     }
-    if let Ok(d) = source.kernel_drops() {
-        rx.set(RxIdx::SocketDrops as usize, d);
-    }
+    publish_source(source.as_mut(), &rx);
     let mut sink_error = None;
     for s in &mut sinks {
         if let Err(e) = s.finish() {

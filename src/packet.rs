@@ -1,32 +1,49 @@
 //! The unit of hand-off between sources and sinks: a [`Batch`] of
 //! [`Packet`]s that borrow the source's receive buffer (no copy). The batch
-//! lives until the sink returns; then the source reuses the buffer.
+//! lives until the sink returns; then the source reuses the buffer (or, for
+//! a kernel ring, hands the block back to the kernel).
 
 use std::net::SocketAddr;
+
+/// The packet is a UDP datagram (its `data` is the UDP payload).
+pub const FLAG_UDP: u8 = 1;
 
 /// Where one packet sits in the source's buffer, and what the kernel said.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PacketMeta {
-    /// Offset of the payload in the slab.
+    /// Offset of the UDP payload in the slab.
     pub offset: u32,
     /// Payload length.
     pub len: u32,
     /// Kernel receive timestamp, ns since the epoch.
     pub ts_ns: u64,
-    /// Index of the message (datagram or GRO super-packet) it came from,
-    /// used to look up the sender.
+    /// Index into the batch's sender addresses.
     pub msg: u32,
+    /// Offset of the link-layer frame in the slab (raw backends).
+    pub frame_offset: u32,
+    /// Captured frame length (0: no frame, a socket backend).
+    pub frame_len: u32,
+    /// Frame length on the wire (may exceed `frame_len` when cut by a snap length).
+    pub wire_len: u32,
+    /// `FLAG_*` bits.
+    pub flags: u8,
 }
 
 /// One received packet, borrowed from the source.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
-    /// UDP payload.
+    /// UDP payload (empty when the packet is not a UDP datagram).
     pub data: &'a [u8],
     /// Kernel receive timestamp, ns since the epoch.
     pub ts_ns: u64,
     /// Sender address, when known.
     pub src: Option<SocketAddr>,
+    /// The link-layer frame, for raw backends (AF_PACKET).
+    pub frame: Option<&'a [u8]>,
+    /// Frame length on the wire.
+    pub wire_len: u32,
+    /// Whether this is a UDP datagram.
+    pub is_udp: bool,
 }
 
 /// A batch of packets from one receive call (or one ring block).
@@ -35,8 +52,14 @@ pub struct Batch<'a> {
     slab: &'a [u8],
     metas: &'a [PacketMeta],
     sources: &'a [Option<SocketAddr>],
-    /// The address the packets were sent to.
+    /// The address the packets were sent to (socket backends; unspecified for raw ones).
     pub dst: SocketAddr,
+}
+
+fn clip(slab: &[u8], offset: u32, len: u32) -> &[u8] {
+    let start = (offset as usize).min(slab.len());
+    let end = (start + len as usize).min(slab.len());
+    &slab[start..end]
 }
 
 impl<'a> Batch<'a> {
@@ -68,12 +91,13 @@ impl<'a> Batch<'a> {
     /// Packet `i`.
     pub fn get(&self, i: usize) -> Packet<'a> {
         let m = &self.metas[i];
-        let start = (m.offset as usize).min(self.slab.len());
-        let end = (start + m.len as usize).min(self.slab.len());
         Packet {
-            data: &self.slab[start..end],
+            data: clip(self.slab, m.offset, m.len),
             ts_ns: m.ts_ns,
             src: self.sources.get(m.msg as usize).copied().flatten(),
+            frame: (m.frame_len > 0).then(|| clip(self.slab, m.frame_offset, m.frame_len)),
+            wire_len: m.wire_len,
+            is_udp: m.flags & FLAG_UDP != 0,
         }
     }
 

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use super::{BenchConfig, Point, Row};
 use crate::capture::CaptureReport;
 use crate::orchestrate::{self, Identity, TestbedCounters};
-use crate::source::socket::RecvMode;
 use crate::sys;
 use crate::testbed::Testbed;
 
@@ -102,10 +101,10 @@ pub fn measure_tcpdump(
     let rep = CaptureReport {
         name: "tcpdump".into(),
         backend: "tcpdump".into(),
-        mode: RecvMode::Recv,
+        mode: "tpacket_v3".into(),
         gro: false,
         threads: 1,
-        listen: format!("{}:9000", crate::testbed::RX_ADDR).parse()?,
+        listen: format!("interface {}", tb.if_rx),
         packets: captured,
         bytes: 0,
         received: captured,

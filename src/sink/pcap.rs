@@ -24,18 +24,38 @@ use crate::stats::{QueueIdx, StageCounters, WriterIdx};
 pub const MAGIC_NS: u32 = 0xa1b2_3c4d;
 /// LINKTYPE_RAW: packets start with an IPv4 or IPv6 header.
 pub const LINKTYPE_RAW: u32 = 101;
+/// LINKTYPE_ETHERNET: packets are Ethernet frames.
+pub const LINKTYPE_ETHERNET: u32 = 1;
+
+/// What the records of a file hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// UDP payloads from a socket, with a synthetic IP/UDP header (LINKTYPE_RAW).
+    SyntheticIp,
+    /// The frames as captured (AF_PACKET), LINKTYPE_ETHERNET.
+    Ethernet,
+}
+
+impl Link {
+    fn linktype(self) -> u32 {
+        match self {
+            Link::SyntheticIp => LINKTYPE_RAW,
+            Link::Ethernet => LINKTYPE_ETHERNET,
+        }
+    }
+}
 /// Snap length written in the header.
 pub const SNAPLEN: u32 = 262_144;
 const RECORD_HDR: usize = 16;
 
 /// The 24-byte file header.
-pub fn file_header() -> [u8; 24] {
+pub fn file_header(link: Link) -> [u8; 24] {
     let mut h = [0u8; 24];
     h[0..4].copy_from_slice(&MAGIC_NS.to_le_bytes());
     h[4..6].copy_from_slice(&2u16.to_le_bytes());
     h[6..8].copy_from_slice(&4u16.to_le_bytes());
     h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
-    h[20..24].copy_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    h[20..24].copy_from_slice(&link.linktype().to_le_bytes());
     h
 }
 
@@ -46,6 +66,20 @@ fn ip_header_len(dst: &SocketAddr) -> usize {
 /// Bytes one packet takes in the file.
 pub fn record_len(p: &Packet<'_>, dst: &SocketAddr) -> usize {
     RECORD_HDR + ip_header_len(dst) + 8 + p.data.len()
+}
+
+/// Bytes one captured frame takes in the file.
+pub fn frame_record_len(frame: &[u8]) -> usize {
+    RECORD_HDR + frame.len()
+}
+
+/// Encodes a captured frame as it is (Ethernet files).
+pub fn encode_frame_record(out: &mut [u8], ts_ns: u64, frame: &[u8], wire_len: u32) {
+    out[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+    out[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&wire_len.max(frame.len() as u32).to_le_bytes());
+    out[RECORD_HDR..].copy_from_slice(frame);
 }
 
 fn ipv4_checksum(h: &[u8]) -> u16 {
@@ -161,6 +195,8 @@ pub struct PcapOptions {
     pub chunk_bytes: usize,
     /// Testing aid: limit the writer to this many bytes per second.
     pub throttle_bytes_per_sec: Option<u64>,
+    /// What the records hold (set by the capture from its backend).
+    pub link: Link,
 }
 
 impl PcapOptions {
@@ -172,6 +208,7 @@ impl PcapOptions {
             buffer_bytes: 64 << 20,
             chunk_bytes: 1 << 20,
             throttle_bytes_per_sec: None,
+            link: Link::SyntheticIp,
         }
     }
 }
@@ -196,6 +233,7 @@ pub struct PcapSink {
     dropped: u64,
     writer: Option<JoinHandle<io::Result<()>>>,
     last_flush: Instant,
+    link: Link,
 }
 
 impl PcapSink {
@@ -207,6 +245,7 @@ impl PcapSink {
         let file = File::create(&first).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
         })?;
+        let link = opts.link;
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
         let (producer, consumer) = handoff(chunks, opts.chunk_bytes);
         let handle = std::thread::Builder::new()
@@ -218,6 +257,7 @@ impl PcapSink {
             dropped: 0,
             writer: Some(handle),
             last_flush: Instant::now(),
+            link,
         })
     }
 }
@@ -229,9 +269,20 @@ impl super::Sink for PcapSink {
             return;
         };
         for p in batch.iter() {
-            let len = record_len(&p, &batch.dst);
-            match producer.push(len, |out| encode_record(out, &p, &batch.dst)) {
-                Ok(()) => {
+            let pushed = match p.frame {
+                Some(frame) if self.link == Link::Ethernet => {
+                    let len = frame_record_len(frame);
+                    producer
+                        .push(len, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len))
+                        .map(|()| len)
+                }
+                _ => {
+                    let len = record_len(&p, &batch.dst);
+                    producer.push(len, |out| encode_record(out, &p, &batch.dst)).map(|()| len)
+                }
+            };
+            match pushed {
+                Ok(len) => {
                     packets += 1;
                     bytes += len as u64;
                 }
@@ -294,7 +345,7 @@ fn write_loop(
     let mut throttle_start = Instant::now();
     let mut throttle_bytes = 0u64;
     counters.set(WriterIdx::Files as usize, 1);
-    if let Err(e) = out.file.write_all(&file_header()) {
+    if let Err(e) = out.file.write_all(&file_header(opts.link)) {
         failed = Some(e);
     } else {
         out.written = 24;
@@ -366,7 +417,7 @@ fn rotate(opts: &PcapOptions, out: &mut Output) -> io::Result<()> {
     out.index += 1;
     let path = numbered_path(&opts.path, out.index, true);
     out.file = File::create(&path)?;
-    out.file.write_all(&file_header())?;
+    out.file.write_all(&file_header(opts.link))?;
     out.written = 24;
     out.opened = Instant::now();
     out.files += 1;
@@ -380,6 +431,9 @@ mod tests {
     #[test]
     fn record_is_a_valid_udp_datagram() {
         let p = Packet {
+            frame: None,
+            wire_len: 0,
+            is_udp: true,
             data: b"hello",
             ts_ns: 1_700_000_000_123_456_789,
             src: Some("198.18.0.1:4000".parse().unwrap()),
@@ -400,7 +454,14 @@ mod tests {
 
     #[test]
     fn ipv6_record_checksum_verifies() {
-        let p = Packet { data: b"odd", ts_ns: 5, src: Some("[2001:db8::1]:4000".parse().unwrap()) };
+        let p = Packet {
+            frame: None,
+            wire_len: 0,
+            is_udp: true,
+            data: b"odd",
+            ts_ns: 5,
+            src: Some("[2001:db8::1]:4000".parse().unwrap()),
+        };
         let dst: SocketAddr = "[2001:db8::2]:5000".parse().unwrap();
         let mut out = vec![0u8; record_len(&p, &dst)];
         encode_record(&mut out, &p, &dst);

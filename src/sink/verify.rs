@@ -37,6 +37,9 @@ pub struct VerifyCounts {
     pub too_old: u64,
     /// Highest sequence number seen (largest over flows).
     pub highest_seq: u64,
+    /// Frames that were not UDP datagrams (raw backends), not checked.
+    #[serde(default)]
+    pub not_udp: u64,
 }
 
 /// Pure sequence tracker (no I/O), exact within [`WINDOW`].
@@ -155,6 +158,7 @@ impl VerifyCounts {
         self.missing += o.missing;
         self.too_old += o.too_old;
         self.highest_seq = self.highest_seq.max(o.highest_seq);
+        self.not_udp += o.not_udp;
     }
 }
 
@@ -163,18 +167,19 @@ impl VerifyCounts {
 pub struct VerifySink {
     flows: Vec<(Option<SocketAddr>, SeqTracker)>,
     last: usize,
+    not_udp: u64,
     counters: StageCounters,
 }
 
 impl VerifySink {
     /// A verifier publishing into `counters` (a `verify` stage).
     pub fn new(counters: StageCounters) -> Self {
-        Self { flows: Vec::new(), last: 0, counters }
+        Self { flows: Vec::new(), last: 0, not_udp: 0, counters }
     }
 
     /// Final counts, summed over flows.
     pub fn counts(&self) -> VerifyCounts {
-        let mut t = VerifyCounts::default();
+        let mut t = VerifyCounts { not_udp: self.not_udp, ..VerifyCounts::default() };
         for (_, f) in &self.flows {
             t.add(&f.counts());
         }
@@ -200,6 +205,10 @@ impl VerifySink {
 impl super::Sink for VerifySink {
     fn consume(&mut self, batch: &Batch<'_>) {
         for p in batch.iter() {
+            if !p.is_udp {
+                self.not_udp += 1;
+                continue;
+            }
             self.flow(p.src).record(seq::check(p.data));
         }
         let c = self.counts();
@@ -213,6 +222,7 @@ impl super::Sink for VerifySink {
         set(VerifyIdx::Missing, c.missing);
         set(VerifyIdx::TooOld, c.too_old);
         set(VerifyIdx::Flows, self.flows.len() as u64);
+        set(VerifyIdx::NotUdp, c.not_udp);
     }
 
     fn name(&self) -> &'static str {

@@ -1,5 +1,42 @@
 //! Sources: where batches come from. Each backend opens its kernel
-//! interface, then hands out [`Batch`](crate::packet::Batch)es that borrow
-//! its buffers until the sinks are done with them.
+//! interface, then hands out [`Batch`]es that borrow its buffers until the
+//! sinks are done with them.
 
+pub mod afpacket;
 pub mod socket;
+
+use std::io;
+
+use crate::packet::Batch;
+
+/// Per-call facts for the counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecvStats {
+    /// Datagrams, GRO super-packets or frames received by the call.
+    pub datagrams: u64,
+    /// Packets cut because they did not fit (slot or snap length).
+    pub truncated: u64,
+    /// The kernel's cumulative drop count, when it came with the packets
+    /// (`SO_RXQ_OVFL`); saves a syscall for the live counters.
+    pub kernel_drops: Option<u32>,
+}
+
+/// A receive backend, owned by one receive thread.
+pub trait Source: Send {
+    /// Receives one batch. `Ok(None)`: nothing arrived within the source's
+    /// wait (about 100 ms), or nothing is queued when `nonblocking`.
+    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>>;
+    /// Facts about the last receive call.
+    fn last(&self) -> RecvStats;
+    /// Exact cumulative count of packets the kernel dropped at this source
+    /// (socket buffer or packet ring full).
+    fn kernel_drops(&mut self) -> io::Result<u64>;
+    /// Times a packet ring froze because every block was held (rings only).
+    fn ring_freezes(&self) -> u64 {
+        0
+    }
+    /// Ring blocks the kernel retired while it was losing packets (rings only).
+    fn losing_blocks(&self) -> u64 {
+        0
+    }
+}

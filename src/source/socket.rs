@@ -11,7 +11,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use crate::packet::{Batch, PacketMeta};
+use super::{RecvStats, Source};
+use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::{self, mmsg::MmsgRx};
 
 /// Largest GRO super-packet the kernel builds (64 KiB).
@@ -75,17 +76,6 @@ pub struct SocketSource {
     last: RecvStats,
 }
 
-/// Per-call facts for the counters.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RecvStats {
-    /// Datagrams or super-packets received.
-    pub datagrams: u64,
-    /// Datagrams cut because they did not fit the slot.
-    pub truncated: u64,
-    /// Highest cumulative socket drop count the kernel attached.
-    pub kernel_drops: Option<u32>,
-}
-
 impl SocketSource {
     /// Opens and binds the socket, with every option it asked for.
     pub fn open(opts: &SocketOptions) -> io::Result<Self> {
@@ -126,20 +116,20 @@ impl SocketSource {
     pub fn setup(&self) -> &SocketSetup {
         &self.setup
     }
+}
 
-    /// Facts about the last receive call.
-    pub fn last(&self) -> RecvStats {
+impl Source for SocketSource {
+    fn last(&self) -> RecvStats {
         self.last
     }
 
-    /// Exact cumulative count of datagrams the kernel dropped at this socket.
-    pub fn kernel_drops(&self) -> io::Result<u64> {
+    /// `SO_MEMINFO`'s `sk_drops`: exact, but a dropped GRO super-packet counts once.
+    fn kernel_drops(&mut self) -> io::Result<u64> {
         sys::socket_drops(&self.fd)
     }
 
-    /// Receives one batch. `Ok(None)`: nothing arrived within the receive
-    /// timeout (100 ms), or nothing is queued when `nonblocking`.
-    pub fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
+    /// Waits up to the socket's receive timeout (100 ms).
+    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
         let max = match self.mode {
             RecvMode::Recv => 1,
             RecvMode::Recvmmsg => self.batch,
@@ -174,13 +164,29 @@ impl SocketSource {
 pub fn split_gro(out: &mut Vec<PacketMeta>, offset: u32, len: u32, gso_size: u16, ts_ns: u64, msg: u32) {
     let seg = u32::from(gso_size);
     if seg == 0 || len <= seg {
-        out.push(PacketMeta { offset, len, ts_ns, msg });
+        out.push(PacketMeta {
+            offset,
+            len,
+            ts_ns,
+            msg,
+            wire_len: len,
+            flags: FLAG_UDP,
+            ..PacketMeta::default()
+        });
         return;
     }
     let mut at = 0;
     while at < len {
         let l = seg.min(len - at);
-        out.push(PacketMeta { offset: offset + at, len: l, ts_ns, msg });
+        out.push(PacketMeta {
+            offset: offset + at,
+            len: l,
+            ts_ns,
+            msg,
+            wire_len: l,
+            flags: FLAG_UDP,
+            ..PacketMeta::default()
+        });
         at += l;
     }
 }

@@ -35,8 +35,18 @@ const VALUES_AT: usize = 56;
 pub const MAX_COUNTERS: usize = 16;
 
 /// Counters of a receive thread (`rx.N`).
-pub const RX_COUNTERS: &[&str] =
-    &["packets", "bytes", "datagrams", "syscalls", "truncated", "socket_drops", "cpu_user_ns", "cpu_sys_ns"];
+pub const RX_COUNTERS: &[&str] = &[
+    "packets",
+    "bytes",
+    "datagrams",
+    "syscalls",
+    "truncated",
+    "kernel_drops",
+    "cpu_user_ns",
+    "cpu_sys_ns",
+    "ring_freezes",
+    "losing_blocks",
+];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -46,14 +56,26 @@ pub enum RxIdx {
     Datagrams,
     Syscalls,
     Truncated,
-    SocketDrops,
+    KernelDrops,
     CpuUserNs,
     CpuSysNs,
+    RingFreezes,
+    LosingBlocks,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
-pub const VERIFY_COUNTERS: &[&str] =
-    &["packets", "valid", "corrupt", "malformed", "duplicates", "reordered", "missing", "too_old", "flows"];
+pub const VERIFY_COUNTERS: &[&str] = &[
+    "packets",
+    "valid",
+    "corrupt",
+    "malformed",
+    "duplicates",
+    "reordered",
+    "missing",
+    "too_old",
+    "flows",
+    "not_udp",
+];
 /// Index into [`VERIFY_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -67,6 +89,7 @@ pub enum VerifyIdx {
     Missing,
     TooOld,
     Flows,
+    NotUdp,
 }
 
 /// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
@@ -114,6 +137,13 @@ pub enum KernelIdx {
     IfaceRxDropped,
     SoftnetDropped,
 }
+
+// Each index enum must cover its name array exactly (last variant = len - 1).
+const _: () = assert!(RxIdx::LosingBlocks as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
+const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
+const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
+const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {

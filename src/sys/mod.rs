@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 pub mod mmsg;
+pub mod packet;
 pub mod shm;
 
 use std::ffi::CString;

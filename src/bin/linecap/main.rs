@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use linecap::capture::{self, CaptureConfig, CaptureReport};
+use linecap::capture::{self, BackendConfig, CaptureConfig, CaptureReport};
 use linecap::send::socket::{self as send_socket, SendConfig, SendReport};
-use linecap::sink::pcap::{PcapOptions, Rotation};
+use linecap::sink::pcap::{Link, PcapOptions, Rotation};
+use linecap::source::afpacket::{AfPacketOptions, FanoutMode};
 use linecap::source::socket::RecvMode;
+use linecap::source::socket::SocketOptions;
 use linecap::stats::{self, Snapshot, render};
 use linecap::testbed::{self, Placement, Testbed, TestbedOptions};
 use linecap::units::{self, Rate};
@@ -46,6 +48,8 @@ enum Cmd {
 enum Backend {
     /// UDP socket (recvmmsg, GRO, reuseport).
     Socket,
+    /// AF_PACKET TPACKET_V3 ring on an interface (fanout over threads).
+    Afpacket,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,9 +63,24 @@ struct CaptureArgs {
     /// Kernel interface to read from.
     #[arg(long, value_enum, default_value = "socket")]
     backend: Backend,
-    /// Address and UDP port to listen on.
+    /// Address and UDP port to listen on (socket backend).
     #[arg(long, default_value = "0.0.0.0:9000")]
     listen: SocketAddr,
+    /// Interface to capture on (afpacket backend).
+    #[arg(long)]
+    iface: Option<String>,
+    /// Ring block size (afpacket; a multiple of 4 KiB).
+    #[arg(long, default_value = "1M", value_parser = units::parse_size)]
+    block_size: u64,
+    /// Ring blocks (afpacket).
+    #[arg(long, default_value_t = 64)]
+    blocks: u32,
+    /// Milliseconds after which a partly filled block is handed over (afpacket).
+    #[arg(long, default_value_t = 10)]
+    retire_ms: u32,
+    /// How a fanout group spreads packets over --threads (afpacket).
+    #[arg(long, value_enum, default_value = "hash")]
+    fanout: FanoutMode,
     /// Receive threads (one SO_REUSEPORT socket each).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -303,7 +322,6 @@ fn enter_netns(ns: &Option<String>) -> anyhow::Result<()> {
 fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
-    let Backend::Socket = a.backend;
     let pcap = match &a.write {
         Some(p) => {
             check_output_dir(p)?;
@@ -312,20 +330,38 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
             o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
             o.throttle_bytes_per_sec = a.sink_throttle;
+            if let Backend::Afpacket = a.backend {
+                o.link = Link::Ethernet;
+            }
             Some(o)
         }
         None => None,
     };
     let cfg = CaptureConfig {
         name: a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id())),
-        listen: a.listen,
+        backend: match a.backend {
+            Backend::Socket => BackendConfig::Socket(SocketOptions {
+                listen: a.listen,
+                mode: a.mode,
+                gro: !a.no_gro,
+                batch: a.batch,
+                rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+                reuseport: false,
+                join: a.join,
+            }),
+            Backend::Afpacket => {
+                let Some(iface) = &a.iface else {
+                    bail!("--backend afpacket needs --iface IF (see 'ip link')");
+                };
+                let mut opts = AfPacketOptions::new(iface);
+                opts.ring.block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
+                opts.ring.block_nr = a.blocks;
+                opts.ring.retire_ms = a.retire_ms;
+                BackendConfig::AfPacket { opts, fanout: a.fanout }
+            }
+        },
         threads: a.threads,
         cpus: a.cpus.clone(),
-        mode: a.mode,
-        gro: !a.no_gro,
-        batch: a.batch,
-        rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
-        join: a.join,
         duration: a.duration,
         count: a.count,
         pcap,
@@ -364,10 +400,7 @@ fn check_output_dir(p: &std::path::Path) -> anyhow::Result<()> {
 pub(crate) fn summary(r: &CaptureReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let mode = match r.mode {
-        RecvMode::Recv => "recv",
-        RecvMode::Recvmmsg => "recvmmsg",
-    };
+    let mode = &r.mode;
     let _ = writeln!(
         s,
         "capture '{}' on {} ({}/{mode}{}, {} thread(s)) stopped by {} after {:.2} s",
