@@ -30,6 +30,10 @@ pub enum Row {
     Recvmmsg,
     /// recvmmsg with UDP GRO.
     RecvmmsgGro,
+    /// AF_PACKET TPACKET_V3 ring, one thread.
+    Afpacket,
+    /// AF_PACKET, two threads in a load-balancing fanout group.
+    Afpacket2,
     /// tcpdump -w /dev/null (reference, when installed).
     Tcpdump,
 }
@@ -41,6 +45,8 @@ impl FromStr for Row {
             "recv" => Row::Recv,
             "recvmmsg" => Row::Recvmmsg,
             "recvmmsg+gro" => Row::RecvmmsgGro,
+            "afpacket" => Row::Afpacket,
+            "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
             _ => {
                 return Err(format!("unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, tcpdump)"));
@@ -56,17 +62,27 @@ impl Row {
             Row::Recv => "recv",
             Row::Recvmmsg => "recvmmsg",
             Row::RecvmmsgGro => "recvmmsg+gro",
+            Row::Afpacket => "afpacket",
+            Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
         }
     }
 
-    fn capture_args(&self) -> Vec<String> {
-        let v: &[&str] = match self {
-            Row::Recv => &["--mode", "recv", "--no-gro"],
-            Row::Recvmmsg => &["--mode", "recvmmsg", "--no-gro"],
-            Row::RecvmmsgGro => &["--mode", "recvmmsg"],
-            Row::Tcpdump => &[],
+    fn capture_args(&self, tb: &Testbed) -> Vec<String> {
+        let rx = tb.rx_cpu.to_string();
+        let afpacket = ["--backend", "afpacket", "--iface", tb.if_rx.as_str()];
+        let mut v: Vec<&str> = match self {
+            Row::Recv => vec!["--mode", "recv", "--no-gro"],
+            Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
+            Row::RecvmmsgGro => vec!["--mode", "recvmmsg"],
+            Row::Afpacket => afpacket.to_vec(),
+            Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
+            Row::Tcpdump => vec![],
         };
+        // Every receive thread on the receive core: the kernel side (NAPI,
+        // the copy into a ring) runs there whatever the threads do.
+        let cpus = if *self == Row::Afpacket2 { format!("{rx},{rx}") } else { rx };
+        v.extend(["--cpus", cpus.as_str()]);
         v.iter().map(|s| s.to_string()).collect()
     }
 }
@@ -268,10 +284,7 @@ impl Bench<'_> {
             return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, before);
         }
         let mut cap_args = vec!["--listen".to_string(), listen];
-        cap_args.extend(row.capture_args());
-        if multi {
-            cap_args.extend(["--cpus".into(), tb.rx_cpu.to_string()]);
-        }
+        cap_args.extend(row.capture_args(tb));
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
         let core = CoreMeter::start(tb.rx_cpu);

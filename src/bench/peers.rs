@@ -122,9 +122,7 @@ pub fn measure_tcpdump(
     };
     let after = TestbedCounters::read(tb)?;
     // tcpdump taps frames before IP/UDP: only the veth's own drops apply.
-    let network: Vec<_> =
-        before.drops(&after, &rep).into_iter().filter(|(k, _)| *k != "socket_overflow").collect();
-    let id = Identity::close(&sent, &rep, &network);
+    let id = Identity::close(&sent, &rep, &before.drops(&after, &rep));
     Ok(Point {
         row: Row::Tcpdump,
         size,

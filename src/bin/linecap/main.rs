@@ -251,7 +251,7 @@ pub(crate) struct DemoArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// Rows to measure.
-    #[arg(long, value_delimiter = ',', default_value = "recv,recvmmsg,recvmmsg+gro")]
+    #[arg(long, value_delimiter = ',', default_value = "recv,recvmmsg,recvmmsg+gro,afpacket,afpacket2")]
     backends: Vec<String>,
     /// Payload sizes.
     #[arg(long, value_delimiter = ',', default_value = "272", value_parser = units::parse_size)]
