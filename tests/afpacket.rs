@@ -127,3 +127,59 @@ fn bad_interfaces_and_rings_are_refused_clearly() {
         .unwrap();
     check(cap(&["--iface", &tb.if_rx]), "is down");
 }
+
+#[test]
+fn tx_ring_generator_is_verified_by_a_socket_capture() {
+    if !root_or_skip("tx_ring_generator_is_verified_by_a_socket_capture") {
+        return;
+    }
+    let tb = testbed();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let before = TestbedCounters::read(&tb).unwrap();
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
+    let sent = send(
+        Some(&tb.ns_tx),
+        &[
+            "--backend",
+            "afpacket",
+            "--iface",
+            &tb.if_tx,
+            "--to",
+            &to,
+            "--count",
+            "30000",
+            "--rate",
+            "100kpps",
+        ],
+    );
+    let rep = stop(cap);
+    let after = TestbedCounters::read(&tb).unwrap();
+    assert_eq!(sent.packets, 30000);
+    assert_eq!(sent.backend, "afpacket");
+    assert_books(&sent, &rep, &before.drops(&after, &rep));
+    assert_eq!(before.sender_frames(&after), sent.packets, "every frame reached the veth");
+    let v = rep.verify.unwrap();
+    assert_eq!((v.valid, v.corrupt, v.malformed, v.duplicates), (rep.received, 0, 0, 0));
+    assert_eq!(v.missing + (sent.packets - 1 - v.highest_seq), sent.packets - rep.received);
+}
+
+#[test]
+fn tx_ring_errors_are_clear() {
+    if !root_or_skip("tx_ring_errors_are_clear") {
+        return;
+    }
+    let tb = testbed();
+    let send = |args: &[&str]| {
+        let mut a = vec!["send", "--netns", tb.ns_tx.as_str(), "--backend", "afpacket", "--count", "10"];
+        a.extend_from_slice(args);
+        linecap(&a)
+    };
+    let check = |o: std::process::Output, needle: &str| {
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains(needle), "expected '{needle}' in: {e}");
+    };
+    check(send(&["--to", "198.18.0.2:9000"]), "needs --iface");
+    check(send(&["--to", "198.18.0.2:9000", "--iface", "nosuchif0"]), "not found");
+    check(send(&["--to", "198.18.0.77:9000", "--iface", &tb.if_tx]), "no neighbour entry for 198.18.0.77");
+}

@@ -119,6 +119,8 @@ pub enum SenderRow {
     SocketGso,
     /// A plain sendmmsg loop of one prebuilt batch (the yardstick).
     PlainLoop,
+    /// `linecap send --backend afpacket` (TX ring, qdisc bypass).
+    Afpacket,
 }
 
 impl SenderRow {
@@ -128,15 +130,18 @@ impl SenderRow {
             SenderRow::Socket => "socket",
             SenderRow::SocketGso => "socket+gso",
             SenderRow::PlainLoop => "plain sendmmsg loop",
+            SenderRow::Afpacket => "afpacket (TX ring)",
         }
     }
 
-    fn args(&self) -> &'static [&'static str] {
-        match self {
+    fn args(&self, tb: &Testbed) -> Vec<String> {
+        let v: &[&str] = match self {
             SenderRow::Socket => &[],
             SenderRow::SocketGso => &["--gso"],
             SenderRow::PlainLoop => &["--plain-loop"],
-        }
+            SenderRow::Afpacket => &["--backend", "afpacket", "--iface", &tb.if_tx],
+        };
+        v.iter().map(|s| s.to_string()).collect()
     }
 }
 
@@ -316,7 +321,7 @@ impl Bench<'_> {
     /// B C ...), so drift over minutes hits all of them alike.
     fn senders(&self, size: usize, rounds: usize) -> anyhow::Result<Vec<SenderResult>> {
         let tb = &self.tb;
-        let rows = [SenderRow::PlainLoop, SenderRow::Socket, SenderRow::SocketGso];
+        let rows = [SenderRow::PlainLoop, SenderRow::Socket, SenderRow::Afpacket, SenderRow::SocketGso];
         let mut out: Vec<SenderResult> = rows
             .iter()
             .map(|&row| SenderResult { row, size, pps: Vec::new(), cpu_ns_per_packet: Vec::new() })
@@ -345,7 +350,7 @@ impl Bench<'_> {
                     "--cpus".into(),
                     tb.tx_cpu.to_string(),
                 ];
-                args.extend(r.row.args().iter().map(|s| s.to_string()));
+                args.extend(r.row.args(tb));
                 let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &args)?;
                 drop(cap);
                 eprintln!(

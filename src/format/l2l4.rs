@@ -52,6 +52,16 @@ pub struct UdpInfo {
     pub l3_offset: usize,
 }
 
+/// The IPv4 header checksum of `h` (with its checksum field zeroed, the
+/// value to store; over a header with a correct checksum, 0).
+pub fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h.chunks_exact(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::handoff::{Consumer, Producer, Refused, handoff};
+use crate::format::l2l4::ipv4_checksum;
 use crate::packet::{Batch, Packet};
 use crate::stats::{QueueIdx, StageCounters, WriterIdx};
 
@@ -80,14 +81,6 @@ pub fn encode_frame_record(out: &mut [u8], ts_ns: u64, frame: &[u8], wire_len: u
     out[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
     out[12..16].copy_from_slice(&wire_len.max(frame.len() as u32).to_le_bytes());
     out[RECORD_HDR..].copy_from_slice(frame);
-}
-
-fn ipv4_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h.chunks_exact(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Encodes one record (header + synthetic IP/UDP + payload) into `out`,

@@ -333,3 +333,190 @@ impl Drop for Ring {
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+const PACKET_TX_RING: i32 = 13;
+const PACKET_QDISC_BYPASS: i32 = 20;
+const TPACKET_V2: i32 = 1;
+
+/// TX frame status: free for user space to fill.
+pub const TP_STATUS_AVAILABLE: u32 = 0;
+/// TX frame status: filled, to be sent by the kernel.
+pub const TP_STATUS_SEND_REQUEST: u32 = 1;
+/// TX frame status: the kernel refused the frame.
+pub const TP_STATUS_WRONG_FORMAT: u32 = 1 << 2;
+
+/// `struct tpacket2_hdr` is 32 bytes; TX data starts right after it
+/// (`TPACKET_ALIGN(sizeof(struct tpacket2_hdr))`).
+const TPACKET2_HDR: usize = 32;
+const TP2_LEN: usize = 4;
+
+#[repr(C)]
+struct TpacketReq {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+}
+const _: () = assert!(size_of::<TpacketReq>() == 16);
+
+/// Selects TPACKET_V2 (the TX ring format used here).
+pub fn set_v2(fd: &impl AsRawFd) -> io::Result<()> {
+    super::setsockopt_int(fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+}
+
+/// Sends straight to the driver, skipping the qdisc layer.
+pub fn set_qdisc_bypass(fd: &impl AsRawFd) -> io::Result<()> {
+    super::setsockopt_int(fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+}
+
+/// The hardware address of an interface (`SIOCGIFHWADDR`).
+pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
+    let ifr = ifreq_ioctl(name, libc::SIOCGIFHWADDR)?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    Ok(mac)
+}
+
+/// The IPv4 address of an interface (`SIOCGIFADDR`).
+pub fn if_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
+    let ifr = ifreq_ioctl(name, libc::SIOCGIFADDR)?;
+    // SAFETY: SIOCGIFADDR filled the addr member with a sockaddr_in.
+    let sa = unsafe { ifr.ifr_ifru.ifru_addr };
+    // SAFETY: sockaddr and sockaddr_in have the same size; AF_INET was asked for.
+    let sin: libc::sockaddr_in = unsafe { std::mem::transmute(sa) };
+    Ok(std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+}
+
+fn ifreq_ioctl(name: &str, req: libc::c_ulong) -> io::Result<libc::ifreq> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let sock = super::udp_socket(&std::net::SocketAddr::from(([0, 0, 0, 0], 0)))?;
+    // SAFETY: all-zero is a valid ifreq.
+    let mut ifr: libc::ifreq = unsafe { zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: `ifr` is a valid ifreq with a NUL-terminated name; the
+    // request writes only inside it.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), req, &mut ifr) })?;
+    Ok(ifr)
+}
+
+/// Asks the kernel to send every frame marked `TP_STATUS_SEND_REQUEST`
+/// (blocking: returns when they are handed to the driver). Returns bytes sent.
+pub fn tx_kick(fd: &impl AsRawFd) -> io::Result<usize> {
+    // SAFETY: a zero-length send on a packet socket with a TX ring only
+    // triggers transmission of the ring's requested frames.
+    cvt(unsafe { libc::send(fd.as_raw_fd(), std::ptr::null(), 0, 0) }).map(|n| n as usize)
+}
+
+/// A mapped TPACKET_V2 transmit ring of fixed-size frames.
+pub struct TxRing {
+    ptr: NonNull<u8>,
+    len: usize,
+    frame_size: usize,
+    frame_nr: usize,
+}
+
+// SAFETY: the mapping is owned by this value; frames are written only while
+// user space owns them (status AVAILABLE).
+unsafe impl Send for TxRing {}
+
+impl TxRing {
+    /// Sets up the TX ring on `fd` (TPACKET_V2 selected) and maps it.
+    pub fn setup(fd: &impl AsRawFd, frame_size: u32, frame_nr: u32) -> io::Result<Self> {
+        let per_block = (1u32 << 20) / frame_size;
+        let block_nr = frame_nr.div_ceil(per_block.max(1));
+        let req = TpacketReq { block_size: 1 << 20, block_nr, frame_size, frame_nr: block_nr * per_block };
+        // SAFETY: `req` is a valid tpacket_req of the size passed.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_TX_RING,
+                (&raw const req).cast(),
+                size_of::<TpacketReq>() as libc::socklen_t,
+            )
+        })?;
+        let len = (1usize << 20) * block_nr as usize;
+        // SAFETY: mapping the TX ring the kernel just allocated, its exact size.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, frame_size: frame_size as usize, frame_nr: req.frame_nr as usize })
+    }
+
+    /// Number of frames.
+    pub fn frames(&self) -> usize {
+        self.frame_nr
+    }
+
+    /// Largest frame that fits.
+    pub fn max_frame(&self) -> usize {
+        self.frame_size - TPACKET2_HDR
+    }
+
+    fn base(&self, i: usize) -> *mut u8 {
+        assert!(i < self.frame_nr);
+        // Frames never straddle blocks: 1 MiB blocks hold whole frames.
+        let per_block = (1usize << 20) / self.frame_size;
+        let off = (i / per_block) * (1 << 20) + (i % per_block) * self.frame_size;
+        // SAFETY: `off + frame_size` is inside the mapping (i < frame_nr).
+        unsafe { self.ptr.as_ptr().add(off) }
+    }
+
+    fn status_cell(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: tp_status is the first, 4-aligned word of frame `i`, which
+        // the kernel and we access atomically.
+        unsafe { &*self.base(i).cast::<AtomicU32>() }
+    }
+
+    /// Status of frame `i`.
+    pub fn status(&self, i: usize) -> u32 {
+        self.status_cell(i).load(Ordering::Acquire)
+    }
+
+    /// The data area of frame `i` if user space owns it (AVAILABLE or a
+    /// refused WRONG_FORMAT frame), to fill.
+    pub fn data_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let st = self.status(i);
+        if st != TP_STATUS_AVAILABLE && st & TP_STATUS_WRONG_FORMAT == 0 {
+            return None;
+        }
+        let n = self.max_frame();
+        // SAFETY: the frame is owned by user space (status checked above)
+        // until `submit`; the area after the header is inside the frame.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base(i).add(TPACKET2_HDR), n) })
+    }
+
+    /// Marks frame `i` (filled with `len` bytes) for sending.
+    pub fn submit(&mut self, i: usize, len: usize) {
+        // SAFETY: tp_len is a u32 at offset 4 of the frame, owned by user
+        // space until the status store below publishes it (release).
+        unsafe { self.base(i).add(TP2_LEN).cast::<u32>().write_volatile(len as u32) };
+        self.status_cell(i).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+    }
+}
+
+impl Drop for TxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region mapped in `setup`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

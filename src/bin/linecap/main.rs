@@ -144,6 +144,8 @@ struct CaptureArgs {
 enum SendBackend {
     /// sendmmsg on a UDP socket (UDP GSO with --gso).
     Socket,
+    /// Frames built by linecap in an AF_PACKET TX ring (qdisc bypass); needs --iface.
+    Afpacket,
 }
 
 #[derive(Args)]
@@ -172,15 +174,18 @@ struct SendArgs {
     /// Kernel interface to send through.
     #[arg(long, value_enum, default_value = "socket")]
     backend: SendBackend,
+    /// Interface to send on (afpacket backend).
+    #[arg(long)]
+    iface: Option<String>,
     /// Payload format.
     #[arg(long, value_enum, default_value = "seq")]
     format: VerifyFormat,
     /// Send UDP GSO super-packets (falls back to plain datagrams, once, when refused).
     #[arg(long)]
     gso: bool,
-    /// Messages per sendmmsg call.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    /// Messages per sendmmsg call, or frames per TX-ring kick [default: 64, afpacket 512].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Token-bucket size in packets: the most sent back-to-back after a stall.
     #[arg(long, default_value_t = 32)]
     burst: u64,
@@ -451,7 +456,6 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
 fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
-    let SendBackend::Socket = a.backend;
     let VerifyFormat::Seq = a.format;
     let cfg = SendConfig {
         to: a.to,
@@ -461,12 +465,21 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         duration: a.duration,
         threads: a.threads,
         cpus: a.cpus,
-        batch: a.batch,
+        batch: a.batch.unwrap_or(match a.backend {
+            SendBackend::Socket => 64,
+            SendBackend::Afpacket => 512,
+        }),
         burst: a.burst,
         gso: a.gso,
         plain_loop: a.plain_loop,
     };
-    let r = send_socket::run(&cfg)?;
+    let r = match a.backend {
+        SendBackend::Socket => send_socket::run(&cfg)?,
+        SendBackend::Afpacket => {
+            let Some(iface) = &a.iface else { bail!("--backend afpacket needs --iface IF (see 'ip link')") };
+            linecap::send::afpacket::run(&cfg, iface)?
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

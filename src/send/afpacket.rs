@@ -1,0 +1,225 @@
+//! The `afpacket` generator: Ethernet/IPv4/UDP frames built by linecap
+//! itself in an AF_PACKET TX ring (TPACKET_V2, qdisc bypass), one `send`
+//! per batch to hand them to the driver. No socket buffers, no UDP stack on
+//! the sending side: how a line-rate generator is made without kernel bypass.
+//!
+//! The frame header is constant (IP id 0 with DF, UDP checksum 0), so it is
+//! built once; each packet gets the template and its `seq` payload.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use anyhow::{Context, bail};
+
+use super::pacing::Pacer;
+use super::socket::{SendConfig, SendReport};
+use crate::format::l2l4::ipv4_checksum;
+use crate::format::seq;
+use crate::sys::packet::{self as pk, TP_STATUS_WRONG_FORMAT, TxRing};
+use crate::sys::{self};
+
+const HDR: usize = 14 + 20 + 8;
+const TX_FRAMES: u32 = 4096;
+
+/// Finds the MAC address of `ip` on `dev` in `/proc/net/arp` text.
+pub fn parse_arp(text: &str, ip: Ipv4Addr, dev: &str) -> Option<[u8; 6]> {
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || f[0].parse::<Ipv4Addr>().ok()? != ip || f[5] != dev {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        let mut parts = f[3].split(':');
+        for m in &mut mac {
+            *m = u8::from_str_radix(parts.next()?, 16).ok()?;
+        }
+        (mac != [0; 6]).then_some(mac)
+    })
+}
+
+/// The constant Ethernet + IPv4 + UDP header of every frame.
+pub fn frame_header(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: usize,
+) -> [u8; HDR] {
+    let mut h = [0u8; HDR];
+    h[0..6].copy_from_slice(&dst_mac);
+    h[6..12].copy_from_slice(&src_mac);
+    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else { return h };
+    let ip = &mut h[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 8 + payload) as u16).to_be_bytes());
+    ip[6] = 0x40; // don't fragment
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&s.ip().octets());
+    ip[16..20].copy_from_slice(&d.ip().octets());
+    let c = ipv4_checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let udp = &mut h[34..42];
+    udp[0..2].copy_from_slice(&s.port().to_be_bytes());
+    udp[2..4].copy_from_slice(&d.port().to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    h
+}
+
+fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; HDR])> {
+    let SocketAddr::V4(to) = cfg.to else { bail!("--backend afpacket sends IPv4 only for now") };
+    let ifindex = pk::if_index(iface).map_err(|_| {
+        anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
+    })?;
+    let src_mac = pk::if_hwaddr(iface)?;
+    let src_ip = pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
+    let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
+    let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
+        format!("no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'", to.ip())
+    })?;
+    let fd = pk::packet_socket().map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPERM) {
+            anyhow::anyhow!("AF_PACKET needs CAP_NET_RAW: run as root or grant it with setcap")
+        } else {
+            anyhow::anyhow!("cannot open an AF_PACKET socket: {e}")
+        }
+    })?;
+    pk::set_v2(&fd)?;
+    pk::set_qdisc_bypass(&fd)?;
+    let frame = (HDR + cfg.size + 32).next_multiple_of(64) as u32;
+    let ring = TxRing::setup(&fd, frame.max(256), TX_FRAMES).context("cannot set up the TX ring")?;
+    pk::bind_iface(&fd, ifindex)?;
+    let src = SocketAddr::from((src_ip, 40_000));
+    Ok((fd, ring, frame_header(src_mac, dst_mac, src, cfg.to, cfg.size)))
+}
+
+/// Sends through the TX ring until the count or duration is reached, or SIGINT.
+pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+    anyhow::ensure!(
+        cfg.size >= seq::MIN_LEN,
+        "--size must be at least {} bytes for the seq format",
+        seq::MIN_LEN
+    );
+    anyhow::ensure!(
+        cfg.count.is_some() || cfg.duration.is_some(),
+        "give --count or --duration: every traffic run is bounded"
+    );
+    anyhow::ensure!(cfg.threads == 1, "--backend afpacket sends from one thread (one TX ring)");
+    anyhow::ensure!(!cfg.gso, "--gso applies to the socket backend only");
+    let (fd, mut ring, header) = open(iface, cfg)?;
+    anyhow::ensure!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
+    if let Some(&c) = cfg.cpus.first()
+        && let Err(e) = sys::pin_to_cpu(0, c)
+    {
+        eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
+    }
+    let len = HDR + cfg.size;
+    let frames = ring.frames();
+    let batch = cfg.batch.clamp(1, frames / 2) as u64;
+    let start = sys::monotonic_ns();
+    let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
+    let rate = cfg.rate.pps(cfg.size);
+    let mut pacer = Pacer::new(rate, if rate.is_some() { cfg.burst.max(1) } else { batch }, start);
+    let (mut sent, mut errors, mut next) = (0u64, 0u64, 0usize);
+    let mut submitted = Vec::with_capacity(batch as usize);
+    loop {
+        if sys::stop_requested() {
+            break;
+        }
+        let now = sys::monotonic_ns();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let remaining = cfg.count.map_or(u64::MAX, |c| c - sent);
+        if remaining == 0 {
+            break;
+        }
+        let want = pacer.allowance(now).min(batch).min(remaining);
+        if want == 0 {
+            let due = pacer.next_due_ns();
+            if due > now + 20_000 {
+                sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
+            } else {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        submitted.clear();
+        for k in 0..want {
+            let Some(buf) = ring.data_mut(next) else { break };
+            buf[..HDR].copy_from_slice(&header);
+            seq::fill(&mut buf[HDR..len], sent + k);
+            ring.submit(next, len);
+            submitted.push(next);
+            next = (next + 1) % frames;
+        }
+        match pk::tx_kick(&fd) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)) => {
+                errors += 1
+            }
+            Err(e) => bail!("AF_PACKET send on {iface} failed: {e}"),
+        }
+        // The kick is blocking: every submitted frame is done or refused now.
+        let refused =
+            submitted.iter().filter(|&&i| ring.status(i) & TP_STATUS_WRONG_FORMAT != 0).count() as u64;
+        errors += refused;
+        let ok = submitted.len() as u64 - refused;
+        sent += ok;
+        pacer.sent(ok);
+        if submitted.is_empty() {
+            std::thread::yield_now();
+        }
+    }
+    let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
+    let (u, s) = sys::thread_cpu_ns();
+    let pps = sent as f64 / elapsed.max(1e-9);
+    Ok(SendReport {
+        backend: "afpacket".into(),
+        packets: sent,
+        bytes: sent * cfg.size as u64,
+        duration_s: elapsed,
+        pps,
+        payload_bps: pps * cfg.size as f64 * 8.0,
+        threads: 1,
+        gso: false,
+        send_errors: errors,
+        cpu_ns_per_packet: if sent > 0 { (u + s) as f64 / sent as f64 } else { 0.0 },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::l2l4::{Decoded, decode};
+
+    #[test]
+    fn arp_lookup() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device\n198.18.0.2       0x1         0x6         2a:86:bc:4c:f5:b0     *        lct\n198.18.0.3       0x1         0x0         00:00:00:00:00:00     *        lct\n";
+        assert_eq!(
+            parse_arp(t, "198.18.0.2".parse().unwrap(), "lct"),
+            Some([0x2a, 0x86, 0xbc, 0x4c, 0xf5, 0xb0])
+        );
+        assert_eq!(parse_arp(t, "198.18.0.2".parse().unwrap(), "other"), None);
+        assert_eq!(parse_arp(t, "198.18.0.3".parse().unwrap(), "lct"), None, "incomplete entry");
+        assert_eq!(parse_arp("garbage", "1.2.3.4".parse().unwrap(), "x"), None);
+    }
+
+    #[test]
+    fn header_decodes_as_the_datagram() {
+        let h = frame_header(
+            [1; 6],
+            [2; 6],
+            "198.18.0.1:40000".parse().unwrap(),
+            "198.18.0.2:9000".parse().unwrap(),
+            100,
+        );
+        let mut f = h.to_vec();
+        f.extend_from_slice(&[7u8; 100]);
+        let Decoded::Udp(u) = decode(&f, None) else { panic!() };
+        assert_eq!(u.dst, "198.18.0.2:9000".parse().unwrap());
+        assert_eq!(u.payload_len, 100);
+        assert_eq!(ipv4_checksum(&f[14..34]), 0);
+    }
+}
