@@ -334,7 +334,14 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                 ),
                 gro: setup.gro,
                 buffer: i64::from(setup.rcvbuf),
-                drop_stage: "socket_overflow",
+                // The kernel counts datagrams a socket filter rejects in the
+                // same per-socket counter as overflows (and in UdpInErrors);
+                // only udp_rcvbuf_errors, namespace-wide, tells them apart.
+                drop_stage: if o.filter.is_some() {
+                    "socket_overflow_or_filtered"
+                } else {
+                    "socket_overflow"
+                },
             }
         }
         BackendConfig::AfPacket { opts, fanout } => {

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod capture;
+pub mod filter;
 pub mod format;
 pub mod orchestrate;
 pub mod packet;

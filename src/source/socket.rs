@@ -49,6 +49,8 @@ pub struct SocketOptions {
     pub reuseport: bool,
     /// IPv4 multicast group to join.
     pub join: Option<Ipv4Addr>,
+    /// Classic BPF program run at the UDP header (see `filter::Target::Udp`).
+    pub filter: Option<Vec<crate::filter::Insn>>,
 }
 
 /// What the socket ended up with (the kernel may refuse or clamp requests).
@@ -88,6 +90,10 @@ impl SocketSource {
         sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         sys::set_rcvtimeo(&fd, 100_000)?;
         let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+        if let Some(prog) = &opts.filter {
+            sys::packet::attach_filter(&fd, prog)
+                .map_err(|e| io::Error::new(e.kind(), format!("the kernel refused the filter: {e}")))?;
+        }
         sys::bind(&fd, &opts.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen)))?;
         if let Some(group) = opts.join {
@@ -221,6 +227,7 @@ mod tests {
             rcvbuf: 1 << 20,
             reuseport: false,
             join: None,
+            filter: None,
         };
         let mut src = SocketSource::open(&opts).unwrap();
         let to = src.setup().local;

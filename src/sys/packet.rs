@@ -520,3 +520,42 @@ impl Drop for TxRing {
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
+
+/// A raw AF_PACKET socket bound to one interface, sending whole frames
+/// (tests and fault injection: mixed traffic, malformed frames).
+pub struct RawSender {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+impl RawSender {
+    /// Opens a sender on interface `iface` of the current network namespace.
+    pub fn open(iface: &str) -> io::Result<Self> {
+        let ifindex = if_index(iface)?;
+        let fd = packet_socket()?;
+        bind_iface(&fd, ifindex)?;
+        Ok(Self { fd, ifindex })
+    }
+
+    /// Sends one Ethernet frame as it is.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(frame.get(..6).unwrap_or(&[0; 6]));
+        // SAFETY: `frame` and `sll` are valid for the call; the kernel copies them.
+        cvt(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+}

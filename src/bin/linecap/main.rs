@@ -19,7 +19,7 @@ use linecap::source::socket::SocketOptions;
 use linecap::stats::{self, Snapshot, render};
 use linecap::testbed::{self, Placement, Testbed, TestbedOptions};
 use linecap::units::{self, Rate};
-use linecap::{bench, sys};
+use linecap::{bench, filter, sys};
 
 #[derive(Parser)]
 #[command(name = "linecap", version, about = "Capture, send and account for packet streams at line rate")]
@@ -81,6 +81,12 @@ struct CaptureArgs {
     /// How a fanout group spreads packets over --threads (afpacket).
     #[arg(long, value_enum, default_value = "hash")]
     fanout: FanoutMode,
+    /// Keep only packets matching a tcpdump-style expression (subset: see docs/FILTERS.md).
+    #[arg(long, conflicts_with = "bpf_file")]
+    filter: Option<String>,
+    /// Attach a classic BPF program from `tcpdump -ddd` output (afpacket).
+    #[arg(long)]
+    bpf_file: Option<PathBuf>,
     /// Receive threads (one SO_REUSEPORT socket each).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -353,6 +359,17 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
                 reuseport: false,
                 join: a.join,
+                filter: match (&a.filter, &a.bpf_file) {
+                    (Some(expr), _) => Some(
+                        filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
+                            .map_err(|e| anyhow::anyhow!("--filter: {e}"))?
+                            .0,
+                    ),
+                    (None, Some(_)) => bail!(
+                        "--bpf-file applies to --backend afpacket: tcpdump programs start at the link header, a UDP socket's filter at the UDP header (use --filter)"
+                    ),
+                    (None, None) => None,
+                },
             }),
             Backend::Afpacket => {
                 let Some(iface) = &a.iface else {
@@ -362,6 +379,19 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 opts.ring.block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
                 opts.ring.block_nr = a.blocks;
                 opts.ring.retire_ms = a.retire_ms;
+                opts.filter = match (&a.filter, &a.bpf_file) {
+                    (Some(expr), _) => {
+                        Some(filter::compile_inbound(expr).map_err(|e| anyhow::anyhow!("--filter: {e}"))?.0)
+                    }
+                    (None, Some(path)) => {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
+                        let prog = filter::ddd::parse(&text)
+                            .map_err(|e| anyhow::anyhow!("--bpf-file {}: {e}", path.display()))?;
+                        Some(filter::inbound(&prog).0)
+                    }
+                    (None, None) => None,
+                };
                 BackendConfig::AfPacket { opts, fanout: a.fanout }
             }
         },
