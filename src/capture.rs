@@ -16,6 +16,7 @@ use crate::sink::{NullSink, Sink};
 use crate::source::Source;
 use crate::source::afpacket::{AfPacketOptions, AfPacketSource, FanoutMode};
 use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
+use crate::source::uring::UringSource;
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
     KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters, StageSpec,
@@ -28,6 +29,8 @@ use crate::sys;
 pub enum BackendConfig {
     /// UDP sockets (one per thread, SO_REUSEPORT when several).
     Socket(SocketOptions),
+    /// UDP sockets read with io_uring multishot recvmsg (one ring per thread).
+    Uring(SocketOptions),
     /// AF_PACKET TPACKET_V3 rings (one per thread, one fanout group when several).
     AfPacket {
         /// Ring, interface and filter options.
@@ -298,11 +301,23 @@ struct Opened {
 fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
     let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(cfg.threads);
     let info = match &cfg.backend {
-        BackendConfig::Socket(o) => {
+        BackendConfig::Socket(o) | BackendConfig::Uring(o) => {
+            let uring = matches!(cfg.backend, BackendConfig::Uring(_));
             let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
             let mut setup = None;
             for _ in 0..cfg.threads {
-                let s = SocketSource::open(&o).map_err(|e| match e.kind() {
+                let opened: std::io::Result<(Box<dyn Source>, _)> = if uring {
+                    UringSource::open(&o).map(|s| {
+                        let st = s.setup().clone();
+                        (Box::new(s) as Box<dyn Source>, st)
+                    })
+                } else {
+                    SocketSource::open(&o).map(|s| {
+                        let st = s.setup().clone();
+                        (Box::new(s) as Box<dyn Source>, st)
+                    })
+                };
+                let (s, st) = opened.map_err(|e| match e.kind() {
                     std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                         "{e}: another program holds this port; stop it or choose another --listen port"
                     ),
@@ -311,23 +326,25 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                     }
                     _ => anyhow::anyhow!(e),
                 })?;
-                setup.get_or_insert_with(|| s.setup().clone());
-                sources.push(Box::new(s));
+                setup.get_or_insert(st);
+                sources.push(s);
             }
             let setup = setup.expect("at least one thread");
             if o.gro && !setup.gro {
                 eprintln!("linecap: UDP GRO is not available on this kernel; receiving plain datagrams");
             }
-            let mode = match o.mode {
-                RecvMode::Recv => "recv",
-                RecvMode::Recvmmsg => "recvmmsg",
+            let mode = match (uring, o.mode) {
+                (true, _) => "multishot-recvmsg",
+                (false, RecvMode::Recv) => "recv",
+                (false, RecvMode::Recvmmsg) => "recvmmsg",
             };
             SourceInfo {
-                backend: "socket",
+                backend: if uring { "uring" } else { "socket" },
                 mode: mode.into(),
                 listen: setup.local.to_string(),
                 description: format!(
-                    "socket/{mode}{}, rcvbuf {} KiB{}",
+                    "{}/{mode}{}, rcvbuf {} KiB{}",
+                    if uring { "uring" } else { "socket" },
                     if setup.gro { "+gro" } else { "" },
                     setup.rcvbuf / 1024,
                     if setup.rcvbuf_forced { ", forced" } else { "" }

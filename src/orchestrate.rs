@@ -225,7 +225,7 @@ impl TestbedCounters {
         ];
         // Only a socket sits behind the IP stack; a packet ring's own
         // counter is exact and per packet.
-        if cap.backend == "socket" {
+        if matches!(cap.backend.as_str(), "socket" | "uring") {
             v.push(("socket_overflow", crossed.saturating_sub(cap.received)));
         }
         v

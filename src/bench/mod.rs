@@ -30,6 +30,8 @@ pub enum Row {
     Recvmmsg,
     /// recvmmsg with UDP GRO.
     RecvmmsgGro,
+    /// io_uring multishot recvmsg, provided buffers (no GRO, to compare with recvmmsg).
+    Uring,
     /// AF_PACKET TPACKET_V3 ring, one thread.
     Afpacket,
     /// AF_PACKET, two threads in a load-balancing fanout group.
@@ -45,6 +47,7 @@ impl FromStr for Row {
             "recv" => Row::Recv,
             "recvmmsg" => Row::Recvmmsg,
             "recvmmsg+gro" => Row::RecvmmsgGro,
+            "uring" => Row::Uring,
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
@@ -62,6 +65,7 @@ impl Row {
             Row::Recv => "recv",
             Row::Recvmmsg => "recvmmsg",
             Row::RecvmmsgGro => "recvmmsg+gro",
+            Row::Uring => "uring",
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
@@ -75,6 +79,7 @@ impl Row {
             Row::Recv => vec!["--mode", "recv", "--no-gro"],
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
             Row::RecvmmsgGro => vec!["--mode", "recvmmsg"],
+            Row::Uring => vec!["--backend", "uring", "--no-gro"],
             Row::Afpacket => afpacket.to_vec(),
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],

@@ -4,6 +4,7 @@
 
 pub mod afpacket;
 pub mod socket;
+pub mod uring;
 
 use std::io;
 

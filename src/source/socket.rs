@@ -66,6 +66,32 @@ pub struct SocketSetup {
     pub gro: bool,
 }
 
+/// Creates, configures and binds a UDP socket as the options say (shared
+/// by the recvmmsg and io_uring sources).
+pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup)> {
+    let fd = sys::udp_socket(&opts.listen)?;
+    if opts.reuseport {
+        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    let (rcvbuf, forced) = sys::set_rcvbuf(&fd, opts.rcvbuf)?;
+    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+    sys::set_rcvtimeo(&fd, 100_000)?;
+    let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+    if let Some(prog) = &opts.filter {
+        sys::packet::attach_filter(&fd, prog)
+            .map_err(|e| io::Error::new(e.kind(), format!("the kernel refused the filter: {e}")))?;
+    }
+    sys::bind(&fd, &opts.listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen)))?;
+    if let Some(group) = opts.join {
+        sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot join multicast group {group}: {e}")))?;
+    }
+    let local = sys::local_addr(&fd)?;
+    Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro }))
+}
+
 /// A UDP socket receiving into a slab.
 pub struct SocketSource {
     fd: OwnedFd,
@@ -81,26 +107,8 @@ pub struct SocketSource {
 impl SocketSource {
     /// Opens and binds the socket, with every option it asked for.
     pub fn open(opts: &SocketOptions) -> io::Result<Self> {
-        let fd = sys::udp_socket(&opts.listen)?;
-        if opts.reuseport {
-            sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        }
-        let (rcvbuf, forced) = sys::set_rcvbuf(&fd, opts.rcvbuf)?;
-        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
-        sys::set_rcvtimeo(&fd, 100_000)?;
-        let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
-        if let Some(prog) = &opts.filter {
-            sys::packet::attach_filter(&fd, prog)
-                .map_err(|e| io::Error::new(e.kind(), format!("the kernel refused the filter: {e}")))?;
-        }
-        sys::bind(&fd, &opts.listen)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen)))?;
-        if let Some(group) = opts.join {
-            sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot join multicast group {group}: {e}")))?;
-        }
-        let local = sys::local_addr(&fd)?;
+        let (fd, setup) = open_udp_socket(opts)?;
+        let gro = setup.gro;
         let (vlen, slot) = match opts.mode {
             RecvMode::Recv => (1, if gro { GRO_SLOT } else { PLAIN_SLOT }),
             RecvMode::Recvmmsg => (opts.batch.max(1), if gro { GRO_SLOT } else { PLAIN_SLOT }),
@@ -111,7 +119,7 @@ impl SocketSource {
             rx: MmsgRx::new(vlen, slot),
             metas: Vec::with_capacity(vlen * per_msg),
             sources: Vec::with_capacity(vlen),
-            setup: SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro },
+            setup,
             mode: opts.mode,
             batch: vlen,
             last: RecvStats::default(),

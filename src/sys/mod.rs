@@ -12,6 +12,7 @@
 pub mod mmsg;
 pub mod packet;
 pub mod shm;
+pub mod uring;
 
 use std::ffi::CString;
 use std::io;

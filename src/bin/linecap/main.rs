@@ -50,6 +50,8 @@ enum Backend {
     Socket,
     /// AF_PACKET TPACKET_V3 ring on an interface (fanout over threads).
     Afpacket,
+    /// UDP socket read by io_uring multishot recvmsg with a provided-buffer ring (Linux 6.0+).
+    Uring,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,7 +264,11 @@ pub(crate) struct DemoArgs {
 #[derive(Args)]
 struct BenchArgs {
     /// Rows to measure.
-    #[arg(long, value_delimiter = ',', default_value = "recv,recvmmsg,recvmmsg+gro,afpacket,afpacket2")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "recv,recvmmsg,recvmmsg+gro,uring,afpacket,afpacket2"
+    )]
     backends: Vec<String>,
     /// Payload sizes.
     #[arg(long, value_delimiter = ',', default_value = "272", value_parser = units::parse_size)]
@@ -351,26 +357,33 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     let cfg = CaptureConfig {
         name: a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id())),
         backend: match a.backend {
-            Backend::Socket => BackendConfig::Socket(SocketOptions {
-                listen: a.listen,
-                mode: a.mode,
-                gro: !a.no_gro,
-                batch: a.batch,
-                rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
-                reuseport: false,
-                join: a.join,
-                filter: match (&a.filter, &a.bpf_file) {
-                    (Some(expr), _) => Some(
-                        filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
-                            .map_err(|e| anyhow::anyhow!("--filter: {e}"))?
-                            .0,
-                    ),
-                    (None, Some(_)) => bail!(
-                        "--bpf-file applies to --backend afpacket: tcpdump programs start at the link header, a UDP socket's filter at the UDP header (use --filter)"
-                    ),
-                    (None, None) => None,
-                },
-            }),
+            Backend::Socket | Backend::Uring => {
+                let o = SocketOptions {
+                    listen: a.listen,
+                    mode: a.mode,
+                    gro: !a.no_gro,
+                    batch: a.batch,
+                    rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+                    reuseport: false,
+                    join: a.join,
+                    filter: match (&a.filter, &a.bpf_file) {
+                        (Some(expr), _) => Some(
+                            filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
+                                .map_err(|e| anyhow::anyhow!("--filter: {e}"))?
+                                .0,
+                        ),
+                        (None, Some(_)) => bail!(
+                            "--bpf-file applies to --backend afpacket: tcpdump programs start at the link header, a UDP socket's filter at the UDP header (use --filter)"
+                        ),
+                        (None, None) => None,
+                    },
+                };
+                if let Backend::Uring = a.backend {
+                    BackendConfig::Uring(o)
+                } else {
+                    BackendConfig::Socket(o)
+                }
+            }
             Backend::Afpacket => {
                 let Some(iface) = &a.iface else {
                     bail!("--backend afpacket needs --iface IF (see 'ip link')");

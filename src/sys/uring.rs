@@ -1,0 +1,278 @@
+//! io_uring multishot `recvmsg` with a provided-buffer ring.
+//!
+//! One submission receives many datagrams: the kernel picks a buffer from
+//! the ring for each, writes an `io_uring_recvmsg_out` header, the sender's
+//! address, control messages and the payload into it, and posts a
+//! completion naming the buffer. Buffers named by completions belong to user
+//! space until [`UringRecv::recycle`] puts them back in the ring. When the
+//! ring runs dry the kernel ends the multishot request (`ENOBUFS`, no
+//! `F_MORE`); it is re-armed on the next wait.
+//!
+//! Needs Linux ≥ 6.0 (multishot recvmsg); [`UringRecv::new`] probes and
+//! says so when io_uring is missing or disabled.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::{BufRingEntry, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, types};
+
+const BGID: u16 = 7;
+const USER_DATA: u64 = 0x0001_1ca9;
+/// Room for the sender's address (sockaddr_in6).
+pub const NAME_LEN: u32 = 28;
+/// Room for control messages (timestamp, GRO segment size).
+pub const CONTROL_LEN: u32 = 64;
+
+/// One completed receive: which buffer, how many bytes, or the error.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    /// Buffer id.
+    pub bid: u16,
+    /// Bytes written into the buffer.
+    pub len: usize,
+}
+
+/// A multishot recvmsg on one socket with its buffer ring.
+pub struct UringRecv {
+    ring: IoUring,
+    fd: RawFd,
+    entries: u16,
+    buf_size: usize,
+    ring_mem: NonNull<BufRingEntry>,
+    ring_len: usize,
+    bufs: NonNull<u8>,
+    bufs_len: usize,
+    msghdr: Box<libc::msghdr>,
+    tail: u16,
+    armed: bool,
+    completions: Vec<Completion>,
+    rearms: u64,
+}
+
+// SAFETY: the ring, buffer memory and msghdr are owned by this value and
+// only touched through it (and by the kernel on its behalf).
+unsafe impl Send for UringRecv {}
+
+fn anon_map(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh private anonymous mapping; no aliasing possible.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel.trim().split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+impl UringRecv {
+    /// Sets up a ring for socket `fd` with `entries` buffers (a power of
+    /// two) of `buf_size` bytes each, and arms the multishot receive.
+    pub fn new(fd: RawFd, entries: u16, buf_size: usize) -> io::Result<Self> {
+        if !entries.is_power_of_two() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer count must be a power of two"));
+        }
+        let ring = IoUring::new(256).map_err(|e| {
+            let hint = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|v| format!(" (kernel.io_uring_disabled = {})", v.trim()))
+                .unwrap_or_default();
+            io::Error::new(e.kind(), format!("io_uring is unavailable{hint}: {e}; use --backend socket"))
+        })?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::RecvMsgMulti::CODE) || !kernel_at_least(6, 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring multishot recvmsg needs Linux 6.0 or newer; use --backend socket",
+            ));
+        }
+        let ring_len = (entries as usize * size_of::<BufRingEntry>()).next_multiple_of(4096);
+        let ring_mem = anon_map(ring_len)?.cast::<BufRingEntry>();
+        let bufs_len = entries as usize * buf_size;
+        let bufs = anon_map(bufs_len)?;
+        // SAFETY: all-zero is a valid msghdr; only the two lengths matter
+        // for a multishot recvmsg (the buffers come from the ring).
+        let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msghdr.msg_namelen = NAME_LEN;
+        msghdr.msg_controllen = CONTROL_LEN as usize;
+        let mut me = Self {
+            ring,
+            fd,
+            entries,
+            buf_size,
+            ring_mem,
+            ring_len,
+            bufs,
+            bufs_len,
+            msghdr,
+            tail: 0,
+            armed: false,
+            completions: Vec::with_capacity(entries as usize),
+            rearms: 0,
+        };
+        // SAFETY: `ring_mem` is a page-aligned mapping of `entries` entries
+        // that lives as long as `me` (unregistered only by dropping the ring).
+        unsafe {
+            me.ring.submitter().register_buf_ring_with_flags(me.ring_mem.as_ptr() as u64, entries, BGID, 0)?
+        };
+        for bid in 0..entries {
+            me.push_buffer(bid);
+        }
+        me.publish_tail();
+        me.arm()?;
+        Ok(me)
+    }
+
+    fn push_buffer(&mut self, bid: u16) {
+        let slot = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: `slot` < entries, inside the ring mapping; the kernel only
+        // reads entries between its head and our published tail, and this
+        // one is past the tail until `publish_tail`.
+        let e = unsafe { &mut *self.ring_mem.as_ptr().add(slot) };
+        // SAFETY: `bid * buf_size` is inside the buffer mapping.
+        e.set_addr(unsafe { self.bufs.as_ptr().add(bid as usize * self.buf_size) } as u64);
+        e.set_len(self.buf_size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish_tail(&mut self) {
+        // SAFETY: the tail is the 16-bit `resv` field of entry 0, inside the
+        // mapping and 2-aligned; the kernel reads it, so store atomically with
+        // release ordering after the entries were written.
+        let tail = unsafe { &*BufRingEntry::tail(self.ring_mem.as_ptr()).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    fn arm(&mut self) -> io::Result<()> {
+        let sqe =
+            opcode::RecvMsgMulti::new(types::Fd(self.fd), &*self.msghdr, BGID).build().user_data(USER_DATA);
+        // SAFETY: the msghdr is boxed in `self` and outlives the request
+        // (the ring is dropped before it); the fd stays open while `self` lives.
+        unsafe { self.ring.submission().push(&sqe).map_err(|_| io::Error::other("submission queue full"))? };
+        self.armed = true;
+        Ok(())
+    }
+
+    /// Times the multishot request ended and was re-armed (ring ran dry).
+    pub fn rearms(&self) -> u64 {
+        self.rearms
+    }
+
+    /// Waits up to `timeout_ms` (0: no wait) for completions and collects
+    /// them. Returns how many datagrams arrived.
+    pub fn wait(&mut self, timeout_ms: u32) -> io::Result<usize> {
+        if !self.armed {
+            self.arm()?;
+            self.rearms += 1;
+        }
+        let ts = Timespec::new().nsec(timeout_ms * 1_000_000);
+        let args = SubmitArgs::new().timespec(&ts);
+        let want = usize::from(timeout_ms > 0);
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        self.completions.clear();
+        let mut rearm = false;
+        let mut error = None;
+        for cqe in self.ring.completion() {
+            let flags = cqe.flags();
+            if !cqueue::more(flags) {
+                rearm = true;
+            }
+            let res = cqe.result();
+            match cqueue::buffer_select(flags) {
+                Some(bid) if res >= 0 => self.completions.push(Completion { bid, len: res as usize }),
+                Some(bid) => {
+                    // An error that still consumed a buffer: give it back.
+                    self.completions.push(Completion { bid, len: 0 });
+                }
+                None if res == -libc::ENOBUFS || res >= 0 => {}
+                None => error = Some(io::Error::from_raw_os_error(-res)),
+            }
+        }
+        if rearm {
+            self.armed = false;
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        Ok(self.completions.len())
+    }
+
+    /// Completions of the last wait.
+    pub fn completions(&self) -> &[Completion] {
+        &self.completions
+    }
+
+    /// All buffers, as one slab (completed buffers are offsets into it).
+    pub fn slab(&self) -> &[u8] {
+        // SAFETY: the mapping is `bufs_len` bytes and lives as long as `self`.
+        // The kernel writes only buffers it owns (in the ring); the ones named
+        // by completions are ours until `recycle`, and this borrow ends
+        // before `recycle` (which takes `&mut self`).
+        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr(), self.bufs_len) }
+    }
+
+    /// The bytes of a completed buffer.
+    pub fn buffer(&self, c: &Completion) -> &[u8] {
+        let start = c.bid as usize * self.buf_size;
+        &self.slab()[start..start + c.len.min(self.buf_size)]
+    }
+
+    /// Size of one buffer.
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
+    /// The msghdr the kernel lays each buffer out with (for parsing).
+    pub fn msghdr(&self) -> &libc::msghdr {
+        &self.msghdr
+    }
+
+    /// Puts every buffer of the last wait back in the ring.
+    pub fn recycle(&mut self) {
+        let bids: Vec<u16> = self.completions.drain(..).map(|c| c.bid).collect();
+        if bids.is_empty() {
+            return;
+        }
+        for bid in bids {
+            self.push_buffer(bid);
+        }
+        self.publish_tail();
+    }
+}
+
+impl Drop for UringRecv {
+    fn drop(&mut self) {
+        // Unregister before unmapping, so the kernel stops using the memory.
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        // SAFETY: unmapping the two regions mapped in `new`; no borrow of
+        // them outlives `self`.
+        unsafe {
+            libc::munmap(self.ring_mem.as_ptr().cast(), self.ring_len);
+            libc::munmap(self.bufs.as_ptr().cast(), self.bufs_len);
+        }
+    }
+}
