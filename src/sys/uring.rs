@@ -253,13 +253,14 @@ impl UringRecv {
 
     /// Puts every buffer of the last wait back in the ring.
     pub fn recycle(&mut self) {
-        let bids: Vec<u16> = self.completions.drain(..).map(|c| c.bid).collect();
-        if bids.is_empty() {
+        if self.completions.is_empty() {
             return;
         }
-        for bid in bids {
+        for i in 0..self.completions.len() {
+            let bid = self.completions[i].bid;
             self.push_buffer(bid);
         }
+        self.completions.clear();
         self.publish_tail();
     }
 }
