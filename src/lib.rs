@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod bench;
 pub mod capture;
 pub mod filter;

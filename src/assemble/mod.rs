@@ -1,0 +1,301 @@
+//! Assembly: sequence-numbered packets into large contiguous blocks with an
+//! exact record of what is missing. Pure and deterministic: no I/O, no
+//! clock; the caller feeds packets and receives completed blocks.
+//!
+//! A packet's place is computed, not searched: with `slots` packets per
+//! block, sequence number `s` goes to block `s / slots`, slot `s % slots`,
+//! row `channel` (two-dimensional layouts: time × channel). Its data is
+//! copied once into `block[(channel * slots + slot) * slot_bytes ..]` and a
+//! presence bit is set. A window of open blocks absorbs reordering; when a
+//! packet belongs past the window, the oldest blocks are completed (missing
+//! slots zero-filled, or left as they are) and handed out. Packets older
+//! than the window are late; a second copy is a duplicate; a jump further
+//! than `resync_gap` packets (either way) closes every open block and
+//! restarts the stream there. Block buffers come from a fixed pool: when
+//! none is free, the packet is dropped and counted.
+
+pub mod layout;
+
+pub use layout::Layout;
+
+use std::collections::VecDeque;
+
+/// What the assembler counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AssemblyCounts {
+    /// Packets offered to the assembler.
+    pub packets: u64,
+    /// Packets copied into a block.
+    pub placed: u64,
+    /// Second and later copies of a slot.
+    pub duplicates: u64,
+    /// Packets older than the window.
+    pub late: u64,
+    /// Packets the format could not decode (short, invalid).
+    pub malformed: u64,
+    /// Packets whose channel is outside the layout.
+    pub bad_channel: u64,
+    /// Packets dropped because no block buffer was free.
+    pub no_buffer: u64,
+    /// Times the stream jumped further than the resync gap and restarted.
+    pub resyncs: u64,
+    /// Blocks completed and handed out.
+    pub blocks: u64,
+    /// Slots that never arrived (after the stream start): the missing slots
+    /// of completed blocks, plus every slot of a block that never opened
+    /// because none of its packets arrived (such a block is not handed out).
+    pub slots_lost: u64,
+}
+
+impl AssemblyCounts {
+    /// Every packet offered ended in exactly one of these.
+    pub fn accounted(&self) -> u64 {
+        self.placed + self.duplicates + self.late + self.malformed + self.bad_channel + self.no_buffer
+    }
+}
+
+/// A block handed out by the assembler. Give `data` back with
+/// [`Assembler::recycle`] when done, or the pool runs dry.
+#[derive(Debug)]
+pub struct Block {
+    /// Block number (`first_seq / slots`).
+    pub number: u64,
+    /// Sequence number of slot 0.
+    pub first_seq: u64,
+    /// `channels × slots × slot_bytes` bytes.
+    pub data: Vec<u8>,
+    /// One bit per (channel, slot), row-major, LSB first.
+    pub present: Vec<u64>,
+    /// Slots that arrived.
+    pub filled: u64,
+    /// Slots that never arrived and were expected (not before the stream start).
+    pub lost: u64,
+}
+
+impl Block {
+    /// Whether (channel, slot) arrived.
+    pub fn is_present(&self, channel: usize, slot: usize, slots: usize) -> bool {
+        let i = channel * slots + slot;
+        self.present.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+}
+
+/// Assembler options.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Open blocks (reordering tolerance = `window × slots` packets).
+    pub window: usize,
+    /// A jump of more than this many packets restarts the stream.
+    pub resync_gap: u64,
+    /// Zero-fill missing slots (otherwise they keep old bytes).
+    pub zero_fill: bool,
+    /// Buffers in the pool (≥ window).
+    pub pool: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { window: 4, resync_gap: 1 << 24, zero_fill: true, pool: 16 }
+    }
+}
+
+struct Open {
+    number: u64,
+    data: Vec<u8>,
+    present: Vec<u64>,
+    filled: u64,
+}
+
+/// Places packets into blocks.
+pub struct Assembler {
+    layout: Layout,
+    opts: Options,
+    open: VecDeque<Open>,
+    /// Block number of `open[0]`, once the stream started.
+    base: Option<u64>,
+    /// First sequence number of the current stream (slots before it are not lost).
+    start: u64,
+    pool: Vec<Vec<u8>>,
+    counts: AssemblyCounts,
+    /// Number of the last block completed in the current stream.
+    last_completed: Option<u64>,
+}
+
+impl Assembler {
+    /// An assembler for `layout`, its pool allocated now (page-sized
+    /// allocations; the hot path never allocates block memory).
+    pub fn new(layout: Layout, opts: Options) -> Self {
+        let opts = Options { window: opts.window.max(1), pool: opts.pool.max(opts.window.max(1)), ..opts };
+        let pool = (0..opts.pool).map(|_| vec![0u8; layout.block_bytes()]).collect();
+        Self {
+            layout,
+            opts,
+            open: VecDeque::with_capacity(opts.window),
+            base: None,
+            start: 0,
+            pool,
+            counts: AssemblyCounts::default(),
+            last_completed: None,
+        }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Counts so far.
+    pub fn counts(&self) -> AssemblyCounts {
+        self.counts
+    }
+
+    /// Returns a block's buffer to the pool.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.len() == self.layout.block_bytes() && self.pool.len() < self.opts.pool {
+            self.pool.push(data);
+        }
+    }
+
+    /// Counts a packet the format could not decode.
+    pub fn malformed(&mut self) {
+        self.counts.packets += 1;
+        self.counts.malformed += 1;
+    }
+
+    fn open_block(&mut self, number: u64) -> Option<Open> {
+        let data = self.pool.pop()?;
+        let bits = (self.layout.channels * self.layout.slots).div_ceil(64);
+        Some(Open { number, data, present: vec![0; bits], filled: 0 })
+    }
+
+    fn complete(&mut self, b: Open, out: &mut impl FnMut(Block)) {
+        let l = self.layout;
+        // Blocks between the previous completed one and this one never
+        // opened: none of their packets arrived.
+        if let Some(prev) = self.last_completed
+            && b.number > prev + 1
+        {
+            self.counts.slots_lost += (b.number - prev - 1) * (l.slots * l.channels) as u64;
+        }
+        self.last_completed = Some(b.number);
+        let first_seq = b.number * l.slots as u64;
+        let mut lost = 0;
+        for ch in 0..l.channels {
+            for slot in 0..l.slots {
+                let i = ch * l.slots + slot;
+                if b.present[i / 64] >> (i % 64) & 1 == 1 {
+                    continue;
+                }
+                if first_seq + slot as u64 >= self.start {
+                    lost += 1;
+                }
+            }
+        }
+        let mut data = b.data;
+        if self.opts.zero_fill && b.filled < (l.channels * l.slots) as u64 {
+            for ch in 0..l.channels {
+                for slot in 0..l.slots {
+                    let i = ch * l.slots + slot;
+                    if b.present[i / 64] >> (i % 64) & 1 == 0 {
+                        let at = i * l.slot_bytes;
+                        data[at..at + l.slot_bytes].fill(0);
+                    }
+                }
+            }
+        }
+        self.counts.blocks += 1;
+        self.counts.slots_lost += lost;
+        out(Block { number: b.number, first_seq, data, present: b.present, filled: b.filled, lost });
+    }
+
+    /// Completes every open block (end of stream, or resync).
+    pub fn flush(&mut self, out: &mut impl FnMut(Block)) {
+        while let Some(b) = self.open.pop_front() {
+            self.complete(b, out);
+        }
+        self.base = None;
+    }
+
+    /// Places one packet: sequence number, channel (row), and its data
+    /// (`slot_bytes` long; shorter is padded with zeros, longer is cut).
+    pub fn push(&mut self, seq: u64, channel: usize, data: &[u8], out: &mut impl FnMut(Block)) {
+        self.counts.packets += 1;
+        let l = self.layout;
+        if channel >= l.channels {
+            self.counts.bad_channel += 1;
+            return;
+        }
+        let number = seq / l.slots as u64;
+        let slot = (seq % l.slots as u64) as usize;
+        let base = match self.base {
+            None => {
+                self.start = seq;
+                self.base = Some(number);
+                number
+            }
+            Some(base) => {
+                let newest = base + self.open.len().max(1) as u64 - 1;
+                let far_ahead = number > newest && (number - newest) * l.slots as u64 > self.opts.resync_gap;
+                let far_behind = number < base && (base - number) * l.slots as u64 > self.opts.resync_gap;
+                if far_ahead || far_behind {
+                    self.counts.resyncs += 1;
+                    self.flush(out);
+                    self.last_completed = None;
+                    self.start = seq;
+                    self.base = Some(number);
+                    number
+                } else {
+                    base
+                }
+            }
+        };
+        if number < base {
+            self.counts.late += 1;
+            return;
+        }
+        // Slide the window so that the packet's block is its newest.
+        let w = self.opts.window as u64;
+        let base = if number >= base + w {
+            let new_base = number + 1 - w;
+            while self.open.front().is_some_and(|b| b.number < new_base) {
+                let b = self.open.pop_front().expect("checked");
+                self.complete(b, out);
+            }
+            new_base
+        } else {
+            base
+        };
+        self.base = Some(base);
+        // Find or open the block.
+        let idx = match self.open.iter().position(|b| b.number == number) {
+            Some(i) => i,
+            None => {
+                let Some(b) = self.open_block(number) else {
+                    self.counts.no_buffer += 1;
+                    return;
+                };
+                let at = self.open.iter().position(|o| o.number > number).unwrap_or(self.open.len());
+                self.open.insert(at, b);
+                at
+            }
+        };
+        let b = &mut self.open[idx];
+        let i = channel * l.slots + slot;
+        if b.present[i / 64] >> (i % 64) & 1 == 1 {
+            self.counts.duplicates += 1;
+            return;
+        }
+        b.present[i / 64] |= 1 << (i % 64);
+        b.filled += 1;
+        let at = i * l.slot_bytes;
+        let n = data.len().min(l.slot_bytes);
+        b.data[at..at + n].copy_from_slice(&data[..n]);
+        if n < l.slot_bytes {
+            b.data[at + n..at + l.slot_bytes].fill(0);
+        }
+        self.counts.placed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;
