@@ -99,7 +99,7 @@ fn seeded_loss_reorder_duplication_exact() {
             }
             // Reorder: displace packets by up to 20 positions (< (window-1) blocks), keeping the first in place.
             for i in (1..stream.len()).rev() {
-                if rng.next() % 10 == 0 {
+                if rng.next().is_multiple_of(10) {
                     let j = i.saturating_sub((rng.next() % 20) as usize).max(1);
                     stream.swap(i, j);
                 }
