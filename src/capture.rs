@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::assemble::AssemblyCounts;
+use crate::sink::blocks::{BlockReport, BlockSink, BlockSinkOptions};
 use crate::sink::pcap::{PcapOptions, PcapSink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
 use crate::sink::{NullSink, Sink};
@@ -19,8 +21,8 @@ use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
 use crate::source::uring::UringSource;
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
-    KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters, StageSpec,
-    StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
+    BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters,
+    StageSpec, StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
 };
 use crate::sys;
 
@@ -59,6 +61,8 @@ pub struct CaptureConfig {
     pub pcap: Option<PcapOptions>,
     /// Verify `seq` payloads.
     pub verify: bool,
+    /// Assemble into block files.
+    pub blocks: Option<BlockSinkOptions>,
     /// Show the live line on stderr.
     pub live: bool,
     /// Print the "capturing" line on stderr once sockets are bound.
@@ -107,6 +111,9 @@ pub struct CaptureReport {
     pub rcvbuf: i64,
     /// Verifier counts (summed over threads), with `--verify seq`.
     pub verify: Option<VerifyCounts>,
+    /// Assembly and block files (summed over threads), with `--blocks`.
+    #[serde(default)]
+    pub blocks: Option<BlockReport>,
     /// Why the capture stopped.
     pub stopped_by: String,
 }
@@ -133,6 +140,9 @@ fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
         if cfg.pcap.is_some() {
             v.push(StageSpec { name: format!("pcap.queue.{t}"), counters: QUEUE_COUNTERS });
             v.push(StageSpec { name: format!("pcap.writer.{t}"), counters: WRITER_COUNTERS });
+        }
+        if cfg.blocks.is_some() {
+            v.push(StageSpec { name: format!("blocks.{t}"), counters: BLOCKS_COUNTERS });
         }
     }
     v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });
@@ -181,6 +191,15 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
             let w = stage_iter.next().expect("writer stage");
             let opts = pcap_for_thread(p, t, cfg.threads);
             sinks.push(Box::new(PcapSink::start(opts, q, w)?));
+        }
+        if let Some(b) = &cfg.blocks {
+            let st = stage_iter.next().expect("blocks stage");
+            let mut o = b.clone();
+            if cfg.threads > 1 {
+                o.dir = o.dir.join(format!("t{t}"));
+                std::fs::create_dir_all(&o.dir)?;
+            }
+            sinks.push(Box::new(BlockSink::start(o, st)?));
         }
         if sinks.is_empty() && verify.is_none() {
             sinks.push(Box::new(NullSink));
@@ -276,6 +295,28 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         }
     }
     report.verify = verify_total;
+    if cfg.blocks.is_some() {
+        let g = |c: &str| snap.sum("blocks.", c);
+        report.blocks = Some(BlockReport {
+            assembly: AssemblyCounts {
+                packets: g("packets"),
+                placed: g("placed"),
+                duplicates: g("duplicates"),
+                late: g("late"),
+                malformed: g("malformed"),
+                bad_channel: g("bad_channel"),
+                no_buffer: g("no_buffer"),
+                resyncs: g("resyncs"),
+                blocks: g("blocks"),
+                slots_lost: g("slots_lost"),
+            },
+            written: g("written"),
+            dropped_blocks: g("dropped_blocks"),
+            dropped_packets: g("dropped_packets"),
+            write_errors: g("write_errors"),
+            wraps: g("wraps"),
+        });
+    }
     if let Some(e) = results.iter().find_map(|r| r.sink_error.clone()) {
         eprintln!("linecap: {e}");
     }
@@ -487,6 +528,7 @@ fn build_report(
         cpu_ns_per_packet: if received > 0 { (user + sys_ns) as f64 / received as f64 } else { 0.0 },
         rcvbuf: info.buffer,
         verify: None,
+        blocks: None,
         stopped_by,
     }
 }

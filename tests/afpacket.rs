@@ -43,7 +43,7 @@ fn tpacket_v3_ring_closes_the_books() {
     assert!(rep.packets > 0 && rep.packets <= sent);
     // A small ring, unpaced: drops may happen and must land in the ring's counter.
     let (rep, _) =
-        run(&tb, &["--blocks", "2", "--block-size", "64k"], &["--duration", "1s", "--rate", "max"]);
+        run(&tb, &["--ring-blocks", "2", "--ring-block-size", "64k"], &["--duration", "1s", "--rate", "max"]);
     assert!(rep.drops.contains_key("packet_ring_dropped"), "{rep:#?}");
 }
 
@@ -118,8 +118,8 @@ fn bad_interfaces_and_rings_are_refused_clearly() {
     };
     check(cap(&["--iface", "nosuchif0"]), "interface 'nosuchif0' not found");
     check(cap(&[]), "needs --iface");
-    check(cap(&["--iface", &tb.if_rx, "--block-size", "5000"]), "multiple of the page size");
-    check(cap(&["--iface", &tb.if_rx, "--blocks", "1000000"]), "more than half");
+    check(cap(&["--iface", &tb.if_rx, "--ring-block-size", "5000"]), "multiple of the page size");
+    check(cap(&["--iface", &tb.if_rx, "--ring-blocks", "1000000"]), "more than half");
     // An interface that is down.
     std::process::Command::new("ip")
         .args(["-n", &tb.ns_rx, "link", "set", &tb.if_rx, "down"])

@@ -41,7 +41,8 @@ pub struct AssemblyCounts {
     pub resyncs: u64,
     /// Blocks completed and handed out.
     pub blocks: u64,
-    /// Slots that never arrived (after the stream start): the missing slots
+    /// Slots that never arrived (between the stream's first and newest
+    /// packet): the missing slots
     /// of completed blocks, plus every slot of a block that never opened
     /// because none of its packets arrived (such a block is not handed out).
     pub slots_lost: u64,
@@ -119,6 +120,8 @@ pub struct Assembler {
     counts: AssemblyCounts,
     /// Number of the last block completed in the current stream.
     last_completed: Option<u64>,
+    /// Highest sequence number placed or seen in the current stream.
+    highest: u64,
 }
 
 impl Assembler {
@@ -136,6 +139,7 @@ impl Assembler {
             pool,
             counts: AssemblyCounts::default(),
             last_completed: None,
+            highest: 0,
         }
     }
 
@@ -186,7 +190,10 @@ impl Assembler {
                 if b.present[i / 64] >> (i % 64) & 1 == 1 {
                     continue;
                 }
-                if first_seq + slot as u64 >= self.start {
+                let s = first_seq + slot as u64;
+                // Before the stream started, or past the newest packet at
+                // the end of a capture: not expected (yet), so not lost.
+                if s >= self.start && s <= self.highest {
                     lost += 1;
                 }
             }
@@ -230,6 +237,7 @@ impl Assembler {
         let base = match self.base {
             None => {
                 self.start = seq;
+                self.highest = seq;
                 self.base = Some(number);
                 number
             }
@@ -242,6 +250,7 @@ impl Assembler {
                     self.flush(out);
                     self.last_completed = None;
                     self.start = seq;
+                    self.highest = seq;
                     self.base = Some(number);
                     number
                 } else {
@@ -253,6 +262,7 @@ impl Assembler {
             self.counts.late += 1;
             return;
         }
+        self.highest = self.highest.max(seq);
         // Slide the window so that the packet's block is its newest.
         let w = self.opts.window as u64;
         let base = if number >= base + w {

@@ -118,6 +118,7 @@ pub fn measure_tcpdump(
         cpu_ns_per_packet: if captured > 0 { cpu as f64 / captured as f64 } else { 0.0 },
         rcvbuf: 0,
         verify: None,
+        blocks: None,
         stopped_by: "SIGINT".into(),
     };
     let after = TestbedCounters::read(tb)?;

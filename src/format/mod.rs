@@ -2,4 +2,5 @@
 //! into a datagram, and how to read them back. Pure code: bytes in, bytes out.
 
 pub mod l2l4;
+pub mod raw;
 pub mod seq;

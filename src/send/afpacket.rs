@@ -149,7 +149,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         for k in 0..want {
             let Some(buf) = ring.data_mut(next) else { break };
             buf[..HDR].copy_from_slice(&header);
-            seq::fill(&mut buf[HDR..len], sent + k);
+            cfg.format.fill(&mut buf[HDR..len], sent + k);
             ring.submit(next, len);
             submitted.push(next);
             next = (next + 1) % frames;

@@ -45,6 +45,8 @@ pub struct SendConfig {
     pub burst: u64,
     /// Use UDP GSO super-packets.
     pub gso: bool,
+    /// Payload format.
+    pub format: super::PayloadFormat,
     /// Benchmark baseline instead of the generator: the plainest sendmmsg
     /// loop (one prebuilt batch sent again and again; no pacing, no
     /// per-packet sequence numbers).
@@ -215,7 +217,7 @@ fn send_thread(
             let n = per_msg.min(want - (k - next_index));
             let slot = tx.slot_mut(m);
             for j in 0..n as usize {
-                seq::fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], k);
+                cfg.format.fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], k);
                 k += 1;
             }
             let seg = if gso && n > 1 { Some(cfg.size as u16) } else { None };

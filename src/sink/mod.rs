@@ -3,6 +3,7 @@
 //! bounded [`handoff`] and counts what it cannot take, so the receive loop
 //! never waits and memory stays bounded.
 
+pub mod blocks;
 pub mod handoff;
 pub mod pcap;
 pub mod verify;

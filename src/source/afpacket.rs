@@ -95,7 +95,7 @@ pub fn check_ring(spec: &RingSpec) -> Result<(), String> {
     let page = 4096u32;
     if spec.block_size == 0 || !spec.block_size.is_multiple_of(page) {
         return Err(format!(
-            "--block-size {} must be a positive multiple of the page size (4096)",
+            "--ring-block-size {} must be a positive multiple of the page size (4096)",
             spec.block_size
         ));
     }
@@ -106,7 +106,7 @@ pub fn check_ring(spec: &RingSpec) -> Result<(), String> {
         ));
     }
     if spec.block_nr == 0 {
-        return Err("--blocks must be at least 1".into());
+        return Err("--ring-blocks must be at least 1".into());
     }
     let total = u64::from(spec.block_size) * u64::from(spec.block_nr);
     if let Some(avail) = mem_available()

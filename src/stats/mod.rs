@@ -117,6 +117,45 @@ pub enum WriterIdx {
     Chunks,
 }
 
+/// Counters of a block sink (`blocks.N`): the assembler's and the writer's.
+pub const BLOCKS_COUNTERS: &[&str] = &[
+    "packets",
+    "placed",
+    "duplicates",
+    "late",
+    "malformed",
+    "bad_channel",
+    "no_buffer",
+    "resyncs",
+    "blocks",
+    "slots_lost",
+    "written",
+    "dropped_blocks",
+    "write_errors",
+    "wraps",
+    "dropped_packets",
+];
+/// Index into [`BLOCKS_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum BlocksIdx {
+    Packets,
+    Placed,
+    Duplicates,
+    Late,
+    Malformed,
+    BadChannel,
+    NoBuffer,
+    Resyncs,
+    Blocks,
+    SlotsLost,
+    Written,
+    DroppedBlocks,
+    WriteErrors,
+    Wraps,
+    DroppedPackets,
+}
+
 /// Kernel counters read beside ours (deltas since the capture started).
 pub const KERNEL_COUNTERS: &[&str] = &[
     "udp_rcvbuf_errors",
@@ -144,6 +183,7 @@ const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
+const _: () = assert!(BlocksIdx::DroppedPackets as usize + 1 == BLOCKS_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {

@@ -10,8 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use linecap::assemble::{Layout, Options as AsmOptions};
 use linecap::capture::{self, BackendConfig, CaptureConfig, CaptureReport};
+use linecap::format::raw::RawSpec;
+use linecap::send::PayloadFormat;
 use linecap::send::socket::{self as send_socket, SendConfig, SendReport};
+use linecap::sink::blocks::{BlockSinkOptions, Sidecar, StreamFormat};
 use linecap::sink::pcap::{Link, PcapOptions, Rotation};
 use linecap::source::afpacket::{AfPacketOptions, FanoutMode};
 use linecap::source::socket::RecvMode;
@@ -42,6 +46,26 @@ enum Cmd {
     Demo(DemoArgs),
     /// Find each receiver's highest zero-loss rate and its CPU cost per packet.
     Bench(BenchArgs),
+    /// Look at assembled blocks.
+    Blocks(BlocksArgs),
+}
+
+#[derive(Args)]
+struct BlocksArgs {
+    #[command(subcommand)]
+    action: BlocksAction,
+}
+
+#[derive(Subcommand)]
+enum BlocksAction {
+    /// Print a block's layout and loss map (FILE: the .bin or its .json sidecar).
+    Inspect {
+        /// Block file.
+        file: PathBuf,
+        /// JSON output (the sidecar, checked against the data file).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -52,6 +76,14 @@ enum Backend {
     Afpacket,
     /// UDP socket read by io_uring multishot recvmsg with a provided-buffer ring (Linux 6.0+).
     Uring,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StreamKind {
+    /// linecap's seq payload.
+    Seq,
+    /// A described header (--raw SPEC).
+    Raw,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,10 +105,10 @@ struct CaptureArgs {
     iface: Option<String>,
     /// Ring block size (afpacket; a multiple of 4 KiB).
     #[arg(long, default_value = "1M", value_parser = units::parse_size)]
-    block_size: u64,
+    ring_block_size: u64,
     /// Ring blocks (afpacket).
     #[arg(long, default_value_t = 64)]
-    blocks: u32,
+    ring_blocks: u32,
     /// Milliseconds after which a partly filled block is handed over (afpacket).
     #[arg(long, default_value_t = 10)]
     retire_ms: u32,
@@ -137,6 +169,36 @@ struct CaptureArgs {
     /// Check every payload of this format, count gaps/duplicates/reordering.
     #[arg(long, value_enum)]
     verify: Option<VerifyFormat>,
+    /// Assemble into block files in this folder (one file + JSON sidecar per block).
+    #[arg(long)]
+    blocks: Option<PathBuf>,
+    /// Packet format for assembly.
+    #[arg(long, value_enum, default_value = "seq")]
+    format: StreamKind,
+    /// Raw packet description, e.g. header=16,counter=0:8:be,channel=8:2:be,payload=256.
+    #[arg(long)]
+    raw: Option<String>,
+    /// Data bytes per packet for --format seq (the payload minus its 8-byte sequence number).
+    #[arg(long, default_value_t = 264)]
+    slot_bytes: usize,
+    /// Packets per block (per channel).
+    #[arg(long, default_value_t = 8192)]
+    slots: usize,
+    /// Channels (rows) per block; the raw format's channel field selects the row.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Open blocks that absorb reordering.
+    #[arg(long, default_value_t = 4)]
+    window: usize,
+    /// A jump of more than this many packets restarts the stream (counted as a resync).
+    #[arg(long, default_value_t = 1 << 24)]
+    resync_gap: u64,
+    /// Leave missing slots as they are instead of zero-filling them.
+    #[arg(long)]
+    no_zero_fill: bool,
+    /// Completed blocks that may wait for the disk before blocks are dropped (counted).
+    #[arg(long, default_value_t = 8)]
+    block_queue: usize,
     /// Name of the counters file (`linecap stats NAME`); default `cap-<pid>`.
     #[arg(long)]
     name: Option<String>,
@@ -187,7 +249,13 @@ struct SendArgs {
     iface: Option<String>,
     /// Payload format.
     #[arg(long, value_enum, default_value = "seq")]
-    format: VerifyFormat,
+    format: StreamKind,
+    /// Raw packet description for --format raw (sets the packet size).
+    #[arg(long)]
+    raw: Option<String>,
+    /// Channels to cycle through with --format raw.
+    #[arg(long, default_value_t = 1)]
+    channels: u64,
     /// Send UDP GSO super-packets (falls back to plain datagrams, once, when refused).
     #[arg(long)]
     gso: bool,
@@ -312,6 +380,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Testbed(a) => cmd_testbed(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Blocks(a) => cmd_blocks(a),
     }
 }
 
@@ -389,8 +458,8 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     bail!("--backend afpacket needs --iface IF (see 'ip link')");
                 };
                 let mut opts = AfPacketOptions::new(iface);
-                opts.ring.block_size = u32::try_from(a.block_size).unwrap_or(u32::MAX);
-                opts.ring.block_nr = a.blocks;
+                opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
+                opts.ring.block_nr = a.ring_blocks;
                 opts.ring.retire_ms = a.retire_ms;
                 opts.filter = match (&a.filter, &a.bpf_file) {
                     (Some(expr), _) => {
@@ -414,6 +483,35 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         pcap,
         verify: a.verify.is_some(),
+        blocks: match &a.blocks {
+            Some(dir) => {
+                let format = match a.format {
+                    StreamKind::Seq => StreamFormat::Seq,
+                    StreamKind::Raw => {
+                        let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
+                        StreamFormat::Raw(RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?)
+                    }
+                };
+                let slot_bytes = match format {
+                    StreamFormat::Raw(spec) => spec.payload,
+                    StreamFormat::Seq => a.slot_bytes,
+                };
+                let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(anyhow::Error::msg)?;
+                Some(BlockSinkOptions {
+                    dir: dir.clone(),
+                    layout,
+                    assembler: AsmOptions {
+                        window: a.window,
+                        resync_gap: a.resync_gap,
+                        zero_fill: !a.no_zero_fill,
+                        pool: a.window + a.block_queue + 2,
+                    },
+                    format,
+                    queue: a.block_queue,
+                })
+            }
+            None => None,
+        },
         live: !a.quiet && sys::stderr_is_tty(),
         announce: true,
     };
@@ -499,10 +597,18 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
 fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
-    let VerifyFormat::Seq = a.format;
+    let (format, size) = match a.format {
+        StreamKind::Seq => (PayloadFormat::Seq, a.size as usize),
+        StreamKind::Raw => {
+            let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
+            let spec = RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
+            (PayloadFormat::Raw { spec, channels: a.channels }, spec.packet_len())
+        }
+    };
     let cfg = SendConfig {
         to: a.to,
-        size: a.size as usize,
+        size,
+        format,
         rate: a.rate,
         count: a.count,
         duration: a.duration,
@@ -609,6 +715,76 @@ fn cmd_testbed(a: TestbedArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_blocks(a: BlocksArgs) -> anyhow::Result<ExitCode> {
+    let BlocksAction::Inspect { file, json } = a.action;
+    let side = if file.extension().is_some_and(|e| e == "json") {
+        file.clone()
+    } else {
+        file.with_extension("json")
+    };
+    let text = std::fs::read_to_string(&side).with_context(|| {
+        format!("cannot read the sidecar {} (blocks are written by capture --blocks DIR)", side.display())
+    })?;
+    let s: Sidecar = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a linecap block sidecar", side.display()))?;
+    let data = side.with_file_name(&s.data);
+    let len =
+        std::fs::metadata(&data).with_context(|| format!("data file {} is missing", data.display()))?.len();
+    let l = s.layout;
+    if len != l.block_bytes() as u64 {
+        bail!(
+            "{} holds {len} bytes, the layout says {}: the file is damaged",
+            data.display(),
+            l.block_bytes()
+        );
+    }
+    if json {
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "block {} ({}): format {}, first seq {}, {} channel(s) x {} slots x {} bytes = {} bytes",
+        s.number,
+        s.data,
+        match s.format {
+            StreamFormat::Seq => "seq".to_string(),
+            StreamFormat::Raw(r) => format!("raw {r}"),
+        },
+        s.first_seq,
+        l.channels,
+        l.slots,
+        l.slot_bytes,
+        l.block_bytes()
+    );
+    println!(
+        "  filled {} of {}, lost {}{}",
+        s.filled,
+        l.channels * l.slots,
+        s.lost,
+        if s.zero_filled { " (zero-filled)" } else { " (left as they were)" }
+    );
+    let width = 100usize;
+    for ch in 0..l.channels {
+        // One character per group of slots: '#' all present, '.' all missing, ':' some.
+        let per = l.slots.div_ceil(width);
+        let line: String = (0..l.slots.div_ceil(per))
+            .map(|g| {
+                let range = g * per..((g + 1) * per).min(l.slots);
+                let n = range.clone().filter(|&i| s.is_present(ch, i)).count();
+                if n == range.len() {
+                    '#'
+                } else if n == 0 {
+                    '.'
+                } else {
+                    ':'
+                }
+            })
+            .collect();
+        println!("  ch {ch:>3} |{line}| ({per} slot(s) per mark)");
     }
     Ok(ExitCode::SUCCESS)
 }

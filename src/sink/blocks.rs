@@ -1,0 +1,345 @@
+//! The block sink: decodes each packet's sequence number (and channel),
+//! places it with the [`Assembler`], and hands completed blocks to a writer
+//! thread that stores each as `block-<first_seq>.bin` with a JSON sidecar
+//! (layout, first sequence, presence map, counts).
+//!
+//! The hand-off is a bounded queue of whole blocks; the writer returns each
+//! buffer to the assembler's pool. When the queue is full the block is
+//! dropped and counted (with the packets it held): capture never waits.
+//!
+//! The assembly keeps its own books: packets = placed + duplicates + late +
+//! malformed + bad_channel + no_buffer; placed packets end in a written
+//! block, a dropped block, or a block that failed to write.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use crate::assemble::{Assembler, AssemblyCounts, Block, Layout, Options};
+use crate::format::raw::{RawSpec, Unwrap};
+use crate::format::seq;
+use crate::packet::Batch;
+use crate::stats::{BlocksIdx, StageCounters};
+
+/// How packets carry their sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StreamFormat {
+    /// linecap's `seq` payload: u64 sequence number, then the data.
+    Seq,
+    /// A user-described header.
+    Raw(RawSpec),
+}
+
+impl StreamFormat {
+    /// Decodes (sequence counter, channel, data).
+    fn decode<'a>(&self, p: &'a [u8]) -> Option<(u64, u64, &'a [u8])> {
+        match self {
+            StreamFormat::Seq => Some((seq::seq_of(p)?, 0, &p[seq::MIN_LEN..])),
+            StreamFormat::Raw(s) => s.decode(p),
+        }
+    }
+
+    fn counter_bits(&self) -> u32 {
+        match self {
+            StreamFormat::Seq => 64,
+            StreamFormat::Raw(s) => s.counter.bits(),
+        }
+    }
+
+    /// Short name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamFormat::Seq => "seq",
+            StreamFormat::Raw(_) => "raw",
+        }
+    }
+}
+
+/// Options of a block sink.
+#[derive(Debug, Clone)]
+pub struct BlockSinkOptions {
+    /// Folder for the block files.
+    pub dir: PathBuf,
+    /// Block geometry.
+    pub layout: Layout,
+    /// Window, resync gap, zero fill, pool size.
+    pub assembler: Options,
+    /// Packet format.
+    pub format: StreamFormat,
+    /// Completed blocks that may wait for the writer.
+    pub queue: usize,
+}
+
+/// What the sidecar of a block file says.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sidecar {
+    /// Packet format.
+    pub format: StreamFormat,
+    /// Block number.
+    pub number: u64,
+    /// Sequence number of slot 0.
+    pub first_seq: u64,
+    /// Geometry.
+    pub layout: Layout,
+    /// Slots that arrived.
+    pub filled: u64,
+    /// Slots that were expected and did not arrive.
+    pub lost: u64,
+    /// Presence bits, one per (channel, slot), row-major, as little-endian u64 words in hex.
+    pub presence: String,
+    /// Whether missing slots were zero-filled.
+    pub zero_filled: bool,
+    /// The data file.
+    pub data: String,
+}
+
+impl Sidecar {
+    /// Whether (channel, slot) arrived.
+    pub fn is_present(&self, channel: usize, slot: usize) -> bool {
+        let i = channel * self.layout.slots + slot;
+        let word = i / 64;
+        self.presence
+            .get(word * 16..word * 16 + 16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+}
+
+struct Job {
+    block: Block,
+    sidecar: Sidecar,
+}
+
+/// Assembles on the receive thread, writes on its own thread.
+pub struct BlockSink {
+    asm: Assembler,
+    unwrap: Unwrap,
+    format: StreamFormat,
+    tx: Option<SyncSender<Job>>,
+    back: Receiver<Vec<u8>>,
+    writer: Option<JoinHandle<WriterTotals>>,
+    counters: StageCounters,
+    dropped_blocks: u64,
+    dropped_packets: u64,
+    layout: Layout,
+    zero_fill: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WriterTotals {
+    written: u64,
+    errors: u64,
+}
+
+/// Final figures of a block sink.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockReport {
+    /// The assembler's counts.
+    pub assembly: AssemblyCounts,
+    /// Blocks written with their sidecar.
+    pub written: u64,
+    /// Blocks dropped because the writer was behind.
+    pub dropped_blocks: u64,
+    /// Packets inside dropped blocks.
+    pub dropped_packets: u64,
+    /// Blocks that failed to write.
+    pub write_errors: u64,
+    /// Times a narrow counter wrapped.
+    pub wraps: u64,
+}
+
+fn hex_words(words: &[u64]) -> String {
+    words.iter().map(|w| format!("{w:016x}")).collect()
+}
+
+fn write_block(dir: &Path, job: &Job) -> std::io::Result<()> {
+    let mut f = File::create(dir.join(&job.sidecar.data))?;
+    f.write_all(&job.block.data)?;
+    let json = serde_json::to_string_pretty(&job.sidecar).map_err(std::io::Error::other)?;
+    // The sidecar is written last: a block with a sidecar is complete.
+    let tmp = dir.join(format!("{}.json.tmp", job.sidecar.data));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, dir.join(format!("{}.json", job.sidecar.data.trim_end_matches(".bin"))))
+}
+
+impl BlockSink {
+    /// Checks the folder and starts the writer thread.
+    pub fn start(opts: BlockSinkOptions, counters: StageCounters) -> std::io::Result<Self> {
+        if !opts.dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("block folder {} does not exist: create it first", opts.dir.display()),
+            ));
+        }
+        let queue = opts.queue.max(1);
+        let pool = opts.assembler.pool.max(opts.assembler.window + queue + 1);
+        let asm = Assembler::new(opts.layout, Options { pool, ..opts.assembler });
+        let (tx, rx) = sync_channel::<Job>(queue);
+        let (back_tx, back) = sync_channel::<Vec<u8>>(pool);
+        let dir = opts.dir.clone();
+        let writer = std::thread::Builder::new().name("linecap-blocks".into()).spawn(move || {
+            let mut t = WriterTotals::default();
+            for job in rx {
+                match write_block(&dir, &job) {
+                    Ok(()) => t.written += 1,
+                    Err(e) => {
+                        if t.errors == 0 {
+                            eprintln!("linecap: writing block {} failed: {e}; such blocks are counted as write errors", job.sidecar.first_seq);
+                        }
+                        t.errors += 1;
+                    }
+                }
+                let _ = back_tx.try_send(job.block.data);
+            }
+            t
+        })?;
+        Ok(Self {
+            asm,
+            unwrap: Unwrap::new(opts.format.counter_bits()),
+            format: opts.format,
+            tx: Some(tx),
+            back,
+            writer: Some(writer),
+            counters,
+            dropped_blocks: 0,
+            dropped_packets: 0,
+            layout: opts.layout,
+            zero_fill: opts.assembler.zero_fill,
+        })
+    }
+
+    fn publish(&self) {
+        let c = self.asm.counts();
+        let set = |i: BlocksIdx, v: u64| self.counters.set(i as usize, v);
+        set(BlocksIdx::Packets, c.packets);
+        set(BlocksIdx::Placed, c.placed);
+        set(BlocksIdx::Duplicates, c.duplicates);
+        set(BlocksIdx::Late, c.late);
+        set(BlocksIdx::Malformed, c.malformed);
+        set(BlocksIdx::BadChannel, c.bad_channel);
+        set(BlocksIdx::NoBuffer, c.no_buffer);
+        set(BlocksIdx::Resyncs, c.resyncs);
+        set(BlocksIdx::Blocks, c.blocks);
+        set(BlocksIdx::SlotsLost, c.slots_lost);
+        set(BlocksIdx::DroppedBlocks, self.dropped_blocks);
+        set(BlocksIdx::DroppedPackets, self.dropped_packets);
+        set(BlocksIdx::Wraps, self.unwrap.wraps);
+    }
+
+    /// The final figures (after `finish`).
+    pub fn report(&self, written: u64, write_errors: u64) -> BlockReport {
+        BlockReport {
+            assembly: self.asm.counts(),
+            written,
+            dropped_blocks: self.dropped_blocks,
+            dropped_packets: self.dropped_packets,
+            write_errors,
+            wraps: self.unwrap.wraps,
+        }
+    }
+
+    fn reclaim(&mut self) {
+        while let Ok(buf) = self.back.try_recv() {
+            self.asm.recycle(buf);
+        }
+    }
+
+    /// Completes the open blocks, waits for the writer, returns the figures.
+    pub fn close(&mut self) -> BlockReport {
+        let mut done = Vec::new();
+        self.asm.flush(&mut |b| done.push(b));
+        for b in done {
+            self.hand_off(b);
+        }
+        self.tx = None;
+        let t = self.writer.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        self.publish();
+        self.counters.set(BlocksIdx::Written as usize, t.written);
+        self.counters.set(BlocksIdx::WriteErrors as usize, t.errors);
+        self.report(t.written, t.errors)
+    }
+
+    fn hand_off(&mut self, block: Block) {
+        let sidecar = Sidecar {
+            format: self.format,
+            number: block.number,
+            first_seq: block.first_seq,
+            layout: self.layout,
+            filled: block.filled,
+            lost: block.lost,
+            presence: hex_words(&block.present),
+            zero_filled: self.zero_fill,
+            data: format!("block-{:020}.bin", block.first_seq),
+        };
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Job { block, sidecar }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.dropped_blocks += 1;
+                self.dropped_packets += job.block.filled;
+                self.asm.recycle(job.block.data);
+            }
+        }
+    }
+}
+
+impl super::Sink for BlockSink {
+    fn consume(&mut self, batch: &Batch<'_>) {
+        self.reclaim();
+        let mut done: Vec<Block> = Vec::new();
+        for p in batch.iter() {
+            if !p.is_udp {
+                self.asm.malformed();
+                continue;
+            }
+            match self.format.decode(p.data) {
+                Some((counter, channel, data)) => {
+                    let s = self.unwrap.extend(counter);
+                    self.asm.push(s, channel as usize, data, &mut |b| done.push(b));
+                }
+                None => self.asm.malformed(),
+            }
+        }
+        for b in done {
+            self.hand_off(b);
+        }
+        self.publish();
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.close();
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "blocks"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_presence_round_trip() {
+        let words = [0b1011u64, 1 << 63];
+        let s = Sidecar {
+            format: StreamFormat::Seq,
+            number: 0,
+            first_seq: 0,
+            layout: Layout::new(8, 64, 2).unwrap(),
+            filled: 4,
+            lost: 124,
+            presence: hex_words(&words),
+            zero_filled: true,
+            data: "b.bin".into(),
+        };
+        assert!(s.is_present(0, 0) && s.is_present(0, 1) && !s.is_present(0, 2) && s.is_present(0, 3));
+        assert!(s.is_present(1, 63) && !s.is_present(1, 62));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Sidecar>(&json).unwrap(), s);
+    }
+}
