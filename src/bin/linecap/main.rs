@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Capture a UDP stream and hand it to sinks (pcap, seq verifier, null).
-    Capture(CaptureArgs),
+    Capture(Box<CaptureArgs>),
     /// Send a paced, sequence-numbered UDP stream (emulates the FPGA).
     Send(SendArgs),
     /// Show the live counters of running (or finished) captures.
@@ -374,7 +374,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Capture(a) => cmd_capture(a),
+        Cmd::Capture(a) => cmd_capture(*a),
         Cmd::Send(a) => cmd_send(a),
         Cmd::Stats(a) => cmd_stats(a),
         Cmd::Testbed(a) => cmd_testbed(a),
