@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::assemble::AssemblyCounts;
-use crate::sink::blocks::{BlockReport, BlockSink, BlockSinkOptions};
+use crate::sink::blocks::{BlockOutput, BlockReport, BlockSink, BlockSinkOptions};
 use crate::sink::pcap::{PcapOptions, PcapSink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
 use crate::sink::{NullSink, Sink};
@@ -196,8 +196,13 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
             let st = stage_iter.next().expect("blocks stage");
             let mut o = b.clone();
             if cfg.threads > 1 {
-                o.dir = o.dir.join(format!("t{t}"));
-                std::fs::create_dir_all(&o.dir)?;
+                match &mut o.output {
+                    BlockOutput::Dir(d) => {
+                        *d = d.join(format!("t{t}"));
+                        std::fs::create_dir_all(&*d)?;
+                    }
+                    BlockOutput::Shm(r) => r.name = format!("{}.t{t}", r.name),
+                }
             }
             sinks.push(Box::new(BlockSink::start(o, st)?));
         }
@@ -315,6 +320,9 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
             dropped_packets: g("dropped_packets"),
             write_errors: g("write_errors"),
             wraps: g("wraps"),
+            ring_overwritten: g("ring_overwritten"),
+            ring_waits: g("ring_waits"),
+            ring_dropped: g("ring_dropped"),
         });
     }
     if let Some(e) = results.iter().find_map(|r| r.sink_error.clone()) {

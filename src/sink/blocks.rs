@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
+use super::shmring::{Published, RingOptions, RingWriter};
 use crate::assemble::{Assembler, AssemblyCounts, Block, Layout, Options};
 use crate::format::raw::{RawSpec, Unwrap};
 use crate::format::seq;
 use crate::packet::Batch;
 use crate::stats::{BlocksIdx, StageCounters};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How packets carry their sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,11 +61,20 @@ impl StreamFormat {
     }
 }
 
+/// Where completed blocks go.
+#[derive(Debug, Clone)]
+pub enum BlockOutput {
+    /// Files in a folder (block + JSON sidecar each).
+    Dir(PathBuf),
+    /// A shared-memory ring other processes read.
+    Shm(RingOptions),
+}
+
 /// Options of a block sink.
 #[derive(Debug, Clone)]
 pub struct BlockSinkOptions {
-    /// Folder for the block files.
-    pub dir: PathBuf,
+    /// Where blocks go.
+    pub output: BlockOutput,
     /// Block geometry.
     pub layout: Layout,
     /// Window, resync gap, zero fill, pool size.
@@ -126,12 +138,16 @@ pub struct BlockSink {
     dropped_packets: u64,
     layout: Layout,
     zero_fill: bool,
+    closing: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct WriterTotals {
     written: u64,
     errors: u64,
+    overwritten: u64,
+    waits: u64,
+    ring_dropped: u64,
 }
 
 /// Final figures of a block sink.
@@ -149,6 +165,15 @@ pub struct BlockReport {
     pub write_errors: u64,
     /// Times a narrow counter wrapped.
     pub wraps: u64,
+    /// Shared-memory ring: unread blocks overwritten (lossy mode).
+    #[serde(default)]
+    pub ring_overwritten: u64,
+    /// Shared-memory ring: waits for the reader (lossless mode).
+    #[serde(default)]
+    pub ring_waits: u64,
+    /// Shared-memory ring: blocks given up at shutdown while the reader did not read (lossless).
+    #[serde(default)]
+    pub ring_dropped: u64,
 }
 
 fn hex_words(words: &[u64]) -> String {
@@ -168,31 +193,61 @@ fn write_block(dir: &Path, job: &Job) -> std::io::Result<()> {
 impl BlockSink {
     /// Checks the folder and starts the writer thread.
     pub fn start(opts: BlockSinkOptions, counters: StageCounters) -> std::io::Result<Self> {
-        if !opts.dir.is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("block folder {} does not exist: create it first", opts.dir.display()),
-            ));
+        let mut ring = None;
+        match &opts.output {
+            BlockOutput::Dir(dir) if !dir.is_dir() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("block folder {} does not exist: create it first", dir.display()),
+                ));
+            }
+            BlockOutput::Dir(_) => {}
+            BlockOutput::Shm(r) => {
+                let code = match opts.format {
+                    StreamFormat::Seq => 0,
+                    StreamFormat::Raw(_) => 1,
+                };
+                ring = Some(RingWriter::create(r, opts.layout, code).map_err(std::io::Error::other)?);
+            }
         }
         let queue = opts.queue.max(1);
         let pool = opts.assembler.pool.max(opts.assembler.window + queue + 1);
         let asm = Assembler::new(opts.layout, Options { pool, ..opts.assembler });
         let (tx, rx) = sync_channel::<Job>(queue);
         let (back_tx, back) = sync_channel::<Vec<u8>>(pool);
-        let dir = opts.dir.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let give_up = closing.clone();
+        let output = opts.output.clone();
         let writer = std::thread::Builder::new().name("linecap-blocks".into()).spawn(move || {
             let mut t = WriterTotals::default();
             for job in rx {
-                match write_block(&dir, &job) {
-                    Ok(()) => t.written += 1,
-                    Err(e) => {
-                        if t.errors == 0 {
-                            eprintln!("linecap: writing block {} failed: {e}; such blocks are counted as write errors", job.sidecar.first_seq);
+                match (&output, ring.as_mut()) {
+                    (BlockOutput::Shm(_), Some(r)) => {
+                        match r.publish(&job.block, || give_up.load(Ordering::Acquire)) {
+                            Published::Ok | Published::Overwrote => t.written += 1,
+                            Published::Dropped => {}
                         }
-                        t.errors += 1;
                     }
+                    (BlockOutput::Dir(dir), _) => match write_block(dir, &job) {
+                        Ok(()) => t.written += 1,
+                        Err(e) => {
+                            if t.errors == 0 {
+                                eprintln!(
+                                    "linecap: writing block {} failed: {e}; such blocks are counted as write errors",
+                                    job.sidecar.first_seq
+                                );
+                            }
+                            t.errors += 1;
+                        }
+                    },
+                    (BlockOutput::Shm(_), None) => t.errors += 1,
                 }
                 let _ = back_tx.try_send(job.block.data);
+            }
+            if let Some(r) = &ring {
+                let (_, over, waits, dropped) = r.counts();
+                (t.overwritten, t.waits, t.ring_dropped) = (over, waits, dropped);
+                r.finish();
             }
             t
         })?;
@@ -208,6 +263,7 @@ impl BlockSink {
             dropped_packets: 0,
             layout: opts.layout,
             zero_fill: opts.assembler.zero_fill,
+            closing,
         })
     }
 
@@ -230,14 +286,17 @@ impl BlockSink {
     }
 
     /// The final figures (after `finish`).
-    pub fn report(&self, written: u64, write_errors: u64) -> BlockReport {
+    fn report(&self, t: WriterTotals) -> BlockReport {
         BlockReport {
             assembly: self.asm.counts(),
-            written,
+            written: t.written,
             dropped_blocks: self.dropped_blocks,
             dropped_packets: self.dropped_packets,
-            write_errors,
+            write_errors: t.errors,
             wraps: self.unwrap.wraps,
+            ring_overwritten: t.overwritten,
+            ring_waits: t.waits,
+            ring_dropped: t.ring_dropped,
         }
     }
 
@@ -254,12 +313,18 @@ impl BlockSink {
         for b in done {
             self.hand_off(b);
         }
+        // A lossless ring whose reader stopped must not hold the capture:
+        // what the reader does not take now is given up and counted.
+        self.closing.store(true, Ordering::Release);
         self.tx = None;
         let t = self.writer.take().and_then(|h| h.join().ok()).unwrap_or_default();
         self.publish();
         self.counters.set(BlocksIdx::Written as usize, t.written);
         self.counters.set(BlocksIdx::WriteErrors as usize, t.errors);
-        self.report(t.written, t.errors)
+        self.counters.set(BlocksIdx::RingOverwritten as usize, t.overwritten);
+        self.counters.set(BlocksIdx::RingWaits as usize, t.waits);
+        self.counters.set(BlocksIdx::RingDropped as usize, t.ring_dropped);
+        self.report(t)
     }
 
     fn hand_off(&mut self, block: Block) {

@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod handoff;
 pub mod pcap;
+pub mod shmring;
 pub mod verify;
 
 use crate::packet::Batch;

@@ -4,10 +4,10 @@
 //! ```text
 //! header  (8 words, 64 B): magic "LCSTATS1", version | nstages << 32, pid,
 //!                          started (ns since epoch), updated (ns), reserved...
-//! stage i (72 words, 576 B, cache-line aligned):
+//! stage i (104 words, 832 B, cache-line aligned):
 //!   words  0..4   stage name (32 bytes, NUL padded)
-//!   words  4..52  16 counter names (24 bytes each, NUL padded)
-//!   words 56..72  16 counter values (two cache lines)
+//!   words  4..76  24 counter names (24 bytes each, NUL padded)
+//!   words 80..104 24 counter values (three cache lines)
 //! ```
 //! Each stage block has exactly one writer thread, which updates it once
 //! per batch with relaxed stores (no read-modify-write), so counting costs
@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys::shm::SharedMap;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"LCSTATS1");
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 const HEADER_WORDS: usize = 8;
-const STAGE_WORDS: usize = 72;
+const STAGE_WORDS: usize = 104;
 const NAME_WORDS: usize = 4;
 const CNAME_WORDS: usize = 3;
-const VALUES_AT: usize = 56;
+const VALUES_AT: usize = 80;
 /// Counters per stage.
-pub const MAX_COUNTERS: usize = 16;
+pub const MAX_COUNTERS: usize = 24;
 
 /// Counters of a receive thread (`rx.N`).
 pub const RX_COUNTERS: &[&str] = &[
@@ -134,6 +134,9 @@ pub const BLOCKS_COUNTERS: &[&str] = &[
     "write_errors",
     "wraps",
     "dropped_packets",
+    "ring_overwritten",
+    "ring_waits",
+    "ring_dropped",
 ];
 /// Index into [`BLOCKS_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -154,6 +157,9 @@ pub enum BlocksIdx {
     WriteErrors,
     Wraps,
     DroppedPackets,
+    RingOverwritten,
+    RingWaits,
+    RingDropped,
 }
 
 /// Kernel counters read beside ours (deltas since the capture started).
@@ -183,7 +189,7 @@ const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
-const _: () = assert!(BlocksIdx::DroppedPackets as usize + 1 == BLOCKS_COUNTERS.len());
+const _: () = assert!(BlocksIdx::RingDropped as usize + 1 == BLOCKS_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {

@@ -77,3 +77,75 @@ impl Drop for SharedMap {
         let _ = cvt(ret);
     }
 }
+
+/// A file mapped shared read-write as bytes, for a ring whose layout the
+/// writer owns (see `sink::shmring`). The writer is the only Rust user; a
+/// reader in another process follows the ring's publication protocol
+/// (sequence words stored with release ordering after the bytes).
+pub struct ByteMap {
+    ptr: NonNull<u8>,
+    len: usize,
+    _file: File,
+}
+
+// SAFETY: the mapping is owned by this value and used by one thread at a
+// time (it is moved into the ring writer's thread).
+unsafe impl Send for ByteMap {}
+
+impl ByteMap {
+    /// Creates (or truncates) `path` with `len` zeroed bytes and maps it.
+    pub fn create(path: &Path, len: usize) -> io::Result<Self> {
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o644).open(path)?;
+        file.set_len(len as u64)?;
+        // SAFETY: mapping a regular file we hold open, of its exact length.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, _file: file })
+    }
+
+    /// The 64-bit word at byte offset `at` (8-aligned), as an atomic.
+    pub fn word(&self, at: usize) -> &AtomicU64 {
+        assert!(at.is_multiple_of(8) && at + 8 <= self.len, "word offset {at} outside the map");
+        // SAFETY: in bounds and aligned (checked); the mapping is page
+        // aligned; shared words are only accessed atomically.
+        unsafe { &*self.ptr.as_ptr().add(at).cast::<AtomicU64>() }
+    }
+
+    /// Bytes `at..at+len` for writing.
+    pub fn bytes_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+        assert!(at + len <= self.len, "range outside the map");
+        // SAFETY: in bounds (checked); `&mut self` makes this the only Rust
+        // reference. Another process may read these bytes concurrently:
+        // the ring protocol tells it when they are complete.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len) }
+    }
+}
+
+impl Drop for ByteMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region mapped in `create`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Whether a process exists (signal 0).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}

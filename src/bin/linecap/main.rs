@@ -15,8 +15,9 @@ use linecap::capture::{self, BackendConfig, CaptureConfig, CaptureReport};
 use linecap::format::raw::RawSpec;
 use linecap::send::PayloadFormat;
 use linecap::send::socket::{self as send_socket, SendConfig, SendReport};
-use linecap::sink::blocks::{BlockSinkOptions, Sidecar, StreamFormat};
+use linecap::sink::blocks::{BlockOutput, BlockSinkOptions, Sidecar, StreamFormat};
 use linecap::sink::pcap::{Link, PcapOptions, Rotation};
+use linecap::sink::shmring::RingOptions;
 use linecap::source::afpacket::{AfPacketOptions, FanoutMode};
 use linecap::source::socket::RecvMode;
 use linecap::source::socket::SocketOptions;
@@ -170,8 +171,17 @@ struct CaptureArgs {
     #[arg(long, value_enum)]
     verify: Option<VerifyFormat>,
     /// Assemble into block files in this folder (one file + JSON sidecar per block).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shm")]
     blocks: Option<PathBuf>,
+    /// Assemble into a shared-memory ring of blocks, /dev/shm/linecap-blocks-NAME (see docs/SHM.md).
+    #[arg(long)]
+    shm: Option<String>,
+    /// Block slots in the shared-memory ring.
+    #[arg(long, default_value_t = 8)]
+    shm_slots: usize,
+    /// Wait for the ring's reader instead of overwriting unread blocks (backpressure, counted).
+    #[arg(long)]
+    shm_lossless: bool,
     /// Packet format for assembly.
     #[arg(long, value_enum, default_value = "seq")]
     format: StreamKind,
@@ -483,8 +493,9 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         pcap,
         verify: a.verify.is_some(),
-        blocks: match &a.blocks {
-            Some(dir) => {
+        blocks: match (&a.blocks, &a.shm) {
+            (None, None) => None,
+            (dir, shm) => {
                 let format = match a.format {
                     StreamKind::Seq => StreamFormat::Seq,
                     StreamKind::Raw => {
@@ -497,8 +508,17 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     StreamFormat::Seq => a.slot_bytes,
                 };
                 let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(anyhow::Error::msg)?;
+                let output = match (dir, shm) {
+                    (Some(d), _) => BlockOutput::Dir(d.clone()),
+                    (None, Some(name)) => BlockOutput::Shm(RingOptions {
+                        name: name.clone(),
+                        slots: a.shm_slots,
+                        lossless: a.shm_lossless,
+                    }),
+                    (None, None) => unreachable!("matched above"),
+                };
                 Some(BlockSinkOptions {
-                    dir: dir.clone(),
+                    output,
                     layout,
                     assembler: AsmOptions {
                         window: a.window,
@@ -510,7 +530,6 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     queue: a.block_queue,
                 })
             }
-            None => None,
         },
         live: !a.quiet && sys::stderr_is_tty(),
         announce: true,
