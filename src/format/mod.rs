@@ -4,3 +4,5 @@
 pub mod l2l4;
 pub mod raw;
 pub mod seq;
+pub mod spead;
+pub mod vdif;

@@ -19,6 +19,18 @@ pub enum PayloadFormat {
         /// Channels to cycle through: packet `k` carries counter `k / channels`, channel `k % channels`.
         channels: u64,
     },
+    /// VDIF frames (the packet is the whole frame), threads cycling.
+    Vdif {
+        /// Frames per second per thread.
+        fps: u64,
+        /// Threads to cycle through.
+        threads: u64,
+    },
+    /// SPEAD-64-48 packets, heaps of `parts` packets.
+    Spead {
+        /// Packets per heap.
+        parts: u64,
+    },
 }
 
 impl PayloadFormat {
@@ -31,6 +43,8 @@ impl PayloadFormat {
                 let ch = (*channels).max(1);
                 spec.encode(buf, k / ch, k % ch);
             }
+            PayloadFormat::Vdif { fps, threads } => crate::format::vdif::encode(buf, k, *threads, *fps),
+            PayloadFormat::Spead { parts } => crate::format::spead::encode(buf, k, *parts),
         }
     }
 }

@@ -34,6 +34,13 @@ pub enum StreamFormat {
     Seq,
     /// A user-described header.
     Raw(RawSpec),
+    /// VDIF frames; the thread id selects the row.
+    Vdif {
+        /// Frames per second (per thread): sequence = seconds × fps + frame.
+        fps: u64,
+    },
+    /// SPEAD-64-48 packets (heap counter, size, offset, payload length).
+    Spead,
 }
 
 impl StreamFormat {
@@ -42,6 +49,17 @@ impl StreamFormat {
         match self {
             StreamFormat::Seq => Some((seq::seq_of(p)?, 0, &p[seq::MIN_LEN..])),
             StreamFormat::Raw(s) => s.decode(p),
+            StreamFormat::Vdif { fps } => {
+                let (h, data) = crate::format::vdif::parse(p)?;
+                if h.invalid {
+                    return None;
+                }
+                Some((u64::from(h.seconds) * fps + u64::from(h.frame), u64::from(h.thread), data))
+            }
+            StreamFormat::Spead => {
+                let s = crate::format::spead::parse(p)?;
+                Some((s.seq()?, 0, s.payload))
+            }
         }
     }
 
@@ -49,6 +67,7 @@ impl StreamFormat {
         match self {
             StreamFormat::Seq => 64,
             StreamFormat::Raw(s) => s.counter.bits(),
+            StreamFormat::Vdif { .. } | StreamFormat::Spead => 64,
         }
     }
 
@@ -57,6 +76,8 @@ impl StreamFormat {
         match self {
             StreamFormat::Seq => "seq",
             StreamFormat::Raw(_) => "raw",
+            StreamFormat::Vdif { .. } => "vdif",
+            StreamFormat::Spead => "spead",
         }
     }
 }
@@ -206,6 +227,8 @@ impl BlockSink {
                 let code = match opts.format {
                     StreamFormat::Seq => 0,
                     StreamFormat::Raw(_) => 1,
+                    StreamFormat::Vdif { .. } => 2,
+                    StreamFormat::Spead => 3,
                 };
                 ring = Some(RingWriter::create(r, opts.layout, code).map_err(std::io::Error::other)?);
             }

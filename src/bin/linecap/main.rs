@@ -85,6 +85,10 @@ enum StreamKind {
     Seq,
     /// A described header (--raw SPEC).
     Raw,
+    /// VDIF frames (thread id = channel; --frames-per-second).
+    Vdif,
+    /// SPEAD-64-48 (heap counter, size, offset, payload length).
+    Spead,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,9 +198,12 @@ struct CaptureArgs {
     /// Packets per block (per channel).
     #[arg(long, default_value_t = 8192)]
     slots: usize,
-    /// Channels (rows) per block; the raw format's channel field selects the row.
+    /// Channels (rows) per block; the raw format's channel field (VDIF: thread id) selects the row.
     #[arg(long, default_value_t = 1)]
     channels: usize,
+    /// VDIF frames per second per thread (sequence = seconds x this + frame number).
+    #[arg(long, default_value_t = 25_600)]
+    frames_per_second: u64,
     /// Open blocks that absorb reordering.
     #[arg(long, default_value_t = 4)]
     window: usize,
@@ -263,9 +270,15 @@ struct SendArgs {
     /// Raw packet description for --format raw (sets the packet size).
     #[arg(long)]
     raw: Option<String>,
-    /// Channels to cycle through with --format raw.
+    /// Channels to cycle through with --format raw (VDIF: threads).
     #[arg(long, default_value_t = 1)]
     channels: u64,
+    /// VDIF frames per second per thread.
+    #[arg(long, default_value_t = 25_600)]
+    frames_per_second: u64,
+    /// Packets per SPEAD heap (--size is the datagram: 48 header bytes + payload).
+    #[arg(long, default_value_t = 1)]
+    heap_packets: u64,
     /// Send UDP GSO super-packets (falls back to plain datagrams, once, when refused).
     #[arg(long)]
     gso: bool,
@@ -502,10 +515,12 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                         let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
                         StreamFormat::Raw(RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?)
                     }
+                    StreamKind::Vdif => StreamFormat::Vdif { fps: a.frames_per_second.max(1) },
+                    StreamKind::Spead => StreamFormat::Spead,
                 };
                 let slot_bytes = match format {
                     StreamFormat::Raw(spec) => spec.payload,
-                    StreamFormat::Seq => a.slot_bytes,
+                    _ => a.slot_bytes,
                 };
                 let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(anyhow::Error::msg)?;
                 let output = match (dir, shm) {
@@ -622,6 +637,22 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
             let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
             let spec = RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
             (PayloadFormat::Raw { spec, channels: a.channels }, spec.packet_len())
+        }
+        StreamKind::Vdif => {
+            let size = a.size as usize;
+            anyhow::ensure!(
+                size >= 40 && size.is_multiple_of(8),
+                "--size (the VDIF frame) must be a multiple of 8 of at least 40 bytes"
+            );
+            (PayloadFormat::Vdif { fps: a.frames_per_second.max(1), threads: a.channels.max(1) }, size)
+        }
+        StreamKind::Spead => {
+            let size = a.size as usize;
+            anyhow::ensure!(
+                size > linecap::format::spead::GEN_HEADER,
+                "--size must exceed the 48-byte SPEAD header"
+            );
+            (PayloadFormat::Spead { parts: a.heap_packets.max(1) }, size)
         }
     };
     let cfg = SendConfig {
@@ -770,8 +801,9 @@ fn cmd_blocks(a: BlocksArgs) -> anyhow::Result<ExitCode> {
         s.number,
         s.data,
         match s.format {
-            StreamFormat::Seq => "seq".to_string(),
             StreamFormat::Raw(r) => format!("raw {r}"),
+            StreamFormat::Vdif { fps } => format!("vdif at {fps} frames/s"),
+            f => f.name().to_string(),
         },
         s.first_seq,
         l.channels,
