@@ -477,6 +477,17 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
     if s.stages.iter().any(|st| st.name.starts_with("pcap.")) {
         line += &format!(" ring {ring} disk {werr}");
     }
+    if s.stages.iter().any(|st| st.name.starts_with("blocks.")) {
+        line += &format!(
+            " | blocks {} slots lost {} late {} dup {} resync {} dropped {}",
+            s.sum("blocks.", "blocks"),
+            s.sum("blocks.", "slots_lost"),
+            s.sum("blocks.", "late"),
+            s.sum("blocks.", "duplicates"),
+            s.sum("blocks.", "resyncs"),
+            s.sum("blocks.", "dropped_blocks")
+        );
+    }
     if s.stages.iter().any(|st| st.name.starts_with("verify.")) {
         line +=
             &format!(" | seq gaps {} dup {}", s.sum("verify.", "missing"), s.sum("verify.", "duplicates"));

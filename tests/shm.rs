@@ -73,6 +73,13 @@ fn a_reader_that_stops_is_counted_never_a_deadlock() {
     let b = stop(cap).blocks.unwrap();
     assert_eq!(b.written, 20);
     assert_eq!(b.ring_overwritten, 18, "{b:?}");
+    let o = linecap(&["blocks", "inspect", &name]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("published 20") && text.contains("overwritten 18") && text.contains("finished"),
+        "{text}"
+    );
     let _ = std::fs::remove_file(linecap::sink::shmring::ring_path(&name));
     // Lossless: the writer waits, the queue fills and drops whole blocks
     // (counted), and the capture still stops when told.

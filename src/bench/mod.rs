@@ -32,6 +32,8 @@ pub enum Row {
     RecvmmsgGro,
     /// io_uring multishot recvmsg, provided buffers (no GRO, to compare with recvmmsg).
     Uring,
+    /// recvmmsg+gro with assembly into a shared-memory block ring (lossy, no reader).
+    RecvmmsgGroBlocks,
     /// AF_PACKET TPACKET_V3 ring, one thread.
     Afpacket,
     /// AF_PACKET, two threads in a load-balancing fanout group.
@@ -48,6 +50,7 @@ impl FromStr for Row {
             "recvmmsg" => Row::Recvmmsg,
             "recvmmsg+gro" => Row::RecvmmsgGro,
             "uring" => Row::Uring,
+            "recvmmsg+gro+blocks" | "blocks" => Row::RecvmmsgGroBlocks,
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
@@ -66,6 +69,7 @@ impl Row {
             Row::Recvmmsg => "recvmmsg",
             Row::RecvmmsgGro => "recvmmsg+gro",
             Row::Uring => "uring",
+            Row::RecvmmsgGroBlocks => "recvmmsg+gro+blocks",
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
@@ -80,6 +84,7 @@ impl Row {
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
             Row::RecvmmsgGro => vec!["--mode", "recvmmsg"],
             Row::Uring => vec!["--backend", "uring", "--no-gro"],
+            Row::RecvmmsgGroBlocks => vec!["--mode", "recvmmsg", "--shm", "", "--slot-bytes", "264"],
             Row::Afpacket => afpacket.to_vec(),
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],
@@ -88,7 +93,8 @@ impl Row {
         // the copy into a ring) runs there whatever the threads do.
         let cpus = if *self == Row::Afpacket2 { format!("{rx},{rx}") } else { rx };
         v.extend(["--cpus", cpus.as_str()]);
-        v.iter().map(|s| s.to_string()).collect()
+        // The ring is named after the testbed (unique per bench run).
+        v.iter().map(|s| if s.is_empty() { format!("{}-ring", tb.name) } else { s.to_string() }).collect()
     }
 }
 
@@ -470,6 +476,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
             results.push(bench.row(row, size)?);
         }
     }
+    let _ = std::fs::remove_file(crate::sink::shmring::ring_path(&format!("{}-ring", bench.tb.name)));
     let res = BenchResults {
         date: report::utc_now(),
         machine: machine(),

@@ -188,6 +188,88 @@ impl RingWriter {
     }
 }
 
+/// A ring's state as read from its file (for `blocks inspect NAME`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RingSnapshot {
+    /// Slots.
+    pub nslots: u64,
+    /// Block geometry.
+    pub layout: Layout,
+    /// Lossless mode.
+    pub lossless: bool,
+    /// Writer pid (0: finished).
+    pub writer_pid: u32,
+    /// Blocks published.
+    pub write_seq: u64,
+    /// Blocks the reader consumed.
+    pub read_seq: u64,
+    /// Counters.
+    pub published: u64,
+    /// Unread blocks overwritten.
+    pub overwritten: u64,
+    /// Writer waits for the reader.
+    pub waits: u64,
+    /// Blocks given up.
+    pub dropped: u64,
+    /// The newest complete block's metadata.
+    pub newest: Option<SlotMeta>,
+}
+
+/// One slot's metadata.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotMeta {
+    /// Block number.
+    pub number: u64,
+    /// First sequence number.
+    pub first_seq: u64,
+    /// Slots filled.
+    pub filled: u64,
+    /// Slots lost.
+    pub lost: u64,
+}
+
+impl RingSnapshot {
+    /// Reads a ring file (a copy of its header and newest slot metadata).
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let w = |at: usize| bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+        if bytes.len() < HEADER || bytes[..8] != MAGIC.to_le_bytes() {
+            return Err(format!("{} is not a linecap block ring", path.display()));
+        }
+        let bad = || format!("{} has a damaged header", path.display());
+        let nslots = w(16).ok_or_else(bad)?;
+        let stride = w(24).ok_or_else(bad)? as usize;
+        let sl = w(48).ok_or_else(bad)?;
+        let ch = w(56).ok_or_else(bad)?;
+        let layout = Layout::new(sl as u32 as usize, (sl >> 32) as usize, ch as u32 as usize)?;
+        let write_seq = w(off::WRITE_SEQ).ok_or_else(bad)?;
+        let newest = if write_seq > 0 && nslots > 0 {
+            let base = HEADER + ((write_seq - 1) % nslots) as usize * stride;
+            match (w(base), w(base + 8), w(base + 16), w(base + 24), w(base + 32)) {
+                (Some(seq), Some(number), Some(first_seq), Some(filled), Some(lost)) if seq == write_seq => {
+                    Some(SlotMeta { number, first_seq, filled, lost })
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Self {
+            nslots,
+            layout,
+            lossless: ch >> 32 & 1 == 1,
+            writer_pid: w(off::PID).ok_or_else(bad)? as u32,
+            write_seq,
+            read_seq: w(off::READ_SEQ).ok_or_else(bad)?,
+            published: w(off::PUBLISHED).ok_or_else(bad)?,
+            overwritten: w(off::OVERWRITTEN).ok_or_else(bad)?,
+            waits: w(off::WAITS).ok_or_else(bad)?,
+            dropped: w(off::DROPPED).ok_or_else(bad)?,
+            newest,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +297,9 @@ mod tests {
             assert_eq!(o, if n < 2 { Published::Ok } else { Published::Overwrote });
         }
         assert_eq!(w.counts(), (5, 3, 0, 0));
+        let snap = RingSnapshot::read(&ring_path(&name)).unwrap();
+        assert_eq!((snap.write_seq, snap.overwritten, snap.nslots), (5, 3, 2));
+        assert_eq!(snap.newest.as_ref().map(|b| b.number), Some(4));
         // The newest block is in slot 4 % 2 = 0 with seq 5.
         let bytes = std::fs::read(ring_path(&name)).unwrap();
         let stride = u64::from_le_bytes(bytes[24..32].try_into().unwrap()) as usize;

@@ -59,9 +59,10 @@ struct BlocksArgs {
 
 #[derive(Subcommand)]
 enum BlocksAction {
-    /// Print a block's layout and loss map (FILE: the .bin or its .json sidecar).
+    /// Print a block's layout and loss map (FILE: the .bin or its .json
+    /// sidecar; or the NAME of a shared-memory ring: its newest block).
     Inspect {
-        /// Block file.
+        /// Block file, or ring name.
         file: PathBuf,
         /// JSON output (the sidecar, checked against the data file).
         #[arg(long)]
@@ -771,6 +772,35 @@ fn cmd_testbed(a: TestbedArgs) -> anyhow::Result<ExitCode> {
 
 fn cmd_blocks(a: BlocksArgs) -> anyhow::Result<ExitCode> {
     let BlocksAction::Inspect { file, json } = a.action;
+    let ring = linecap::sink::shmring::ring_path(&file.to_string_lossy());
+    if !file.exists() && !file.to_string_lossy().contains('/') && ring.exists() {
+        let r = linecap::sink::shmring::RingSnapshot::read(&ring).map_err(anyhow::Error::msg)?;
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "ring {}: {} slots, {} channel(s) x {} slots x {} bytes, {}; writer {}",
+                file.display(),
+                r.nslots,
+                r.layout.channels,
+                r.layout.slots,
+                r.layout.slot_bytes,
+                if r.lossless { "lossless" } else { "lossy" },
+                if r.writer_pid == 0 { "finished".to_string() } else { format!("pid {}", r.writer_pid) }
+            );
+            println!(
+                "  published {} (write_seq {}), read_seq {}, overwritten {}, waits {}, dropped {}",
+                r.published, r.write_seq, r.read_seq, r.overwritten, r.waits, r.dropped
+            );
+            if let Some(b) = &r.newest {
+                println!(
+                    "  newest block {}: first seq {}, filled {}, lost {}",
+                    b.number, b.first_seq, b.filled, b.lost
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let side = if file.extension().is_some_and(|e| e == "json") {
         file.clone()
     } else {
