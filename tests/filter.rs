@@ -212,10 +212,26 @@ fn bpf_file_from_tcpdump_is_used() {
     let to2 = format!("{}:9001", linecap::testbed::RX_ADDR);
     let cap = capture(
         Some(&tb.ns_rx),
-        &["--backend", "afpacket", "--iface", &tb.if_rx, "--bpf-file", f.to_str().unwrap()],
+        &[
+            "--backend",
+            "afpacket",
+            "--iface",
+            &tb.if_rx,
+            "--bpf-file",
+            f.to_str().unwrap(),
+            "--verify",
+            "seq",
+        ],
     );
-    let a = send(Some(&tb.ns_tx), &["--to", &to, "--count", "300", "--rate", "20kpps"]);
+    // First a stream the program rejects, then one it accepts.
     let _b = send(Some(&tb.ns_tx), &["--to", &to2, "--count", "200", "--rate", "20kpps"]);
+    let before = linecap::orchestrate::TestbedCounters::read(&tb).unwrap();
+    let a = send(Some(&tb.ns_tx), &["--to", &to, "--count", "300", "--rate", "20kpps"]);
     let rep = stop(cap);
-    assert_eq!(rep.received, a.packets);
+    let after = linecap::orchestrate::TestbedCounters::read(&tb).unwrap();
+    let v = rep.verify.unwrap();
+    assert_eq!(v.valid, rep.received);
+    // Every accepted packet is delivered or its loss is counted (veth ring,
+    // packet ring), and no rejected one got in (it would leave the books short).
+    assert_books(&a, &rep, &before.drops(&after, &rep));
 }

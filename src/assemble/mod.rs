@@ -18,6 +18,8 @@ pub mod layout;
 
 pub use layout::Layout;
 
+pub use crate::sys::shm::PageBuf;
+
 use std::collections::VecDeque;
 
 /// What the assembler counted.
@@ -63,8 +65,8 @@ pub struct Block {
     pub number: u64,
     /// Sequence number of slot 0.
     pub first_seq: u64,
-    /// `channels × slots × slot_bytes` bytes.
-    pub data: Vec<u8>,
+    /// `channels × slots × slot_bytes` bytes, page-aligned (huge pages when possible).
+    pub data: PageBuf,
     /// One bit per (channel, slot), row-major, LSB first.
     pub present: Vec<u64>,
     /// Slots that arrived.
@@ -102,7 +104,7 @@ impl Default for Options {
 
 struct Open {
     number: u64,
-    data: Vec<u8>,
+    data: PageBuf,
     present: Vec<u64>,
     filled: u64,
 }
@@ -116,7 +118,7 @@ pub struct Assembler {
     base: Option<u64>,
     /// First sequence number of the current stream (slots before it are not lost).
     start: u64,
-    pool: Vec<Vec<u8>>,
+    pool: Vec<PageBuf>,
     counts: AssemblyCounts,
     /// Number of the last block completed in the current stream.
     last_completed: Option<u64>,
@@ -129,7 +131,8 @@ impl Assembler {
     /// allocations; the hot path never allocates block memory).
     pub fn new(layout: Layout, opts: Options) -> Self {
         let opts = Options { window: opts.window.max(1), pool: opts.pool.max(opts.window.max(1)), ..opts };
-        let pool = (0..opts.pool).map(|_| vec![0u8; layout.block_bytes()]).collect();
+        // Allocation failure leaves a smaller pool: counted as no_buffer drops, not a crash.
+        let pool = (0..opts.pool).filter_map(|_| PageBuf::new(layout.block_bytes()).ok()).collect();
         Self {
             layout,
             opts,
@@ -154,7 +157,7 @@ impl Assembler {
     }
 
     /// Returns a block's buffer to the pool.
-    pub fn recycle(&mut self, data: Vec<u8>) {
+    pub fn recycle(&mut self, data: PageBuf) {
         if data.len() == self.layout.block_bytes() && self.pool.len() < self.opts.pool {
             self.pool.push(data);
         }

@@ -29,7 +29,9 @@ fn run(layout: Layout, opts: Options, packets: &[(u64, usize)]) -> Run {
         let mut got = Vec::new();
         a.push(s, ch, &data(s, ch, layout.slot_bytes), &mut |b| got.push(b));
         for b in got {
-            blocks.push(Block { data: b.data.clone(), present: b.present.clone(), ..b });
+            let mut copy = PageBuf::new(b.data.len()).unwrap();
+            copy.copy_from_slice(&b.data);
+            blocks.push(Block { data: copy, present: b.present.clone(), ..b });
             a.recycle(b.data);
         }
     }

@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use super::shmring::{Published, RingOptions, RingWriter};
-use crate::assemble::{Assembler, AssemblyCounts, Block, Layout, Options};
+use crate::assemble::{Assembler, AssemblyCounts, Block, Layout, Options, PageBuf};
 use crate::format::raw::{RawSpec, Unwrap};
 use crate::format::seq;
 use crate::packet::Batch;
@@ -152,7 +152,7 @@ pub struct BlockSink {
     unwrap: Unwrap,
     format: StreamFormat,
     tx: Option<SyncSender<Job>>,
-    back: Receiver<Vec<u8>>,
+    back: Receiver<PageBuf>,
     writer: Option<JoinHandle<WriterTotals>>,
     counters: StageCounters,
     dropped_blocks: u64,
@@ -237,7 +237,7 @@ impl BlockSink {
         let pool = opts.assembler.pool.max(opts.assembler.window + queue + 1);
         let asm = Assembler::new(opts.layout, Options { pool, ..opts.assembler });
         let (tx, rx) = sync_channel::<Job>(queue);
-        let (back_tx, back) = sync_channel::<Vec<u8>>(pool);
+        let (back_tx, back) = sync_channel::<PageBuf>(pool);
         let closing = Arc::new(AtomicBool::new(false));
         let give_up = closing.clone();
         let output = opts.output.clone();

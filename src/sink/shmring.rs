@@ -278,7 +278,11 @@ mod tests {
         Block {
             number: n,
             first_seq: n * layout.slots as u64,
-            data: vec![n as u8; layout.block_bytes()],
+            data: {
+                let mut d = crate::assemble::PageBuf::new(layout.block_bytes()).unwrap();
+                d.fill(n as u8);
+                d
+            },
             present: vec![u64::MAX; (layout.slots * layout.channels).div_ceil(64)],
             filled: layout.slots as u64,
             lost: 0,

@@ -149,3 +149,81 @@ pub fn process_alive(pid: u32) -> bool {
         && (unsafe { libc::kill(pid, 0) } == 0
             || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
+
+/// A page-aligned buffer from its own anonymous mapping: block memory a GPU
+/// driver can register. Huge pages (2 MiB) are used when the size is a
+/// multiple of them and the kernel has some free; 4 KiB pages otherwise.
+pub struct PageBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    map_len: usize,
+    huge: bool,
+}
+
+// SAFETY: the mapping is owned by this value alone; moving it moves ownership.
+unsafe impl Send for PageBuf {}
+// SAFETY: shared references only read.
+unsafe impl Sync for PageBuf {}
+
+impl PageBuf {
+    /// A zeroed buffer of `len` bytes (at least one page is mapped).
+    pub fn new(len: usize) -> io::Result<Self> {
+        const HUGE: usize = 2 << 20;
+        let try_huge = len >= HUGE && len.is_multiple_of(HUGE);
+        let map = |flags: i32, map_len: usize| {
+            // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    map_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+                    -1,
+                    0,
+                )
+            };
+            (p != libc::MAP_FAILED).then_some(p)
+        };
+        if try_huge && let Some(p) = map(libc::MAP_HUGETLB, len) {
+            let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+            return Ok(Self { ptr, len, map_len: len, huge: true });
+        }
+        let map_len = len.max(1).next_multiple_of(4096);
+        let p = map(0, map_len).ok_or_else(io::Error::last_os_error)?;
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, map_len, huge: false })
+    }
+
+    /// Whether the buffer sits on huge pages.
+    pub fn is_huge(&self) -> bool {
+        self.huge
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` valid bytes, owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for PageBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PageBuf({} bytes{})", self.len, if self.huge { ", huge pages" } else { "" })
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region mapped in `new`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
