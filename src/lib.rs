@@ -11,6 +11,7 @@
 
 pub mod assemble;
 pub mod bench;
+pub mod bpf;
 pub mod capture;
 pub mod filter;
 pub mod format;

@@ -9,6 +9,7 @@
 //! (`-1` + `errno`) into `io::Error` so callers can match on the kind.
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod mmsg;
 pub mod packet;
 pub mod shm;

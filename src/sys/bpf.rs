@@ -1,0 +1,155 @@
+//! The `bpf(2)` syscall: maps, program loading (with the verifier's log),
+//! test runs and BPF links. `bpf_attr` is a union whose members are laid
+//! out by the kernel's UAPI; each command fills a zeroed 128-byte buffer at
+//! the documented offsets (unused bytes must stay zero), which keeps this
+//! independent of headers linecap does not have.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::cvt;
+
+const BPF_MAP_CREATE: i32 = 0;
+const BPF_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_PROG_LOAD: i32 = 5;
+const BPF_PROG_TEST_RUN: i32 = 10;
+const BPF_LINK_CREATE: i32 = 28;
+
+/// `BPF_MAP_TYPE_XSKMAP`.
+pub const MAP_TYPE_XSKMAP: u32 = 17;
+/// `BPF_PROG_TYPE_XDP`.
+pub const PROG_TYPE_XDP: u32 = 6;
+/// `BPF_XDP` attach type.
+pub const ATTACH_XDP: u32 = 37;
+
+/// A zeroed `bpf_attr` with typed writers.
+struct Attr([u64; 16]);
+
+impl Attr {
+    fn new() -> Self {
+        Self([0; 16])
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: a [u64; 16] is 128 initialised bytes; u8 has no alignment needs.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), 128) }
+    }
+    fn u32(mut self, at: usize, v: u32) -> Self {
+        self.bytes()[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64(mut self, at: usize, v: u64) -> Self {
+        self.bytes()[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn name(mut self, at: usize, name: &str) -> Self {
+        let n = name.len().min(15);
+        self.bytes()[at..at + n].copy_from_slice(&name.as_bytes()[..n]);
+        self
+    }
+    fn read_u32(&mut self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.bytes()[at..at + 4].try_into().expect("4"))
+    }
+}
+
+fn bpf(cmd: i32, attr: &mut Attr) -> io::Result<i64> {
+    // SAFETY: `attr` is a 128-byte buffer laid out for `cmd`; every pointer
+    // stored in it refers to memory the caller keeps alive for the call.
+    cvt(unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.0.as_mut_ptr(), 128u32) })
+}
+
+fn fd(ret: i64) -> OwnedFd {
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+fn hint(e: io::Error, what: &str) -> io::Error {
+    let msg = match e.raw_os_error() {
+        Some(libc::EPERM) => format!("{what}: {e}; needs CAP_BPF and CAP_NET_ADMIN: run as root"),
+        _ => format!("{what}: {e}"),
+    };
+    io::Error::new(e.kind(), msg)
+}
+
+/// Creates a map.
+pub fn map_create(map_type: u32, key: u32, value: u32, entries: u32, name: &str) -> io::Result<OwnedFd> {
+    let mut a = Attr::new().u32(0, map_type).u32(4, key).u32(8, value).u32(12, entries).name(28, name);
+    bpf(BPF_MAP_CREATE, &mut a).map(fd).map_err(|e| hint(e, "cannot create a BPF map"))
+}
+
+/// Sets `map[key] = value` (4-byte keys and values).
+pub fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (k, v) = (key, value);
+    let mut a =
+        Attr::new().u32(0, map.as_raw_fd() as u32).u64(8, &raw const k as u64).u64(16, &raw const v as u64);
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(drop)
+}
+
+/// A failed load, with the verifier's words.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel refused the XDP program: {error}\nverifier log:\n{log}")]
+pub struct LoadError {
+    /// The syscall error.
+    pub error: io::Error,
+    /// The verifier log.
+    pub log: String,
+}
+
+/// Loads a program (`insns`: the instruction bytes). On failure the
+/// verifier log is carried in the error.
+pub fn prog_load(prog_type: u32, attach_type: u32, insns: &[u8], name: &str) -> Result<OwnedFd, LoadError> {
+    let license = c"Dual MIT/GPL";
+    let mut log = vec![0u8; 1 << 16];
+    let load = |level: u32, log: &mut Vec<u8>| {
+        let mut a = Attr::new()
+            .u32(0, prog_type)
+            .u32(4, (insns.len() / 8) as u32)
+            .u64(8, insns.as_ptr() as u64)
+            .u64(16, license.as_ptr() as u64)
+            .u32(24, level)
+            .u32(28, if level > 0 { log.len() as u32 } else { 0 })
+            .u64(32, if level > 0 { log.as_mut_ptr() as u64 } else { 0 })
+            .name(48, name)
+            .u32(68, attach_type);
+        bpf(BPF_PROG_LOAD, &mut a)
+    };
+    match load(0, &mut log) {
+        Ok(r) => Ok(fd(r)),
+        Err(_) => {
+            // Load again with the log on, to say why.
+            let error = match load(1, &mut log) {
+                Ok(r) => return Ok(fd(r)),
+                Err(e) => hint(e, "BPF_PROG_LOAD"),
+            };
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            Err(LoadError { error, log: String::from_utf8_lossy(&log[..end]).into_owned() })
+        }
+    }
+}
+
+/// Runs an XDP program once on `frame` (`BPF_PROG_TEST_RUN`) as if it
+/// arrived on receive queue 0; returns the action it chose.
+pub fn xdp_test_run(prog: &OwnedFd, frame: &[u8]) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut a = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u32(12, out.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, 1);
+    bpf(BPF_PROG_TEST_RUN, &mut a).map_err(|e| hint(e, "BPF_PROG_TEST_RUN"))?;
+    Ok(a.read_u32(4))
+}
+
+/// Attaches an XDP program to an interface with a BPF link: the program
+/// is detached when the returned fd closes, including when the process dies.
+pub fn xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let mut a = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, ifindex).u32(8, ATTACH_XDP).u32(12, flags);
+    bpf(BPF_LINK_CREATE, &mut a)
+        .map(fd)
+        .map_err(|e| hint(e, "cannot attach the XDP program (BPF_LINK_CREATE)"))
+}
