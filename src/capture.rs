@@ -19,6 +19,7 @@ use crate::source::Source;
 use crate::source::afpacket::{AfPacketOptions, AfPacketSource, FanoutMode};
 use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
 use crate::source::uring::UringSource;
+use crate::source::xdp::{XdpOptions, XdpSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
     BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters,
@@ -33,6 +34,8 @@ pub enum BackendConfig {
     Socket(SocketOptions),
     /// UDP sockets read with io_uring multishot recvmsg (one ring per thread).
     Uring(SocketOptions),
+    /// AF_XDP on one queue, with linecap's XDP program redirecting the flow.
+    Xdp(XdpOptions),
     /// AF_PACKET TPACKET_V3 rings (one per thread, one fanout group when several).
     AfPacket {
         /// Ring, interface and filter options.
@@ -408,6 +411,33 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                 } else {
                     "socket_overflow"
                 },
+            }
+        }
+        BackendConfig::Xdp(o) => {
+            anyhow::ensure!(
+                cfg.threads == 1,
+                "--backend xdp runs one socket on one queue for now (--threads 1)"
+            );
+            let src = XdpSource::open(o).map_err(|e| anyhow::anyhow!(e))?;
+            let mode = src.mode();
+            sources.push(Box::new(src));
+            SourceInfo {
+                backend: "xdp",
+                mode: format!(
+                    "{}, {}",
+                    if mode.zero_copy { "zero-copy" } else { "copy" },
+                    if mode.native { "native" } else { "generic" }
+                ),
+                listen: format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port()),
+                description: format!(
+                    "xdp/{} {} XDP, {} ring entries",
+                    if mode.zero_copy { "zero-copy" } else { "copy-mode" },
+                    if mode.native { "native" } else { "generic" },
+                    o.ring
+                ),
+                gro: false,
+                buffer: i64::from(o.ring) * i64::from(o.frame_size),
+                drop_stage: "xsk_dropped",
             }
         }
         BackendConfig::AfPacket { opts, fanout } => {

@@ -150,3 +150,118 @@ fn bpf_link_attaches_natively_and_detaches_with_its_fd() {
     }
     assert!(!shows_xdp(), "detached when the link fd closed");
 }
+
+fn xdp_testbed() -> linecap::testbed::Testbed {
+    linecap::testbed::Testbed::up(&linecap::testbed::TestbedOptions::new(&unique("q"))).unwrap()
+}
+
+fn has_xdp(tb: &linecap::testbed::Testbed) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &tb.ns_rx, "link", "show", "dev", &tb.if_rx])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+#[test]
+fn af_xdp_capture_closes_the_books() {
+    if !root_or_skip("af_xdp_capture_closes_the_books") {
+        return;
+    }
+    use linecap::orchestrate::TestbedCounters;
+    let tb = xdp_testbed();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    for (count_or_duration, rate) in [(["--count", "40000"], "100kpps"), (["--duration", "1s"], "max")] {
+        let before = TestbedCounters::read(&tb).unwrap();
+        let cap = capture(
+            Some(&tb.ns_rx),
+            &["--backend", "xdp", "--iface", &tb.if_rx, "--listen", &to, "--verify", "seq"],
+        );
+        assert!(has_xdp(&tb), "program attached while capturing");
+        let mut s = vec!["--to", to.as_str(), "--rate", rate];
+        s.extend_from_slice(&count_or_duration);
+        let sent = send(Some(&tb.ns_tx), &s);
+        let rep = stop(cap);
+        let after = TestbedCounters::read(&tb).unwrap();
+        assert_eq!(rep.backend, "xdp");
+        assert_eq!(rep.mode, "copy, native", "veth: native XDP, copy-mode AF_XDP");
+        assert_books(&sent, &rep, &before.drops(&after, &rep));
+        let v = rep.verify.unwrap();
+        assert_eq!((v.valid, v.corrupt, v.malformed), (rep.received, 0, 0));
+        assert!(!has_xdp(&tb), "detached at exit");
+    }
+}
+
+#[test]
+fn af_xdp_faults_are_clear() {
+    if !root_or_skip("af_xdp_faults_are_clear") {
+        return;
+    }
+    let tb = xdp_testbed();
+    let cap = |args: &[&str]| {
+        let mut a = vec!["capture", "--netns", tb.ns_rx.as_str(), "--backend", "xdp", "--duration", "1s"];
+        a.extend_from_slice(args);
+        linecap(&a)
+    };
+    let check = |o: std::process::Output, needle: &str| {
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains(needle), "expected '{needle}' in: {e}");
+    };
+    check(cap(&["--listen", "198.18.0.2:9000"]), "needs --iface");
+    check(cap(&["--iface", "nosuchif0"]), "not found");
+    check(cap(&["--iface", &tb.if_rx, "--queue", "7"]), "queue 7");
+    // Another program attached: refused, never replaced.
+    let ifr = tb.if_rx.clone();
+    let link = linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
+        use std::os::fd::AsRawFd;
+        let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 1, "other").unwrap();
+        let p = bpf::prog_load(
+            bpf::PROG_TYPE_XDP,
+            bpf::ATTACH_XDP,
+            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS)),
+            "other",
+        )
+        .unwrap();
+        bpf::xdp_link(&p, linecap::sys::packet::if_index(&ifr).unwrap(), 1 << 2).unwrap()
+    })
+    .unwrap();
+    check(cap(&["--iface", &tb.if_rx]), "another XDP program is attached");
+    drop(link);
+    // SIGKILL: the link dies with the process, the interface passes traffic again.
+    let mut child = std::process::Command::new(exe())
+        .args([
+            "capture",
+            "--netns",
+            &tb.ns_rx,
+            "--backend",
+            "xdp",
+            "--iface",
+            &tb.if_rx,
+            "--duration",
+            "30s",
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if has_xdp(&tb) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(has_xdp(&tb));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for _ in 0..100 {
+        if !has_xdp(&tb) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!has_xdp(&tb), "program detached after SIGKILL");
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to]);
+    let sent = send(Some(&tb.ns_tx), &["--to", &to, "--count", "1000", "--rate", "20kpps"]);
+    assert!(stop(cap).received > 0 && sent.packets == 1000, "traffic passes again");
+}

@@ -5,6 +5,7 @@
 pub mod afpacket;
 pub mod socket;
 pub mod uring;
+pub mod xdp;
 
 use std::io;
 

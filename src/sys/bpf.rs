@@ -149,7 +149,7 @@ pub fn xdp_test_run(prog: &OwnedFd, frame: &[u8]) -> io::Result<u32> {
 pub fn xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     let mut a = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, ifindex).u32(8, ATTACH_XDP).u32(12, flags);
-    bpf(BPF_LINK_CREATE, &mut a)
-        .map(fd)
-        .map_err(|e| hint(e, "cannot attach the XDP program (BPF_LINK_CREATE)"))
+    // The raw error: callers tell "another program is attached" (EEXIST,
+    // EBUSY) from "no native XDP here" by its number.
+    bpf(BPF_LINK_CREATE, &mut a).map(fd)
 }

@@ -14,6 +14,7 @@ pub mod mmsg;
 pub mod packet;
 pub mod shm;
 pub mod uring;
+pub mod xsk;
 
 use std::ffi::CString;
 use std::io;

@@ -21,6 +21,7 @@ use linecap::sink::shmring::RingOptions;
 use linecap::source::afpacket::{AfPacketOptions, FanoutMode};
 use linecap::source::socket::RecvMode;
 use linecap::source::socket::SocketOptions;
+use linecap::source::xdp::XdpOptions;
 use linecap::stats::{self, Snapshot, render};
 use linecap::testbed::{self, Placement, Testbed, TestbedOptions};
 use linecap::units::{self, Rate};
@@ -78,6 +79,8 @@ enum Backend {
     Afpacket,
     /// UDP socket read by io_uring multishot recvmsg with a provided-buffer ring (Linux 6.0+).
     Uring,
+    /// AF_XDP socket on one queue of --iface, fed by linecap's XDP program (the --listen port).
+    Xdp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,6 +121,12 @@ struct CaptureArgs {
     /// Milliseconds after which a partly filled block is handed over (afpacket).
     #[arg(long, default_value_t = 10)]
     retire_ms: u32,
+    /// Receive queue (xdp backend).
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
+    #[arg(long, default_value_t = 4096)]
+    xdp_ring: u32,
     /// How a fanout group spreads packets over --threads (afpacket).
     #[arg(long, value_enum, default_value = "hash")]
     fanout: FanoutMode,
@@ -440,7 +449,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
             o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
             o.throttle_bytes_per_sec = a.sink_throttle;
-            if let Backend::Afpacket = a.backend {
+            if let Backend::Afpacket | Backend::Xdp = a.backend {
                 o.link = Link::Ethernet;
             }
             Some(o)
@@ -476,6 +485,20 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     BackendConfig::Socket(o)
                 }
+            }
+            Backend::Xdp => {
+                let Some(iface) = &a.iface else {
+                    bail!("--backend xdp needs --iface IF (see 'ip link')");
+                };
+                anyhow::ensure!(a.xdp_ring.is_power_of_two(), "--xdp-ring must be a power of two");
+                BackendConfig::Xdp(XdpOptions {
+                    iface: iface.clone(),
+                    queue: a.queue,
+                    listen: a.listen,
+                    ring: a.xdp_ring,
+                    frame_size: 2048,
+                    batch: a.batch,
+                })
             }
             Backend::Afpacket => {
                 let Some(iface) = &a.iface else {

@@ -1,0 +1,203 @@
+//! The `xdp` backend: linecap's XDP program redirects the capture's flow
+//! (UDP to the listen port) from one receive queue into an AF_XDP socket;
+//! everything else goes on to the kernel. A batch is the rx descriptors
+//! one call finds; packets are views into the UMEM; the frames go back on
+//! the fill ring when the next batch is asked for. The program is attached
+//! through a BPF link, so it is detached when linecap exits, even on a
+//! crash. Native (driver) mode first, generic mode as a fallback that says so.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::{RecvStats, Source};
+use crate::bpf::insn::to_bytes;
+use crate::bpf::xdp::{Match, XDP_PASS, redirect_program};
+use crate::format::l2l4::{self, Decoded};
+use crate::packet::{Batch, FLAG_UDP, PacketMeta};
+use crate::sys::xsk::{XdpStats, XskRx};
+use crate::sys::{self, bpf};
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// Options of an XDP source.
+#[derive(Debug, Clone)]
+pub struct XdpOptions {
+    /// Interface.
+    pub iface: String,
+    /// Receive queue.
+    pub queue: u32,
+    /// The flow: UDP destination port, and address when not a wildcard.
+    pub listen: SocketAddr,
+    /// Ring entries (power of two).
+    pub ring: u32,
+    /// Frame size (2048 or 4096).
+    pub frame_size: u32,
+    /// Packets per batch.
+    pub batch: usize,
+}
+
+/// How the program and socket ended up running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct XdpMode {
+    /// Zero-copy (else copy) AF_XDP.
+    pub zero_copy: bool,
+    /// Native (driver) XDP (else generic).
+    pub native: bool,
+}
+
+/// An AF_XDP receiver with its program attached.
+pub struct XdpSource {
+    // Dropped first: detaches the program before the socket goes.
+    _link: OwnedFd,
+    _map: OwnedFd,
+    xsk: XskRx,
+    descs: Vec<(u64, u32)>,
+    held: Vec<(u64, u32)>,
+    metas: Vec<PacketMeta>,
+    sources: Vec<Option<SocketAddr>>,
+    last: RecvStats,
+    mode: XdpMode,
+    batch: usize,
+}
+
+impl XdpSource {
+    /// Creates the socket, the XSKMAP and program, and attaches it.
+    pub fn open(o: &XdpOptions) -> io::Result<Self> {
+        let ifindex = sys::packet::if_index(&o.iface).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("interface '{}' not found in this network namespace (see 'ip link')", o.iface),
+            )
+        })?;
+        let xsk = XskRx::new(ifindex, o.queue, o.ring, o.frame_size, o.ring)?;
+        let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, o.queue + 1, "lc_xsks")?;
+        bpf::map_update_u32(&map, o.queue, xsk.fd().as_raw_fd() as u32)?;
+        let ipv4_dst = match o.listen.ip() {
+            IpAddr::V4(a) if a != Ipv4Addr::UNSPECIFIED => Some(a),
+            _ => None,
+        };
+        let prog = redirect_program(Match { port: o.listen.port(), ipv4_dst }, map.as_raw_fd(), XDP_PASS);
+        let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_redirect")
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let (link, native) = match bpf::xdp_link(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
+            Ok(l) => (l, true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "another XDP program is attached to {}: linecap does not replace it; detach it (ip link set dev {} xdp off) and retry",
+                        o.iface, o.iface
+                    ),
+                ));
+            }
+            Err(_) => {
+                let l = bpf::xdp_link(&prog, ifindex, XDP_FLAGS_SKB_MODE).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot attach XDP to {}: {e}; does it support XDP?", o.iface),
+                    )
+                })?;
+                eprintln!("linecap: {} has no native XDP; using generic XDP (slower)", o.iface);
+                (l, false)
+            }
+        };
+        let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
+        Ok(Self {
+            _link: link,
+            _map: map,
+            xsk,
+            descs: Vec::with_capacity(o.batch),
+            held: Vec::with_capacity(o.batch),
+            metas: Vec::with_capacity(o.batch),
+            sources: Vec::with_capacity(o.batch),
+            last: RecvStats::default(),
+            mode,
+            batch: o.batch.max(1),
+        })
+    }
+
+    /// Copy or zero-copy, native or generic.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// The kernel's AF_XDP counters.
+    pub fn stats(&self) -> io::Result<XdpStats> {
+        self.xsk.stats()
+    }
+}
+
+impl Source for XdpSource {
+    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
+        let held = std::mem::take(&mut self.held);
+        self.xsk.release(&held);
+        self.held = held;
+        self.held.clear();
+        let mut descs = std::mem::take(&mut self.descs);
+        let mut n = self.xsk.peek(&mut descs, self.batch);
+        if n == 0 {
+            // Copy mode on veth never sets need_wakeup on the fill ring, so
+            // waking is cheap insurance; then wait for the rx ring.
+            self.xsk.wake();
+            sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 100 })?;
+            n = self.xsk.peek(&mut descs, self.batch);
+        }
+        self.descs = descs;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.metas.clear();
+        self.sources.clear();
+        let ts = sys::realtime_ns();
+        let umem_len = self.xsk.umem().len() as u64;
+        for &(addr, len) in &self.descs {
+            if addr + u64::from(len) > umem_len {
+                continue;
+            }
+            let frame = &self.xsk.umem()[addr as usize..(addr + u64::from(len)) as usize];
+            let mut m = PacketMeta {
+                ts_ns: ts,
+                msg: self.sources.len() as u32,
+                frame_offset: addr as u32,
+                frame_len: len,
+                wire_len: len,
+                ..PacketMeta::default()
+            };
+            match l2l4::decode(frame, None) {
+                Decoded::Udp(u) => {
+                    m.offset = (addr as usize + u.payload_offset) as u32;
+                    m.len = u.payload_len as u32;
+                    m.flags = FLAG_UDP;
+                    self.sources.push(Some(u.src));
+                }
+                _ => self.sources.push(None),
+            }
+            self.metas.push(m);
+        }
+        self.held.extend_from_slice(&self.descs);
+        self.last = RecvStats { datagrams: n as u64, ..RecvStats::default() };
+        Ok(Some(Batch::new(
+            self.xsk.umem(),
+            &self.metas,
+            &self.sources,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        )))
+    }
+
+    fn last(&self) -> RecvStats {
+        self.last
+    }
+
+    /// Frames the kernel could not deliver to this socket: rx ring full,
+    /// fill ring empty, other drops, invalid descriptors.
+    fn kernel_drops(&mut self) -> io::Result<u64> {
+        let s = self.xsk.stats()?;
+        Ok(s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs)
+    }
+
+    fn ring_freezes(&self) -> u64 {
+        self.xsk.stats().map_or(0, |s| s.rx_fill_ring_empty_descs)
+    }
+}

@@ -1,0 +1,366 @@
+//! AF_XDP receive: a socket bound to one queue of an interface, its UMEM
+//! (the frame memory shared with the kernel) and its fill and rx rings.
+//!
+//! Protocol: user space puts free frame addresses on the fill ring; the
+//! kernel takes them, writes frames and posts `(addr, len)` descriptors on
+//! the rx ring. A frame named by an rx descriptor belongs to user space
+//! until its address goes back on the fill ring. Producer and consumer
+//! indexes are shared words: each side writes its own with release ordering
+//! and reads the other's with acquire ordering.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::cvt;
+use super::shm::PageBuf;
+
+const AF_XDP: i32 = 44;
+const SOL_XDP: i32 = 283;
+const XDP_MMAP_OFFSETS: i32 = 1;
+const XDP_RX_RING: i32 = 2;
+const XDP_UMEM_REG: i32 = 4;
+const XDP_UMEM_FILL_RING: i32 = 5;
+const XDP_UMEM_COMPLETION_RING: i32 = 6;
+const XDP_STATISTICS: i32 = 7;
+const XDP_PGOFF_RX_RING: i64 = 0;
+const XDP_UMEM_PGOFF_FILL_RING: i64 = 0x1_0000_0000;
+const XDP_COPY: u16 = 1 << 1;
+const XDP_ZEROCOPY: u16 = 1 << 2;
+const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+const XDP_RING_NEED_WAKEUP: u32 = 1;
+
+#[repr(C)]
+struct UmemReg {
+    addr: u64,
+    len: u64,
+    chunk_size: u32,
+    headroom: u32,
+    flags: u32,
+    tx_metadata_len: u32,
+}
+const _: () = assert!(size_of::<UmemReg>() == 32);
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct RingOffset {
+    producer: u64,
+    consumer: u64,
+    desc: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct MmapOffsets {
+    rx: RingOffset,
+    tx: RingOffset,
+    fr: RingOffset,
+    cr: RingOffset,
+}
+const _: () = assert!(size_of::<MmapOffsets>() == 128);
+
+#[repr(C)]
+struct SockaddrXdp {
+    family: u16,
+    flags: u16,
+    ifindex: u32,
+    queue_id: u32,
+    shared_umem_fd: u32,
+}
+const _: () = assert!(size_of::<SockaddrXdp>() == 16);
+
+/// `XDP_STATISTICS`: the kernel's counts for this socket (cumulative).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct XdpStats {
+    /// Frames dropped for other reasons than the two below.
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the rx side.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors on the tx side.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the tx ring was empty.
+    pub tx_ring_empty_descs: u64,
+}
+const _: () = assert!(size_of::<XdpStats>() == 48);
+
+/// One mapped ring: shared producer/consumer/flags words and descriptors.
+struct Ring {
+    map: NonNull<u8>,
+    map_len: usize,
+    producer: *const AtomicU32,
+    consumer: *const AtomicU32,
+    flags: *const AtomicU32,
+    desc: *mut u8,
+    size: u32,
+}
+
+impl Ring {
+    fn map(fd: &OwnedFd, off: &RingOffset, pgoff: i64, size: u32, desc_bytes: usize) -> io::Result<Self> {
+        let map_len = off.desc as usize + size as usize * desc_bytes;
+        // SAFETY: mapping the ring the kernel allocated for this socket at its
+        // documented page offset, of the size its offsets describe.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                pgoff,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = p.cast::<u8>();
+        // SAFETY: the offsets come from XDP_MMAP_OFFSETS and lie inside the mapping.
+        unsafe {
+            Ok(Self {
+                map: NonNull::new(base).ok_or_else(|| io::Error::other("mmap returned null"))?,
+                map_len,
+                producer: base.add(off.producer as usize).cast(),
+                consumer: base.add(off.consumer as usize).cast(),
+                flags: base.add(off.flags as usize).cast(),
+                desc: base.add(off.desc as usize),
+                size,
+            })
+        }
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: points into the live mapping, 4-aligned, shared with the kernel atomically.
+        unsafe { &*self.producer }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as above.
+        unsafe { &*self.consumer }
+    }
+
+    fn flags(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { &*self.flags }.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// An AF_XDP socket receiving on one queue.
+pub struct XskRx {
+    // Rings are unmapped before the socket closes (field order).
+    fill: Ring,
+    rx: Ring,
+    fd: OwnedFd,
+    umem: PageBuf,
+    frame_size: u32,
+    zero_copy: bool,
+}
+
+// SAFETY: the rings and UMEM are owned by this value and used by one thread.
+unsafe impl Send for XskRx {}
+
+fn sockopt<T>(fd: &OwnedFd, name: i32, v: &T) -> io::Result<()> {
+    // SAFETY: `v` is a valid value of the type the option expects, for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_XDP,
+            name,
+            (v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+impl XskRx {
+    /// Creates the socket, registers `frames` frames of `frame_size` bytes
+    /// (a power of two, 2048 or 4096), sets up rings of `ring` entries (a
+    /// power of two), fills the fill ring and binds to (ifindex, queue):
+    /// zero-copy when the driver can, copy mode otherwise.
+    pub fn new(ifindex: u32, queue: u32, frames: u32, frame_size: u32, ring: u32) -> io::Result<Self> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let raw =
+            cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    io::Error::new(e.kind(), "AF_XDP needs CAP_NET_ADMIN (and CAP_BPF): run as root")
+                } else {
+                    io::Error::new(e.kind(), format!("cannot open an AF_XDP socket: {e}"))
+                }
+            })?;
+        // SAFETY: `raw` was just returned by socket().
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = PageBuf::new(frames as usize * frame_size as usize)?;
+        let reg = UmemReg {
+            addr: umem.as_ptr() as u64,
+            len: umem.len() as u64,
+            chunk_size: frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sockopt(&fd, XDP_UMEM_REG, &reg)?;
+        sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
+        sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
+        sockopt(&fd, XDP_RX_RING, &ring)?;
+        let mut off = MmapOffsets::default();
+        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
+        })?;
+        let rx = Ring::map(&fd, &off.rx, XDP_PGOFF_RX_RING, ring, 16)?;
+        let fill = Ring::map(&fd, &off.fr, XDP_UMEM_PGOFF_FILL_RING, ring, 8)?;
+        let mut me = Self { fill, rx, fd, umem, frame_size, zero_copy: false };
+        // Hand the kernel as many frames as the fill ring holds.
+        let n = ring.min(frames);
+        for i in 0..n {
+            me.fill_slot(i, u64::from(i) * u64::from(frame_size));
+        }
+        me.fill.producer().store(n, Ordering::Release);
+        for (flags, zc) in
+            [(XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP, true), (XDP_COPY | XDP_USE_NEED_WAKEUP, false)]
+        {
+            let sa =
+                SockaddrXdp { family: AF_XDP as u16, flags, ifindex, queue_id: queue, shared_umem_fd: 0 };
+            // A socket closed a moment ago releases its queue asynchronously:
+            // EBUSY for up to about a second, then the queue is free.
+            let mut tries = 0;
+            let e = loop {
+                // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+                let r = unsafe {
+                    libc::bind(
+                        me.fd.as_raw_fd(),
+                        (&raw const sa).cast(),
+                        size_of::<SockaddrXdp>() as libc::socklen_t,
+                    )
+                };
+                if r == 0 {
+                    me.zero_copy = zc;
+                    return Ok(me);
+                }
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
+                    break e;
+                }
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            if !zc {
+                let hint = match e.raw_os_error() {
+                    Some(libc::EINVAL) => "; does the queue exist on this interface?",
+                    Some(libc::EBUSY) => "; another AF_XDP socket uses this queue",
+                    _ => "",
+                };
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the AF_XDP socket to queue {queue}: {e}{hint}"),
+                ));
+            }
+        }
+        unreachable!("the copy-mode attempt returns")
+    }
+
+    fn fill_slot(&mut self, idx: u32, addr: u64) {
+        let slot = (idx & (self.fill.size - 1)) as usize;
+        // SAFETY: slot < size, inside the descriptor array; this index is
+        // past the published producer, so the kernel does not read it yet.
+        unsafe { self.fill.desc.add(slot * 8).cast::<u64>().write_unaligned(addr) };
+    }
+
+    /// Whether the socket runs in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// The socket (for the XSKMAP, poll, wakeups).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The frame memory (frames are views into it).
+    pub fn umem(&self) -> &[u8] {
+        &self.umem
+    }
+
+    /// Copies up to `max` rx descriptors `(addr, len)` into `out` without
+    /// consuming them. Returns how many.
+    pub fn peek(&self, out: &mut Vec<(u64, u32)>, max: usize) -> usize {
+        out.clear();
+        let cons = self.rx.consumer().load(Ordering::Relaxed);
+        let prod = self.rx.producer().load(Ordering::Acquire);
+        let n = (prod.wrapping_sub(cons) as usize).min(max);
+        for i in 0..n as u32 {
+            let slot = (cons.wrapping_add(i) & (self.rx.size - 1)) as usize;
+            // SAFETY: slot < size; descriptors between our consumer and the
+            // kernel's producer are complete (acquire above) and ours to read.
+            let (addr, len) = unsafe {
+                let d = self.rx.desc.add(slot * 16);
+                (d.cast::<u64>().read_unaligned(), d.add(8).cast::<u32>().read_unaligned())
+            };
+            out.push((addr, len));
+        }
+        n
+    }
+
+    /// Consumes `descs` from the rx ring and gives their frames back on the
+    /// fill ring; wakes the kernel when it asked for it.
+    pub fn release(&mut self, descs: &[(u64, u32)]) {
+        if descs.is_empty() {
+            return;
+        }
+        let n = descs.len() as u32;
+        let cons = self.rx.consumer().load(Ordering::Relaxed);
+        self.rx.consumer().store(cons.wrapping_add(n), Ordering::Release);
+        // The fill ring has room: it holds as many entries as frames in flight.
+        let prod = self.fill.producer().load(Ordering::Relaxed);
+        for (i, (addr, _)) in descs.iter().enumerate() {
+            let frame = addr - addr % u64::from(self.frame_size);
+            self.fill_slot(prod.wrapping_add(i as u32), frame);
+        }
+        self.fill.producer().store(prod.wrapping_add(n), Ordering::Release);
+        if self.fill.flags() & XDP_RING_NEED_WAKEUP != 0 {
+            self.wake();
+        }
+    }
+
+    /// Asks the kernel to look at the rings (needed with need_wakeup).
+    pub fn wake(&self) {
+        // SAFETY: a zero-length non-blocking recvfrom only kicks the socket.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// The kernel's counters for this socket.
+    pub fn stats(&self) -> io::Result<XdpStats> {
+        let mut s = XdpStats::default();
+        let mut len = size_of::<XdpStats>() as libc::socklen_t;
+        // SAFETY: `s` is writable for `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&raw mut s).cast(), &mut len)
+        })?;
+        Ok(s)
+    }
+}
