@@ -34,6 +34,8 @@ pub enum Row {
     Uring,
     /// recvmmsg+gro with assembly into a shared-memory block ring (lossy, no reader).
     RecvmmsgGroBlocks,
+    /// AF_XDP socket (copy mode on veth) fed by linecap's XDP program.
+    Xdp,
     /// AF_PACKET TPACKET_V3 ring, one thread.
     Afpacket,
     /// AF_PACKET, two threads in a load-balancing fanout group.
@@ -51,6 +53,7 @@ impl FromStr for Row {
             "recvmmsg+gro" => Row::RecvmmsgGro,
             "uring" => Row::Uring,
             "recvmmsg+gro+blocks" | "blocks" => Row::RecvmmsgGroBlocks,
+            "xdp" => Row::Xdp,
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
@@ -70,6 +73,7 @@ impl Row {
             Row::RecvmmsgGro => "recvmmsg+gro",
             Row::Uring => "uring",
             Row::RecvmmsgGroBlocks => "recvmmsg+gro+blocks",
+            Row::Xdp => "xdp",
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
@@ -86,6 +90,7 @@ impl Row {
             Row::Uring => vec!["--backend", "uring", "--no-gro"],
             Row::RecvmmsgGroBlocks => vec!["--mode", "recvmmsg", "--shm", "", "--slot-bytes", "264"],
             Row::Afpacket => afpacket.to_vec(),
+            Row::Xdp => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str()],
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],
         };

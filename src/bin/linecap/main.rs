@@ -368,7 +368,7 @@ struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "recv,recvmmsg,recvmmsg+gro,uring,afpacket,afpacket2"
+        default_value = "recv,recvmmsg,recvmmsg+gro,uring,xdp,afpacket,afpacket2"
     )]
     backends: Vec<String>,
     /// Payload sizes.
