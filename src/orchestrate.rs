@@ -218,8 +218,23 @@ impl TestbedCounters {
     ///   however many datagrams it held, so this count replaces it; without
     ///   GRO the two agree exactly (tested). Socket backend only.
     pub fn drops(&self, after: &Self, cap: &CaptureReport) -> Vec<(&'static str, u64)> {
+        self.drops_from(after, cap, None)
+    }
+
+    /// As [`drops`](Self::drops), knowing the sender: frames an XDP sender
+    /// (`xdp-live`) could not hand to the peer are counted by veth on both
+    /// ends (the sender's tx_dropped and the receiver's rx_dropped), once here.
+    pub fn drops_from(
+        &self,
+        after: &Self,
+        cap: &CaptureReport,
+        sender: Option<&SendReport>,
+    ) -> Vec<(&'static str, u64)> {
         let crossed = after.rx.rx_packets - self.rx.rx_packets;
         let mut rx_dropped = after.rx.rx_dropped - self.rx.rx_dropped;
+        if sender.is_some_and(|s| s.backend == "xdp-live") {
+            rx_dropped = rx_dropped.saturating_sub(after.tx.tx_dropped - self.tx.tx_dropped);
+        }
         if cap.backend == "xdp" {
             // veth also counts a frame its XDP redirect could not hand to
             // the AF_XDP socket as an rx drop: the socket's own counters

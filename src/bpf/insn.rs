@@ -61,6 +61,12 @@ pub enum Alu {
     And = 0x50,
     /// <<
     Lsh = 0x60,
+    /// >> (logical)
+    Rsh = 0x70,
+    /// ^
+    Xor = 0xa0,
+    /// *
+    Mul = 0x20,
     /// =
     Mov = 0xb0,
 }
@@ -96,6 +102,10 @@ pub mod reg {
     pub const R6: u8 = 6;
     /// Callee-saved.
     pub const R7: u8 = 7;
+    /// Callee-saved.
+    pub const R8: u8 = 8;
+    /// Callee-saved.
+    pub const R9: u8 = 9;
 }
 
 /// A jump target.
@@ -160,6 +170,32 @@ impl Asm {
     /// `goto l`.
     pub fn ja(&mut self, l: Label) {
         self.items.push(Item::Jump(Insn { code: JMP, dst: 0, src: 0, off: 0, imm: 0 }, l));
+    }
+
+    /// `*(size *)(dst + off) = src`.
+    pub fn stx(&mut self, size: Size, dst: u8, off: i16, src: u8) {
+        self.push(Insn { code: 0x03 | MEM | size as u8, dst, src, off, imm: 0 });
+    }
+
+    /// `*(u64 *)(dst + off) = src`.
+    pub fn stx_dw(&mut self, dst: u8, off: i16, src: u8) {
+        self.push(Insn { code: 0x03 | MEM | DW, dst, src, off, imm: 0 });
+    }
+
+    /// `*(u32 *)(dst + off) = imm`.
+    pub fn st_w(&mut self, dst: u8, off: i16, imm: i32) {
+        self.push(Insn { code: 0x02 | MEM | Size::W as u8, dst, src: 0, off, imm });
+    }
+
+    /// `dst = *(u64 *)(src + off)`.
+    pub fn ldx_dw(&mut self, dst: u8, src: u8, off: i16) {
+        self.push(Insn { code: LDX | MEM | DW, dst, src, off, imm: 0 });
+    }
+
+    /// `dst = imm64` (two slots).
+    pub fn ld_imm64(&mut self, dst: u8, v: u64) {
+        self.push(Insn { code: LD | IMM | DW, dst, src: 0, off: 0, imm: v as u32 as i32 });
+        self.push(Insn { code: 0, dst: 0, src: 0, off: 0, imm: (v >> 32) as u32 as i32 });
     }
 
     /// `dst = map(fd)`: a 64-bit immediate load of a map file descriptor

@@ -3,5 +3,6 @@
 //! capture's flow into an AF_XDP socket map and passes everything else.
 //! Loading and running them is in `sys::bpf`.
 
+pub mod generator;
 pub mod insn;
 pub mod xdp;

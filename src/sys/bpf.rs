@@ -16,6 +16,8 @@ const BPF_PROG_LOAD: i32 = 5;
 const BPF_PROG_TEST_RUN: i32 = 10;
 const BPF_LINK_CREATE: i32 = 28;
 
+/// `BPF_MAP_TYPE_ARRAY`.
+pub const MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_XSKMAP`.
 pub const MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_PROG_TYPE_XDP`.
@@ -142,6 +144,45 @@ pub fn xdp_test_run(prog: &OwnedFd, frame: &[u8]) -> io::Result<u32> {
         .u32(32, 1);
     bpf(BPF_PROG_TEST_RUN, &mut a).map_err(|e| hint(e, "BPF_PROG_TEST_RUN"))?;
     Ok(a.read_u32(4))
+}
+
+/// Runs an XDP program once on `frame` and returns (action, output frame).
+pub fn xdp_test_run_out(prog: &OwnedFd, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    use std::os::fd::AsRawFd;
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut a = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u32(12, out.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, 1);
+    bpf(BPF_PROG_TEST_RUN, &mut a).map_err(|e| hint(e, "BPF_PROG_TEST_RUN"))?;
+    let n = a.read_u32(12) as usize;
+    out.truncate(n.min(out.len()));
+    Ok((a.read_u32(4), out))
+}
+
+/// Runs an XDP program `repeat` times on `frame` in live-frames mode
+/// (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18+): frames the program returns
+/// XDP_TX for are transmitted on `ifindex`, `batch` at a time.
+pub fn xdp_run_live(prog: &OwnedFd, frame: &[u8], ifindex: u32, repeat: u32, batch: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+    let mut a = Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u32(32, repeat)
+        .u32(40, 24)
+        .u64(48, ctx.as_ptr() as u64)
+        .u32(64, BPF_F_TEST_XDP_LIVE_FRAMES)
+        .u32(72, batch);
+    bpf(BPF_PROG_TEST_RUN, &mut a)
+        .map(drop)
+        .map_err(|e| hint(e, "BPF_PROG_RUN in live-frames mode (Linux 5.18+)"))
 }
 
 /// Attaches an XDP program to an interface with a BPF link: the program

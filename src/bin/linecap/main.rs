@@ -243,6 +243,8 @@ enum SendBackend {
     Socket,
     /// Frames built by linecap in an AF_PACKET TX ring (qdisc bypass); needs --iface.
     Afpacket,
+    /// The kernel transmits: BPF_PROG_RUN live frames with linecap's generator program; needs --iface.
+    XdpLive,
 }
 
 #[derive(Args)]
@@ -690,7 +692,7 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         cpus: a.cpus,
         batch: a.batch.unwrap_or(match a.backend {
             SendBackend::Socket => 64,
-            SendBackend::Afpacket => 512,
+            SendBackend::Afpacket | SendBackend::XdpLive => 512,
         }),
         burst: a.burst,
         gso: a.gso,
@@ -701,6 +703,10 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         SendBackend::Afpacket => {
             let Some(iface) = &a.iface else { bail!("--backend afpacket needs --iface IF (see 'ip link')") };
             linecap::send::afpacket::run(&cfg, iface)?
+        }
+        SendBackend::XdpLive => {
+            let Some(iface) = &a.iface else { bail!("--backend xdp-live needs --iface IF (see 'ip link')") };
+            linecap::send::xdplive::run(&cfg, iface)?
         }
     };
     if a.json {
