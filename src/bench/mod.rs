@@ -124,6 +124,9 @@ pub struct BenchConfig {
     pub placement: Placement,
     /// Rounds of the interleaved sender comparison (0: skip it).
     pub sender_rounds: usize,
+    /// Offer the stream with the kernel-side generator (xdp-live) instead
+    /// of a user-space socket sender.
+    pub xdp_live: bool,
 }
 
 /// A generator to compare on one core.
@@ -137,6 +140,8 @@ pub enum SenderRow {
     PlainLoop,
     /// `linecap send --backend afpacket` (TX ring, qdisc bypass).
     Afpacket,
+    /// `linecap send --backend xdp-live` (the kernel transmits).
+    XdpLive,
 }
 
 impl SenderRow {
@@ -147,6 +152,7 @@ impl SenderRow {
             SenderRow::SocketGso => "socket+gso",
             SenderRow::PlainLoop => "plain sendmmsg loop",
             SenderRow::Afpacket => "afpacket (TX ring)",
+            SenderRow::XdpLive => "xdp-live (kernel)",
         }
     }
 
@@ -156,6 +162,7 @@ impl SenderRow {
             SenderRow::SocketGso => &["--gso"],
             SenderRow::PlainLoop => &["--plain-loop"],
             SenderRow::Afpacket => &["--backend", "afpacket", "--iface", &tb.if_tx],
+            SenderRow::XdpLive => &["--backend", "xdp-live", "--iface", &tb.if_tx],
         };
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -250,6 +257,9 @@ pub struct BenchResults {
     pub placement: String,
     /// Seconds per point.
     pub duration_s: f64,
+    /// What offered the stream.
+    #[serde(default)]
+    pub generator: String,
     /// Rows.
     pub rows: Vec<RowResult>,
     /// Generators compared on one core.
@@ -300,6 +310,9 @@ impl Bench<'_> {
         if multi {
             send_args.extend(["--cpus".into(), tb.tx_cpu.to_string()]);
         }
+        if self.cfg.xdp_live {
+            send_args.extend(["--backend".into(), "xdp-live".into(), "--iface".into(), tb.if_tx.clone()]);
+        }
         let before = TestbedCounters::read(tb)?;
         if row == Row::Tcpdump {
             return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, before);
@@ -313,7 +326,8 @@ impl Bench<'_> {
         std::thread::sleep(Duration::from_millis(100));
         let core_ns = core.busy_ns();
         let rep = cap.stop()?;
-        let id = Identity::close(&sent, &rep, &before.drops(&TestbedCounters::read(tb)?, &rep));
+        let id =
+            Identity::close(&sent, &rep, &before.drops_from(&TestbedCounters::read(tb)?, &rep, Some(&sent)));
         let per = |x: f64| {
             if rep.packets > 0 { x / rep.packets as f64 } else { 0.0 }
         };
@@ -337,7 +351,13 @@ impl Bench<'_> {
     /// B C ...), so drift over minutes hits all of them alike.
     fn senders(&self, size: usize, rounds: usize) -> anyhow::Result<Vec<SenderResult>> {
         let tb = &self.tb;
-        let rows = [SenderRow::PlainLoop, SenderRow::Socket, SenderRow::Afpacket, SenderRow::SocketGso];
+        let rows = [
+            SenderRow::PlainLoop,
+            SenderRow::Socket,
+            SenderRow::Afpacket,
+            SenderRow::XdpLive,
+            SenderRow::SocketGso,
+        ];
         let mut out: Vec<SenderResult> = rows
             .iter()
             .map(|&row| SenderResult { row, size, pps: Vec::new(), cpu_ns_per_packet: Vec::new() })
@@ -487,6 +507,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         machine: machine(),
         placement: cfg.placement.label().to_string(),
         duration_s: cfg.duration.as_secs_f64(),
+        generator: if cfg.xdp_live { "xdp-live (kernel)".into() } else { "socket (sendmmsg)".into() },
         rows: results,
         senders,
     };

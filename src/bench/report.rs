@@ -25,8 +25,11 @@ pub fn utc_now() -> String {
 /// The results as a markdown section.
 pub fn markdown(r: &BenchResults) -> String {
     let mut s = String::new();
-    let _ =
-        writeln!(s, "Run {} on {} ({}), {:.1} s per point.\n", r.date, r.machine, r.placement, r.duration_s);
+    let _ = writeln!(
+        s,
+        "Run {} on {} ({}), {:.1} s per point, stream offered by {}.\n",
+        r.date, r.machine, r.placement, r.duration_s, r.generator
+    );
     let _ = writeln!(
         s,
         "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | loss at sender max | where lost |"

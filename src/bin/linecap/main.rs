@@ -394,6 +394,9 @@ struct BenchArgs {
     /// Interleaved rounds comparing generators on one core (0 skips them).
     #[arg(long, default_value_t = 3)]
     sender_rounds: usize,
+    /// Offer the receivers' stream with the kernel-side generator (xdp-live): millions of packets per second.
+    #[arg(long)]
+    xdp_live: bool,
 }
 
 fn main() -> ExitCode {
@@ -917,6 +920,7 @@ fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         peers: a.peers,
         placement: a.placement,
         sender_rounds: a.sender_rounds,
+        xdp_live: a.xdp_live,
     };
     bench::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
