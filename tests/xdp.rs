@@ -314,3 +314,26 @@ fn xdp_live_generator_is_verified_and_accounted() {
     assert_eq!((v.valid, v.corrupt, v.malformed), (rep.received, 0, 0), "the kernel-written payloads verify");
     assert!(rep.received > 0);
 }
+
+#[test]
+fn af_xdp_sender_is_verified_and_accounted() {
+    if !root_or_skip("af_xdp_sender_is_verified_and_accounted") {
+        return;
+    }
+    use linecap::orchestrate::TestbedCounters;
+    let tb = xdp_testbed();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let before = TestbedCounters::read(&tb).unwrap();
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
+    let sent = send(
+        Some(&tb.ns_tx),
+        &["--backend", "xdp", "--iface", &tb.if_tx, "--to", &to, "--count", "30000", "--rate", "100kpps"],
+    );
+    let rep = stop(cap);
+    let after = TestbedCounters::read(&tb).unwrap();
+    assert_eq!((sent.backend.as_str(), sent.packets), ("xdp", 30000), "every posted frame completed");
+    assert_books(&sent, &rep, &before.drops(&after, &rep));
+    let v = rep.verify.unwrap();
+    assert_eq!((v.valid, v.corrupt, v.malformed, v.duplicates), (rep.received, 0, 0, 0));
+    assert_eq!(before.sender_frames(&after), sent.packets);
+}

@@ -3,6 +3,7 @@
 pub mod afpacket;
 pub mod pacing;
 pub mod socket;
+pub mod xdp;
 pub mod xdplive;
 
 use crate::format::raw::RawSpec;

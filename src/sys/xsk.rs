@@ -364,3 +364,176 @@ impl XskRx {
         Ok(s)
     }
 }
+
+const XDP_TX_RING: i32 = 3;
+const XDP_PGOFF_TX_RING: i64 = 0x8000_0000;
+const XDP_UMEM_PGOFF_COMPLETION_RING: i64 = 0x1_8000_0000;
+
+/// An AF_XDP socket transmitting on one queue: frames are written into the
+/// UMEM, posted on the tx ring, and come back on the completion ring once
+/// the kernel sent them.
+pub struct XskTx {
+    tx: Ring,
+    comp: Ring,
+    fd: OwnedFd,
+    umem: PageBuf,
+    frame_size: u32,
+    free: Vec<u64>,
+    zero_copy: bool,
+}
+
+// SAFETY: the rings and UMEM are owned by this value and used by one thread.
+unsafe impl Send for XskTx {}
+
+impl XskTx {
+    /// Creates the socket with `frames` frames of `frame_size` bytes and
+    /// rings of `ring` entries, bound to (ifindex, queue): zero-copy when
+    /// the driver can, copy mode otherwise.
+    pub fn new(ifindex: u32, queue: u32, frames: u32, frame_size: u32, ring: u32) -> io::Result<Self> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let raw =
+            cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open an AF_XDP socket: {e} (needs CAP_NET_ADMIN: run as root)"),
+                )
+            })?;
+        // SAFETY: `raw` was just returned by socket().
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = PageBuf::new(frames as usize * frame_size as usize)?;
+        let reg = UmemReg {
+            addr: umem.as_ptr() as u64,
+            len: umem.len() as u64,
+            chunk_size: frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sockopt(&fd, XDP_UMEM_REG, &reg)?;
+        // A fill ring is required for binding even when only sending.
+        sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
+        sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
+        sockopt(&fd, XDP_TX_RING, &ring)?;
+        let mut off = MmapOffsets::default();
+        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
+        })?;
+        let tx = Ring::map(&fd, &off.tx, XDP_PGOFF_TX_RING, ring, 16)?;
+        let comp = Ring::map(&fd, &off.cr, XDP_UMEM_PGOFF_COMPLETION_RING, ring, 8)?;
+        let free = (0..frames.min(ring)).map(|i| u64::from(i) * u64::from(frame_size)).collect();
+        let mut me = Self { tx, comp, fd, umem, frame_size, free, zero_copy: false };
+        for (flags, zc) in [(XDP_ZEROCOPY, true), (XDP_COPY, false)] {
+            let sa =
+                SockaddrXdp { family: AF_XDP as u16, flags, ifindex, queue_id: queue, shared_umem_fd: 0 };
+            let mut tries = 0;
+            let e = loop {
+                // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+                let r = unsafe {
+                    libc::bind(
+                        me.fd.as_raw_fd(),
+                        (&raw const sa).cast(),
+                        size_of::<SockaddrXdp>() as libc::socklen_t,
+                    )
+                };
+                if r == 0 {
+                    me.zero_copy = zc;
+                    return Ok(me);
+                }
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
+                    break e;
+                }
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            if !zc {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the AF_XDP socket to queue {queue}: {e}"),
+                ));
+            }
+        }
+        unreachable!("the copy-mode attempt returns")
+    }
+
+    /// Whether the socket runs in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Takes back frames the kernel finished sending; returns how many.
+    pub fn reclaim(&mut self) -> u64 {
+        let cons = self.comp.consumer().load(Ordering::Relaxed);
+        let prod = self.comp.producer().load(Ordering::Acquire);
+        let n = prod.wrapping_sub(cons);
+        for i in 0..n {
+            let slot = (cons.wrapping_add(i) & (self.comp.size - 1)) as usize;
+            // SAFETY: slot < size; entries between our consumer and the
+            // kernel's producer are complete (acquire above).
+            let addr = unsafe { self.comp.desc.add(slot * 8).cast::<u64>().read_unaligned() };
+            self.free.push(addr);
+        }
+        self.comp.consumer().store(cons.wrapping_add(n), Ordering::Release);
+        u64::from(n)
+    }
+
+    /// Posts up to `n` frames, each filled by `fill(frame, index)` with
+    /// `len` bytes; returns how many were posted (limited by free frames
+    /// and ring room). Call [`kick`](Self::kick) afterwards.
+    pub fn post(&mut self, n: usize, len: usize, mut fill: impl FnMut(&mut [u8], usize)) -> usize {
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        let cons = self.tx.consumer().load(Ordering::Acquire);
+        let room = (self.tx.size - prod.wrapping_sub(cons)) as usize;
+        let n = n.min(room).min(self.free.len());
+        let len = len.min(self.frame_size as usize);
+        for i in 0..n {
+            let addr = self.free.pop().expect("counted above");
+            fill(&mut self.umem[addr as usize..addr as usize + len], i);
+            let slot = (prod.wrapping_add(i as u32) & (self.tx.size - 1)) as usize;
+            // SAFETY: slot < size and past the published producer: the
+            // kernel does not read it until the store below.
+            unsafe {
+                let d = self.tx.desc.add(slot * 16);
+                d.cast::<u64>().write_unaligned(addr);
+                d.add(8).cast::<u32>().write_unaligned(len as u32);
+                d.add(12).cast::<u32>().write_unaligned(0);
+            }
+        }
+        self.tx.producer().store(prod.wrapping_add(n as u32), Ordering::Release);
+        n
+    }
+
+    /// Asks the kernel to transmit what is posted.
+    pub fn kick(&self) -> io::Result<()> {
+        // SAFETY: a zero-length non-blocking send only triggers transmission.
+        let r = unsafe {
+            libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS | libc::EBUSY | libc::ENETDOWN))
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames not yet completed by the kernel.
+    pub fn in_flight(&self, total: usize) -> usize {
+        total - self.free.len()
+    }
+
+    /// The kernel's counters for this socket.
+    pub fn stats(&self) -> io::Result<XdpStats> {
+        let mut s = XdpStats::default();
+        let mut len = size_of::<XdpStats>() as libc::socklen_t;
+        // SAFETY: `s` is writable for `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&raw mut s).cast(), &mut len)
+        })?;
+        Ok(s)
+    }
+}

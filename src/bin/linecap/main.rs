@@ -245,6 +245,8 @@ enum SendBackend {
     Afpacket,
     /// The kernel transmits: BPF_PROG_RUN live frames with linecap's generator program; needs --iface.
     XdpLive,
+    /// Frames built in an AF_XDP socket's UMEM and posted on its tx ring; needs --iface.
+    Xdp,
 }
 
 #[derive(Args)]
@@ -695,7 +697,7 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         cpus: a.cpus,
         batch: a.batch.unwrap_or(match a.backend {
             SendBackend::Socket => 64,
-            SendBackend::Afpacket | SendBackend::XdpLive => 512,
+            SendBackend::Afpacket | SendBackend::XdpLive | SendBackend::Xdp => 512,
         }),
         burst: a.burst,
         gso: a.gso,
@@ -710,6 +712,10 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         SendBackend::XdpLive => {
             let Some(iface) = &a.iface else { bail!("--backend xdp-live needs --iface IF (see 'ip link')") };
             linecap::send::xdplive::run(&cfg, iface)?
+        }
+        SendBackend::Xdp => {
+            let Some(iface) = &a.iface else { bail!("--backend xdp needs --iface IF (see 'ip link')") };
+            linecap::send::xdp::run(&cfg, iface)?
         }
     };
     if a.json {

@@ -1,0 +1,112 @@
+//! The `xdp` generator: frames built by linecap in the UMEM of an AF_XDP
+//! socket and posted on its tx ring; the completion ring gives each frame
+//! back once the kernel sent it (drained every batch). A frame counts as
+//! sent when it comes back completed.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+
+use super::afpacket::{frame_header, parse_arp};
+use super::pacing::Pacer;
+use super::socket::{SendConfig, SendReport};
+use crate::format::seq;
+use crate::sys::xsk::XskTx;
+use crate::sys::{self, packet as pk};
+
+const HDR: usize = 14 + 20 + 8;
+const FRAMES: u32 = 4096;
+const FRAME: u32 = 2048;
+
+/// Sends through an AF_XDP tx ring until the count or duration is reached, or SIGINT.
+pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+    anyhow::ensure!(cfg.size >= seq::MIN_LEN, "--size must be at least {} bytes", seq::MIN_LEN);
+    anyhow::ensure!(
+        cfg.count.is_some() || cfg.duration.is_some(),
+        "give --count or --duration: every traffic run is bounded"
+    );
+    anyhow::ensure!(cfg.threads == 1, "--backend xdp sends from one socket");
+    anyhow::ensure!(
+        HDR + cfg.size <= FRAME as usize,
+        "--size {} does not fit a {FRAME}-byte frame",
+        cfg.size
+    );
+    let SocketAddr::V4(to) = cfg.to else { bail!("--backend xdp sends IPv4 only for now") };
+    let ifindex = pk::if_index(iface).map_err(|_| {
+        anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
+    })?;
+    let src_mac = pk::if_hwaddr(iface)?;
+    let src_ip = pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
+    let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
+    let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
+        format!("no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'", to.ip())
+    })?;
+    let header = frame_header(src_mac, dst_mac, SocketAddr::from((src_ip, 40_002)), cfg.to, cfg.size);
+    let mut xsk = XskTx::new(ifindex, 0, FRAMES, FRAME, FRAMES / 2)?;
+    if let Some(&c) = cfg.cpus.first()
+        && let Err(e) = sys::pin_to_cpu(0, c)
+    {
+        eprintln!("linecap: cannot pin the sender to CPU {c}: {e}");
+    }
+    let len = HDR + cfg.size;
+    let batch = cfg.batch.clamp(1, (FRAMES / 4) as usize) as u64;
+    let start = sys::monotonic_ns();
+    let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
+    let rate = cfg.rate.pps(cfg.size);
+    let mut pacer = Pacer::new(rate, if rate.is_some() { cfg.burst.max(1) } else { batch }, start);
+    let (mut posted, mut completed) = (0u64, 0u64);
+    loop {
+        completed += xsk.reclaim();
+        if sys::stop_requested() {
+            break;
+        }
+        let now = sys::monotonic_ns();
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let remaining = cfg.count.map_or(u64::MAX, |c| c - posted);
+        if remaining == 0 {
+            break;
+        }
+        let want = pacer.allowance(now).min(batch).min(remaining);
+        if want == 0 {
+            let due = pacer.next_due_ns();
+            if due > now + 20_000 {
+                sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
+            } else {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        let base = posted;
+        let n = xsk.post(want as usize, len, |frame, i| {
+            frame[..HDR].copy_from_slice(&header);
+            cfg.format.fill(&mut frame[HDR..], base + i as u64);
+        }) as u64;
+        xsk.kick()?;
+        posted += n;
+        pacer.sent(n);
+    }
+    // Let the kernel finish what was posted (bounded).
+    let until = sys::monotonic_ns() + 1_000_000_000;
+    while completed < posted && sys::monotonic_ns() < until {
+        xsk.kick()?;
+        completed += xsk.reclaim();
+        std::thread::yield_now();
+    }
+    let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
+    let (u, s) = sys::thread_cpu_ns();
+    let pps = completed as f64 / elapsed.max(1e-9);
+    Ok(SendReport {
+        backend: "xdp".into(),
+        packets: completed,
+        bytes: completed * cfg.size as u64,
+        duration_s: elapsed,
+        pps,
+        payload_bps: pps * cfg.size as f64 * 8.0,
+        threads: 1,
+        gso: false,
+        send_errors: posted - completed,
+        cpu_ns_per_packet: if completed > 0 { (u + s) as f64 / completed as f64 } else { 0.0 },
+    })
+}
