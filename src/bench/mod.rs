@@ -142,6 +142,8 @@ pub enum SenderRow {
     Afpacket,
     /// `linecap send --backend xdp-live` (the kernel transmits).
     XdpLive,
+    /// `linecap send --backend xdp` (AF_XDP tx ring).
+    Xdp,
 }
 
 impl SenderRow {
@@ -153,6 +155,7 @@ impl SenderRow {
             SenderRow::PlainLoop => "plain sendmmsg loop",
             SenderRow::Afpacket => "afpacket (TX ring)",
             SenderRow::XdpLive => "xdp-live (kernel)",
+            SenderRow::Xdp => "xdp (AF_XDP tx ring)",
         }
     }
 
@@ -163,6 +166,7 @@ impl SenderRow {
             SenderRow::PlainLoop => &["--plain-loop"],
             SenderRow::Afpacket => &["--backend", "afpacket", "--iface", &tb.if_tx],
             SenderRow::XdpLive => &["--backend", "xdp-live", "--iface", &tb.if_tx],
+            SenderRow::Xdp => &["--backend", "xdp", "--iface", &tb.if_tx],
         };
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -355,6 +359,7 @@ impl Bench<'_> {
             SenderRow::PlainLoop,
             SenderRow::Socket,
             SenderRow::Afpacket,
+            SenderRow::Xdp,
             SenderRow::XdpLive,
             SenderRow::SocketGso,
         ];
