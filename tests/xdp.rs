@@ -337,3 +337,39 @@ fn af_xdp_sender_is_verified_and_accounted() {
     assert_eq!((v.valid, v.corrupt, v.malformed, v.duplicates), (rep.received, 0, 0, 0));
     assert_eq!(before.sender_frames(&after), sent.packets);
 }
+
+#[test]
+fn af_xdp_without_privilege_or_native_support_says_so() {
+    if !root_or_skip("af_xdp_without_privilege_or_native_support_says_so") {
+        return;
+    }
+    let tb = xdp_testbed();
+    // Without privileges: one line naming the capability.
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(exe())
+        .args(["capture", "--backend", "xdp", "--iface", "lo", "--duration", "1s"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("CAP_NET_ADMIN"), "{e}");
+    // Loopback has no native XDP: generic mode, said once.
+    let o = linecap(&[
+        "capture",
+        "--netns",
+        &tb.ns_rx,
+        "--backend",
+        "xdp",
+        "--iface",
+        "lo",
+        "--duration",
+        "500ms",
+        "--json",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("no native XDP; using generic XDP"), "{e}");
+    let rep: linecap::capture::CaptureReport = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep.mode, "copy, generic");
+}
