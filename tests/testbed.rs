@@ -127,3 +127,15 @@ fn multicast_join_receives_the_group() {
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     assert_eq!(rep.verify.unwrap().corrupt, 0);
 }
+
+#[test]
+fn demo_with_the_kernel_generator_closes_the_books() {
+    if !root_or_skip("demo_with_the_kernel_generator_closes_the_books") {
+        return;
+    }
+    let out = linecap(&["demo", "--duration", "1s", "--xdp-live"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("sender: the kernel (xdp-live)"), "{text}");
+    assert!(text.contains("every packet accounted for"), "{text}");
+}

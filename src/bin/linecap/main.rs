@@ -352,6 +352,10 @@ enum TestbedAction {
 
 #[derive(Args)]
 pub(crate) struct DemoArgs {
+    /// Offer the stream with the kernel-side generator (BPF_PROG_RUN live frames): the
+    /// reference rate is reached, and whatever the receiver cannot take is counted.
+    #[arg(long)]
+    xdp_live: bool,
     /// How long to send.
     #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
     duration: Duration,
