@@ -1,6 +1,7 @@
 """Receive heaps from linecap's SPEAD generator with spead2's own receiver
 and check every byte of item 0x1000; prints one JSON summary line."""
 import json
+import os
 import sys
 import time
 
@@ -39,3 +40,4 @@ for k in ("packets", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "to
     except Exception:  # older spead2: no such counter
         pass
 print(json.dumps(out), flush=True)
+os._exit(0)  # spead2 objects can hang the interpreter's exit (seen with the sender)
