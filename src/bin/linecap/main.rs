@@ -584,7 +584,13 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         live: !a.quiet && sys::stderr_is_tty(),
         announce: true,
     };
-    let report = capture::run(&cfg)?;
+    let report = capture::run(&cfg);
+    // A capture named by the user keeps its counters file (`linecap stats
+    // NAME` shows the final numbers); an unnamed one cleans up after itself.
+    if a.name.is_none() {
+        let _ = std::fs::remove_file(linecap::stats::stats_path(&cfg.name));
+    }
+    let report = report?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
