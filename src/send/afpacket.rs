@@ -18,7 +18,8 @@ use crate::format::seq;
 use crate::sys::packet::{self as pk, TP_STATUS_WRONG_FORMAT, TxRing};
 use crate::sys::{self};
 
-const HDR: usize = 14 + 20 + 8;
+/// Ethernet + IPv4 + UDP header bytes of a generated frame.
+pub const HDR: usize = 14 + 20 + 8;
 const TX_FRAMES: u32 = 4096;
 
 /// Finds the MAC address of `ip` on `dev` in `/proc/net/arp` text.
@@ -67,17 +68,41 @@ pub fn frame_header(
     h
 }
 
+/// Where a raw-frame generator sends: the interface and the constant
+/// Ethernet/IPv4/UDP header of its frames (shared by the afpacket, xdp and
+/// xdp-live generators).
+pub struct FrameTarget {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The header every frame starts with.
+    pub header: [u8; HDR],
+}
+
+impl FrameTarget {
+    /// Resolves the interface's MAC and IPv4 address and the destination's
+    /// MAC (from the neighbour table), for UDP source port `src_port`.
+    pub fn resolve(iface: &str, cfg: &SendConfig, src_port: u16, backend: &str) -> anyhow::Result<Self> {
+        let SocketAddr::V4(to) = cfg.to else { bail!("--backend {backend} sends IPv4 only for now") };
+        let ifindex = pk::if_index(iface).map_err(|_| {
+            anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
+        })?;
+        let src_mac = pk::if_hwaddr(iface)?;
+        let src_ip =
+            pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
+        let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
+        let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
+            format!(
+                "no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'",
+                to.ip()
+            )
+        })?;
+        let header = frame_header(src_mac, dst_mac, SocketAddr::from((src_ip, src_port)), cfg.to, cfg.size);
+        Ok(Self { ifindex, header })
+    }
+}
+
 fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; HDR])> {
-    let SocketAddr::V4(to) = cfg.to else { bail!("--backend afpacket sends IPv4 only for now") };
-    let ifindex = pk::if_index(iface).map_err(|_| {
-        anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
-    })?;
-    let src_mac = pk::if_hwaddr(iface)?;
-    let src_ip = pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
-    let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
-    let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
-        format!("no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'", to.ip())
-    })?;
+    let target = FrameTarget::resolve(iface, cfg, 40_000, "afpacket")?;
     let fd = pk::packet_socket().map_err(|e| {
         if e.raw_os_error() == Some(libc::EPERM) {
             anyhow::anyhow!("AF_PACKET needs CAP_NET_RAW: run as root or grant it with setcap")
@@ -89,9 +114,8 @@ fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; 
     pk::set_qdisc_bypass(&fd)?;
     let frame = (HDR + cfg.size + 32).next_multiple_of(64) as u32;
     let ring = TxRing::setup(&fd, frame.max(256), TX_FRAMES).context("cannot set up the TX ring")?;
-    pk::bind_iface(&fd, ifindex)?;
-    let src = SocketAddr::from((src_ip, 40_000));
-    Ok((fd, ring, frame_header(src_mac, dst_mac, src, cfg.to, cfg.size)))
+    pk::bind_iface(&fd, target.ifindex)?;
+    Ok((fd, ring, target.header))
 }
 
 /// Sends through the TX ring until the count or duration is reached, or SIGINT.
@@ -109,11 +133,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     anyhow::ensure!(!cfg.gso, "--gso applies to the socket backend only");
     let (fd, mut ring, header) = open(iface, cfg)?;
     anyhow::ensure!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
-    if let Some(&c) = cfg.cpus.first()
-        && let Err(e) = sys::pin_to_cpu(0, c)
-    {
-        eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
-    }
+    super::pin_sender(cfg.cpus.first().copied());
     let len = HDR + cfg.size;
     let frames = ring.frames();
     let batch = cfg.batch.clamp(1, frames / 2) as u64;
@@ -137,12 +157,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         }
         let want = pacer.allowance(now).min(batch).min(remaining);
         if want == 0 {
-            let due = pacer.next_due_ns();
-            if due > now + 20_000 {
-                sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
-            } else {
-                std::hint::spin_loop();
-            }
+            super::wait_for_next(&pacer, now, deadline);
             continue;
         }
         submitted.clear();

@@ -50,3 +50,23 @@ impl PayloadFormat {
         }
     }
 }
+
+/// Pins the calling sender thread to `cpu` (if given); a failure is said, not fatal.
+pub(crate) fn pin_sender(cpu: Option<usize>) {
+    if let Some(c) = cpu
+        && let Err(e) = crate::sys::pin_to_cpu(0, c)
+    {
+        eprintln!("linecap: cannot pin the send thread to CPU {c}: {e}");
+    }
+}
+
+/// Waits until the pacer's next packet is due (or the deadline): sleeps
+/// when that is more than 20 µs away, spins briefly otherwise.
+pub(crate) fn wait_for_next(pacer: &pacing::Pacer, now: u64, deadline: Option<u64>) {
+    let due = pacer.next_due_ns();
+    if due > now + 20_000 {
+        crate::sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
+    } else {
+        std::hint::spin_loop();
+    }
+}

@@ -163,11 +163,7 @@ fn send_thread(
     deadline: Option<u64>,
     stop: &AtomicBool,
 ) -> anyhow::Result<ThreadResult> {
-    if let Some(&c) = cfg.cpus.get(t)
-        && let Err(e) = sys::pin_to_cpu(0, c)
-    {
-        eprintln!("linecap: cannot pin send thread to CPU {c}: {e}");
-    }
+    super::pin_sender(cfg.cpus.get(t).copied());
     if cfg.plain_loop {
         return plain_loop(cfg, &fd, deadline, stop);
     }
@@ -201,12 +197,7 @@ fn send_thread(
         let per_call = if gso { (batch * segs) as u64 } else { batch as u64 };
         let want = pacer.allowance(now).min(per_call).min(remaining);
         if want == 0 {
-            let due = pacer.next_due_ns();
-            if due > now + 20_000 {
-                sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
-            } else {
-                std::hint::spin_loop();
-            }
+            super::wait_for_next(&pacer, now, deadline);
             continue;
         }
         // Fill messages: with GSO each message carries up to `segs` datagrams.

@@ -3,18 +3,13 @@
 //! back once the kernel sent it (drained every batch). A frame counts as
 //! sent when it comes back completed.
 
-use std::net::SocketAddr;
-
-use anyhow::{Context, bail};
-
-use super::afpacket::{frame_header, parse_arp};
+use super::afpacket::{FrameTarget, HDR};
 use super::pacing::Pacer;
 use super::socket::{SendConfig, SendReport};
 use crate::format::seq;
+use crate::sys;
 use crate::sys::xsk::XskTx;
-use crate::sys::{self, packet as pk};
 
-const HDR: usize = 14 + 20 + 8;
 const FRAMES: u32 = 4096;
 const FRAME: u32 = 2048;
 
@@ -31,23 +26,10 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         "--size {} does not fit a {FRAME}-byte frame",
         cfg.size
     );
-    let SocketAddr::V4(to) = cfg.to else { bail!("--backend xdp sends IPv4 only for now") };
-    let ifindex = pk::if_index(iface).map_err(|_| {
-        anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
-    })?;
-    let src_mac = pk::if_hwaddr(iface)?;
-    let src_ip = pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
-    let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
-    let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
-        format!("no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'", to.ip())
-    })?;
-    let header = frame_header(src_mac, dst_mac, SocketAddr::from((src_ip, 40_002)), cfg.to, cfg.size);
-    let mut xsk = XskTx::new(ifindex, 0, FRAMES, FRAME, FRAMES / 2)?;
-    if let Some(&c) = cfg.cpus.first()
-        && let Err(e) = sys::pin_to_cpu(0, c)
-    {
-        eprintln!("linecap: cannot pin the sender to CPU {c}: {e}");
-    }
+    let target = FrameTarget::resolve(iface, cfg, 40_002, "xdp")?;
+    let header = target.header;
+    let mut xsk = XskTx::new(target.ifindex, 0, FRAMES, FRAME, FRAMES / 2)?;
+    super::pin_sender(cfg.cpus.first().copied());
     let len = HDR + cfg.size;
     let batch = cfg.batch.clamp(1, (FRAMES / 4) as usize) as u64;
     let start = sys::monotonic_ns();
@@ -70,12 +52,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         }
         let want = pacer.allowance(now).min(batch).min(remaining);
         if want == 0 {
-            let due = pacer.next_due_ns();
-            if due > now + 20_000 {
-                sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
-            } else {
-                std::hint::spin_loop();
-            }
+            super::wait_for_next(&pacer, now, deadline);
             continue;
         }
         let base = posted;

@@ -8,19 +8,15 @@
 //! fixed cost of tens of milliseconds), so the average rate is exact and
 //! the fine structure is bursts.
 
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use anyhow::{Context, bail};
-
-use super::afpacket::{frame_header, parse_arp};
+use super::afpacket::{FrameTarget, HDR};
 use super::pacing::Pacer;
 use super::socket::{SendConfig, SendReport};
 use crate::bpf::{generator::seq_program, insn::to_bytes};
 use crate::format::seq;
-use crate::sys::{self, bpf, packet as pk};
+use crate::sys::{self, bpf};
 
-const HDR: usize = 14 + 20 + 8;
 /// Frames per BPF_PROG_RUN call when unpaced.
 const CHUNK: u64 = 1 << 20;
 
@@ -42,28 +38,15 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         "--backend xdp-live writes the seq format"
     );
     anyhow::ensure!(HDR + cfg.size <= 3500, "--size too large for one XDP frame");
-    let SocketAddr::V4(to) = cfg.to else { bail!("--backend xdp-live sends IPv4 only") };
-    let ifindex = pk::if_index(iface).map_err(|_| {
-        anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
-    })?;
-    let src_mac = pk::if_hwaddr(iface)?;
-    let src_ip = pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
-    let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
-    let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
-        format!("no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'", to.ip())
-    })?;
-    let mut frame =
-        frame_header(src_mac, dst_mac, SocketAddr::from((src_ip, 40_001)), cfg.to, cfg.size).to_vec();
+    let target = FrameTarget::resolve(iface, cfg, 40_001, "xdp-live")?;
+    let ifindex = target.ifindex;
+    let mut frame = target.header.to_vec();
     frame.resize(HDR + cfg.size, 0);
     let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, 8, 1, "lc_seq")?;
     let prog = seq_program(map.as_raw_fd(), HDR, cfg.size);
     let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(&c) = cfg.cpus.first()
-        && let Err(e) = sys::pin_to_cpu(0, c)
-    {
-        eprintln!("linecap: cannot pin the generator to CPU {c}: {e}");
-    }
+    super::pin_sender(cfg.cpus.first().copied());
     let start = sys::monotonic_ns();
     let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
     let rate = cfg.rate.pps(cfg.size);

@@ -187,42 +187,113 @@ fn sockopt<T>(fd: &OwnedFd, name: i32, v: &T) -> io::Result<()> {
     .map(drop)
 }
 
+/// Opens an AF_XDP socket, registers a UMEM of `frames` frames and sets up
+/// the fill and completion rings plus one data ring (`XDP_RX_RING` or
+/// `XDP_TX_RING`) of `ring` entries. Returns the socket, the UMEM and the
+/// ring offsets to map.
+fn open_umem(
+    frames: u32,
+    frame_size: u32,
+    ring: u32,
+    data_ring: i32,
+) -> io::Result<(OwnedFd, PageBuf, MmapOffsets)> {
+    // SAFETY: plain syscall; the fd is owned below.
+    let raw = cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPERM) {
+            io::Error::new(e.kind(), "AF_XDP needs CAP_NET_ADMIN (and CAP_BPF): run as root")
+        } else {
+            io::Error::new(e.kind(), format!("cannot open an AF_XDP socket: {e}"))
+        }
+    })?;
+    // SAFETY: `raw` was just returned by socket() and nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let umem = PageBuf::new(frames as usize * frame_size as usize)?;
+    let reg = UmemReg {
+        addr: umem.as_ptr() as u64,
+        len: umem.len() as u64,
+        chunk_size: frame_size,
+        headroom: 0,
+        flags: 0,
+        tx_metadata_len: 0,
+    };
+    sockopt(&fd, XDP_UMEM_REG, &reg)?;
+    // Binding needs a fill ring even when only sending.
+    sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
+    sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
+    sockopt(&fd, data_ring, &ring)?;
+    let mut off = MmapOffsets::default();
+    let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
+    // SAFETY: `off` is writable for `len` bytes.
+    cvt(unsafe {
+        libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
+    })?;
+    Ok((fd, umem, off))
+}
+
+/// `XDP_STATISTICS` of a socket.
+fn xdp_stats(fd: &OwnedFd) -> io::Result<XdpStats> {
+    let mut s = XdpStats::default();
+    let mut len = size_of::<XdpStats>() as libc::socklen_t;
+    // SAFETY: `s` is writable for `len` bytes.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&raw mut s).cast(), &mut len) })?;
+    Ok(s)
+}
+
+/// Binds to (ifindex, queue): zero-copy when the driver can, copy mode
+/// otherwise. Returns whether zero-copy was taken.
+fn bind_queue(fd: &OwnedFd, ifindex: u32, queue: u32, extra: u16) -> io::Result<bool> {
+    for (mode, zc) in [(XDP_ZEROCOPY, true), (XDP_COPY, false)] {
+        let sa = SockaddrXdp {
+            family: AF_XDP as u16,
+            flags: mode | extra,
+            ifindex,
+            queue_id: queue,
+            shared_umem_fd: 0,
+        };
+        // A socket closed a moment ago releases its queue asynchronously:
+        // EBUSY for up to about a second, then the queue is free.
+        let mut tries = 0;
+        let e = loop {
+            // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sa).cast(),
+                    size_of::<SockaddrXdp>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                return Ok(zc);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
+                break e;
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if !zc {
+            let hint = match e.raw_os_error() {
+                Some(libc::EINVAL) => "; does the queue exist on this interface?",
+                Some(libc::EBUSY) => "; another AF_XDP socket uses this queue",
+                _ => "",
+            };
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot bind the AF_XDP socket to queue {queue}: {e}{hint}"),
+            ));
+        }
+    }
+    unreachable!("the copy-mode attempt returns")
+}
+
 impl XskRx {
     /// Creates the socket, registers `frames` frames of `frame_size` bytes
     /// (a power of two, 2048 or 4096), sets up rings of `ring` entries (a
     /// power of two), fills the fill ring and binds to (ifindex, queue):
     /// zero-copy when the driver can, copy mode otherwise.
     pub fn new(ifindex: u32, queue: u32, frames: u32, frame_size: u32, ring: u32) -> io::Result<Self> {
-        // SAFETY: plain syscall; the fd is owned below.
-        let raw =
-            cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
-                if e.raw_os_error() == Some(libc::EPERM) {
-                    io::Error::new(e.kind(), "AF_XDP needs CAP_NET_ADMIN (and CAP_BPF): run as root")
-                } else {
-                    io::Error::new(e.kind(), format!("cannot open an AF_XDP socket: {e}"))
-                }
-            })?;
-        // SAFETY: `raw` was just returned by socket().
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = PageBuf::new(frames as usize * frame_size as usize)?;
-        let reg = UmemReg {
-            addr: umem.as_ptr() as u64,
-            len: umem.len() as u64,
-            chunk_size: frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        sockopt(&fd, XDP_UMEM_REG, &reg)?;
-        sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
-        sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
-        sockopt(&fd, XDP_RX_RING, &ring)?;
-        let mut off = MmapOffsets::default();
-        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
-        // SAFETY: `off` is writable for `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
-        })?;
+        let (fd, umem, off) = open_umem(frames, frame_size, ring, XDP_RX_RING)?;
         let rx = Ring::map(&fd, &off.rx, XDP_PGOFF_RX_RING, ring, 16)?;
         let fill = Ring::map(&fd, &off.fr, XDP_UMEM_PGOFF_FILL_RING, ring, 8)?;
         let mut me = Self { fill, rx, fd, umem, frame_size, zero_copy: false };
@@ -232,47 +303,8 @@ impl XskRx {
             me.fill_slot(i, u64::from(i) * u64::from(frame_size));
         }
         me.fill.producer().store(n, Ordering::Release);
-        for (flags, zc) in
-            [(XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP, true), (XDP_COPY | XDP_USE_NEED_WAKEUP, false)]
-        {
-            let sa =
-                SockaddrXdp { family: AF_XDP as u16, flags, ifindex, queue_id: queue, shared_umem_fd: 0 };
-            // A socket closed a moment ago releases its queue asynchronously:
-            // EBUSY for up to about a second, then the queue is free.
-            let mut tries = 0;
-            let e = loop {
-                // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
-                let r = unsafe {
-                    libc::bind(
-                        me.fd.as_raw_fd(),
-                        (&raw const sa).cast(),
-                        size_of::<SockaddrXdp>() as libc::socklen_t,
-                    )
-                };
-                if r == 0 {
-                    me.zero_copy = zc;
-                    return Ok(me);
-                }
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
-                    break e;
-                }
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            };
-            if !zc {
-                let hint = match e.raw_os_error() {
-                    Some(libc::EINVAL) => "; does the queue exist on this interface?",
-                    Some(libc::EBUSY) => "; another AF_XDP socket uses this queue",
-                    _ => "",
-                };
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the AF_XDP socket to queue {queue}: {e}{hint}"),
-                ));
-            }
-        }
-        unreachable!("the copy-mode attempt returns")
+        me.zero_copy = bind_queue(&me.fd, ifindex, queue, XDP_USE_NEED_WAKEUP)?;
+        Ok(me)
     }
 
     fn fill_slot(&mut self, idx: u32, addr: u64) {
@@ -355,13 +387,7 @@ impl XskRx {
 
     /// The kernel's counters for this socket.
     pub fn stats(&self) -> io::Result<XdpStats> {
-        let mut s = XdpStats::default();
-        let mut len = size_of::<XdpStats>() as libc::socklen_t;
-        // SAFETY: `s` is writable for `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&raw mut s).cast(), &mut len)
-        })?;
-        Ok(s)
+        xdp_stats(&self.fd)
     }
 }
 
@@ -390,72 +416,12 @@ impl XskTx {
     /// rings of `ring` entries, bound to (ifindex, queue): zero-copy when
     /// the driver can, copy mode otherwise.
     pub fn new(ifindex: u32, queue: u32, frames: u32, frame_size: u32, ring: u32) -> io::Result<Self> {
-        // SAFETY: plain syscall; the fd is owned below.
-        let raw =
-            cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open an AF_XDP socket: {e} (needs CAP_NET_ADMIN: run as root)"),
-                )
-            })?;
-        // SAFETY: `raw` was just returned by socket().
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = PageBuf::new(frames as usize * frame_size as usize)?;
-        let reg = UmemReg {
-            addr: umem.as_ptr() as u64,
-            len: umem.len() as u64,
-            chunk_size: frame_size,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        sockopt(&fd, XDP_UMEM_REG, &reg)?;
-        // A fill ring is required for binding even when only sending.
-        sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
-        sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
-        sockopt(&fd, XDP_TX_RING, &ring)?;
-        let mut off = MmapOffsets::default();
-        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
-        // SAFETY: `off` is writable for `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
-        })?;
+        let (fd, umem, off) = open_umem(frames, frame_size, ring, XDP_TX_RING)?;
         let tx = Ring::map(&fd, &off.tx, XDP_PGOFF_TX_RING, ring, 16)?;
         let comp = Ring::map(&fd, &off.cr, XDP_UMEM_PGOFF_COMPLETION_RING, ring, 8)?;
         let free = (0..frames.min(ring)).map(|i| u64::from(i) * u64::from(frame_size)).collect();
-        let mut me = Self { tx, comp, fd, umem, frame_size, free, zero_copy: false };
-        for (flags, zc) in [(XDP_ZEROCOPY, true), (XDP_COPY, false)] {
-            let sa =
-                SockaddrXdp { family: AF_XDP as u16, flags, ifindex, queue_id: queue, shared_umem_fd: 0 };
-            let mut tries = 0;
-            let e = loop {
-                // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
-                let r = unsafe {
-                    libc::bind(
-                        me.fd.as_raw_fd(),
-                        (&raw const sa).cast(),
-                        size_of::<SockaddrXdp>() as libc::socklen_t,
-                    )
-                };
-                if r == 0 {
-                    me.zero_copy = zc;
-                    return Ok(me);
-                }
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
-                    break e;
-                }
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            };
-            if !zc {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the AF_XDP socket to queue {queue}: {e}"),
-                ));
-            }
-        }
-        unreachable!("the copy-mode attempt returns")
+        let zero_copy = bind_queue(&fd, ifindex, queue, 0)?;
+        Ok(Self { tx, comp, fd, umem, frame_size, free, zero_copy })
     }
 
     /// Whether the socket runs in zero-copy mode.
@@ -528,12 +494,6 @@ impl XskTx {
 
     /// The kernel's counters for this socket.
     pub fn stats(&self) -> io::Result<XdpStats> {
-        let mut s = XdpStats::default();
-        let mut len = size_of::<XdpStats>() as libc::socklen_t;
-        // SAFETY: `s` is writable for `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&raw mut s).cast(), &mut len)
-        })?;
-        Ok(s)
+        xdp_stats(&self.fd)
     }
 }
