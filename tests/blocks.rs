@@ -4,27 +4,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use linecap::format::raw::RawSpec;
-use linecap::sink::blocks::Sidecar;
-
-fn sidecars(dir: &Path) -> Vec<(Sidecar, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            let s: Sidecar = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            let data = std::fs::read(p.with_file_name(&s.data)).unwrap();
-            (s, data)
-        })
-        .collect();
-    v.sort_by_key(|(s, _)| s.first_seq);
-    v
-}
 
 #[test]
 fn seq_stream_assembles_byte_for_byte() {
@@ -40,7 +21,7 @@ fn seq_stream_assembles_byte_for_byte() {
     assert_eq!(b.assembly.packets, rep.received);
     assert_eq!(b.assembly.packets, b.assembly.accounted());
     assert_eq!(b.written, b.assembly.blocks);
-    let blocks = sidecars(&dir.0);
+    let blocks = read_blocks(&dir.0);
     assert_eq!(blocks.len() as u64, b.written);
     let mut want = vec![0u8; 200];
     let mut present = 0;
@@ -112,7 +93,7 @@ fn raw_channels_fill_their_rows() {
     let spec = RawSpec::parse(spec).unwrap();
     let mut pkt = vec![0u8; spec.packet_len()];
     let mut present = 0u64;
-    for (s, data) in sidecars(&dir.0) {
+    for (s, data) in read_blocks(&dir.0) {
         for ch in 0..3 {
             for slot in 0..128 {
                 if !s.is_present(ch, slot) {

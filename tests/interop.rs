@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use linecap::sink::blocks::Sidecar;
 
 /// The Python peers are heavy (thread pools, busy receivers): one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -46,22 +44,6 @@ fn script(name: &str) -> String {
     format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn blocks(dir: &Path) -> Vec<(Sidecar, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            let s: Sidecar = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            let d = std::fs::read(p.with_file_name(&s.data)).unwrap();
-            (s, d)
-        })
-        .collect();
-    v.sort_by_key(|(s, _)| s.first_seq);
-    v
-}
-
 #[test]
 fn spead2_sender_is_assembled_heap_for_heap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +77,7 @@ fn spead2_sender_is_assembled_heap_for_heap() {
     assert_eq!(b.assembly.placed, n, "{b:?}");
     assert_eq!(b.assembly.malformed, 1, "the end-of-stream heap is not data");
     let mut checked = 0;
-    for (s, data) in blocks(&dir.0) {
+    for (s, data) in read_blocks(&dir.0) {
         for slot in 0..64 {
             if !s.is_present(0, slot) {
                 continue;
@@ -209,7 +191,7 @@ fn baseband_vdif_frames_are_assembled_sample_for_sample() {
     assert_eq!(u64::from(h.thread), info["thread_id"].as_u64().unwrap());
     assert_eq!(h.frame_bytes as u64, info["frame_nbytes"].as_u64().unwrap());
     // Every frame's samples are in its (thread, time) slot.
-    let assembled = blocks(&blocks_dir);
+    let assembled = read_blocks(&blocks_dir);
     let mut checked = 0;
     for frame in raw.chunks(h.frame_bytes) {
         let (fh, data) = linecap::format::vdif::parse(frame).unwrap();

@@ -203,14 +203,9 @@ fn af_xdp_faults_are_clear() {
         a.extend_from_slice(args);
         linecap(&a)
     };
-    let check = |o: std::process::Output, needle: &str| {
-        let e = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(2), "{e}");
-        assert!(e.contains(needle), "expected '{needle}' in: {e}");
-    };
-    check(cap(&["--listen", "198.18.0.2:9000"]), "needs --iface");
-    check(cap(&["--iface", "nosuchif0"]), "not found");
-    check(cap(&["--iface", &tb.if_rx, "--queue", "7"]), "queue 7");
+    assert_fails_with(cap(&["--listen", "198.18.0.2:9000"]), "needs --iface");
+    assert_fails_with(cap(&["--iface", "nosuchif0"]), "not found");
+    assert_fails_with(cap(&["--iface", &tb.if_rx, "--queue", "7"]), "queue 7");
     // Another program attached: refused, never replaced.
     let ifr = tb.if_rx.clone();
     let link = linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
@@ -226,7 +221,7 @@ fn af_xdp_faults_are_clear() {
         bpf::xdp_link(&p, linecap::sys::packet::if_index(&ifr).unwrap(), 1 << 2).unwrap()
     })
     .unwrap();
-    check(cap(&["--iface", &tb.if_rx]), "another XDP program is attached");
+    assert_fails_with(cap(&["--iface", &tb.if_rx]), "another XDP program is attached");
     drop(link);
     // SIGKILL: the link dies with the process, the interface passes traffic again.
     let mut child = std::process::Command::new(exe())

@@ -80,3 +80,29 @@ pub fn assert_books(sent: &SendReport, cap: &CaptureReport, network: &[(&str, u6
     let id = linecap::orchestrate::Identity::close(sent, cap, network);
     assert!(id.holds(), "books do not close: {}\n{cap:#?}", id.line());
 }
+
+/// Asserts a clean failure: exit status 2, `needle` in the message, no panic.
+pub fn assert_fails_with(o: Output, needle: &str) {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains(needle), "expected '{needle}' in: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+/// The blocks a `--blocks DIR` capture wrote: each sidecar with its data, by first sequence number.
+pub fn read_blocks(dir: &std::path::Path) -> Vec<(linecap::sink::blocks::Sidecar, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let s: linecap::sink::blocks::Sidecar =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let d = std::fs::read(p.with_file_name(&s.data)).unwrap();
+            (s, d)
+        })
+        .collect();
+    v.sort_by_key(|(s, _)| s.first_seq);
+    v
+}
