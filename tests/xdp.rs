@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use common::*;
 use etherparse::PacketBuilder;
 use linecap::bpf::insn::to_bytes;
-use linecap::bpf::xdp::{Match, XDP_PASS, XDP_TX, redirect_program};
+use linecap::bpf::xdp::{Match, XDP_DROP, XDP_PASS, XDP_TX, redirect_program};
 use linecap::sys::bpf;
 
 fn udp4(dst: [u8; 4], dport: u16) -> Vec<u8> {
@@ -266,8 +266,15 @@ fn generator_program_writes_verifiable_seq_payloads() {
     if !root_or_skip("generator_program_writes_verifiable_seq_payloads") {
         return;
     }
+    use linecap::bpf::generator::GenState;
     use std::os::fd::AsRawFd;
-    let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, 8, 1, "lc_seq").unwrap();
+    let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state").unwrap();
+    let set = |st: GenState| bpf::map_update_bytes(&map, &0u32.to_ne_bytes(), &st.to_bytes()).unwrap();
+    let get = || {
+        let mut b = [0u8; GenState::SIZE];
+        bpf::map_lookup_bytes(&map, &0u32.to_ne_bytes(), &mut b).unwrap();
+        GenState::from_bytes(&b)
+    };
     for payload in [8usize, 272, 13] {
         let frame = udp4([198, 18, 0, 2], 9000);
         let mut f = frame[..42].to_vec();
@@ -275,14 +282,37 @@ fn generator_program_writes_verifiable_seq_payloads() {
         let prog = linecap::bpf::generator::seq_program(map.as_raw_fd(), 42, payload);
         let p = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")
             .unwrap_or_else(|e| panic!("{e}"));
-        for _ in 0..3 {
+        // Unpaced, limit 3: three frames numbered 0, 1, 2, then drops.
+        set(GenState { limit: 3, ..GenState::default() });
+        for want in 0..4u64 {
             let (action, out) = bpf::xdp_test_run_out(&p, &f).unwrap();
+            if want == 3 {
+                assert_eq!(action as i32, XDP_DROP, "past the limit");
+                break;
+            }
             assert_eq!(action as i32, XDP_TX);
             match linecap::format::seq::check(&out[42..42 + payload]) {
-                linecap::format::seq::Check::Valid(_) => {}
+                linecap::format::seq::Check::Valid(s) => assert_eq!(s, want),
                 other => panic!("payload {payload}: {other:?}"),
             }
         }
+        let st = get();
+        assert_eq!(st.next_seq, 3);
+        assert!(st.first_ns > 0 && st.last_ns >= st.first_ns, "{st:?}");
+        // Paced: not yet due drops and takes no number; due long ago sends
+        // once, then the next frame (a period of ~an hour later) is not due.
+        let hour_fp = 3600u64 * 1_000_000_000 * 256;
+        set(GenState { limit: 10, due_fp: u64::MAX / 2, period_fp: hour_fp, ..GenState::default() });
+        assert_eq!(bpf::xdp_test_run(&p, &f).unwrap() as i32, XDP_DROP, "early");
+        assert_eq!(get().next_seq, 0);
+        set(GenState { limit: 10, due_fp: 0, period_fp: hour_fp, max_lag_fp: 256, ..GenState::default() });
+        assert_eq!(bpf::xdp_test_run(&p, &f).unwrap() as i32, XDP_TX, "due");
+        assert_eq!(bpf::xdp_test_run(&p, &f).unwrap() as i32, XDP_DROP, "next one not due yet");
+        let st = get();
+        assert_eq!(st.next_seq, 1);
+        // Late by far more than max_lag: the schedule slipped to now.
+        let now_fp = linecap::sys::monotonic_ns() << 8;
+        assert!(st.due_fp > now_fp && st.due_fp <= now_fp + hour_fp, "{st:?}");
     }
 }
 

@@ -3,27 +3,128 @@
 //! a one-entry array map, writes the whole `seq` payload for it (number and
 //! pattern, see `format::seq`), and returns XDP_TX, so the kernel transmits
 //! the frame. Receivers verify every byte as with any other sender.
+//!
+//! Pacing happens in the program, per frame: the map holds the time the
+//! next frame is due (in 1/256 ns, so a 425.5 ns period stays exact); a run
+//! that comes early returns XDP_DROP, which costs the kernel a recycled
+//! page and nothing on the wire. The kernel's loop thus becomes a clock
+//! with a resolution of one program run (tens of nanoseconds), instead of
+//! bursts per syscall. A frame that is late by more than `max_lag` periods
+//! does not make the generator catch up in a burst: like an FPGA, it goes
+//! on at the rate, and the shortfall shows in the achieved rate.
 
 use super::insn::{Alu, Asm, Cond, Insn, Size, reg::*};
 use super::xdp::{XDP_DROP, XDP_TX};
 
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_FUNC_KTIME_GET_NS: i32 = 5;
 const K: u64 = 0xD6E8_FEB8_6659_FD93;
 
+/// The generator's state: the value of its one-entry map, shared by the
+/// program and user space (which reads `next_seq` to know what was sent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenState {
+    /// The sequence number of the next frame (= frames sent so far).
+    pub next_seq: u64,
+    /// Frames are sent while `next_seq < limit`.
+    pub limit: u64,
+    /// When the next frame is due, CLOCK_MONOTONIC in 1/256 ns.
+    pub due_fp: u64,
+    /// Time between frames in 1/256 ns; 0 = unpaced.
+    pub period_fp: u64,
+    /// The most a frame may be late (1/256 ns) before the schedule slips.
+    pub max_lag_fp: u64,
+    /// When the first frame was sent (CLOCK_MONOTONIC ns).
+    pub first_ns: u64,
+    /// When the latest frame was sent.
+    pub last_ns: u64,
+}
+
+impl GenState {
+    /// Bytes in the map value.
+    pub const SIZE: usize = 56;
+
+    /// The map value.
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        let words = [
+            self.next_seq,
+            self.limit,
+            self.due_fp,
+            self.period_fp,
+            self.max_lag_fp,
+            self.first_ns,
+            self.last_ns,
+        ];
+        for (i, v) in words.into_iter().enumerate() {
+            b[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+
+    /// Reads a map value.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let w = |i: usize| u64::from_ne_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        Self {
+            next_seq: w(0),
+            limit: w(1),
+            due_fp: w(2),
+            period_fp: w(3),
+            max_lag_fp: w(4),
+            first_ns: w(5),
+            last_ns: w(6),
+        }
+    }
+}
+
 /// Builds the program for frames whose UDP payload starts at `payload_at`
-/// and is `payload` bytes long (≥ 8). `map_fd`: the counter map.
+/// and is `payload` bytes long (≥ 8). `map_fd`: the [`GenState`] map.
 pub fn seq_program(map_fd: i32, payload_at: usize, payload: usize) -> Vec<Insn> {
     let mut a = Asm::default();
     let drop = a.label();
+    let send = a.label();
+    let on_time = a.label();
     a.alu_reg(Alu::Mov, R6, R1);
-    // r7 = counter++ (the map's single u64; runs happen on one CPU at a time).
+    // now (ns) on the stack, for the pacing decision below.
+    a.call(BPF_FUNC_KTIME_GET_NS);
+    a.stx_dw(10, -16, R0);
+    // r0 = &state (runs happen on one CPU at a time: plain loads and stores).
     a.st_w(10, -4, 0);
     a.alu_reg(Alu::Mov, R2, 10);
     a.alu_imm(Alu::Add, R2, -4);
     a.ld_map_fd(R1, map_fd);
     a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
     a.jmp_imm(Cond::Eq, R0, 0, drop);
+    // Done when next_seq reaches the limit.
     a.ldx_dw(R7, R0, 0);
+    a.ldx_dw(R8, R0, 8);
+    a.jmp_reg(Cond::Ge, R7, R8, drop);
+    // Pacing: unpaced when period is 0; early runs drop.
+    a.ldx_dw(R8, R0, 24);
+    a.jmp_imm(Cond::Eq, R8, 0, send);
+    a.ldx_dw(R9, 10, -16);
+    a.alu_imm(Alu::Lsh, R9, 8);
+    a.ldx_dw(R1, R0, 16);
+    a.jmp_reg(Cond::Gt, R1, R9, drop);
+    // Late by more than max_lag: the schedule slips to now - max_lag.
+    a.alu_reg(Alu::Mov, R2, R9);
+    a.alu_reg(Alu::Sub, R2, R1);
+    a.ldx_dw(R3, R0, 32);
+    a.jmp_reg(Cond::Ge, R3, R2, on_time);
+    a.alu_reg(Alu::Mov, R1, R9);
+    a.alu_reg(Alu::Sub, R1, R3);
+    a.place(on_time);
+    a.alu_reg(Alu::Add, R1, R8);
+    a.stx_dw(R0, 16, R1);
+    a.place(send);
+    // Send times of the first and the latest frame, for the report.
+    let not_first = a.label();
+    a.ldx_dw(R9, 10, -16);
+    a.stx_dw(R0, 48, R9);
+    a.jmp_imm(Cond::Ne, R7, 0, not_first);
+    a.stx_dw(R0, 40, R9);
+    a.place(not_first);
+    // r7 = next_seq++.
     a.alu_reg(Alu::Mov, R8, R7);
     a.alu_imm(Alu::Add, R8, 1);
     a.stx_dw(R0, 0, R8);

@@ -57,6 +57,8 @@ pub enum Size {
 pub enum Alu {
     /// +
     Add = 0x00,
+    /// -
+    Sub = 0x10,
     /// &
     And = 0x50,
     /// <<
@@ -78,6 +80,8 @@ pub enum Cond {
     Eq = 0x10,
     /// > (unsigned)
     Gt = 0x20,
+    /// >= (unsigned)
+    Ge = 0x30,
     /// !=
     Ne = 0x50,
     /// & != 0

@@ -1,24 +1,37 @@
 //! The `xdp-live` generator: the kernel transmits the frames itself.
 //! `BPF_PROG_RUN` in live-frames mode runs linecap's generator program on a
 //! template frame again and again; the program writes each frame's `seq`
-//! payload (the number from a counter map and its pattern) and returns
+//! payload (the number from its state map and its pattern) and returns
 //! XDP_TX, so the frame leaves through the interface. No socket, no copy
 //! from user space per packet: the way past user-space senders' limits.
-//! Paced by batch: each call sends 100 ms worth of packets (a call has a
-//! fixed cost of tens of milliseconds), so the average rate is exact and
-//! the fine structure is bursts.
+//! Pacing is per frame, inside the program (see `bpf::generator`): user
+//! space only sets the schedule, calls the kernel in long runs and reads
+//! back how many frames went out.
 
 use std::os::fd::AsRawFd;
 
 use super::afpacket::{FrameTarget, HDR};
-use super::pacing::Pacer;
 use super::socket::{SendConfig, SendReport};
-use crate::bpf::{generator::seq_program, insn::to_bytes};
+use crate::bpf::generator::{GenState, seq_program};
+use crate::bpf::insn::to_bytes;
 use crate::format::seq;
 use crate::sys::{self, bpf};
 
-/// Frames per BPF_PROG_RUN call when unpaced.
-const CHUNK: u64 = 1 << 20;
+/// The longest one BPF_PROG_RUN call may last. Each call has a fixed cost
+/// (measured here: ~25 ms to set up and tear down its page pool, during
+/// which nothing is sent), so calls are long; SIGINT still ends one at
+/// once (the kernel's loop returns EINTR on a pending signal).
+const MAX_CALL_NS: u64 = 5_000_000_000;
+/// Program runs in the first call, before their speed is known.
+const FIRST_RUNS: u64 = 1 << 16;
+/// A guess of one paced program run's cost, to size the first call
+/// (measured here: 100–200 ns; the limit stops sending in any case).
+const FIRST_RUN_NS_GUESS: u64 = 100;
+/// A frame later than this many periods makes the schedule slip instead of
+/// a catch-up burst (64 frames fit in veth's 256-frame ring).
+const MAX_LAG_FRAMES: u64 = 64;
+/// Frames the kernel sends per batch (and per flush) in live-frames mode.
+const LIVE_BATCH: u32 = 64;
 
 /// Sends through the kernel's live-frames test run until the count or
 /// duration is reached, or SIGINT.
@@ -42,50 +55,87 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     let ifindex = target.ifindex;
     let mut frame = target.header.to_vec();
     frame.resize(HDR + cfg.size, 0);
-    let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, 8, 1, "lc_seq")?;
+    let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state")?;
     let prog = seq_program(map.as_raw_fd(), HDR, cfg.size);
     let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     super::pin_sender(cfg.cpus.first().copied());
-    let start = sys::monotonic_ns();
-    let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
     let rate = cfg.rate.pps(cfg.size);
-    // Each call costs tens of milliseconds on this kind of machine (measured:
-    // ~25 ms, the page pool's setup and teardown), so pacing is by batch:
-    // 100 ms of packets per call, sent as fast as the kernel goes; the
-    // average rate is exact, the fine structure is bursts.
-    let burst = rate.map_or(CHUNK, |r| ((r / 10.0) as u64).clamp(64, CHUNK));
-    let mut pacer = Pacer::new(rate, burst, start);
-    let period_ns = rate.map_or(0, |r| (1e9 / r) as u64);
-    let min_chunk = if rate.is_some() { burst } else { 1 };
+    let period_fp = rate.map_or(0, |r| ((256e9 / r) as u64).max(1));
+    // A paced run of known length has a known frame count: the program
+    // stops there by itself, so the count is exact whatever the call sizes.
+    let limit = match (cfg.count, cfg.duration, rate) {
+        (Some(c), _, _) => c,
+        (None, Some(d), Some(r)) => (d.as_secs_f64() * r).round() as u64,
+        _ => u64::MAX,
+    };
+    let start = sys::monotonic_ns();
+    // Paced with a duration, the frame count ends the run; the deadline is
+    // then only a guard, in case the schedule slipped.
+    let deadline = cfg.duration.map(|d| {
+        let d = d.as_nanos() as u64;
+        start + if rate.is_some() && cfg.count.is_none() { d + d / 2 + 1_000_000_000 } else { d }
+    });
+    let state = GenState {
+        next_seq: 0,
+        limit,
+        // Due long ago: the schedule starts (slips to) the first run, after
+        // the first call's set-up.
+        due_fp: 0,
+        period_fp,
+        max_lag_fp: period_fp * MAX_LAG_FRAMES,
+        ..GenState::default()
+    };
+    bpf::map_update_bytes(&map, &0u32.to_ne_bytes(), &state.to_bytes())?;
+    let read_state = || -> anyhow::Result<GenState> {
+        let mut b = [0u8; GenState::SIZE];
+        bpf::map_lookup_bytes(&map, &0u32.to_ne_bytes(), &mut b)?;
+        Ok(GenState::from_bytes(&b))
+    };
+    // Runs per call: sized from the speed of the previous call so a call
+    // lasts until the run is due to end (or MAX_CALL_NS). Paced, most runs
+    // are early and drop; their speed is measured, not assumed.
+    let mut runs = if rate.is_some() {
+        // Paced, calls are long from the first, or each call's set-up
+        // would show as a gap in the stream.
+        let first_ns = cfg.duration.map_or(MAX_CALL_NS, |d| d.as_nanos() as u64).min(MAX_CALL_NS);
+        (first_ns / FIRST_RUN_NS_GUESS).max(FIRST_RUNS)
+    } else {
+        FIRST_RUNS
+    };
     let mut sent = 0u64;
+    let period_ns = period_fp as f64 / 256.0;
     loop {
-        if sys::stop_requested() {
-            break;
-        }
         let now = sys::monotonic_ns();
-        if deadline.is_some_and(|d| now >= d) {
+        if sys::stop_requested() || sent >= limit || deadline.is_some_and(|d| now >= d) {
             break;
         }
-        let remaining = cfg.count.map_or(u64::MAX, |c| c - sent);
-        if remaining == 0 {
-            break;
+        let repeat = if rate.is_some() { runs } else { runs.min(limit - sent) };
+        match bpf::xdp_run_live(&prog, &frame, ifindex, repeat as u32, LIVE_BATCH) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            r => r?,
         }
-        let want = pacer.allowance(now).min(CHUNK).min(remaining);
-        // Each BPF_PROG_RUN call has a fixed cost (a page pool is set up and
-        // torn down): wait until a whole chunk is due rather than sending
-        // a few frames per call.
-        if want < min_chunk.min(remaining) {
-            let need = min_chunk.min(remaining) - want;
-            let due = pacer.next_due_ns() + need.saturating_sub(1) * period_ns;
-            sys::sleep_until_monotonic(due.min(deadline.unwrap_or(u64::MAX)));
-            continue;
+        let sent_before = sent;
+        sent = read_state()?.next_seq;
+        let took = sys::monotonic_ns() - now;
+        let mut budget_ns = deadline.map_or(MAX_CALL_NS, |d| d.saturating_sub(now + took)).min(MAX_CALL_NS);
+        if rate.is_some() {
+            budget_ns = budget_ns.min(((limit - sent) as f64 * period_ns) as u64 + 1_000_000);
         }
-        bpf::xdp_run_live(&prog, &frame, ifindex, want as u32, 64)?;
-        sent += want;
-        pacer.sent(want);
+        let per_run_ns = took.max(1) as f64 / repeat as f64;
+        runs = ((budget_ns as f64 / per_run_ns) as u64).clamp(1 << 10, u32::MAX as u64);
+        if rate.is_none() && sent == sent_before {
+            anyhow::bail!("the kernel sent nothing through {iface}: is it up, with a peer?");
+        }
     }
-    let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
+    // The rate is over the stream itself, first frame to last (a paced
+    // call may go on idling after the last frame).
+    let st = read_state()?;
+    let elapsed = if sent > 1 && st.last_ns > st.first_ns {
+        (st.last_ns - st.first_ns) as f64 / 1e9 * sent as f64 / (sent - 1) as f64
+    } else {
+        (sys::monotonic_ns() - start) as f64 / 1e9
+    };
     let (u, s) = sys::thread_cpu_ns();
     let pps = sent as f64 / elapsed.max(1e-9);
     Ok(SendReport {

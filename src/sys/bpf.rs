@@ -11,6 +11,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use super::cvt;
 
 const BPF_MAP_CREATE: i32 = 0;
+const BPF_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
 const BPF_PROG_LOAD: i32 = 5;
 const BPF_PROG_TEST_RUN: i32 = 10;
@@ -86,6 +87,24 @@ pub fn map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
     let mut a =
         Attr::new().u32(0, map.as_raw_fd() as u32).u64(8, &raw const k as u64).u64(16, &raw const v as u64);
     bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(drop)
+}
+
+/// Sets `map[key] = value` for any key and value sizes (they must match the map's).
+pub fn map_update_bytes(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut a =
+        Attr::new().u32(0, map.as_raw_fd() as u32).u64(8, key.as_ptr() as u64).u64(16, value.as_ptr() as u64);
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(drop)
+}
+
+/// Reads `map[key]` into `value` (sizes must match the map's).
+pub fn map_lookup_bytes(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut a = Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .u64(8, key.as_ptr() as u64)
+        .u64(16, value.as_mut_ptr() as u64);
+    bpf(BPF_MAP_LOOKUP_ELEM, &mut a).map(drop)
 }
 
 /// A failed load, with the verifier's words.
