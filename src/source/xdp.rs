@@ -20,6 +20,8 @@ use crate::sys::{self, bpf};
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// Packets per busy poll of the device (as the kernel's NAPI weight).
+const BUSY_POLL_BUDGET: u32 = 64;
 
 /// Options of an XDP source.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct XdpOptions {
     pub frame_size: u32,
     /// Packets per batch.
     pub batch: usize,
+    /// Busy polling: microseconds per poll (None: wait in poll(2)).
+    pub busy_poll: Option<u32>,
 }
 
 /// How the program and socket ended up running.
@@ -60,6 +64,101 @@ pub struct XdpSource {
     last: RecvStats,
     mode: XdpMode,
     batch: usize,
+    busy: Option<BusyPoller>,
+}
+
+/// Which socket's receive call busy-polls the device's NAPI context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PollThrough {
+    /// Not known yet: no socket has a NAPI id.
+    Unknown,
+    /// The AF_XDP socket itself (drivers that give it a NAPI id).
+    Xsk,
+    /// The anchor UDP socket (veth gives AF_XDP sockets no NAPI id).
+    Anchor,
+}
+
+/// Busy polling for an AF_XDP socket. A socket learns its NAPI id from the
+/// packets it receives; on veth an AF_XDP socket never does, so busy
+/// polling it would poll nothing. A UDP socket that has received one
+/// datagram through the device's normal path does know the id, and a
+/// receive call on it polls that NAPI context just the same: the anchor,
+/// bound to the capture's port + 1 (which the XDP program passes on).
+struct BusyPoller {
+    anchor: OwnedFd,
+    port: u16,
+    through: PollThrough,
+    next_check_ns: u64,
+    since_ns: u64,
+    hinted: bool,
+}
+
+impl BusyPoller {
+    fn open(o: &XdpOptions, usecs: u32, xsk: &XskRx) -> io::Result<Self> {
+        sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot set busy polling on the AF_XDP socket: {e}"))
+        })?;
+        let port = anchor_port(o.listen.port());
+        let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let anchor = sys::udp_socket(&at)?;
+        sys::bind(&anchor, &at).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind the busy-poll anchor socket to UDP port {port}: {e}"),
+            )
+        })?;
+        sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
+        Ok(Self {
+            anchor,
+            port,
+            through: PollThrough::Unknown,
+            next_check_ns: 0,
+            since_ns: sys::monotonic_ns(),
+            hinted: false,
+        })
+    }
+
+    /// Polls the device once; false while no socket knows its NAPI id.
+    fn poll(&mut self, xsk: &XskRx) -> bool {
+        if self.through == PollThrough::Unknown {
+            let now = sys::monotonic_ns();
+            if now < self.next_check_ns {
+                return false;
+            }
+            self.next_check_ns = now + 10_000_000;
+            let (xsk_id, anchor_id) =
+                (sys::napi_id(xsk.fd()).unwrap_or(0), sys::napi_id(&self.anchor).unwrap_or(0));
+            if xsk_id != 0 {
+                self.through = PollThrough::Xsk;
+                eprintln!("linecap: busy polling NAPI context {xsk_id} through the AF_XDP socket");
+            } else if anchor_id != 0 {
+                self.through = PollThrough::Anchor;
+                eprintln!(
+                    "linecap: busy polling NAPI context {anchor_id} through the anchor socket (port {})",
+                    self.port
+                );
+            } else {
+                if !self.hinted && now > self.since_ns + 1_000_000_000 {
+                    self.hinted = true;
+                    eprintln!(
+                        "linecap: busy polling waits for a NAPI id: this device gives AF_XDP none (veth); send one UDP datagram to port {} to start it",
+                        self.port
+                    );
+                }
+                return false;
+            }
+        }
+        match self.through {
+            PollThrough::Xsk => xsk.wake(),
+            _ => sys::poke_recv(&self.anchor),
+        }
+        true
+    }
+}
+
+/// The busy-poll anchor's UDP port for a capture on `port`.
+pub fn anchor_port(port: u16) -> u16 {
+    port.wrapping_add(1).max(1)
 }
 
 impl XdpSource {
@@ -103,6 +202,7 @@ impl XdpSource {
                 (l, false)
             }
         };
+        let busy = o.busy_poll.map(|usecs| BusyPoller::open(o, usecs, &xsk)).transpose()?;
         let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
         Ok(Self {
             _link: link,
@@ -115,6 +215,7 @@ impl XdpSource {
             last: RecvStats::default(),
             mode,
             batch: o.batch.max(1),
+            busy,
         })
     }
 
@@ -137,7 +238,22 @@ impl Source for XdpSource {
         self.held.clear();
         let mut descs = std::mem::take(&mut self.descs);
         let mut n = self.xsk.peek(&mut descs, self.batch);
-        if n == 0 {
+        if let Some(bp) = &mut self.busy {
+            // The receive call runs the device's NAPI poll in this thread:
+            // poll once per batch, and spin (polling) while nothing came.
+            let until = sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 };
+            loop {
+                if !bp.poll(&self.xsk) {
+                    // No NAPI context known yet: the kernel's softirq delivers.
+                    self.xsk.wake();
+                    sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 1 })?;
+                }
+                n = self.xsk.peek(&mut descs, self.batch);
+                if n > 0 || sys::monotonic_ns() >= until {
+                    break;
+                }
+            }
+        } else if n == 0 {
             // Copy mode on veth never sets need_wakeup on the fill ring, so
             // waking is cheap insurance; then wait for the rx ring.
             self.xsk.wake();

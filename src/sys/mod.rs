@@ -73,6 +73,41 @@ pub fn getsockopt_int(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<i3
     Ok(value)
 }
 
+/// Preferred busy polling on a socket (Linux 5.11+): a receive call on it
+/// polls the device's NAPI context for up to `usecs` itself, up to `budget`
+/// packets per poll, and while the socket keeps polling the kernel defers
+/// the device's interrupts and softirq work to it (with the device's
+/// `napi_defer_hard_irqs` and `gro_flush_timeout` set).
+pub fn set_busy_poll(fd: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, 1)?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, usecs as i32)?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, budget as i32)
+}
+
+/// A non-blocking receive whose only purpose is its side effect (a busy
+/// poll of the device, a wake-up of an AF_XDP socket); a datagram that was
+/// waiting is discarded.
+pub fn poke_recv(fd: &impl AsRawFd) {
+    // SAFETY: a zero-length non-blocking recvfrom writes nothing; the result
+    // (a length or EAGAIN) does not matter.
+    unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// The NAPI context the socket last received from (0: none known, so busy
+/// polling it polls nothing).
+pub fn napi_id(fd: &impl AsRawFd) -> io::Result<u32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_INCOMING_NAPI_ID).map(|v| v as u32)
+}
+
 /// The socket's drop counter (`sk_drops`), exact and cumulative: datagrams the
 /// kernel discarded because the receive buffer was full.
 pub fn socket_drops(fd: &impl AsRawFd) -> io::Result<u64> {

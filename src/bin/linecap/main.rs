@@ -127,6 +127,9 @@ struct CaptureArgs {
     /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
+    /// Busy-poll the device from the receiving thread, this many microseconds per poll (xdp backend).
+    #[arg(long, value_name = "USECS")]
+    busy_poll: Option<u32>,
     /// How a fanout group spreads packets over --threads (afpacket).
     #[arg(long, value_enum, default_value = "hash")]
     fanout: FanoutMode,
@@ -509,6 +512,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     ring: a.xdp_ring,
                     frame_size: 2048,
                     batch: a.batch,
+                    busy_poll: a.busy_poll,
                 })
             }
             Backend::Afpacket => {
