@@ -539,7 +539,17 @@ fn build_report(
     let ring = s.sum("pcap.queue.", "ring_full_drops");
     let werr = s.sum("pcap.writer.", "write_error_drops");
     let mut drops = BTreeMap::new();
-    drops.insert(info.drop_stage.to_string(), s.sum("rx.", "kernel_drops"));
+    let kernel_drops = s.sum("rx.", "kernel_drops");
+    if info.backend == "xdp" {
+        // Each place an AF_XDP socket loses frames, by the kernel's own counts.
+        let ring_full = s.sum("rx.", "ring_full_drops");
+        let no_buffer = s.sum("rx.", "no_buffer_drops");
+        drops.insert("xsk_rx_ring_full".into(), ring_full);
+        drops.insert("xsk_no_fill_frame".into(), no_buffer);
+        drops.insert("xsk_other".into(), kernel_drops.saturating_sub(ring_full + no_buffer));
+    } else {
+        drops.insert(info.drop_stage.to_string(), kernel_drops);
+    }
     if cfg.pcap.is_some() {
         drops.insert("pcap_ring_full".to_string(), ring);
         drops.insert("pcap_write_error".to_string(), werr);
@@ -589,6 +599,10 @@ fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
     }
     rx.set(RxIdx::RingFreezes as usize, source.ring_freezes());
     rx.set(RxIdx::LosingBlocks as usize, source.losing_blocks());
+    if let Some((ring_full, no_buffer)) = source.drop_detail() {
+        rx.set(RxIdx::RingFullDrops as usize, ring_full);
+        rx.set(RxIdx::NoBufferDrops as usize, no_buffer);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

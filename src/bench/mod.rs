@@ -36,6 +36,9 @@ pub enum Row {
     RecvmmsgGroBlocks,
     /// AF_XDP socket (copy mode on veth) fed by linecap's XDP program.
     Xdp,
+    /// The same, busy-polling veth's NAPI from its own thread (on a testbed
+    /// with the busy-poll placement).
+    XdpBusyPoll,
     /// AF_PACKET TPACKET_V3 ring, one thread.
     Afpacket,
     /// AF_PACKET, two threads in a load-balancing fanout group.
@@ -54,11 +57,14 @@ impl FromStr for Row {
             "uring" => Row::Uring,
             "recvmmsg+gro+blocks" | "blocks" => Row::RecvmmsgGroBlocks,
             "xdp" => Row::Xdp,
+            "xdp+busypoll" | "xdp+bp" => Row::XdpBusyPoll,
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
             _ => {
-                return Err(format!("unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, tcpdump)"));
+                return Err(format!(
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump)"
+                ));
             }
         })
     }
@@ -74,10 +80,16 @@ impl Row {
             Row::Uring => "uring",
             Row::RecvmmsgGroBlocks => "recvmmsg+gro+blocks",
             Row::Xdp => "xdp",
+            Row::XdpBusyPoll => "xdp+busypoll",
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
         }
+    }
+
+    /// Whether the row runs on a testbed with the busy-poll placement.
+    pub fn busy_polls(&self) -> bool {
+        *self == Row::XdpBusyPoll
     }
 
     fn capture_args(&self, tb: &Testbed) -> Vec<String> {
@@ -91,6 +103,7 @@ impl Row {
             Row::RecvmmsgGroBlocks => vec!["--mode", "recvmmsg", "--shm", "", "--slot-bytes", "264"],
             Row::Afpacket => afpacket.to_vec(),
             Row::Xdp => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str()],
+            Row::XdpBusyPoll => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--busy-poll", "20"],
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],
         };
@@ -127,6 +140,11 @@ pub struct BenchConfig {
     /// Offer the stream with the kernel-side generator (xdp-live) instead
     /// of a user-space socket sender.
     pub xdp_live: bool,
+    /// Measure every row at this one rate (packets/s), in `rounds`
+    /// interleaved rounds, instead of searching for the zero-loss rate.
+    pub at_pps: Option<f64>,
+    /// Rounds at `at_pps`.
+    pub rounds: usize,
 }
 
 /// A generator to compare on one core.
@@ -211,6 +229,9 @@ pub struct Point {
     pub sent: u64,
     /// Packets delivered.
     pub delivered: u64,
+    /// Rate delivered over the sender's run (offered × delivered / sent).
+    #[serde(default)]
+    pub delivered_pps: f64,
     /// The books, with where every loss happened.
     pub identity: Identity,
     /// CPU of the receiver's own threads per delivered packet.
@@ -268,11 +289,16 @@ pub struct BenchResults {
     pub rows: Vec<RowResult>,
     /// Generators compared on one core.
     pub senders: Vec<SenderResult>,
+    /// Points at one fixed rate (`--at`), in measurement order.
+    #[serde(default)]
+    pub fixed: Vec<Point>,
 }
 
 struct Bench<'a> {
     cfg: &'a BenchConfig,
     tb: Testbed,
+    /// A second testbed with the busy-poll placement, for rows that busy-poll.
+    tb_busy: Option<Testbed>,
 }
 
 const PORT: u16 = 9000;
@@ -297,8 +323,15 @@ impl CoreMeter {
 }
 
 impl Bench<'_> {
+    fn testbed_for(&self, row: Row) -> &Testbed {
+        match (&self.tb_busy, row.busy_polls()) {
+            (Some(tb), true) => tb,
+            _ => &self.tb,
+        }
+    }
+
     fn measure(&self, row: Row, size: usize, pps: Option<f64>) -> anyhow::Result<Point> {
-        let tb = &self.tb;
+        let tb = self.testbed_for(row);
         let listen = format!("{}:{PORT}", testbed::RX_ADDR);
         let multi = sys::online_cpus() > 1;
         let mut send_args = vec![
@@ -325,6 +358,9 @@ impl Bench<'_> {
         cap_args.extend(row.capture_args(tb));
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
+        if row.busy_polls() {
+            orchestrate::prime_busy_poll(&self.cfg.exe, tb, PORT)?;
+        }
         let core = CoreMeter::start(tb.rx_cpu);
         let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &send_args)?;
         std::thread::sleep(Duration::from_millis(100));
@@ -342,6 +378,7 @@ impl Bench<'_> {
             offered_pps: sent.pps,
             sent: sent.packets,
             delivered: rep.packets,
+            delivered_pps: sent.pps * rep.packets as f64 / sent.packets.max(1) as f64,
             identity: id,
             rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
             rx_core_ns_per_packet: per(core_ns as f64),
@@ -445,8 +482,9 @@ impl Bench<'_> {
 
 fn point_line(p: &Point) -> String {
     format!(
-        "offered {:>8.1} kpps, lost {} ({}), rx threads {:.0} ns/pkt, rx core {:.0} ns/pkt, {:.1} pkts/syscall, {:.2} pkts/datagram",
+        "offered {:>8.1} kpps, delivered {:>8.1} kpps, lost {} ({}), rx threads {:.0} ns/pkt, rx core {:.0} ns/pkt, {:.1} pkts/syscall, {:.2} pkts/datagram",
         p.offered_pps / 1e3,
+        p.delivered_pps / 1e3,
         p.lost(),
         if p.identity.holds() {
             "all attributed".to_string()
@@ -482,7 +520,16 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
     o.placement = cfg.placement;
     let tb = Testbed::up(&o)?;
     eprintln!("{}", tb.describe());
-    let bench = Bench { cfg, tb };
+    let tb_busy = if cfg.rows.iter().any(Row::busy_polls) {
+        let mut o = TestbedOptions::new(&testbed::unique_name("bench"));
+        o.placement = Placement::BusyPoll;
+        let tb = Testbed::up(&o)?;
+        eprintln!("{}", tb.describe());
+        Some(tb)
+    } else {
+        None
+    };
+    let bench = Bench { cfg, tb, tb_busy };
     let mut rows = cfg.rows.clone();
     if cfg.peers && !rows.contains(&Row::Tcpdump) {
         if peers::tcpdump_path().is_some() {
@@ -498,12 +545,29 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         }
     }
     let mut results = Vec::new();
-    for &size in &cfg.sizes {
-        for &row in &rows {
-            if sys::stop_requested() {
-                break;
+    let mut fixed = Vec::new();
+    if let Some(at) = cfg.at_pps {
+        // Interleaved rounds at one rate: drift over minutes hits every row alike.
+        for round in 0..cfg.rounds {
+            for &size in &cfg.sizes {
+                for &row in &rows {
+                    if sys::stop_requested() {
+                        break;
+                    }
+                    let p = bench.measure(row, size, Some(at))?;
+                    eprintln!("  {:<13} {size:>5} B  round {}: {}", row.name(), round + 1, point_line(&p));
+                    fixed.push(p);
+                }
             }
-            results.push(bench.row(row, size)?);
+        }
+    } else {
+        for &size in &cfg.sizes {
+            for &row in &rows {
+                if sys::stop_requested() {
+                    break;
+                }
+                results.push(bench.row(row, size)?);
+            }
         }
     }
     let _ = std::fs::remove_file(crate::sink::shmring::ring_path(&format!("{}-ring", bench.tb.name)));
@@ -515,6 +579,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         generator: if cfg.xdp_live { "xdp-live (kernel)".into() } else { "socket (sendmmsg)".into() },
         rows: results,
         senders,
+        fixed,
     };
     std::fs::write(cfg.out.join("results.json"), serde_json::to_string_pretty(&res)?)?;
     let md = report::markdown(&res);

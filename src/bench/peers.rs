@@ -131,6 +131,7 @@ pub fn measure_tcpdump(
         offered_pps: sent.pps,
         sent: sent.packets,
         delivered: captured,
+        delivered_pps: sent.pps * captured as f64 / sent.packets.max(1) as f64,
         identity: id,
         rx_threads_ns_per_packet: rep.cpu_ns_per_packet,
         rx_core_ns_per_packet: if captured > 0 { core_ns as f64 / captured as f64 } else { 0.0 },

@@ -32,9 +32,9 @@ pub fn markdown(r: &BenchResults) -> String {
     );
     let _ = writeln!(
         s,
-        "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | loss at sender max | where lost |"
+        "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | delivered at sender max | loss at sender max | where lost |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for row in &r.rows {
         let (rate, thr, core, sc, dg) = match &row.zero_loss {
             Some(p) => (
@@ -55,14 +55,41 @@ pub fn markdown(r: &BenchResults) -> String {
             m.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             s,
-            "| {} | {} B | {rate} | {thr} | {core} | {sc} | {dg} | {:.1} kpps | {:.2}% | {}{} |",
+            "| {} | {} B | {rate} | {thr} | {core} | {sc} | {dg} | {:.1} kpps | {:.1} kpps | {:.2}% | {}{} |",
             row.row.name(),
             row.size,
             m.offered_pps / 1e3,
+            m.delivered_pps / 1e3,
             100.0 * m.lost() as f64 / m.sent.max(1) as f64,
             if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
             if m.identity.holds() { "" } else { " (unaccounted!)" }
         );
+    }
+    if !r.fixed.is_empty() {
+        let _ = writeln!(s, "\nAt one rate, rows interleaved round by round (in measurement order):\n");
+        let _ = writeln!(
+            s,
+            "| row | payload | offered | delivered | loss | where lost | books | rx threads ns/pkt | rx core ns/pkt |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|---:|---:|");
+        for p in &r.fixed {
+            let wh: Vec<String> =
+                p.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} B | {:.1} kpps ({} pkts) | {} pkts | {:.3}% | {} | {} | {:.0} | {:.0} |",
+                p.row.name(),
+                p.size,
+                p.offered_pps / 1e3,
+                p.sent,
+                p.delivered,
+                100.0 * p.lost() as f64 / p.sent.max(1) as f64,
+                if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
+                if p.identity.holds() { "exact" } else { "UNACCOUNTED" },
+                p.rx_threads_ns_per_packet,
+                p.rx_core_ns_per_packet
+            );
+        }
     }
     if !r.senders.is_empty() {
         let _ = writeln!(s, "\nGenerators, unpaced, one core, interleaved rounds (median, range):\n");

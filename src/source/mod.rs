@@ -41,4 +41,10 @@ pub trait Source: Send {
     fn losing_blocks(&self) -> u64 {
         0
     }
+    /// Of [`kernel_drops`](Self::kernel_drops), those for a full receive
+    /// ring and those for want of a buffer to copy into, where the kernel
+    /// tells them apart (AF_XDP).
+    fn drop_detail(&mut self) -> Option<(u64, u64)> {
+        None
+    }
 }

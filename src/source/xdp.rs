@@ -313,6 +313,12 @@ impl Source for XdpSource {
         Ok(s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs)
     }
 
+    /// rx ring full; no frame on the fill ring to copy into (copy mode's
+    /// `rx_dropped`: the fill ring was empty, or the frame too large).
+    fn drop_detail(&mut self) -> Option<(u64, u64)> {
+        self.xsk.stats().ok().map(|s| (s.rx_ring_full, s.rx_dropped))
+    }
+
     fn ring_freezes(&self) -> u64 {
         self.xsk.stats().map_or(0, |s| s.rx_fill_ring_empty_descs)
     }

@@ -46,6 +46,8 @@ pub const RX_COUNTERS: &[&str] = &[
     "cpu_sys_ns",
     "ring_freezes",
     "losing_blocks",
+    "ring_full_drops",
+    "no_buffer_drops",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -61,6 +63,8 @@ pub enum RxIdx {
     CpuSysNs,
     RingFreezes,
     LosingBlocks,
+    RingFullDrops,
+    NoBufferDrops,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
@@ -184,7 +188,7 @@ pub enum KernelIdx {
 }
 
 // Each index enum must cover its name array exactly (last variant = len - 1).
-const _: () = assert!(RxIdx::LosingBlocks as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(RxIdx::NoBufferDrops as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());

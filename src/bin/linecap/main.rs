@@ -406,6 +406,12 @@ struct BenchArgs {
     /// Offer the receivers' stream with the kernel-side generator (xdp-live): millions of packets per second.
     #[arg(long)]
     xdp_live: bool,
+    /// Measure every row at this one rate (e.g. 2.35Mpps, 5.12Gbit) instead of searching for the zero-loss rate.
+    #[arg(long, value_parser = units::parse_rate)]
+    at: Option<Rate>,
+    /// Interleaved rounds at the --at rate.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn main() -> ExitCode {
@@ -941,6 +947,8 @@ fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         placement: a.placement,
         sender_rounds: a.sender_rounds,
         xdp_live: a.xdp_live,
+        at_pps: a.at.and_then(|r| r.pps(a.sizes.first().copied().unwrap_or(272) as usize)),
+        rounds: a.rounds,
     };
     bench::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
