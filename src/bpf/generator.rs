@@ -34,9 +34,9 @@ pub struct GenState {
     pub period_fp: u64,
     /// The most a frame may be late (1/256 ns) before the schedule slips.
     pub max_lag_fp: u64,
-    /// When the first frame was sent (CLOCK_MONOTONIC ns).
+    /// When the first frame was sent (CLOCK_MONOTONIC ns; paced runs only).
     pub first_ns: u64,
-    /// When the latest frame was sent.
+    /// When the latest frame was sent (paced runs only).
     pub last_ns: u64,
 }
 
@@ -85,49 +85,48 @@ pub fn seq_program(map_fd: i32, payload_at: usize, payload: usize) -> Vec<Insn> 
     let send = a.label();
     let on_time = a.label();
     a.alu_reg(Alu::Mov, R6, R1);
-    // now (ns) on the stack, for the pacing decision below.
-    a.call(BPF_FUNC_KTIME_GET_NS);
-    a.stx_dw(10, -16, R0);
-    // r0 = &state (runs happen on one CPU at a time: plain loads and stores).
+    // r9 = &state (runs happen on one CPU at a time: plain loads and stores).
     a.st_w(10, -4, 0);
     a.alu_reg(Alu::Mov, R2, 10);
     a.alu_imm(Alu::Add, R2, -4);
     a.ld_map_fd(R1, map_fd);
     a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
     a.jmp_imm(Cond::Eq, R0, 0, drop);
+    a.alu_reg(Alu::Mov, R9, R0);
     // Done when next_seq reaches the limit.
-    a.ldx_dw(R7, R0, 0);
-    a.ldx_dw(R8, R0, 8);
+    a.ldx_dw(R7, R9, 0);
+    a.ldx_dw(R8, R9, 8);
     a.jmp_reg(Cond::Ge, R7, R8, drop);
-    // Pacing: unpaced when period is 0; early runs drop.
-    a.ldx_dw(R8, R0, 24);
+    // Unpaced (period 0): no clock read at all, the frame goes.
+    a.ldx_dw(R8, R9, 24);
     a.jmp_imm(Cond::Eq, R8, 0, send);
-    a.ldx_dw(R9, 10, -16);
-    a.alu_imm(Alu::Lsh, R9, 8);
-    a.ldx_dw(R1, R0, 16);
-    a.jmp_reg(Cond::Gt, R1, R9, drop);
+    // Paced: r0 = now (ns), r3 = now in 1/256 ns; early runs drop.
+    a.call(BPF_FUNC_KTIME_GET_NS);
+    a.alu_reg(Alu::Mov, R3, R0);
+    a.alu_imm(Alu::Lsh, R3, 8);
+    a.ldx_dw(R1, R9, 16);
+    a.jmp_reg(Cond::Gt, R1, R3, drop);
     // Late by more than max_lag: the schedule slips to now - max_lag.
-    a.alu_reg(Alu::Mov, R2, R9);
+    a.alu_reg(Alu::Mov, R2, R3);
     a.alu_reg(Alu::Sub, R2, R1);
-    a.ldx_dw(R3, R0, 32);
-    a.jmp_reg(Cond::Ge, R3, R2, on_time);
-    a.alu_reg(Alu::Mov, R1, R9);
-    a.alu_reg(Alu::Sub, R1, R3);
+    a.ldx_dw(R4, R9, 32);
+    a.jmp_reg(Cond::Ge, R4, R2, on_time);
+    a.alu_reg(Alu::Mov, R1, R3);
+    a.alu_reg(Alu::Sub, R1, R4);
     a.place(on_time);
     a.alu_reg(Alu::Add, R1, R8);
-    a.stx_dw(R0, 16, R1);
-    a.place(send);
+    a.stx_dw(R9, 16, R1);
     // Send times of the first and the latest frame, for the report.
     let not_first = a.label();
-    a.ldx_dw(R9, 10, -16);
-    a.stx_dw(R0, 48, R9);
+    a.stx_dw(R9, 48, R0);
     a.jmp_imm(Cond::Ne, R7, 0, not_first);
-    a.stx_dw(R0, 40, R9);
+    a.stx_dw(R9, 40, R0);
     a.place(not_first);
+    a.place(send);
     // r7 = next_seq++.
     a.alu_reg(Alu::Mov, R8, R7);
     a.alu_imm(Alu::Add, R8, 1);
-    a.stx_dw(R0, 0, R8);
+    a.stx_dw(R9, 0, R8);
     // Packet pointers, bounds-checked over the whole payload.
     a.ldx(Size::W, R2, R6, 0);
     a.ldx(Size::W, R3, R6, 4);
