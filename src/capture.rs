@@ -415,12 +415,14 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
         }
         BackendConfig::Xdp(o) => {
             anyhow::ensure!(
-                cfg.threads == 1,
-                "--backend xdp runs one socket on one queue for now (--threads 1)"
+                cfg.threads == o.queues.max(1) as usize,
+                "--backend xdp runs one thread per queue (--queues {}, --threads {})",
+                o.queues,
+                cfg.threads
             );
-            let src = XdpSource::open(o).map_err(|e| anyhow::anyhow!(e))?;
-            let mode = src.mode();
-            sources.push(Box::new(src));
+            let all = XdpSource::open_all(o).map_err(|e| anyhow::anyhow!(e))?;
+            let mode = all[0].mode();
+            sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
             SourceInfo {
                 backend: "xdp",
                 mode: format!(
@@ -428,7 +430,17 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                     if mode.zero_copy { "zero-copy" } else { "copy" },
                     if mode.native { "native" } else { "generic" }
                 ),
-                listen: format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port()),
+                listen: if o.queues > 1 {
+                    format!(
+                        "interface {} queues {}-{} port {}",
+                        o.iface,
+                        o.queue,
+                        o.queue + o.queues - 1,
+                        o.listen.port()
+                    )
+                } else {
+                    format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port())
+                },
                 description: format!(
                     "xdp/{} {} XDP, {} ring entries",
                     if mode.zero_copy { "zero-copy" } else { "copy-mode" },
@@ -436,7 +448,7 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                     o.ring
                 ),
                 gro: false,
-                buffer: i64::from(o.ring) * i64::from(o.frame_size),
+                buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
                 drop_stage: "xsk_dropped",
             }
         }

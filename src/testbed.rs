@@ -80,13 +80,22 @@ pub struct TestbedOptions {
     pub rx_cpu: usize,
     /// The send core.
     pub tx_cpu: usize,
+    /// Queues of each veth end (veth picks the receive queue of an XDP
+    /// frame by the sending CPU, of an skb by its transmit queue).
+    pub queues: u32,
 }
 
 impl TestbedOptions {
     /// Defaults for this machine: receive on the last CPU, send on the first.
     pub fn new(name: &str) -> Self {
         let n = sys::online_cpus();
-        Self { name: name.to_string(), placement: Placement::Napi, rx_cpu: n.saturating_sub(1), tx_cpu: 0 }
+        Self {
+            name: name.to_string(),
+            placement: Placement::Napi,
+            rx_cpu: n.saturating_sub(1),
+            tx_cpu: 0,
+            queues: 1,
+        }
     }
 }
 
@@ -109,7 +118,9 @@ pub struct Testbed {
     pub rx_cpu: usize,
     /// Send core.
     pub tx_cpu: usize,
-    /// The NAPI kernel thread, with [`Placement::Napi`].
+    /// Queues of each veth end.
+    pub queues: u32,
+    /// The NAPI kernel thread (the first queue's), with [`Placement::Napi`].
     pub napi_pid: Option<i32>,
     persistent: bool,
 }
@@ -181,12 +192,20 @@ fn mac_of(ns: &str, ifname: &str) -> anyhow::Result<String> {
 /// Finds the threaded NAPI kernel thread of an interface (`napi/<if>-<id>`;
 /// /proc shows kernel threads' full names).
 pub fn find_napi_thread(ifname: &str) -> Option<i32> {
+    find_napi_threads(ifname).into_iter().min()
+}
+
+/// Every threaded NAPI kernel thread of an interface (one per queue).
+pub fn find_napi_threads(ifname: &str) -> Vec<i32> {
     let prefix = format!("napi/{ifname}-");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        comm.trim().starts_with(&prefix).then_some(pid)
-    })
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.trim().starts_with(&prefix).then_some(pid)
+        })
+        .collect()
 }
 
 impl Testbed {
@@ -204,6 +223,7 @@ impl Testbed {
             placement: opts.placement,
             rx_cpu: opts.rx_cpu,
             tx_cpu: opts.tx_cpu,
+            queues: opts.queues.max(1),
             napi_pid: None,
             persistent: false,
         };
@@ -224,7 +244,32 @@ impl Testbed {
         let (ntx, nrx, itx, irx) = (&self.ns_tx, &self.ns_rx, &self.if_tx, &self.if_rx);
         run("ip", &["netns", "add", ntx])?;
         run("ip", &["netns", "add", nrx])?;
-        run("ip", &["link", "add", itx, "netns", ntx, "type", "veth", "peer", "name", irx, "netns", nrx])?;
+        let q = self.queues.max(1).to_string();
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                itx,
+                "netns",
+                ntx,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                irx,
+                "netns",
+                nrx,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ],
+        )?;
         for (ns, ifname, addr) in [(ntx, itx, TX_ADDR), (nrx, irx, RX_ADDR)] {
             let ns = ns.clone();
             kernel::in_netns(&ns, || {
@@ -274,19 +319,23 @@ impl Testbed {
             }
             write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/threaded"), "1")
                 .context("cannot switch the receiving veth to threaded NAPI")?;
-            let pid =
-                find_napi_thread(irx).with_context(|| format!("no napi/{irx}-* kernel thread appeared"))?;
-            sys::pin_to_cpu(pid, self.rx_cpu)
-                .with_context(|| format!("cannot pin napi thread {pid} to CPU {}", self.rx_cpu))?;
-            // On a host with a NIC, NAPI runs in softirq context and preempts
-            // the receiving thread at once. A threaded NAPI kthread of normal
-            // priority instead waits for the receiver's time slice (ms), far
-            // longer than veth's 256-frame ring lasts. FIFO restores the NIC's
-            // behaviour: the kernel side runs promptly, the socket buffer
-            // absorbs the receiver's delays.
-            sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
-                .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
-            self.napi_pid = Some(pid);
+            let pids = find_napi_threads(irx);
+            if pids.is_empty() {
+                bail!("no napi/{irx}-* kernel thread appeared");
+            }
+            for &pid in &pids {
+                sys::pin_to_cpu(pid, self.rx_cpu)
+                    .with_context(|| format!("cannot pin napi thread {pid} to CPU {}", self.rx_cpu))?;
+                // On a host with a NIC, NAPI runs in softirq context and
+                // preempts the receiving thread at once. A threaded NAPI
+                // kthread of normal priority instead waits for the receiver's
+                // time slice (ms), far longer than veth's 256-frame ring
+                // lasts. FIFO restores the NIC's behaviour: the kernel side
+                // runs promptly, the socket buffer absorbs the receiver's delays.
+                sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
+                    .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
+            }
+            self.napi_pid = pids.iter().copied().min();
         }
         Ok(())
     }
@@ -300,6 +349,14 @@ impl Testbed {
         }
         let if_rx = format!("{name}r");
         let napi_pid = find_napi_thread(&if_rx);
+        let queues = run("ip", &["-n", &ns_rx, "-d", "link", "show", "dev", &if_rx])
+            .ok()
+            .and_then(|out| {
+                let mut words = out.split_whitespace();
+                words.find(|w| *w == "numrxqueues")?;
+                words.next()?.parse().ok()
+            })
+            .unwrap_or(1);
         let deferred = read_netns_sysfs(&ns_rx, &format!("/sys/class/net/{if_rx}/napi_defer_hard_irqs"))
             .is_some_and(|v| v != "0");
         let n = sys::online_cpus();
@@ -316,6 +373,7 @@ impl Testbed {
             },
             rx_cpu: n.saturating_sub(1),
             tx_cpu: 0,
+            queues,
             napi_pid,
             persistent: true,
         })

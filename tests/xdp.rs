@@ -449,3 +449,68 @@ fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
         rep.drops
     );
 }
+
+#[test]
+fn one_capture_reads_every_queue_with_a_socket_each() {
+    if !root_or_skip("one_capture_reads_every_queue_with_a_socket_each") {
+        return;
+    }
+    if linecap::sys::online_cpus() < 2 {
+        eprintln!("SKIP one_capture_reads_every_queue_with_a_socket_each: needs 2 CPUs");
+        return;
+    }
+    use linecap::orchestrate::TestbedCounters;
+    use linecap::testbed::{Testbed, TestbedOptions};
+    // veth receives an XDP frame on the queue of the CPU that sent it: a
+    // generator on each CPU feeds each queue its own flow.
+    let mut o = TestbedOptions::new(&unique("m"));
+    o.queues = 2;
+    let tb = Testbed::up(&o).unwrap();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let before = TestbedCounters::read(&tb).unwrap();
+    let cap = capture(
+        Some(&tb.ns_rx),
+        &["--listen", &to, "--backend", "xdp", "--iface", &tb.if_rx, "--queues", "2", "--verify", "seq"],
+    );
+    let gens: Vec<_> = [("0", "40001"), ("1", "40011")]
+        .into_iter()
+        .map(|(cpu, port)| {
+            let (ns, to, ifname) = (tb.ns_tx.clone(), to.clone(), tb.if_tx.clone());
+            std::thread::spawn(move || {
+                send(
+                    Some(&ns),
+                    &[
+                        "--backend",
+                        "xdp-live",
+                        "--iface",
+                        &ifname,
+                        "--to",
+                        &to,
+                        "--count",
+                        "50000",
+                        "--rate",
+                        "50kpps",
+                        "--cpus",
+                        cpu,
+                        "--src-port",
+                        port,
+                    ],
+                )
+            })
+        })
+        .collect();
+    let mut sent: Vec<_> = gens.into_iter().map(|g| g.join().unwrap()).collect();
+    let rep = stop(cap);
+    let after = TestbedCounters::read(&tb).unwrap();
+    assert_eq!((sent[0].packets, sent[1].packets), (50_000, 50_000));
+    let mut total = sent.remove(0);
+    total.packets += sent[0].packets;
+    assert_books(&total, &rep, &before.drops_from(&after, &rep, Some(&total)));
+    let v = rep.verify.unwrap();
+    // Two flows, both numbered from 0: one merged flow would show duplicates.
+    assert_eq!((v.valid, v.corrupt, v.malformed, v.duplicates), (rep.received, 0, 0, 0), "{v:?}");
+    // Frames of the second queue reach a capture only through its socket
+    // there: with one queue captured they would go on to the kernel.
+    assert!(rep.received > 50_000, "both queues delivered: {} of 100000", rep.received);
+    assert_eq!(rep.threads, 2);
+}

@@ -96,6 +96,7 @@ impl FrameTarget {
                 to.ip()
             )
         })?;
+        let src_port = cfg.src_port.unwrap_or(src_port);
         let header = frame_header(src_mac, dst_mac, SocketAddr::from((src_ip, src_port)), cfg.to, cfg.size);
         Ok(Self { ifindex, header })
     }

@@ -51,6 +51,9 @@ pub struct SendConfig {
     /// loop (one prebuilt batch sent again and again; no pacing, no
     /// per-packet sequence numbers).
     pub plain_loop: bool,
+    /// UDP source port of the frames the frame-building backends write
+    /// (afpacket, xdp, xdp-live); None: their default (40000, 40002, 40001).
+    pub src_port: Option<u16>,
 }
 
 /// What was sent.

@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use super::{RecvStats, Source};
 use crate::bpf::insn::to_bytes;
@@ -28,8 +29,10 @@ const BUSY_POLL_BUDGET: u32 = 64;
 pub struct XdpOptions {
     /// Interface.
     pub iface: String,
-    /// Receive queue.
+    /// Receive queue (the first, with `queues` > 1).
     pub queue: u32,
+    /// Sockets, one per queue from `queue` on.
+    pub queues: u32,
     /// The flow: UDP destination port, and address when not a wildcard.
     pub listen: SocketAddr,
     /// Ring entries (power of two).
@@ -53,9 +56,9 @@ pub struct XdpMode {
 
 /// An AF_XDP receiver with its program attached.
 pub struct XdpSource {
-    // Dropped first: detaches the program before the socket goes.
-    _link: OwnedFd,
-    _map: OwnedFd,
+    // Dropped first: the last socket of a capture to go detaches the
+    // program before its socket closes.
+    _attached: Arc<Attached>,
     xsk: XskRx,
     descs: Vec<(u64, u32)>,
     held: Vec<(u64, u32)>,
@@ -65,6 +68,13 @@ pub struct XdpSource {
     mode: XdpMode,
     batch: usize,
     busy: Option<BusyPoller>,
+}
+
+/// The program, its XSKMAP and the BPF link: one per capture, shared by
+/// its sockets (one per queue).
+struct Attached {
+    _link: OwnedFd,
+    _map: OwnedFd,
 }
 
 /// Which socket's receive call busy-polls the device's NAPI context.
@@ -85,7 +95,7 @@ enum PollThrough {
 /// receive call on it polls that NAPI context just the same: the anchor,
 /// bound to the capture's port + 1 (which the XDP program passes on).
 struct BusyPoller {
-    anchor: OwnedFd,
+    anchor: Option<OwnedFd>,
     port: u16,
     through: PollThrough,
     next_check_ns: u64,
@@ -94,20 +104,25 @@ struct BusyPoller {
 }
 
 impl BusyPoller {
-    fn open(o: &XdpOptions, usecs: u32, xsk: &XskRx) -> io::Result<Self> {
+    fn open(o: &XdpOptions, usecs: u32, xsk: &XskRx, with_anchor: bool) -> io::Result<Self> {
         sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot set busy polling on the AF_XDP socket: {e}"))
         })?;
         let port = anchor_port(o.listen.port());
-        let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        let anchor = sys::udp_socket(&at)?;
-        sys::bind(&anchor, &at).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot bind the busy-poll anchor socket to UDP port {port}: {e}"),
-            )
-        })?;
-        sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
+        let anchor = if with_anchor {
+            let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            let anchor = sys::udp_socket(&at)?;
+            sys::bind(&anchor, &at).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind the busy-poll anchor socket to UDP port {port}: {e}"),
+                )
+            })?;
+            sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
+            Some(anchor)
+        } else {
+            None
+        };
         Ok(Self {
             anchor,
             port,
@@ -126,8 +141,8 @@ impl BusyPoller {
                 return false;
             }
             self.next_check_ns = now + 10_000_000;
-            let (xsk_id, anchor_id) =
-                (sys::napi_id(xsk.fd()).unwrap_or(0), sys::napi_id(&self.anchor).unwrap_or(0));
+            let xsk_id = sys::napi_id(xsk.fd()).unwrap_or(0);
+            let anchor_id = self.anchor.as_ref().map_or(0, |a| sys::napi_id(a).unwrap_or(0));
             if xsk_id != 0 {
                 self.through = PollThrough::Xsk;
                 eprintln!("linecap: busy polling NAPI context {xsk_id} through the AF_XDP socket");
@@ -138,7 +153,7 @@ impl BusyPoller {
                     self.port
                 );
             } else {
-                if !self.hinted && now > self.since_ns + 1_000_000_000 {
+                if !self.hinted && self.anchor.is_some() && now > self.since_ns + 1_000_000_000 {
                     self.hinted = true;
                     eprintln!(
                         "linecap: busy polling waits for a NAPI id: this device gives AF_XDP none (veth); send one UDP datagram to port {} to start it",
@@ -148,9 +163,9 @@ impl BusyPoller {
                 return false;
             }
         }
-        match self.through {
-            PollThrough::Xsk => xsk.wake(),
-            _ => sys::poke_recv(&self.anchor),
+        match (self.through, &self.anchor) {
+            (PollThrough::Anchor, Some(a)) => sys::poke_recv(a),
+            _ => xsk.wake(),
         }
         true
     }
@@ -164,15 +179,26 @@ pub fn anchor_port(port: u16) -> u16 {
 impl XdpSource {
     /// Creates the socket, the XSKMAP and program, and attaches it.
     pub fn open(o: &XdpOptions) -> io::Result<Self> {
+        Ok(Self::open_all(&XdpOptions { queues: 1, ..o.clone() })?.remove(0))
+    }
+
+    /// One socket on each of the queues `queue .. queue + queues`, all fed
+    /// by one program through one XSKMAP (indexed by receive queue).
+    pub fn open_all(o: &XdpOptions) -> io::Result<Vec<Self>> {
         let ifindex = sys::packet::if_index(&o.iface).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("interface '{}' not found in this network namespace (see 'ip link')", o.iface),
             )
         })?;
-        let xsk = XskRx::new(ifindex, o.queue, o.ring, o.frame_size, o.ring)?;
-        let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, o.queue + 1, "lc_xsks")?;
-        bpf::map_update_u32(&map, o.queue, xsk.fd().as_raw_fd() as u32)?;
+        let queues = o.queue..o.queue + o.queues.max(1);
+        let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, queues.end, "lc_xsks")?;
+        let mut socks = Vec::with_capacity(queues.len());
+        for q in queues {
+            let xsk = XskRx::new(ifindex, q, o.ring, o.frame_size, o.ring)?;
+            bpf::map_update_u32(&map, q, xsk.fd().as_raw_fd() as u32)?;
+            socks.push(xsk);
+        }
         let ipv4_dst = match o.listen.ip() {
             IpAddr::V4(a) if a != Ipv4Addr::UNSPECIFIED => Some(a),
             _ => None,
@@ -202,21 +228,27 @@ impl XdpSource {
                 (l, false)
             }
         };
-        let busy = o.busy_poll.map(|usecs| BusyPoller::open(o, usecs, &xsk)).transpose()?;
-        let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
-        Ok(Self {
-            _link: link,
-            _map: map,
-            xsk,
-            descs: Vec::with_capacity(o.batch),
-            held: Vec::with_capacity(o.batch),
-            metas: Vec::with_capacity(o.batch),
-            sources: Vec::with_capacity(o.batch),
-            last: RecvStats::default(),
-            mode,
-            batch: o.batch.max(1),
-            busy,
-        })
+        let attached = Arc::new(Attached { _link: link, _map: map });
+        let mut out = Vec::with_capacity(socks.len());
+        for (i, xsk) in socks.into_iter().enumerate() {
+            // One anchor per capture (it binds the port + 1): the first
+            // socket's; the others busy-poll through their own NAPI id.
+            let busy = o.busy_poll.map(|usecs| BusyPoller::open(o, usecs, &xsk, i == 0)).transpose()?;
+            let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
+            out.push(Self {
+                _attached: Arc::clone(&attached),
+                xsk,
+                descs: Vec::with_capacity(o.batch),
+                held: Vec::with_capacity(o.batch),
+                metas: Vec::with_capacity(o.batch),
+                sources: Vec::with_capacity(o.batch),
+                last: RecvStats::default(),
+                mode,
+                batch: o.batch.max(1),
+                busy,
+            });
+        }
+        Ok(out)
     }
 
     /// Copy or zero-copy, native or generic.

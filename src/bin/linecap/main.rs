@@ -121,9 +121,12 @@ struct CaptureArgs {
     /// Milliseconds after which a partly filled block is handed over (afpacket).
     #[arg(long, default_value_t = 10)]
     retire_ms: u32,
-    /// Receive queue (xdp backend).
+    /// Receive queue (xdp backend; the first one with --queues).
     #[arg(long, default_value_t = 0)]
     queue: u32,
+    /// AF_XDP sockets, one per receive queue from --queue on, each in its own thread (xdp backend).
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
     /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
@@ -257,6 +260,9 @@ struct SendArgs {
     /// Destination address and UDP port.
     #[arg(long)]
     to: SocketAddr,
+    /// UDP source port of the frames (afpacket, xdp, xdp-live backends): one flow per generator.
+    #[arg(long)]
+    src_port: Option<u16>,
     /// UDP payload bytes per packet.
     #[arg(long, default_value = "272", value_parser = units::parse_size)]
     size: u64,
@@ -341,6 +347,9 @@ struct TestbedArgs {
     /// Where receive-side kernel work runs (`sender` is unrealistic, for comparison only).
     #[arg(long, value_enum, default_value = "napi", global = true)]
     placement: Placement,
+    /// Queues of each veth end (veth receives an XDP frame on the queue of the sending CPU).
+    #[arg(long, default_value_t = 1, global = true)]
+    queues: u32,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -511,6 +520,11 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     bail!("--backend xdp needs --iface IF (see 'ip link')");
                 };
                 anyhow::ensure!(a.xdp_ring.is_power_of_two(), "--xdp-ring must be a power of two");
+                anyhow::ensure!((1..=256).contains(&a.queues), "--queues must be 1 to 256");
+                anyhow::ensure!(
+                    a.threads == 1 || a.threads == a.queues as usize,
+                    "--backend xdp runs one thread per queue: give --queues N, not --threads"
+                );
                 BackendConfig::Xdp(XdpOptions {
                     iface: iface.clone(),
                     queue: a.queue,
@@ -519,6 +533,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     frame_size: 2048,
                     batch: a.batch,
                     busy_poll: a.busy_poll,
+                    queues: a.queues,
                 })
             }
             Backend::Afpacket => {
@@ -545,7 +560,12 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 BackendConfig::AfPacket { opts, fanout: a.fanout }
             }
         },
-        threads: a.threads,
+        // With --backend xdp, a thread per queue.
+        threads: if matches!(a.backend, Backend::Xdp) && a.queues > 1 {
+            a.queues as usize
+        } else {
+            a.threads
+        },
         cpus: a.cpus.clone(),
         duration: a.duration,
         count: a.count,
@@ -722,7 +742,11 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         burst: a.burst,
         gso: a.gso,
         plain_loop: a.plain_loop,
+        src_port: a.src_port,
     };
+    if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() {
+        bail!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
+    }
     let r = match a.backend {
         SendBackend::Socket => send_socket::run(&cfg)?,
         SendBackend::Afpacket => {
@@ -806,6 +830,8 @@ fn cmd_testbed(a: TestbedArgs) -> anyhow::Result<ExitCode> {
         TestbedAction::Up => {
             let mut o = TestbedOptions::new(&a.name);
             o.placement = a.placement;
+            anyhow::ensure!((1..=64).contains(&a.queues), "--queues must be 1 to 64");
+            o.queues = a.queues;
             let tb = Testbed::up(&o)?.persist();
             println!("{}", tb.describe());
         }
