@@ -222,7 +222,32 @@ fn af_xdp_faults_are_clear() {
     })
     .unwrap();
     assert_fails_with(cap(&["--iface", &tb.if_rx]), "another XDP program is attached");
+    // --force never takes a program held by a running process's BPF link.
+    assert_fails_with(cap(&["--iface", &tb.if_rx, "--force"]), "never removes");
     drop(link);
+    // A program attached the old way (rtnetlink, as `ip link set ... xdp`):
+    // refused without --force, replaced with it.
+    let ifr = tb.if_rx.clone();
+    linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
+        use std::os::fd::AsRawFd;
+        let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 1, "other").unwrap();
+        let p = bpf::prog_load(
+            bpf::PROG_TYPE_XDP,
+            bpf::ATTACH_XDP,
+            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS)),
+            "other",
+        )
+        .unwrap();
+        // The program stays attached after its fd closes.
+        bpf::xdp_netlink_set(linecap::sys::packet::if_index(&ifr).unwrap(), p.as_raw_fd(), 1 << 2).unwrap();
+    })
+    .unwrap();
+    assert!(has_xdp(&tb));
+    assert_fails_with(cap(&["--iface", &tb.if_rx]), "pass --force");
+    let o = cap(&["--iface", &tb.if_rx, "--force"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("--force: removed the XDP program"), "{e}");
+    assert!(!has_xdp(&tb), "ours detached at exit; the replaced one is not restored");
     // SIGKILL: the link dies with the process, the interface passes traffic again.
     let mut child = std::process::Command::new(exe())
         .args([

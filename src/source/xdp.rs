@@ -43,6 +43,10 @@ pub struct XdpOptions {
     pub batch: usize,
     /// Busy polling: microseconds per poll (None: wait in poll(2)).
     pub busy_poll: Option<u32>,
+    /// Replace an XDP program attached through rtnetlink (`ip link set
+    /// ... xdp`). A program held by another process's BPF link is never
+    /// replaced.
+    pub force: bool,
 }
 
 /// How the program and socket ended up running.
@@ -171,6 +175,24 @@ impl BusyPoller {
     }
 }
 
+/// `--force`: removes an XDP program attached through rtnetlink, in either
+/// mode. A program held by a BPF link (another linecap, libxdp) refuses
+/// (EBUSY): that one belongs to a running process and stays.
+fn replace_netlink_program(iface: &str, ifindex: u32) -> io::Result<()> {
+    for mode in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE] {
+        bpf::xdp_netlink_set(ifindex, -1, mode).map_err(|e| {
+            let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                "it is held by a BPF link of a running process (another capture?), which --force never removes: stop that process".to_string()
+            } else {
+                e.to_string()
+            };
+            io::Error::new(e.kind(), format!("cannot remove the XDP program attached to {iface}: {why}"))
+        })?;
+    }
+    eprintln!("linecap: --force: removed the XDP program attached to {iface}; it is not restored at exit");
+    Ok(())
+}
+
 /// The busy-poll anchor's UDP port for a capture on `port`.
 pub fn anchor_port(port: u16) -> u16 {
     port.wrapping_add(1).max(1)
@@ -206,13 +228,20 @@ impl XdpSource {
         let prog = redirect_program(Match { port: o.listen.port(), ipv4_dst }, map.as_raw_fd(), XDP_PASS);
         let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_redirect")
             .map_err(|e| io::Error::other(e.to_string()))?;
-        let (link, native) = match bpf::xdp_link(&prog, ifindex, XDP_FLAGS_DRV_MODE) {
+        let mut attach = bpf::xdp_link(&prog, ifindex, XDP_FLAGS_DRV_MODE);
+        if o.force
+            && matches!(attach.as_ref().map_err(|e| e.raw_os_error()), Err(Some(libc::EBUSY | libc::EEXIST)))
+        {
+            replace_netlink_program(&o.iface, ifindex)?;
+            attach = bpf::xdp_link(&prog, ifindex, XDP_FLAGS_DRV_MODE);
+        }
+        let (link, native) = match attach {
             Ok(l) => (l, true),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) => {
                 return Err(io::Error::new(
                     e.kind(),
                     format!(
-                        "another XDP program is attached to {}: linecap does not replace it; detach it (ip link set dev {} xdp off) and retry",
+                        "another XDP program is attached to {}: linecap does not replace it unless told to; detach it (ip link set dev {} xdp off) or pass --force",
                         o.iface, o.iface
                     ),
                 ));

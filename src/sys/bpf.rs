@@ -213,3 +213,66 @@ pub fn xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd>
     // EBUSY) from "no native XDP here" by its number.
     bpf(BPF_LINK_CREATE, &mut a).map(fd)
 }
+
+/// Attaches (`prog_fd` ≥ 0) or detaches (`prog_fd` = -1) an XDP program the
+/// old way, through rtnetlink (`RTM_SETLINK` with `IFLA_XDP`), as `ip link
+/// set dev IF xdp ...` does. Such a program stays until someone removes
+/// it; a program held by a BPF link cannot be touched this way (EBUSY).
+pub fn xdp_netlink_set(ifindex: u32, prog_fd: i32, flags: u32) -> io::Result<()> {
+    const RTM_SETLINK: u16 = 19;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_ACK: u16 = 4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFLA_XDP: u16 = 43;
+    const NLA_F_NESTED: u16 = 0x8000;
+    const IFLA_XDP_FD: u16 = 1;
+    const IFLA_XDP_FLAGS: u16 = 3;
+    let mut m = Vec::with_capacity(52);
+    m.extend_from_slice(&52u32.to_ne_bytes());
+    m.extend_from_slice(&RTM_SETLINK.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    m.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel's
+    // ifinfomsg: family AF_UNSPEC, pad, type, index, flags, change.
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    m.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+    m.extend_from_slice(&[0; 8]);
+    m.extend_from_slice(&20u16.to_ne_bytes());
+    m.extend_from_slice(&(IFLA_XDP | NLA_F_NESTED).to_ne_bytes());
+    m.extend_from_slice(&8u16.to_ne_bytes());
+    m.extend_from_slice(&IFLA_XDP_FD.to_ne_bytes());
+    m.extend_from_slice(&prog_fd.to_ne_bytes());
+    m.extend_from_slice(&8u16.to_ne_bytes());
+    m.extend_from_slice(&IFLA_XDP_FLAGS.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    debug_assert_eq!(m.len(), 52);
+    // SAFETY: plain syscall with constant arguments; the fd is owned below.
+    let sock = cvt(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+    let sock = fd(i64::from(sock));
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr_nl is a valid "the kernel" address once its family is set.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: `m` and `sa` are valid for the lengths given for the call's duration.
+    cvt(unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            m.as_ptr().cast(),
+            m.len(),
+            0,
+            (&raw const sa).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
+        )
+    })?;
+    let mut ack = [0u8; 1024];
+    // SAFETY: `ack` is writable for its length.
+    let n = cvt(unsafe { libc::recv(sock.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) })? as usize;
+    // The answer: nlmsghdr (16 bytes) of type NLMSG_ERROR, then the error (0 or -errno).
+    if n < 20 || u16::from_ne_bytes([ack[4], ack[5]]) != NLMSG_ERROR {
+        return Err(io::Error::other("unexpected rtnetlink answer to RTM_SETLINK"));
+    }
+    match i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]) {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(-e)),
+    }
+}

@@ -127,6 +127,9 @@ struct CaptureArgs {
     /// AF_XDP sockets, one per receive queue from --queue on, each in its own thread (xdp backend).
     #[arg(long, default_value_t = 1)]
     queues: u32,
+    /// Replace an XDP program attached with `ip link` (xdp backend; never one held by another process's BPF link).
+    #[arg(long)]
+    force: bool,
     /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
@@ -534,6 +537,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     batch: a.batch,
                     busy_poll: a.busy_poll,
                     queues: a.queues,
+                    force: a.force,
                 })
             }
             Backend::Afpacket => {
