@@ -573,6 +573,10 @@ fn build_report(
     kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
     kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
     kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
+    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some()) {
+        kernel.insert("busy_poll_gaps_over_100us".into(), s.sum("rx.", "poll_gaps"));
+        kernel.insert("busy_poll_gap_us".into(), s.sum("rx.", "poll_gap_ns") / 1000);
+    }
     if info.backend == "afpacket" {
         kernel.insert("ring_freezes".into(), s.sum("rx.", "ring_freezes"));
         kernel.insert("losing_blocks".into(), s.sum("rx.", "losing_blocks"));
@@ -611,6 +615,10 @@ fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
     }
     rx.set(RxIdx::RingFreezes as usize, source.ring_freezes());
     rx.set(RxIdx::LosingBlocks as usize, source.losing_blocks());
+    if let Some((gaps, gap_ns)) = source.poll_gaps() {
+        rx.set(RxIdx::PollGaps as usize, gaps);
+        rx.set(RxIdx::PollGapNs as usize, gap_ns);
+    }
     if let Some((ring_full, no_buffer)) = source.drop_detail() {
         rx.set(RxIdx::RingFullDrops as usize, ring_full);
         rx.set(RxIdx::NoBufferDrops as usize, no_buffer);

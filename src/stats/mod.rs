@@ -48,6 +48,8 @@ pub const RX_COUNTERS: &[&str] = &[
     "losing_blocks",
     "ring_full_drops",
     "no_buffer_drops",
+    "poll_gaps",
+    "poll_gap_ns",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -65,6 +67,8 @@ pub enum RxIdx {
     LosingBlocks,
     RingFullDrops,
     NoBufferDrops,
+    PollGaps,
+    PollGapNs,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
@@ -188,7 +192,7 @@ pub enum KernelIdx {
 }
 
 // Each index enum must cover its name array exactly (last variant = len - 1).
-const _: () = assert!(RxIdx::NoBufferDrops as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(RxIdx::PollGapNs as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
