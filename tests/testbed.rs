@@ -137,5 +137,11 @@ fn demo_with_the_kernel_generator_closes_the_books() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("sender: the kernel (xdp-live)"), "{text}");
+    assert!(text.contains("receiver: AF_XDP"), "{text}");
     assert!(text.contains("every packet accounted for"), "{text}");
+    // The socket receiver on the same stream: books close as well.
+    let out = linecap(&["demo", "--duration", "1s", "--xdp-live", "--receiver", "socket"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("receiver: socket"), "{text}");
 }

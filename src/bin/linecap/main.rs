@@ -380,9 +380,22 @@ pub(crate) struct DemoArgs {
     /// Payload bytes.
     #[arg(long, default_value = "272", value_parser = units::parse_size)]
     size: u64,
-    /// Where receive-side kernel work runs.
+    /// Where receive-side kernel work runs (an xdp receiver always uses busy-poll).
     #[arg(long, value_enum, default_value = "napi")]
     placement: Placement,
+    /// The receiver: `socket` (recvmmsg+gro) or `xdp` (AF_XDP, busy-polling);
+    /// default: xdp with --xdp-live, else socket.
+    #[arg(long, value_enum)]
+    receiver: Option<DemoReceiver>,
+}
+
+/// Receivers the demo can run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DemoReceiver {
+    /// A UDP socket, recvmmsg with GRO.
+    Socket,
+    /// An AF_XDP socket busy-polling the receiving veth (needs root).
+    Xdp,
 }
 
 #[derive(Args)]
