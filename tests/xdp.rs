@@ -539,3 +539,48 @@ fn one_capture_reads_every_queue_with_a_socket_each() {
     assert!(rep.received > 50_000, "both queues delivered: {} of 100000", rep.received);
     assert_eq!(rep.threads, 2);
 }
+
+#[test]
+fn xdp_live_stops_on_sigint_and_reports_what_it_sent() {
+    if !root_or_skip("xdp_live_stops_on_sigint_and_reports_what_it_sent") {
+        return;
+    }
+    use linecap::orchestrate::TestbedCounters;
+    let tb = xdp_testbed();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let before = TestbedCounters::read(&tb).unwrap();
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
+    // A long paced run: the kernel's loop is inside one BPF_PROG_RUN call
+    // when the signal comes, and must end it (EINTR), not finish it.
+    let child = std::process::Command::new(exe())
+        .args([
+            "send",
+            "--netns",
+            &tb.ns_tx,
+            "--json",
+            "--backend",
+            "xdp-live",
+            "--iface",
+            &tb.if_tx,
+            "--to",
+            &to,
+            "--rate",
+            "20kpps",
+            "--duration",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    linecap::sys::send_signal(child.id(), libc::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: linecap::send::socket::SendReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(sent.packets > 0 && sent.packets < 1_200_000, "stopped early: {}", sent.packets);
+    let rep = stop(cap);
+    let after = TestbedCounters::read(&tb).unwrap();
+    // The count the generator reports is what went out: the books close on it.
+    assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
+}

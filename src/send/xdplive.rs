@@ -112,7 +112,8 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         }
         let repeat = if rate.is_some() { runs } else { runs.min(limit - sent) };
         match bpf::xdp_run_live(&prog, &frame, ifindex, repeat as u32, LIVE_BATCH) {
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            // SIGINT: the kernel's loop stops at once; what went out is counted.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             r => r?,
         }
         let sent_before = sent;

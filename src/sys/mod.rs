@@ -337,6 +337,15 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
     STOP.store(true, Ordering::Release);
 }
 
+/// Restores the default action of SIGPIPE (the Rust runtime ignores it):
+/// `linecap stats | head -1` then ends quietly, as a C tool would, instead
+/// of panicking in `println!` on the closed pipe. linecap never writes
+/// capture data to a pipe, so nothing is left half-written by it.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// Installs SIGINT/SIGTERM handlers that set a flag instead of killing the
 /// process, so captures can flush their files and print their summary.
 pub fn install_stop_handler() -> io::Result<()> {

@@ -440,6 +440,7 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
+    linecap::sys::default_sigpipe();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
