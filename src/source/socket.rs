@@ -51,6 +51,8 @@ pub struct SocketOptions {
     pub join: Option<Ipv4Addr>,
     /// Classic BPF program run at the UDP header (see `filter::Target::Udp`).
     pub filter: Option<Vec<crate::filter::Insn>>,
+    /// Busy polling: microseconds per poll (None: block in the kernel).
+    pub busy_poll: Option<u32>,
 }
 
 /// What the socket ended up with (the kernel may refuse or clamp requests).
@@ -77,6 +79,10 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
     sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
     sys::set_rcvtimeo(&fd, 100_000)?;
+    if let Some(usecs) = opts.busy_poll {
+        sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot set busy polling on the socket: {e}")))?;
+    }
     let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
     if let Some(prog) = &opts.filter {
         sys::packet::attach_filter(&fd, prog)
@@ -92,6 +98,9 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
     Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro }))
 }
 
+/// Packets per busy poll of the device (as the kernel's NAPI weight).
+const BUSY_POLL_BUDGET: u32 = 64;
+
 /// A UDP socket receiving into a slab.
 pub struct SocketSource {
     fd: OwnedFd,
@@ -102,6 +111,7 @@ pub struct SocketSource {
     mode: RecvMode,
     batch: usize,
     last: RecvStats,
+    busy_poll: bool,
 }
 
 impl SocketSource {
@@ -122,6 +132,7 @@ impl SocketSource {
             setup,
             mode: opts.mode,
             batch: vlen,
+            busy_poll: opts.busy_poll.is_some(),
             last: RecvStats::default(),
         })
     }
@@ -148,12 +159,21 @@ impl Source for SocketSource {
             RecvMode::Recv => 1,
             RecvMode::Recvmmsg => self.batch,
         };
-        let n = match self.rx.recv(&self.fd, max, nonblocking) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                return Ok(None);
+        // Busy polling: non-blocking receives, each of which runs the
+        // device's NAPI poll in this thread when the queue is empty; spin
+        // while nothing comes (up to the 100 ms a blocking receive waits).
+        let until = self.busy_poll.then(|| sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 });
+        let n = loop {
+            match self.rx.recv(&self.fd, max, nonblocking || self.busy_poll) {
+                Ok(n) => break n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && until.is_some_and(|u| sys::monotonic_ns() < u) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         self.metas.clear();
         self.sources.clear();
@@ -236,6 +256,7 @@ mod tests {
             reuseport: false,
             join: None,
             filter: None,
+            busy_poll: None,
         };
         let mut src = SocketSource::open(&opts).unwrap();
         let to = src.setup().local;

@@ -133,7 +133,7 @@ struct CaptureArgs {
     /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
-    /// Busy-poll the device from the receiving thread, this many microseconds per poll (xdp backend).
+    /// Busy-poll the device from the receiving thread, this many microseconds per poll (socket and xdp backends).
     #[arg(long, value_name = "USECS")]
     busy_poll: Option<u32>,
     /// How a fanout group spreads packets over --threads (afpacket).
@@ -514,6 +514,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
                     reuseport: false,
                     join: a.join,
+                    busy_poll: a.busy_poll,
                     filter: match (&a.filter, &a.bpf_file) {
                         (Some(expr), _) => Some(
                             filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
@@ -527,6 +528,10 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     },
                 };
                 if let Backend::Uring = a.backend {
+                    anyhow::ensure!(
+                        a.busy_poll.is_none(),
+                        "--busy-poll applies to the socket and xdp backends"
+                    );
                     BackendConfig::Uring(o)
                 } else {
                     BackendConfig::Socket(o)
@@ -558,6 +563,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 let Some(iface) = &a.iface else {
                     bail!("--backend afpacket needs --iface IF (see 'ip link')");
                 };
+                anyhow::ensure!(a.busy_poll.is_none(), "--busy-poll applies to the socket and xdp backends");
                 let mut opts = AfPacketOptions::new(iface);
                 opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
                 opts.ring.block_nr = a.ring_blocks;
