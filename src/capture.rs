@@ -573,7 +573,14 @@ fn build_report(
     kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
     kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
     kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
-    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some()) {
+    if info.backend == "xdp" {
+        // Times a frame found the fill ring empty (a warning sign: the
+        // frames it would have used sat unreleased or in the rx ring).
+        kernel.insert("xsk_fill_ring_empty_descs".into(), s.sum("rx.", "ring_freezes"));
+    }
+    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some())
+        || matches!(&cfg.backend, BackendConfig::Socket(o) if o.busy_poll.is_some())
+    {
         kernel.insert("busy_poll_gaps_over_100us".into(), s.sum("rx.", "poll_gaps"));
         kernel.insert("busy_poll_gap_us".into(), s.sum("rx.", "poll_gap_ns") / 1000);
     }

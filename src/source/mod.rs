@@ -15,6 +15,28 @@ use crate::packet::Batch;
 /// about what veth's 256-frame ring holds at 2.35 Mpps.
 pub const POLL_GAP_NS: u64 = 100_000;
 
+/// Gaps between consecutive busy polls longer than [`POLL_GAP_NS`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PollGaps {
+    last_ns: u64,
+    /// Gaps counted.
+    pub count: u64,
+    /// Their total length.
+    pub total_ns: u64,
+}
+
+impl PollGaps {
+    /// Notes a poll at `now_ns`.
+    pub fn poll(&mut self, now_ns: u64) {
+        let gap = now_ns.saturating_sub(self.last_ns);
+        if self.last_ns != 0 && gap > POLL_GAP_NS {
+            self.count += 1;
+            self.total_ns += gap;
+        }
+        self.last_ns = now_ns;
+    }
+}
+
 /// Per-call facts for the counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecvStats {
@@ -56,5 +78,20 @@ pub trait Source: Send {
     /// the machine took its core), and their total length.
     fn poll_gaps(&self) -> Option<(u64, u64)> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_gaps_count_only_long_ones() {
+        let mut g = PollGaps::default();
+        for t in [1_000, 50_000, 149_000, 400_000, 400_100, 1_400_100] {
+            g.poll(t);
+        }
+        // 149 µs → 400 µs (251 µs) and 400.1 µs → 1400.1 µs (1 ms).
+        assert_eq!((g.count, g.total_ns), (2, 251_000 + 1_000_000));
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use super::{RecvStats, Source};
+use super::{PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::{self, mmsg::MmsgRx};
 
@@ -112,6 +112,7 @@ pub struct SocketSource {
     batch: usize,
     last: RecvStats,
     busy_poll: bool,
+    gaps: PollGaps,
 }
 
 impl SocketSource {
@@ -133,6 +134,7 @@ impl SocketSource {
             mode: opts.mode,
             batch: vlen,
             busy_poll: opts.busy_poll.is_some(),
+            gaps: PollGaps::default(),
             last: RecvStats::default(),
         })
     }
@@ -154,6 +156,10 @@ impl Source for SocketSource {
     }
 
     /// Waits up to the socket's receive timeout (100 ms).
+    fn poll_gaps(&self) -> Option<(u64, u64)> {
+        self.busy_poll.then_some((self.gaps.count, self.gaps.total_ns))
+    }
+
     fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
         let max = match self.mode {
             RecvMode::Recv => 1,
@@ -164,6 +170,9 @@ impl Source for SocketSource {
         // while nothing comes (up to the 100 ms a blocking receive waits).
         let until = self.busy_poll.then(|| sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 });
         let n = loop {
+            if self.busy_poll {
+                self.gaps.poll(sys::monotonic_ns());
+            }
             match self.rx.recv(&self.fd, max, nonblocking || self.busy_poll) {
                 Ok(n) => break n,
                 Err(e)

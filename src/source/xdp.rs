@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use super::{RecvStats, Source};
+use super::{PollGaps, RecvStats, Source};
 use crate::bpf::insn::to_bytes;
 use crate::bpf::xdp::{Match, XDP_PASS, redirect_program};
 use crate::format::l2l4::{self, Decoded};
@@ -103,9 +103,7 @@ enum PollThrough {
 /// bound to the capture's port + 1 (which the XDP program passes on).
 struct BusyPoller {
     anchor: Option<OwnedFd>,
-    last_poll_ns: u64,
-    gaps: u64,
-    gap_ns: u64,
+    gaps: PollGaps,
     port: u16,
     through: PollThrough,
     next_check_ns: u64,
@@ -135,9 +133,7 @@ impl BusyPoller {
         };
         Ok(Self {
             anchor,
-            last_poll_ns: 0,
-            gaps: 0,
-            gap_ns: 0,
+            gaps: PollGaps::default(),
             port,
             through: PollThrough::Unknown,
             next_check_ns: 0,
@@ -181,13 +177,7 @@ impl BusyPoller {
             _ => xsk.wake(),
         }
         // Gaps between polls: while none runs, only veth's ring holds frames.
-        let now = sys::monotonic_ns();
-        let gap = now.saturating_sub(self.last_poll_ns);
-        if self.last_poll_ns != 0 && gap > super::POLL_GAP_NS {
-            self.gaps += 1;
-            self.gap_ns += gap;
-        }
-        self.last_poll_ns = now;
+        self.gaps.poll(sys::monotonic_ns());
         true
     }
 }
@@ -402,7 +392,7 @@ impl Source for XdpSource {
     }
 
     fn poll_gaps(&self) -> Option<(u64, u64)> {
-        self.busy.as_ref().map(|b| (b.gaps, b.gap_ns))
+        self.busy.as_ref().map(|b| (b.gaps.count, b.gaps.total_ns))
     }
 
     fn ring_freezes(&self) -> u64 {
