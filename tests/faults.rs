@@ -149,3 +149,71 @@ fn stats_reads_a_running_capture_from_another_process() {
     let rep = cap.stop().unwrap();
     assert_books(&sent, &rep, &[]);
 }
+
+/// One HTTP GET on a fresh connection: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[test]
+fn stats_serve_exports_running_captures_over_http() {
+    use std::io::BufRead;
+    let mut exporter = Command::new(exe())
+        .args(["stats", "--serve", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(exporter.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let at = line.trim().strip_prefix("serving http://").and_then(|l| l.strip_suffix("/metrics")).unwrap();
+    let at = at.to_string();
+    let addr = free_loopback();
+    let name = unique("h");
+    let cap = linecap::orchestrate::CaptureChild::spawn(
+        &exe(),
+        None,
+        &name,
+        &["--listen".into(), addr.clone()],
+        false,
+    )
+    .unwrap();
+    let sent = send(None, &["--to", &addr, "--count", "2000", "--rate", "20kpps"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, body) = http_get(&at, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        body.contains(&format!(
+            "linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}",
+            sent.packets
+        )),
+        "{body}"
+    );
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(http_get(&at, "/nope").0, "HTTP/1.1 404 Not Found");
+    cap.stop().unwrap();
+    // A finished capture is no longer a target.
+    let (_, body) = http_get(&at, "/metrics");
+    assert!(!body.contains(&format!("capture=\"{name}\"")), "{body}");
+    linecap::sys::send_signal(exporter.id(), libc::SIGINT).unwrap();
+    let out = exporter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

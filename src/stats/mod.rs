@@ -16,6 +16,7 @@
 
 pub mod kernel;
 pub mod render;
+pub mod serve;
 
 use std::io;
 use std::path::{Path, PathBuf};

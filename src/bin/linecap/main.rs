@@ -338,6 +338,9 @@ struct StatsArgs {
     /// Refresh every second until interrupted.
     #[arg(long)]
     watch: bool,
+    /// Serve every capture's counters over HTTP at /metrics (Prometheus), e.g. 127.0.0.1:9187, until interrupted.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "prometheus", "watch", "name"])]
+    serve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -812,6 +815,14 @@ pub(crate) fn send_line(r: &SendReport) -> String {
 
 fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     sys::install_stop_handler()?;
+    if let Some(addr) = a.serve {
+        let l = stats::serve::bind(addr)?;
+        // The bound address (port 0 picks one), for whoever started us.
+        println!("serving http://{}/metrics", l.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        stats::serve::serve(&l)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
         let names = match &a.name {
             Some(n) => vec![n.clone()],
