@@ -177,6 +177,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
 
     let (stats_file, mut stages) = StatsFile::create(&cfg.name, &stage_specs(cfg))
         .with_context(|| format!("cannot create the counters file for capture '{}'", cfg.name))?;
+    stats_file.set_backend(info.backend);
     let kernel_counters = stages.pop().expect("kernel stage is last");
 
     // Sinks per thread, built here so file errors surface before traffic.

@@ -13,6 +13,7 @@ pub mod assemble;
 pub mod bench;
 pub mod bpf;
 pub mod capture;
+pub mod doctor;
 pub mod filter;
 pub mod format;
 pub mod orchestrate;

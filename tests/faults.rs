@@ -217,3 +217,41 @@ fn stats_serve_exports_running_captures_over_http() {
     let out = exporter.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
+    // A capture that cannot run while the stream arrives: its socket
+    // buffer overflows, for certain.
+    let addr = free_loopback();
+    let name = unique("d");
+    let cap = linecap::orchestrate::CaptureChild::spawn(
+        &exe(),
+        None,
+        &name,
+        &["--listen".into(), addr.clone(), "--rcvbuf".into(), "64k".into()],
+        false,
+    )
+    .unwrap();
+    linecap::sys::send_signal(cap.pid(), libc::SIGSTOP).unwrap();
+    let sent = send(None, &["--to", &addr, "--count", "20000", "--rate", "max"]);
+    linecap::sys::send_signal(cap.pid(), libc::SIGCONT).unwrap();
+    // Asked while the capture runs (its counters are published every 100 ms).
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let o = linecap(&["doctor", &name]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = linecap(&["doctor", &name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rep = cap.stop().unwrap();
+    let dropped = rep.drops["socket_overflow"];
+    assert!(dropped > 0, "{rep:#?}");
+    assert_books(&sent, &rep, &[]);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("LOSS  capture '{name}': receive: {dropped} packets dropped")),
+        "{text}"
+    );
+    assert!(text.contains("socket receive buffer overflowed") && text.contains("--rcvbuf"), "{text}");
+    assert_eq!(v[0]["level"], "loss");
+    assert_clean_error(&linecap(&["doctor", "no-such-capture"]), "no counters for capture 'no-such-capture'");
+}

@@ -3,7 +3,8 @@
 //! Layout of `/dev/shm/linecap-<name>` (all little-endian u64 words):
 //! ```text
 //! header  (8 words, 64 B): magic "LCSTATS1", version | nstages << 32, pid,
-//!                          started (ns since epoch), updated (ns), reserved...
+//!                          started (ns since epoch), updated (ns),
+//!                          backend (8 bytes of text, NUL padded), reserved...
 //! stage i (104 words, 832 B, cache-line aligned):
 //!   words  0..4   stage name (32 bytes, NUL padded)
 //!   words  4..76  24 counter names (24 bytes each, NUL padded)
@@ -240,6 +241,16 @@ fn write_str(words: &[AtomicU64], s: &str) {
     }
 }
 
+/// As [`write_str`], but the text may fill every byte (no NUL needed).
+fn write_str_exact(words: &[AtomicU64], s: &str) {
+    let mut buf = vec![0u8; words.len() * 8];
+    let n = s.len().min(buf.len());
+    buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+    for (w, c) in words.iter().zip(buf.chunks_exact(8)) {
+        w.store(u64::from_le_bytes(c.try_into().expect("8")), Ordering::Relaxed);
+    }
+}
+
 fn read_str(words: &[AtomicU64]) -> String {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes()).collect();
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -274,6 +285,12 @@ impl StatsFile {
         // Publish last: a reader that sees the magic sees the names.
         w[0].store(MAGIC, Ordering::Release);
         Ok((Self { map, path: path.to_path_buf() }, handles))
+    }
+
+    /// Names the capture's backend (`socket`, `uring`, `afpacket`, `xdp`;
+    /// at most 8 bytes), for readers that explain the counters.
+    pub fn set_backend(&self, backend: &str) {
+        write_str_exact(&self.map.words()[5..6], backend);
     }
 
     /// Marks the file as fresh (readers show how old the numbers are).
@@ -347,6 +364,9 @@ pub struct Snapshot {
     pub started_ns: u64,
     /// Last refresh, ns since the epoch.
     pub updated_ns: u64,
+    /// The capture's backend (empty in files written before it was recorded).
+    #[serde(default)]
+    pub backend: String,
     /// Stages in file order.
     pub stages: Vec<StageSnapshot>,
 }
@@ -403,6 +423,7 @@ impl Snapshot {
             pid: w[2].load(Ordering::Relaxed) as u32,
             started_ns: w[3].load(Ordering::Relaxed),
             updated_ns: w[4].load(Ordering::Relaxed),
+            backend: read_str(&w[5..6]),
             stages,
         })
     }
@@ -438,7 +459,9 @@ mod tests {
             StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
             StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
         ];
-        let (_file, h) = StatsFile::create_at(&path, &stages).unwrap();
+        let (file, h) = StatsFile::create_at(&path, &stages).unwrap();
+        assert_eq!(Snapshot::read("t", &path).unwrap().backend, "");
+        file.set_backend("afpacket");
         h[0].add(RxIdx::Packets as usize, 5);
         h[0].add(RxIdx::Packets as usize, 7);
         h[1].set(KernelIdx::SoftnetDropped as usize, 3);
@@ -449,6 +472,7 @@ mod tests {
         assert_eq!(s.stages[1].get("softnet_dropped"), 3);
         assert_eq!(s.sum("rx.", "packets"), 12);
         assert_eq!(s.pid, std::process::id());
+        assert_eq!(s.backend, "afpacket");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

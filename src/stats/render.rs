@@ -73,6 +73,7 @@ mod tests {
             pid: 1,
             started_ns: 0,
             updated_ns: 0,
+            backend: "socket".into(),
             stages: vec![
                 StageSnapshot { name: "rx.0".into(), counters: vec![("packets".into(), 5)] },
                 StageSnapshot { name: "rx.1".into(), counters: vec![("packets".into(), 6)] },

@@ -238,6 +238,28 @@ pub fn enter_netns(path: &str) -> io::Result<()> {
     cvt(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
 }
 
+/// Gives this process a sysfs of its current network namespace, as `ip
+/// netns exec` does: sysfs shows the interfaces of the namespace it was
+/// mounted in, so after `setns` /sys/class/net still lists the old ones.
+/// A private mount namespace keeps the change to this process.
+pub fn remount_sysfs() -> io::Result<()> {
+    // SAFETY: unshare and mount take constant, NUL-terminated arguments and
+    // affect only this process's (new, private) mount namespace.
+    unsafe {
+        cvt(libc::unshare(libc::CLONE_NEWNS))?;
+        cvt(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ))?;
+        cvt(libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH))?;
+        cvt(libc::mount(c"sysfs".as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+    }
+    Ok(())
+}
+
 /// Pins a thread (`tid` 0 = the calling thread) to one CPU.
 pub fn pin_to_cpu(tid: i32, cpu: usize) -> io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
@@ -386,30 +408,62 @@ struct EthtoolValue {
     data: u32,
 }
 
+/// `struct ethtool_ringparam`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolRingparam {
+    cmd: u32,
+    rx_max_pending: u32,
+    rx_mini_max_pending: u32,
+    rx_jumbo_max_pending: u32,
+    tx_max_pending: u32,
+    rx_pending: u32,
+    rx_mini_pending: u32,
+    rx_jumbo_pending: u32,
+    tx_pending: u32,
+}
+
 #[repr(C)]
 struct IfreqData {
     name: [libc::c_char; libc::IFNAMSIZ],
-    data: *mut EthtoolValue,
+    data: *mut libc::c_void,
     _pad: [u8; 16],
 }
 const _: () = assert!(size_of::<IfreqData>() == 40);
 
-fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
+/// SIOCETHTOOL on `ifname` with `cmd` (an ethtool struct that starts with
+/// its command word); the kernel reads and writes `cmd` in place.
+fn ethtool_ioctl<T>(ifname: &str, cmd: &mut T) -> io::Result<()> {
     let name = CString::new(ifname).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let bytes = name.as_bytes_with_nul();
     if bytes.len() > libc::IFNAMSIZ {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
     let sock = udp_socket(&SocketAddr::from(([0, 0, 0, 0], 0)))?;
-    let mut val = EthtoolValue { cmd, data };
-    let mut ifr = IfreqData { name: [0; libc::IFNAMSIZ], data: &mut val, _pad: [0; 16] };
+    let mut ifr = IfreqData { name: [0; libc::IFNAMSIZ], data: (cmd as *mut T).cast(), _pad: [0; 16] };
     for (d, s) in ifr.name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: `ifr` is a valid ifreq whose data pointer refers to `val`, which
-    // outlives the call; SIOCETHTOOL reads/writes only that struct.
+    // SAFETY: `ifr` is a valid ifreq whose data pointer refers to `cmd`, an
+    // ethtool struct of the layout the command expects (callers pair them),
+    // which outlives the call; SIOCETHTOOL reads/writes only that struct.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut ifr) })?;
+    Ok(())
+}
+
+fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> io::Result<u32> {
+    let mut val = EthtoolValue { cmd, data };
+    ethtool_ioctl(ifname, &mut val)?;
     Ok(val.data)
+}
+
+/// An interface's receive ring: (descriptors in use, the most it takes), as
+/// `ethtool -g IF` shows. Devices without rings (veth, lo) answer EOPNOTSUPP.
+pub fn rx_ring_size(ifname: &str) -> io::Result<(u32, u32)> {
+    const ETHTOOL_GRINGPARAM: u32 = 0x10;
+    let mut r = EthtoolRingparam { cmd: ETHTOOL_GRINGPARAM, ..EthtoolRingparam::default() };
+    ethtool_ioctl(ifname, &mut r)?;
+    Ok((r.rx_pending, r.rx_max_pending))
 }
 
 /// Turns generic receive offload on or off for an interface of the current

@@ -50,6 +50,20 @@ enum Cmd {
     Bench(BenchArgs),
     /// Look at assembled blocks.
     Blocks(BlocksArgs),
+    /// Where packets are lost (captures' counters, this machine's settings) and which setting would help.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Capture to explain (default: every capture whose counters exist, running or finished).
+    name: Option<String>,
+    /// Judge the interfaces of this network namespace (`ip netns` name).
+    #[arg(long)]
+    netns: Option<String>,
+    /// The findings as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -463,7 +477,45 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => cmd_bench(a),
         Cmd::Blocks(a) => cmd_blocks(a),
+        Cmd::Doctor(a) => cmd_doctor(a),
     }
+}
+
+fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
+    // Captures' counters live in /dev/shm, shared by every namespace.
+    let names = match &a.name {
+        Some(n) => vec![n.clone()],
+        None => stats::list_names(),
+    };
+    let mut caps = Vec::new();
+    for n in &names {
+        match Snapshot::read(n, &stats::stats_path(n)) {
+            Ok(s) => caps.push(s),
+            Err(e) if a.name.is_some() => {
+                bail!(
+                    "no counters for capture '{n}' ({e}); captures with counters: {:?}",
+                    stats::list_names()
+                )
+            }
+            Err(_) => {}
+        }
+    }
+    let mut facts = linecap::doctor::read_global();
+    if a.netns.is_some() {
+        enter_netns(&a.netns)?;
+        sys::remount_sysfs().map_err(|e| anyhow::anyhow!("cannot mount the namespace's sysfs: {e}"))?;
+    }
+    linecap::doctor::read_namespace(&mut facts);
+    let findings = linecap::doctor::diagnose(&facts, &caps);
+    if a.json {
+        println!("{}", serde_json::to_string(&findings)?);
+    } else {
+        if caps.is_empty() {
+            println!("no capture counters to explain (start one, or name it); judging this machine only");
+        }
+        print!("{}", linecap::doctor::render(&findings));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Moves the whole process into a network namespace before any thread starts.
