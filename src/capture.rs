@@ -313,6 +313,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
                 duplicates: g("duplicates"),
                 late: g("late"),
                 malformed: g("malformed"),
+                invalid: g("invalid"),
                 bad_channel: g("bad_channel"),
                 no_buffer: g("no_buffer"),
                 resyncs: g("resyncs"),

@@ -182,7 +182,15 @@ fn baseband_vdif_frames_are_assembled_sample_for_sample() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rep = stop(cap);
     let b = rep.blocks.unwrap();
-    assert_eq!(b.assembly.placed, nframes * nthread, "{b:?}");
+    // Frames their sender flagged invalid arrive, are counted as such, and
+    // leave their slots empty in the loss map.
+    let invalid = info["invalid_frames"].as_u64().unwrap();
+    assert!(invalid > 0);
+    assert_eq!(
+        (b.assembly.placed, b.assembly.invalid, b.assembly.malformed),
+        (nframes * nthread - invalid, invalid, 0),
+        "{b:?}"
+    );
     // Our reading of baseband's header agrees with baseband's own.
     let raw = std::fs::read(&file).unwrap();
     let (h, _) = linecap::format::vdif::parse(&raw).unwrap();
@@ -200,6 +208,11 @@ fn baseband_vdif_frames_are_assembled_sample_for_sample() {
             assembled.iter().find(|(s, _)| s.first_seq <= seq && seq < s.first_seq + 100).expect("block");
         let slot = (seq - s.first_seq) as usize;
         let ch = usize::from(fh.thread);
+        if fh.invalid {
+            assert!(!s.is_present(ch, slot), "invalid frame {seq} thread {ch} left out");
+            checked += 1;
+            continue;
+        }
         assert!(s.is_present(ch, slot));
         let at = (ch * 100 + slot) * 128;
         assert_eq!(&d[at..at + 128], data, "seq {seq} thread {ch}");

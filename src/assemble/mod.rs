@@ -33,8 +33,13 @@ pub struct AssemblyCounts {
     pub duplicates: u64,
     /// Packets older than the window.
     pub late: u64,
-    /// Packets the format could not decode (short, invalid).
+    /// Packets the format could not decode (short, bad header).
     pub malformed: u64,
+    /// Well-formed packets whose sender flagged their data invalid (VDIF's
+    /// invalid bit): they arrived, but their slot stays empty in the loss
+    /// map and is filled like a missing one.
+    #[serde(default)]
+    pub invalid: u64,
     /// Packets whose channel is outside the layout.
     pub bad_channel: u64,
     /// Packets dropped because no block buffer was free.
@@ -53,7 +58,13 @@ pub struct AssemblyCounts {
 impl AssemblyCounts {
     /// Every packet offered ended in exactly one of these.
     pub fn accounted(&self) -> u64 {
-        self.placed + self.duplicates + self.late + self.malformed + self.bad_channel + self.no_buffer
+        self.placed
+            + self.duplicates
+            + self.late
+            + self.malformed
+            + self.invalid
+            + self.bad_channel
+            + self.no_buffer
     }
 }
 
@@ -167,6 +178,12 @@ impl Assembler {
     pub fn malformed(&mut self) {
         self.counts.packets += 1;
         self.counts.malformed += 1;
+    }
+
+    /// Counts a packet its sender flagged as carrying invalid data.
+    pub fn invalid(&mut self) {
+        self.counts.packets += 1;
+        self.counts.invalid += 1;
     }
 
     fn open_block(&mut self, number: u64) -> Option<Open> {

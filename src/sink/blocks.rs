@@ -8,7 +8,7 @@
 //! dropped and counted (with the packets it held): capture never waits.
 //!
 //! The assembly keeps its own books: packets = placed + duplicates + late +
-//! malformed + bad_channel + no_buffer; placed packets end in a written
+//! malformed + invalid + bad_channel + no_buffer; placed packets end in a written
 //! block, a dropped block, or a block that failed to write.
 
 use std::fs::File;
@@ -43,22 +43,37 @@ pub enum StreamFormat {
     Spead,
 }
 
+/// What a packet decodes to.
+enum Decoded<'a> {
+    /// Sequence counter, channel, data.
+    Packet(u64, u64, &'a [u8]),
+    /// Well-formed, flagged invalid by its sender.
+    Invalid,
+    /// Not decodable.
+    Malformed,
+}
+
 impl StreamFormat {
     /// Decodes (sequence counter, channel, data).
-    fn decode<'a>(&self, p: &'a [u8]) -> Option<(u64, u64, &'a [u8])> {
+    fn decode<'a>(&self, p: &'a [u8]) -> Decoded<'a> {
+        let packet = |v: Option<(u64, u64, &'a [u8])>| match v {
+            Some((s, c, d)) => Decoded::Packet(s, c, d),
+            None => Decoded::Malformed,
+        };
         match self {
-            StreamFormat::Seq => Some((seq::seq_of(p)?, 0, &p[seq::MIN_LEN..])),
-            StreamFormat::Raw(s) => s.decode(p),
-            StreamFormat::Vdif { fps } => {
-                let (h, data) = crate::format::vdif::parse(p)?;
-                if h.invalid {
-                    return None;
-                }
-                Some((u64::from(h.seconds) * fps + u64::from(h.frame), u64::from(h.thread), data))
-            }
+            StreamFormat::Seq => packet(seq::seq_of(p).map(|s| (s, 0, &p[seq::MIN_LEN..]))),
+            StreamFormat::Raw(s) => packet(s.decode(p)),
+            StreamFormat::Vdif { fps } => match crate::format::vdif::parse(p) {
+                None => Decoded::Malformed,
+                Some((h, _)) if h.invalid => Decoded::Invalid,
+                Some((h, data)) => Decoded::Packet(
+                    u64::from(h.seconds) * fps + u64::from(h.frame),
+                    u64::from(h.thread),
+                    data,
+                ),
+            },
             StreamFormat::Spead => {
-                let s = crate::format::spead::parse(p)?;
-                Some((s.seq()?, 0, s.payload))
+                packet(crate::format::spead::parse(p).and_then(|s| Some((s.seq()?, 0, s.payload))))
             }
         }
     }
@@ -298,6 +313,7 @@ impl BlockSink {
         set(BlocksIdx::Duplicates, c.duplicates);
         set(BlocksIdx::Late, c.late);
         set(BlocksIdx::Malformed, c.malformed);
+        set(BlocksIdx::Invalid, c.invalid);
         set(BlocksIdx::BadChannel, c.bad_channel);
         set(BlocksIdx::NoBuffer, c.no_buffer);
         set(BlocksIdx::Resyncs, c.resyncs);
@@ -384,11 +400,12 @@ impl super::Sink for BlockSink {
                 continue;
             }
             match self.format.decode(p.data) {
-                Some((counter, channel, data)) => {
+                Decoded::Packet(counter, channel, data) => {
                     let s = self.unwrap.extend(counter);
                     self.asm.push(s, channel as usize, data, &mut |b| done.push(b));
                 }
-                None => self.asm.malformed(),
+                Decoded::Invalid => self.asm.invalid(),
+                Decoded::Malformed => self.asm.malformed(),
             }
         }
         for b in done {

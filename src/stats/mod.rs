@@ -147,6 +147,7 @@ pub const BLOCKS_COUNTERS: &[&str] = &[
     "ring_overwritten",
     "ring_waits",
     "ring_dropped",
+    "invalid",
 ];
 /// Index into [`BLOCKS_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -170,6 +171,7 @@ pub enum BlocksIdx {
     RingOverwritten,
     RingWaits,
     RingDropped,
+    Invalid,
 }
 
 /// Kernel counters read beside ours (deltas since the capture started).
@@ -199,7 +201,7 @@ const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
-const _: () = assert!(BlocksIdx::RingDropped as usize + 1 == BLOCKS_COUNTERS.len());
+const _: () = assert!(BlocksIdx::Invalid as usize + 1 == BLOCKS_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {

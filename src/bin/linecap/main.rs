@@ -768,6 +768,25 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
             v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old
         );
     }
+    if let Some(b) = &r.blocks {
+        let a = &b.assembly;
+        let _ = writeln!(
+            s,
+            "  blocks     {} written, {} dropped ({} packets), {} write errors; packets placed {}, duplicates {}, late {}, malformed {}, invalid {}, bad channel {}, no buffer {}; slots lost {}",
+            b.written,
+            b.dropped_blocks,
+            b.dropped_packets,
+            b.write_errors,
+            a.placed,
+            a.duplicates,
+            a.late,
+            a.malformed,
+            a.invalid,
+            a.bad_channel,
+            a.no_buffer,
+            a.slots_lost
+        );
+    }
     let _ = writeln!(
         s,
         "  cpu        user {:.3} s, sys {:.3} s: {:.0} ns/packet (receive threads)",
