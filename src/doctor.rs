@@ -231,7 +231,9 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
         ));
     }
     let missing = c.sum("verify.", "missing");
-    let kernel_seen = drops + kernel_stage(c, "iface_rx_dropped") + kernel_stage(c, "softnet_dropped");
+    let kernel_seen = drops
+        .saturating_add(kernel_stage(c, "iface_rx_dropped"))
+        .saturating_add(kernel_stage(c, "softnet_dropped"));
     if missing > kernel_seen {
         out.push(finding(
             Level::Loss,
@@ -247,7 +249,7 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    let corrupt = c.sum("verify.", "corrupt") + c.sum("verify.", "malformed");
+    let corrupt = c.sum("verify.", "corrupt").saturating_add(c.sum("verify.", "malformed"));
     if corrupt > 0 {
         out.push(finding(
             Level::Warn,
@@ -300,7 +302,7 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
             format!("{softnet} packets dropped at a CPU's backlog while it ran"),
             Some(format!(
                 "sysctl -w net.core.netdev_max_backlog={} (now {})",
-                sys.netdev_max_backlog.unwrap_or(1000).max(1000) * 4,
+                sys.netdev_max_backlog.unwrap_or(1000).clamp(1000, 1 << 40) * 4,
                 sys.netdev_max_backlog.map_or("?".into(), |v| v.to_string())
             )),
         ));
@@ -332,7 +334,7 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
 }
 
 fn kernel_stage(c: &Snapshot, counter: &str) -> u64 {
-    c.stages.iter().filter(|s| s.name == "kernel").map(|s| s.get(counter)).sum()
+    c.stages.iter().filter(|s| s.name == "kernel").map(|s| s.get(counter)).fold(0, u64::saturating_add)
 }
 
 fn diagnose_system(sys: &SystemFacts, out: &mut Vec<Finding>) {
@@ -344,13 +346,13 @@ fn diagnose_system(sys: &SystemFacts, out: &mut Vec<Finding>) {
                 format!("{} packets dropped at its backlog since boot (of {})", s.dropped, s.processed),
                 Some(format!(
                     "sysctl -w net.core.netdev_max_backlog={} (now {})",
-                    sys.netdev_max_backlog.unwrap_or(1000).max(1000) * 4,
+                    sys.netdev_max_backlog.unwrap_or(1000).clamp(1000, 1 << 40) * 4,
                     sys.netdev_max_backlog.map_or("?".into(), |v| v.to_string())
                 )),
             ));
         }
     }
-    let squeezed: u64 = sys.softnet.iter().map(|s| s.time_squeeze).sum();
+    let squeezed = sys.softnet.iter().map(|s| s.time_squeeze).fold(0, u64::saturating_add);
     if squeezed > 0 {
         out.push(finding(
             Level::Warn,

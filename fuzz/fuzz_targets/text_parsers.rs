@@ -1,4 +1,5 @@
-//! /proc text, tool output and user-typed quantities never panic a parser.
+//! /proc text, tool output, HTTP request lines and user-typed quantities
+//! never panic a parser.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,4 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = linecap::units::parse_rate(&text);
     let _ = linecap::units::parse_size(&text);
     let _ = linecap::units::parse_duration(&text);
+    let _ = linecap::doctor::parse_softnet(&text);
+    let _ = linecap::stats::serve::request_target(data);
 });

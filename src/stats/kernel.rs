@@ -74,7 +74,8 @@ pub fn parse_softnet_dropped(text: &str) -> u64 {
     text.lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|h| u64::from_str_radix(h, 16).ok())
-        .sum()
+        // Saturating: a garbled file must not overflow (found by cargo fuzz).
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Everything read at one moment, in the current network namespace.
@@ -101,7 +102,7 @@ impl KernelSnapshot {
 
     /// Receive drops over all interfaces except loopback.
     pub fn iface_rx_dropped(&self) -> u64 {
-        self.ifaces.iter().filter(|(n, _)| *n != "lo").map(|(_, c)| c.rx_dropped).sum()
+        self.ifaces.iter().filter(|(n, _)| *n != "lo").map(|(_, c)| c.rx_dropped).fold(0, u64::saturating_add)
     }
 }
 

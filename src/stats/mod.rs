@@ -432,7 +432,12 @@ impl Snapshot {
 
     /// Sum of a counter over all stages whose name starts with `prefix`.
     pub fn sum(&self, prefix: &str, counter: &str) -> u64 {
-        self.stages.iter().filter(|s| s.name.starts_with(prefix)).map(|s| s.get(counter)).sum()
+        // Saturating: a counters file may hold anything (another process wrote it).
+        self.stages
+            .iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(|s| s.get(counter))
+            .fold(0, u64::saturating_add)
     }
 }
 
