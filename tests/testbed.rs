@@ -104,11 +104,19 @@ fn demo_succeeds_and_says_where_it_ran() {
     if !root_or_skip("demo_succeeds_and_says_where_it_ran") {
         return;
     }
+    // As root the default is the reference stream from the kernel-side
+    // generator into a busy-polling AF_XDP receiver.
     let out = linecap(&["demo", "--duration", "1s"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("every packet accounted for"), "{text}");
-    assert!(text.contains("realistic placement"), "{text}");
+    assert!(text.contains("sender: the kernel (xdp-live)") && text.contains("busy-poll placement"), "{text}");
+    // The user-space sender on the realistic NAPI placement.
+    let out = linecap(&["demo", "--duration", "1s", "--sender", "socket"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("every packet accounted for"), "{text}");
+    assert!(text.contains("sender: a socket") && text.contains("realistic placement"), "{text}");
 }
 
 #[test]

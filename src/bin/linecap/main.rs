@@ -384,9 +384,12 @@ enum TestbedAction {
 
 #[derive(Args)]
 pub(crate) struct DemoArgs {
-    /// Offer the stream with the kernel-side generator (BPF_PROG_RUN live frames): the
-    /// reference rate is reached, and whatever the receiver cannot take is counted.
-    #[arg(long)]
+    /// What offers the stream: `kernel` (BPF_PROG_RUN live frames, reaches the reference
+    /// rate; needs root) or `socket` (sendmmsg); default: kernel as root, else socket.
+    #[arg(long, value_enum)]
+    sender: Option<DemoSender>,
+    /// Same as --sender kernel.
+    #[arg(long, conflicts_with = "sender")]
     xdp_live: bool,
     /// How long to send.
     #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
@@ -401,9 +404,18 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_enum, default_value = "napi")]
     placement: Placement,
     /// The receiver: `socket` (recvmmsg+gro) or `xdp` (AF_XDP, busy-polling);
-    /// default: xdp with --xdp-live, else socket.
+    /// default: xdp with the kernel sender, else socket.
     #[arg(long, value_enum)]
     receiver: Option<DemoReceiver>,
+}
+
+/// Senders the demo can run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DemoSender {
+    /// The kernel transmits (xdp-live), on the testbed.
+    Kernel,
+    /// A UDP socket, sendmmsg.
+    Socket,
 }
 
 /// Receivers the demo can run.
