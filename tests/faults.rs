@@ -103,6 +103,11 @@ fn root_only_steps_name_the_capability() {
     let tb = linecap::testbed::Testbed::up(&linecap::testbed::TestbedOptions::new(&unique("p"))).unwrap();
     let Some(o) = as_nobody(&["capture", "--netns", &tb.ns_rx, "--duration", "1s"]) else { return };
     assert_clean_error(&o, "needs CAP_SYS_ADMIN");
+    let Some(o) = as_nobody(&["capture", "--listen", "127.0.0.1:0", "--busy-poll", "20", "--duration", "1s"])
+    else {
+        return;
+    };
+    assert_clean_error(&o, "busy polling needs CAP_NET_ADMIN");
 }
 
 #[test]

@@ -117,17 +117,23 @@ impl BusyPoller {
             io::Error::new(e.kind(), format!("cannot set busy polling on the AF_XDP socket: {e}"))
         })?;
         let port = anchor_port(o.listen.port());
+        // The anchor only matters where the driver gives AF_XDP sockets no
+        // NAPI id (veth): a port in use is a note, not a failure.
         let anchor = if with_anchor {
             let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
             let anchor = sys::udp_socket(&at)?;
-            sys::bind(&anchor, &at).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot bind the busy-poll anchor socket to UDP port {port}: {e}"),
-                )
-            })?;
-            sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
-            Some(anchor)
+            match sys::bind(&anchor, &at) {
+                Ok(()) => {
+                    sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
+                    Some(anchor)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "linecap: busy polling without an anchor socket (UDP port {port}: {e}); it works where the driver gives AF_XDP sockets a NAPI id"
+                    );
+                    None
+                }
+            }
         } else {
             None
         };
