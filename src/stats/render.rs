@@ -8,8 +8,13 @@ use super::Snapshot;
 /// A fixed-width table, one row per stage.
 pub fn table(s: &Snapshot) -> String {
     let mut out = String::new();
-    let state = if s.pid == 0 { "finished".to_string() } else { format!("pid {}", s.pid) };
-    let _ = writeln!(out, "capture {} ({state})", s.name);
+    let state = match (s.pid, crate::sys::shm::process_alive(s.pid)) {
+        (0, _) => "finished".to_string(),
+        (p, true) => format!("pid {p}"),
+        (p, false) => format!("pid {p}, gone without finishing: killed?"),
+    };
+    let backend = if s.backend.is_empty() { String::new() } else { format!("{}, ", s.backend) };
+    let _ = writeln!(out, "capture {} ({backend}{state})", s.name);
     for st in &s.stages {
         let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
