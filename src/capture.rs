@@ -13,6 +13,7 @@ use anyhow::Context;
 use crate::assemble::AssemblyCounts;
 use crate::sink::blocks::{BlockOutput, BlockReport, BlockSink, BlockSinkOptions};
 use crate::sink::pcap::{PcapOptions, PcapSink};
+use crate::sink::relay::{RelayCounts, RelayOptions, RelaySink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
 use crate::sink::{NullSink, Sink};
 use crate::source::Source;
@@ -22,8 +23,8 @@ use crate::source::uring::UringSource;
 use crate::source::xdp::{XdpOptions, XdpSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
-    BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RX_COUNTERS, RxIdx, Snapshot, StageCounters,
-    StageSpec, StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
+    BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RELAY_COUNTERS, RX_COUNTERS, RxIdx,
+    Snapshot, StageCounters, StageSpec, StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
 };
 use crate::sys;
 
@@ -66,6 +67,8 @@ pub struct CaptureConfig {
     pub verify: bool,
     /// Assemble into block files.
     pub blocks: Option<BlockSinkOptions>,
+    /// Forward every UDP payload to another address.
+    pub relay: Option<RelayOptions>,
     /// Show the live line on stderr.
     pub live: bool,
     /// Print the "capturing" line on stderr once sockets are bound.
@@ -117,6 +120,9 @@ pub struct CaptureReport {
     /// Assembly and block files (summed over threads), with `--blocks`.
     #[serde(default)]
     pub blocks: Option<BlockReport>,
+    /// The relay's books (summed over threads), with `--relay`.
+    #[serde(default)]
+    pub relay: Option<RelayCounts>,
     /// Why the capture stopped.
     pub stopped_by: String,
 }
@@ -146,6 +152,9 @@ fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
         }
         if cfg.blocks.is_some() {
             v.push(StageSpec { name: format!("blocks.{t}"), counters: BLOCKS_COUNTERS });
+        }
+        if cfg.relay.is_some() {
+            v.push(StageSpec { name: format!("relay.{t}"), counters: RELAY_COUNTERS });
         }
     }
     v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });
@@ -209,6 +218,10 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
                 }
             }
             sinks.push(Box::new(BlockSink::start(o, st)?));
+        }
+        if let Some(r) = &cfg.relay {
+            let st = stage_iter.next().expect("relay stage");
+            sinks.push(Box::new(RelaySink::start(r, st)?));
         }
         if sinks.is_empty() && verify.is_none() {
             sinks.push(Box::new(NullSink));
@@ -304,6 +317,18 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         }
     }
     report.verify = verify_total;
+    if cfg.relay.is_some() {
+        let g = |c: &str| snap.sum("relay.", c);
+        report.relay = Some(RelayCounts {
+            offered: g("offered"),
+            relayed: g("relayed"),
+            dropped: g("dropped"),
+            errors: g("errors"),
+            not_udp: g("not_udp"),
+            syscalls: g("syscalls"),
+            messages: g("messages"),
+        });
+    }
     if cfg.blocks.is_some() {
         let g = |c: &str| snap.sum("blocks.", c);
         report.blocks = Some(BlockReport {
@@ -613,6 +638,7 @@ fn build_report(
         rcvbuf: info.buffer,
         verify: None,
         blocks: None,
+        relay: None,
         stopped_by,
     }
 }

@@ -70,3 +70,35 @@ fn count_limit_stops_the_capture() {
     assert_eq!(rep.stopped_by, "count");
     assert!(rep.packets >= 1000 && rep.packets <= sent.packets, "{rep:#?}");
 }
+
+#[test]
+fn relay_forwards_every_payload_intact_and_keeps_its_books() {
+    let (a, b) = (free_loopback(), free_loopback());
+    let far = capture(None, &["--listen", &b, "--verify", "seq"]);
+    let near = capture(None, &["--listen", &a, "--relay", &b]);
+    let sent = send(None, &["--to", &a, "--count", "20000", "--rate", "50kpps"]);
+    let near = stop(near);
+    let far = stop(far);
+    assert_books(&sent, &near, &[]);
+    let r = near.relay.expect("relay books");
+    assert_eq!(r.offered, near.received);
+    assert_eq!(r.offered, r.relayed + r.dropped + r.errors, "{r:?}");
+    // What the relay sent arrived, or the far socket says it dropped it.
+    assert_eq!(far.received + far.drops["socket_overflow"], r.relayed, "{far:#?}");
+    let v = far.verify.unwrap();
+    assert_eq!((v.valid, v.corrupt, v.malformed), (far.received, 0, 0), "payloads intact");
+    assert!(r.relayed > 0);
+}
+
+#[test]
+fn relay_to_nobody_counts_and_the_capture_goes_on() {
+    let (a, nobody) = (free_loopback(), free_loopback());
+    let near = capture(None, &["--listen", &a, "--relay", &nobody, "--relay-no-gso"]);
+    let sent = send(None, &["--to", &a, "--count", "5000", "--rate", "20kpps"]);
+    let near = stop(near);
+    assert_books(&sent, &near, &[]);
+    let r = near.relay.unwrap();
+    // Port unreachable comes back as errors on later sends: counted, never fatal.
+    assert_eq!(r.offered, sent.packets);
+    assert_eq!(r.offered, r.relayed + r.dropped + r.errors, "{r:?}");
+}

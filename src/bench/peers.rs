@@ -119,6 +119,7 @@ pub fn measure_tcpdump(
         rcvbuf: 0,
         verify: None,
         blocks: None,
+        relay: None,
         stopped_by: "SIGINT".into(),
     };
     let after = TestbedCounters::read(tb)?;

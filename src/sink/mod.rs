@@ -1,11 +1,13 @@
 //! Sinks consume batches on the receive thread, in place. A sink that may
 //! block (a disk, a slow consumer) hands work to its own thread through a
 //! bounded [`handoff`] and counts what it cannot take, so the receive loop
-//! never waits and memory stays bounded.
+//! never waits and memory stays bounded. The relay sends from the receive
+//! thread itself, never waiting (a full socket buffer is a counted drop).
 
 pub mod blocks;
 pub mod handoff;
 pub mod pcap;
+pub mod relay;
 pub mod shmring;
 pub mod verify;
 

@@ -174,6 +174,23 @@ pub enum BlocksIdx {
     Invalid,
 }
 
+/// Counters of a UDP relay (`relay.N`).
+pub const RELAY_COUNTERS: &[&str] =
+    &["offered", "relayed", "dropped", "errors", "not_udp", "syscalls", "messages"];
+/// Index into [`RELAY_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum RelayIdx {
+    Offered,
+    Relayed,
+    Dropped,
+    Errors,
+    NotUdp,
+    Syscalls,
+    Messages,
+}
+const _: () = assert!(RelayIdx::Messages as usize + 1 == RELAY_COUNTERS.len());
+
 /// Kernel counters read beside ours (deltas since the capture started).
 pub const KERNEL_COUNTERS: &[&str] = &[
     "udp_rcvbuf_errors",

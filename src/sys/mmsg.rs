@@ -285,3 +285,196 @@ impl MmsgTx {
         Ok(sent as usize)
     }
 }
+
+/// Most datagrams in one UDP GSO send (the kernel's UDP_MAX_SEGMENTS).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one UDP GSO send (an IPv4 datagram's limit).
+const GSO_MAX_BYTES: usize = 65_507;
+
+/// What one [`GatherTx::send`] did.
+#[derive(Debug, Default)]
+pub struct GatherSent {
+    /// Packets the kernel took.
+    pub packets: usize,
+    /// Messages built (GSO super-packets count once).
+    pub messages: usize,
+    /// sendmmsg calls made.
+    pub calls: usize,
+    /// Why the rest was not sent, when it was an error (None: the socket
+    /// buffer was full).
+    pub error: Option<io::Error>,
+}
+
+/// Refusals in a row before the rest of a batch is given up: a connected
+/// UDP socket reports an earlier datagram's ICMP error once, on a later
+/// send, so one refusal is retried; two in a row mean it keeps refusing.
+const MAX_REFUSALS: usize = 2;
+
+/// Sends payloads that live elsewhere (a receive ring, a slab) without
+/// copying them: one iovec per payload, runs of equal length gathered
+/// into UDP GSO messages, everything in one `sendmmsg`. The pointers are
+/// set and used within one call, so they never outlive the payloads.
+pub struct GatherTx {
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    ctrl: Vec<[u64; 4]>,
+    /// Per message: first iovec, packets, GSO segment size (0: none).
+    groups: Vec<(usize, usize, u16)>,
+}
+
+// SAFETY: between calls the vectors hold no pointers anyone else uses; the
+// iovec bases are cleared before `send` returns.
+unsafe impl Send for GatherTx {}
+
+impl Default for GatherTx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatherTx {
+    /// Empty; grows to the largest batch it is given, then stays.
+    pub fn new() -> Self {
+        Self { iovs: Vec::new(), hdrs: Vec::new(), ctrl: Vec::new(), groups: Vec::new() }
+    }
+
+    /// Sends payloads `get(0) .. get(n-1)` on a connected socket, in
+    /// order, without waiting; with `gso`, runs of equal length go as one
+    /// UDP GSO super-packet. Says how many the kernel took, and why the
+    /// rest was not sent (an error, or a full socket buffer).
+    pub fn send<'a>(
+        &mut self,
+        fd: &impl AsRawFd,
+        n: usize,
+        gso: bool,
+        get: impl Fn(usize) -> &'a [u8],
+    ) -> GatherSent {
+        self.iovs.clear();
+        self.groups.clear();
+        let mut i = 0;
+        while i < n {
+            let p = get(i);
+            let first = self.iovs.len();
+            self.iovs.push(libc::iovec { iov_base: p.as_ptr().cast_mut().cast(), iov_len: p.len() });
+            let mut k = 1;
+            if gso && !p.is_empty() {
+                while i + k < n
+                    && k < GSO_MAX_SEGMENTS
+                    && (k + 1) * p.len() <= GSO_MAX_BYTES
+                    && get(i + k).len() == p.len()
+                {
+                    let q = get(i + k);
+                    self.iovs.push(libc::iovec { iov_base: q.as_ptr().cast_mut().cast(), iov_len: q.len() });
+                    k += 1;
+                }
+            }
+            // p.len() <= GSO_MAX_BYTES < u16::MAX whenever k > 1.
+            self.groups.push((first, k, if k > 1 { p.len() as u16 } else { 0 }));
+            i += k;
+        }
+        let msgs = self.groups.len();
+        if self.hdrs.len() < msgs {
+            // SAFETY: all-zero is a valid mmsghdr; its pointers are set below.
+            self.hdrs.resize_with(msgs, || unsafe { zeroed() });
+            self.ctrl.resize(msgs, [0; 4]);
+        }
+        for (m, &(first, k, seg)) in self.groups.iter().enumerate() {
+            let h = &mut self.hdrs[m].msg_hdr;
+            h.msg_iov = &raw mut self.iovs[first];
+            h.msg_iovlen = k;
+            if seg > 0 {
+                // SAFETY: `ctrl[m]` is 32 bytes, room for one cmsg carrying a
+                // u16; the CMSG_* macros compute offsets within it.
+                unsafe {
+                    let cm = self.ctrl[m].as_mut_ptr().cast::<libc::cmsghdr>();
+                    (*cm).cmsg_level = libc::SOL_UDP;
+                    (*cm).cmsg_type = libc::UDP_SEGMENT;
+                    (*cm).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    libc::CMSG_DATA(cm).cast::<u16>().write_unaligned(seg);
+                    h.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+                }
+                h.msg_control = self.ctrl[m].as_mut_ptr().cast();
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+        }
+        let mut out = GatherSent { messages: msgs, ..GatherSent::default() };
+        let mut from = 0;
+        let mut refusals = 0;
+        // Bounded: each call either makes progress or is a refusal, and
+        // refusals in a row are bounded.
+        while from < msgs {
+            out.calls += 1;
+            // SAFETY: hdrs[from..msgs] point at iovecs whose bases are the
+            // caller's payloads, borrowed for this whole call; the socket is
+            // connected, so no address is needed.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd.as_raw_fd(),
+                    self.hdrs.as_mut_ptr().add(from),
+                    (msgs - from) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r > 0 {
+                // Partial: the next call sends the rest or says why not.
+                from += r as usize;
+                refusals = 0;
+                out.error = None;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Reported once; this message was not sent: try it again.
+                Some(libc::ECONNREFUSED) => {
+                    out.error = Some(e);
+                    refusals += 1;
+                    if refusals >= MAX_REFUSALS {
+                        break;
+                    }
+                }
+                Some(libc::EAGAIN | libc::ENOBUFS) => {
+                    out.error = None;
+                    break;
+                }
+                _ => {
+                    out.error = Some(e);
+                    break;
+                }
+            }
+        }
+        self.iovs.clear();
+        out.packets = self.groups[..from].iter().map(|g| g.1).sum();
+        out
+    }
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn gathers_equal_runs_into_gso_and_keeps_order() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        // 70 payloads of 100 bytes (two GSO messages: 64 + 6), then 3 odd sizes.
+        let mut payloads: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 100]).collect();
+        payloads.extend([vec![200u8; 10], vec![201u8; 20], vec![202u8; 20]]);
+        let mut g = GatherTx::new();
+        let sent = g.send(&tx, payloads.len(), true, |i| &payloads[i]);
+        assert!(sent.error.is_none(), "{sent:?}");
+        assert_eq!((sent.packets, sent.messages), (73, 4), "64 + 6 + 1 + 2 (the equal 20-byte pair)");
+        let mut buf = [0u8; 2048];
+        for p in &payloads {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &p[..], "in order, byte for byte");
+        }
+        // Without GSO: one message per payload.
+        let sent = g.send(&tx, 5, false, |i| &payloads[i]);
+        assert_eq!((sent.packets, sent.messages), (5, 5));
+    }
+}

@@ -140,6 +140,15 @@ pub fn set_rcvbuf(fd: &impl AsRawFd, bytes: i32) -> io::Result<(i32, bool)> {
     Ok((getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?, forced))
 }
 
+/// Sets the send buffer, forcing above `wmem_max` when privileged.
+pub fn set_sndbuf(fd: &impl AsRawFd, bytes: i32) -> io::Result<()> {
+    const SO_SNDBUFFORCE: i32 = 32;
+    if setsockopt_int(fd, libc::SOL_SOCKET, SO_SNDBUFFORCE, bytes).is_err() {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes)?;
+    }
+    Ok(())
+}
+
 /// Sets `SO_RCVTIMEO`, so a blocking receive wakes up to look at stop flags.
 pub fn set_rcvtimeo(fd: &impl AsRawFd, micros: i64) -> io::Result<()> {
     let tv = libc::timeval { tv_sec: micros / 1_000_000, tv_usec: micros % 1_000_000 };

@@ -207,6 +207,12 @@ struct CaptureArgs {
     /// Check every payload of this format, count gaps/duplicates/reordering.
     #[arg(long, value_enum)]
     verify: Option<VerifyFormat>,
+    /// Forward every UDP payload to this address (zero-copy gather, UDP GSO; never waits: drops are counted).
+    #[arg(long, value_name = "ADDR")]
+    relay: Option<SocketAddr>,
+    /// Relay plain datagrams instead of UDP GSO super-packets.
+    #[arg(long, requires = "relay")]
+    relay_no_gso: bool,
     /// Assemble into block files in this folder (one file + JSON sidecar per block).
     #[arg(long, conflicts_with = "shm")]
     blocks: Option<PathBuf>,
@@ -662,6 +668,11 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         pcap,
         verify: a.verify.is_some(),
+        relay: a.relay.map(|to| linecap::sink::relay::RelayOptions {
+            to,
+            gso: !a.relay_no_gso,
+            sndbuf: 32 << 20,
+        }),
         blocks: match (&a.blocks, &a.shm) {
             (None, None) => None,
             (dir, shm) => {
@@ -778,6 +789,13 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
             s,
             "  verify     valid {}, corrupt {}, malformed {}, missing {}, duplicates {}, reordered {}, too old {}",
             v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old
+        );
+    }
+    if let Some(x) = &r.relay {
+        let _ = writeln!(
+            s,
+            "  relay      offered {}, relayed {}, dropped {} (socket full), errors {}; {} messages in {} syscalls",
+            x.offered, x.relayed, x.dropped, x.errors, x.messages, x.syscalls
         );
     }
     if let Some(b) = &r.blocks {
