@@ -47,9 +47,104 @@ impl Link {
 }
 /// Snap length written in the header.
 pub const SNAPLEN: u32 = 262_144;
-const RECORD_HDR: usize = 16;
 
-/// The 24-byte file header.
+/// The file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Classic pcap, nanosecond timestamps (magic a1b23c4d).
+    Pcap,
+    /// pcapng: a section header, one interface (if_tsresol 9: nanoseconds),
+    /// an Enhanced Packet Block per packet.
+    Pcapng,
+}
+
+impl FileFormat {
+    /// pcapng for a `.pcapng` path, else pcap.
+    pub fn for_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("pcapng") => FileFormat::Pcapng,
+            _ => FileFormat::Pcap,
+        }
+    }
+
+    /// Bytes before a record's data.
+    fn head(self) -> usize {
+        match self {
+            FileFormat::Pcap => 16,
+            FileFormat::Pcapng => 28,
+        }
+    }
+
+    /// Bytes a record of `data` bytes takes in the file.
+    pub fn record_len(self, data: usize) -> usize {
+        match self {
+            FileFormat::Pcap => 16 + data,
+            // Block header, data padded to 32 bits, trailing length.
+            FileFormat::Pcapng => 28 + data.next_multiple_of(4) + 4,
+        }
+    }
+
+    /// Writes the framing of a record around data already at
+    /// `out[head..head + data]`: its header, padding and trailer.
+    fn frame(self, out: &mut [u8], ts_ns: u64, data: usize, wire_len: u32) {
+        let (caplen, wire) = (data as u32, wire_len.max(data as u32));
+        match self {
+            FileFormat::Pcap => {
+                out[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+                out[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+                out[8..12].copy_from_slice(&caplen.to_le_bytes());
+                out[12..16].copy_from_slice(&wire.to_le_bytes());
+            }
+            FileFormat::Pcapng => {
+                let total = out.len() as u32;
+                out[0..4].copy_from_slice(&6u32.to_le_bytes()); // Enhanced Packet Block
+                out[4..8].copy_from_slice(&total.to_le_bytes());
+                out[8..12].copy_from_slice(&0u32.to_le_bytes()); // interface 0
+                out[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
+                out[16..20].copy_from_slice(&(ts_ns as u32).to_le_bytes());
+                out[20..24].copy_from_slice(&caplen.to_le_bytes());
+                out[24..28].copy_from_slice(&wire.to_le_bytes());
+                let end = out.len();
+                out[28 + data..end - 4].fill(0);
+                out[end - 4..].copy_from_slice(&total.to_le_bytes());
+            }
+        }
+    }
+
+    /// What starts every file.
+    pub fn file_header(self, link: Link) -> Vec<u8> {
+        match self {
+            FileFormat::Pcap => file_header(link).to_vec(),
+            FileFormat::Pcapng => {
+                let mut h = Vec::with_capacity(60);
+                // Section Header Block: byte-order magic, version 1.0, length unknown.
+                h.extend_from_slice(&0x0A0D_0D0Au32.to_le_bytes());
+                h.extend_from_slice(&28u32.to_le_bytes());
+                h.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+                h.extend_from_slice(&1u16.to_le_bytes());
+                h.extend_from_slice(&0u16.to_le_bytes());
+                h.extend_from_slice(&u64::MAX.to_le_bytes());
+                h.extend_from_slice(&28u32.to_le_bytes());
+                // Interface Description Block: link type, snap length,
+                // if_tsresol = 9 (nanoseconds), end of options.
+                h.extend_from_slice(&1u32.to_le_bytes());
+                h.extend_from_slice(&32u32.to_le_bytes());
+                h.extend_from_slice(&(link.linktype() as u16).to_le_bytes());
+                h.extend_from_slice(&0u16.to_le_bytes());
+                h.extend_from_slice(&SNAPLEN.to_le_bytes());
+                h.extend_from_slice(&9u16.to_le_bytes());
+                h.extend_from_slice(&1u16.to_le_bytes());
+                h.extend_from_slice(&[9, 0, 0, 0]);
+                h.extend_from_slice(&[0, 0, 0, 0]);
+                h.extend_from_slice(&32u32.to_le_bytes());
+                h
+            }
+        }
+    }
+}
+
+/// The 24-byte classic pcap file header.
 pub fn file_header(link: Link) -> [u8; 24] {
     let mut h = [0u8; 24];
     h[0..4].copy_from_slice(&MAGIC_NS.to_le_bytes());
@@ -65,38 +160,33 @@ fn ip_header_len(dst: &SocketAddr) -> usize {
 }
 
 /// Bytes one packet takes in the file.
-pub fn record_len(p: &Packet<'_>, dst: &SocketAddr) -> usize {
-    RECORD_HDR + ip_header_len(dst) + 8 + p.data.len()
+pub fn record_len(p: &Packet<'_>, dst: &SocketAddr, fmt: FileFormat) -> usize {
+    fmt.record_len(ip_header_len(dst) + 8 + p.data.len())
 }
 
 /// Bytes one captured frame takes in the file.
-pub fn frame_record_len(frame: &[u8]) -> usize {
-    RECORD_HDR + frame.len()
+pub fn frame_record_len(frame: &[u8], fmt: FileFormat) -> usize {
+    fmt.record_len(frame.len())
 }
 
 /// Encodes a captured frame as it is (Ethernet files).
-pub fn encode_frame_record(out: &mut [u8], ts_ns: u64, frame: &[u8], wire_len: u32) {
-    out[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-    out[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-    out[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&wire_len.max(frame.len() as u32).to_le_bytes());
-    out[RECORD_HDR..].copy_from_slice(frame);
+pub fn encode_frame_record(out: &mut [u8], ts_ns: u64, frame: &[u8], wire_len: u32, fmt: FileFormat) {
+    let h = fmt.head();
+    out[h..h + frame.len()].copy_from_slice(frame);
+    fmt.frame(out, ts_ns, frame.len(), wire_len);
 }
 
-/// Encodes one record (header + synthetic IP/UDP + payload) into `out`,
+/// Encodes one record (framing + synthetic IP/UDP + payload) into `out`,
 /// which must be exactly [`record_len`] bytes.
-pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr) {
+pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr, fmt: FileFormat) {
     let iphl = ip_header_len(dst);
     let udp_len = 8 + p.data.len();
     let wire = iphl + udp_len;
-    let ts_sec = (p.ts_ns / 1_000_000_000) as u32;
-    let ts_ns = (p.ts_ns % 1_000_000_000) as u32;
-    out[0..4].copy_from_slice(&ts_sec.to_le_bytes());
-    out[4..8].copy_from_slice(&ts_ns.to_le_bytes());
-    out[8..12].copy_from_slice(&(wire as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&(wire as u32).to_le_bytes());
+    let hdr = fmt.head();
+    fmt.frame(out, p.ts_ns, wire, wire as u32);
+    let out = &mut out[..hdr + wire];
     let (sport, dport) = (p.src.map_or(0, |s| s.port()), dst.port());
-    let ip = &mut out[RECORD_HDR..RECORD_HDR + iphl];
+    let ip = &mut out[hdr..hdr + iphl];
     match (dst, p.src) {
         (SocketAddr::V4(d), src) => {
             let s = match src {
@@ -124,18 +214,18 @@ pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr) {
             ip[24..40].copy_from_slice(&d.ip().octets());
         }
     }
-    let udp = &mut out[RECORD_HDR + iphl..RECORD_HDR + iphl + 8];
+    let udp = &mut out[hdr + iphl..hdr + iphl + 8];
     udp[0..2].copy_from_slice(&sport.to_be_bytes());
     udp[2..4].copy_from_slice(&dport.to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     // UDP checksum 0 means "not computed": legal for IPv4, not for IPv6,
     // where the real one is written so tools do not flag the record.
     udp[6..8].copy_from_slice(&[0, 0]);
-    out[RECORD_HDR + iphl + 8..].copy_from_slice(p.data);
+    out[hdr + iphl + 8..].copy_from_slice(p.data);
     if dst.is_ipv6() {
-        let seg = &out[RECORD_HDR..];
+        let seg = &out[hdr..];
         let c = udp6_checksum(&seg[8..24], &seg[24..40], &seg[40..40 + udp_len]);
-        out[RECORD_HDR + 46..RECORD_HDR + 48].copy_from_slice(&c.to_be_bytes());
+        out[hdr + 46..hdr + 48].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -190,12 +280,15 @@ pub struct PcapOptions {
     pub throttle_bytes_per_sec: Option<u64>,
     /// What the records hold (set by the capture from its backend).
     pub link: Link,
+    /// pcap or pcapng.
+    pub format: FileFormat,
 }
 
 impl PcapOptions {
     /// Defaults: 64 MiB of buffer in 1 MiB chunks, no rotation.
     pub fn new(path: PathBuf) -> Self {
         Self {
+            format: FileFormat::for_path(&path),
             path,
             rotation: Rotation::default(),
             buffer_bytes: 64 << 20,
@@ -227,6 +320,7 @@ pub struct PcapSink {
     writer: Option<JoinHandle<io::Result<()>>>,
     last_flush: Instant,
     link: Link,
+    format: FileFormat,
 }
 
 impl PcapSink {
@@ -238,7 +332,7 @@ impl PcapSink {
         let file = File::create(&first).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
         })?;
-        let link = opts.link;
+        let (link, format) = (opts.link, opts.format);
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
         let (producer, consumer) = handoff(chunks, opts.chunk_bytes);
         let handle = std::thread::Builder::new()
@@ -251,6 +345,7 @@ impl PcapSink {
             writer: Some(handle),
             last_flush: Instant::now(),
             link,
+            format,
         })
     }
 }
@@ -261,17 +356,18 @@ impl super::Sink for PcapSink {
         let Some(producer) = self.producer.as_mut() else {
             return;
         };
+        let fmt = self.format;
         for p in batch.iter() {
             let pushed = match p.frame {
                 Some(frame) if self.link == Link::Ethernet => {
-                    let len = frame_record_len(frame);
+                    let len = frame_record_len(frame, fmt);
                     producer
-                        .push(len, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len))
+                        .push(len, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len, fmt))
                         .map(|()| len)
                 }
                 _ => {
-                    let len = record_len(&p, &batch.dst);
-                    producer.push(len, |out| encode_record(out, &p, &batch.dst)).map(|()| len)
+                    let len = record_len(&p, &batch.dst, fmt);
+                    producer.push(len, |out| encode_record(out, &p, &batch.dst, fmt)).map(|()| len)
                 }
             };
             match pushed {
@@ -338,10 +434,11 @@ fn write_loop(
     let mut throttle_start = Instant::now();
     let mut throttle_bytes = 0u64;
     counters.set(WriterIdx::Files as usize, 1);
-    if let Err(e) = out.file.write_all(&file_header(opts.link)) {
+    let header = opts.format.file_header(opts.link);
+    if let Err(e) = out.file.write_all(&header) {
         failed = Some(e);
     } else {
-        out.written = 24;
+        out.written = header.len() as u64;
     }
     loop {
         let chunk = match consumer.recv(Duration::from_millis(100)) {
@@ -360,7 +457,8 @@ fn write_loop(
                 throttle_bytes = 0;
             }
         }
-        if failed.is_none() && rotating && needs_rotation(&opts.rotation, &out, chunk.buf.len()) {
+        if failed.is_none() && rotating && needs_rotation(&opts.rotation, &out, chunk.buf.len(), header.len())
+        {
             match rotate(&opts, &mut out) {
                 Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
                 Err(e) => failed = Some(e),
@@ -399,8 +497,8 @@ fn write_loop(
     }
 }
 
-fn needs_rotation(r: &Rotation, out: &Output, next: usize) -> bool {
-    let too_big = r.max_bytes.is_some_and(|m| out.written > 24 && out.written + next as u64 > m);
+fn needs_rotation(r: &Rotation, out: &Output, next: usize, header: usize) -> bool {
+    let too_big = r.max_bytes.is_some_and(|m| out.written > header as u64 && out.written + next as u64 > m);
     let too_old = r.max_age.is_some_and(|a| out.opened.elapsed() >= a);
     too_big || too_old
 }
@@ -410,8 +508,9 @@ fn rotate(opts: &PcapOptions, out: &mut Output) -> io::Result<()> {
     out.index += 1;
     let path = numbered_path(&opts.path, out.index, true);
     out.file = File::create(&path)?;
-    out.file.write_all(&file_header(opts.link))?;
-    out.written = 24;
+    let header = opts.format.file_header(opts.link);
+    out.file.write_all(&header)?;
+    out.written = header.len() as u64;
     out.opened = Instant::now();
     out.files += 1;
     Ok(())
@@ -432,8 +531,8 @@ mod tests {
             src: Some("198.18.0.1:4000".parse().unwrap()),
         };
         let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
-        let mut out = vec![0u8; record_len(&p, &dst)];
-        encode_record(&mut out, &p, &dst);
+        let mut out = vec![0u8; record_len(&p, &dst, FileFormat::Pcap)];
+        encode_record(&mut out, &p, &dst, FileFormat::Pcap);
         assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), 1_700_000_000);
         assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 123_456_789);
         assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 33);
@@ -456,8 +555,8 @@ mod tests {
             src: Some("[2001:db8::1]:4000".parse().unwrap()),
         };
         let dst: SocketAddr = "[2001:db8::2]:5000".parse().unwrap();
-        let mut out = vec![0u8; record_len(&p, &dst)];
-        encode_record(&mut out, &p, &dst);
+        let mut out = vec![0u8; record_len(&p, &dst, FileFormat::Pcap)];
+        encode_record(&mut out, &p, &dst, FileFormat::Pcap);
         let seg = &out[16..];
         assert_eq!(seg[0] >> 4, 6);
         let c = u16::from_be_bytes([seg[46], seg[47]]);
@@ -468,6 +567,35 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         assert_eq!(sum, 0xffff);
+    }
+
+    #[test]
+    fn pcapng_blocks_are_framed_and_padded() {
+        let p = Packet {
+            frame: None,
+            wire_len: 0,
+            is_udp: true,
+            data: b"hello",
+            ts_ns: 1_700_000_000_123_456_789,
+            src: Some("198.18.0.1:4000".parse().unwrap()),
+        };
+        let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
+        let f = FileFormat::Pcapng;
+        let mut out = vec![0xAAu8; record_len(&p, &dst, f)];
+        encode_record(&mut out, &p, &dst, f);
+        // 33 bytes of IP/UDP/payload padded to 36, 28 + 36 + 4.
+        assert_eq!(out.len(), 68);
+        let w = |at: usize| u32::from_le_bytes(out[at..at + 4].try_into().unwrap());
+        assert_eq!((w(0), w(4), w(64)), (6, 68, 68), "type, total length twice");
+        assert_eq!(u64::from(w(12)) << 32 | u64::from(w(16)), 1_700_000_000_123_456_789);
+        assert_eq!((w(20), w(24)), (33, 33));
+        assert_eq!(&out[28 + 28..28 + 33], b"hello");
+        assert_eq!(&out[61..64], &[0, 0, 0], "padding zeroed");
+        assert_eq!(ipv4_checksum(&out[28..48]), 0);
+        let h = f.file_header(Link::SyntheticIp);
+        assert_eq!(h.len(), 60);
+        assert_eq!(FileFormat::for_path(Path::new("x.PCAPNG")), FileFormat::Pcapng);
+        assert_eq!(FileFormat::for_path(Path::new("x.pcap")), FileFormat::Pcap);
     }
 
     #[test]

@@ -192,6 +192,9 @@ struct CaptureArgs {
     /// Write packets to this pcap file (nanosecond timestamps).
     #[arg(long)]
     write: Option<PathBuf>,
+    /// File format of --write [default: pcapng for a .pcapng path, else pcap].
+    #[arg(long, value_enum, requires = "write")]
+    write_format: Option<linecap::sink::pcap::FileFormat>,
     /// Start a new pcap file before one exceeds this size (files are numbered).
     #[arg(long, value_parser = units::parse_size)]
     rotate_size: Option<u64>,
@@ -568,6 +571,9 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
             o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
             o.throttle_bytes_per_sec = a.sink_throttle;
+            if let Some(f) = a.write_format {
+                o.format = f;
+            }
             if let Backend::Afpacket | Backend::Xdp = a.backend {
                 o.link = Link::Ethernet;
             }
