@@ -66,7 +66,7 @@ class BlockRing:
         self.nslots, self.stride, self.meta, self.block_bytes = (int(h[i]) for i in (2, 3, 4, 5))
         self.slot_bytes, self.slots = int(h[6]) & 0xFFFFFFFF, int(h[6]) >> 32
         self.channels, self.lossless = int(h[7]) & 0xFFFFFFFF, bool(int(h[7]) >> 32)
-        self.format = {0: "seq", 1: "raw", 2: "vdif", 3: "spead"}.get(int(h[9]), "unknown")
+        self.format = {0: "seq", 1: "raw", 2: "vdif", 3: "spead", 4: "spead-heap"}.get(int(h[9]), "unknown")
         # Writable view of the reader's position.
         self._read = np.frombuffer(self._mm, dtype="<u8", count=1, offset=READ_SEQ * 8)
         self.skipped = 0

@@ -94,6 +94,64 @@ fn spead2_sender_is_assembled_heap_for_heap() {
 }
 
 #[test]
+fn spead2_heaps_of_unequal_packets_are_assembled_heap_for_heap() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(py) = python_with("spead2, numpy") else { return };
+    let dir = TempDir::new("spead-heap");
+    let addr = free_loopback();
+    let port = addr.rsplit(':').next().unwrap();
+    // 4000-byte heaps in 1024-byte packets: payloads of unequal lengths
+    // (the first packet also carries the item pointer), offsets that are
+    // not multiples of any one payload length.
+    let (n, size, slots) = (200u64, 4000usize, 50usize);
+    let cap = capture(
+        None,
+        &[
+            "--listen",
+            &addr,
+            "--blocks",
+            dir.0.to_str().unwrap(),
+            "--format",
+            "spead-heap",
+            "--slot-bytes",
+            &size.to_string(),
+            "--slots",
+            &slots.to_string(),
+        ],
+    );
+    let out = output_within(
+        Command::new(&py).arg(script("spead2_send.py")).args([
+            port,
+            &n.to_string(),
+            &size.to_string(),
+            "1024",
+        ]),
+        60,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep = stop(cap);
+    let b = rep.blocks.unwrap();
+    let a = &b.assembly;
+    assert_eq!(a.packets, a.accounted(), "{a:?}");
+    assert_eq!((a.duplicates, a.late, a.no_buffer), (0, 0, 0), "{a:?}");
+    assert!(a.placed >= 5 * n, "several packets per heap: {a:?}");
+    let mut checked = 0;
+    for (s, data) in read_blocks(&dir.0) {
+        for slot in 0..slots {
+            if !s.is_present(0, slot) {
+                continue;
+            }
+            let h = s.first_seq + slot as u64 - 1; // spead2 counts heaps from 1
+            let got = &data[slot * size..(slot + 1) * size];
+            let want: Vec<u8> = (0..size as u64).map(|i| ((i * 7 + h * 131) & 0xff) as u8).collect();
+            assert_eq!(got, &want[..], "heap {}", h + 1);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, n, "every heap complete and byte for byte");
+}
+
+#[test]
 fn spead2_receiver_takes_linecap_heaps() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(py) = python_with("spead2") else { return };

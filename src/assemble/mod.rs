@@ -118,6 +118,13 @@ struct Open {
     data: PageBuf,
     present: Vec<u64>,
     filled: u64,
+    /// Bytes received per slot, for slots filled by parts (heaps); empty
+    /// until the first part arrives.
+    got: Vec<u32>,
+    /// One bit per byte of the block: where a received part started (a
+    /// part that starts where another did is a duplicate). Empty until the
+    /// first part arrives.
+    starts: Vec<u64>,
 }
 
 /// Places packets into blocks.
@@ -189,7 +196,7 @@ impl Assembler {
     fn open_block(&mut self, number: u64) -> Option<Open> {
         let data = self.pool.pop()?;
         let bits = (self.layout.channels * self.layout.slots).div_ceil(64);
-        Some(Open { number, data, present: vec![0; bits], filled: 0 })
+        Some(Open { number, data, present: vec![0; bits], filled: 0, got: Vec::new(), starts: Vec::new() })
     }
 
     fn complete(&mut self, b: Open, out: &mut impl FnMut(Block)) {
@@ -252,8 +259,91 @@ impl Assembler {
             self.counts.bad_channel += 1;
             return;
         }
-        let number = seq / l.slots as u64;
+        let Some(idx) = self.locate(seq, out) else { return };
         let slot = (seq % l.slots as u64) as usize;
+        let b = &mut self.open[idx];
+        let i = channel * l.slots + slot;
+        if b.present[i / 64] >> (i % 64) & 1 == 1 {
+            self.counts.duplicates += 1;
+            return;
+        }
+        b.present[i / 64] |= 1 << (i % 64);
+        b.filled += 1;
+        let at = i * l.slot_bytes;
+        let n = data.len().min(l.slot_bytes);
+        b.data[at..at + n].copy_from_slice(&data[..n]);
+        if n < l.slot_bytes {
+            b.data[at + n..at + l.slot_bytes].fill(0);
+        }
+        self.counts.placed += 1;
+    }
+
+    /// Places one part of a slot made of several packets (a SPEAD heap):
+    /// `data` goes at byte `offset` of the slot, whose content is `total`
+    /// bytes (at most `slot_bytes`; the rest is zeroed). The slot counts as
+    /// arrived once `total` bytes did; a slot still short when its block
+    /// completes is lost (zero-filled like a missing one). A part that
+    /// starts where another did, or would overrun what is still missing,
+    /// is a duplicate.
+    pub fn push_part(
+        &mut self,
+        seq: u64,
+        channel: usize,
+        offset: usize,
+        total: usize,
+        data: &[u8],
+        out: &mut impl FnMut(Block),
+    ) {
+        self.counts.packets += 1;
+        let l = self.layout;
+        if channel >= l.channels {
+            self.counts.bad_channel += 1;
+            return;
+        }
+        if total == 0 || total > l.slot_bytes || offset.checked_add(data.len()).is_none_or(|end| end > total)
+        {
+            self.counts.malformed += 1;
+            return;
+        }
+        let Some(idx) = self.locate(seq, out) else { return };
+        let slot = (seq % l.slots as u64) as usize;
+        let b = &mut self.open[idx];
+        let i = channel * l.slots + slot;
+        if b.present[i / 64] >> (i % 64) & 1 == 1 {
+            self.counts.duplicates += 1;
+            return;
+        }
+        if b.got.is_empty() {
+            // Once per block that receives parts (not per packet).
+            b.got = vec![0; l.channels * l.slots];
+            b.starts = vec![0; (l.channels * l.slots * l.slot_bytes).div_ceil(64)];
+        }
+        let at = i * l.slot_bytes;
+        let mark = at + offset;
+        let got = b.got[i] as usize;
+        if b.starts[mark / 64] >> (mark % 64) & 1 == 1 || got + data.len() > total {
+            self.counts.duplicates += 1;
+            return;
+        }
+        b.starts[mark / 64] |= 1 << (mark % 64);
+        b.data[at + offset..at + offset + data.len()].copy_from_slice(data);
+        b.got[i] = (got + data.len()) as u32;
+        self.counts.placed += 1;
+        if got + data.len() == total {
+            b.present[i / 64] |= 1 << (i % 64);
+            b.filled += 1;
+            if total < l.slot_bytes {
+                b.data[at + total..at + l.slot_bytes].fill(0);
+            }
+        }
+    }
+
+    /// Moves the window for `seq` and finds (or opens) its block: the index
+    /// in `open`, or None when the packet is late or no buffer is free
+    /// (counted).
+    fn locate(&mut self, seq: u64, out: &mut impl FnMut(Block)) -> Option<usize> {
+        let l = self.layout;
+        let number = seq / l.slots as u64;
         let base = match self.base {
             None => {
                 self.start = seq;
@@ -280,7 +370,7 @@ impl Assembler {
         };
         if number < base {
             self.counts.late += 1;
-            return;
+            return None;
         }
         self.highest = self.highest.max(seq);
         // Slide the window so that the packet's block is its newest.
@@ -296,34 +386,18 @@ impl Assembler {
             base
         };
         self.base = Some(base);
-        // Find or open the block.
-        let idx = match self.open.iter().position(|b| b.number == number) {
-            Some(i) => i,
+        match self.open.iter().position(|b| b.number == number) {
+            Some(i) => Some(i),
             None => {
                 let Some(b) = self.open_block(number) else {
                     self.counts.no_buffer += 1;
-                    return;
+                    return None;
                 };
                 let at = self.open.iter().position(|o| o.number > number).unwrap_or(self.open.len());
                 self.open.insert(at, b);
-                at
+                Some(at)
             }
-        };
-        let b = &mut self.open[idx];
-        let i = channel * l.slots + slot;
-        if b.present[i / 64] >> (i % 64) & 1 == 1 {
-            self.counts.duplicates += 1;
-            return;
         }
-        b.present[i / 64] |= 1 << (i % 64);
-        b.filled += 1;
-        let at = i * l.slot_bytes;
-        let n = data.len().min(l.slot_bytes);
-        b.data[at..at + n].copy_from_slice(&data[..n]);
-        if n < l.slot_bytes {
-            b.data[at + n..at + l.slot_bytes].fill(0);
-        }
-        self.counts.placed += 1;
     }
 }
 

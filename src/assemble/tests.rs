@@ -212,3 +212,49 @@ proptest::proptest! {
         check_contents(l, &r);
     }
 }
+
+#[test]
+fn heaps_of_unequal_parts_fill_their_slot_or_count_lost() {
+    // Slots of 100 bytes; heaps of 90 bytes in parts of 40, 30 and 20.
+    let layout = Layout::new(100, 4, 1).unwrap();
+    let mut a = Assembler::new(layout, Options { window: 2, ..Options::default() });
+    let heap = |h: u64| -> Vec<u8> { (0..90).map(|i| (h as u8).wrapping_mul(13) ^ i as u8).collect() };
+    let parts = [(0usize, 40usize), (40, 30), (70, 20)];
+    let mut blocks = Vec::new();
+    let mut push = |a: &mut Assembler, h: u64, (off, len): (usize, usize)| {
+        let d = heap(h);
+        a.push_part(h, 0, off, 90, &d[off..off + len], &mut |b| blocks.push(b));
+    };
+    // Heap 0 out of order; heap 1 misses a part; heap 2 gets one part twice;
+    // heap 3 complete.
+    for &p in &[parts[2], parts[0], parts[1]] {
+        push(&mut a, 0, p);
+    }
+    push(&mut a, 1, parts[0]);
+    push(&mut a, 1, parts[2]);
+    for &p in &[parts[0], parts[0], parts[1], parts[2]] {
+        push(&mut a, 2, p);
+    }
+    for &p in &parts {
+        push(&mut a, 3, p);
+    }
+    // A part past the heap's end is malformed.
+    a.push_part(3, 0, 80, 90, &[0; 20], &mut |b| blocks.push(b));
+    a.flush(&mut |b| blocks.push(b));
+    let c = a.counts();
+    assert_eq!(blocks.len(), 1);
+    let b = &blocks[0];
+    for (h, present) in [(0, true), (1, false), (2, true), (3, true)] {
+        assert_eq!(b.is_present(0, h, 4), present, "heap {h}");
+        let slot = &b.data[h * 100..h * 100 + 100];
+        if present {
+            assert_eq!(&slot[..90], &heap(h as u64)[..], "heap {h} bytes");
+            assert!(slot[90..].iter().all(|&x| x == 0), "tail zeroed");
+        } else {
+            assert!(slot.iter().all(|&x| x == 0), "an incomplete heap is zero-filled");
+        }
+    }
+    assert_eq!((c.packets, c.placed, c.duplicates, c.malformed), (13, 11, 1, 1), "{c:?}");
+    assert_eq!(c.packets, c.accounted());
+    assert_eq!((b.filled, b.lost, c.slots_lost), (3, 1, 1));
+}

@@ -41,12 +41,18 @@ pub enum StreamFormat {
     },
     /// SPEAD-64-48 packets (heap counter, size, offset, payload length).
     Spead,
+    /// SPEAD-64-48 heaps, one slot each: every packet's payload goes at its
+    /// heap offset, whatever the packets' lengths (spead2's multi-item
+    /// heaps); a heap arrives when all its bytes did.
+    SpeadHeap,
 }
 
 /// What a packet decodes to.
 enum Decoded<'a> {
     /// Sequence counter, channel, data.
     Packet(u64, u64, &'a [u8]),
+    /// Part of a slot: sequence counter (heap), offset, slot content size, data.
+    Part(u64, usize, usize, &'a [u8]),
     /// Well-formed, flagged invalid by its sender.
     Invalid,
     /// Not decodable.
@@ -75,6 +81,15 @@ impl StreamFormat {
             StreamFormat::Spead => {
                 packet(crate::format::spead::parse(p).and_then(|s| Some((s.seq()?, 0, s.payload))))
             }
+            StreamFormat::SpeadHeap => match crate::format::spead::parse(p) {
+                Some(s) if !s.control && usize::try_from(s.heap_size).is_ok_and(|n| n > 0) => Decoded::Part(
+                    s.heap_cnt,
+                    usize::try_from(s.heap_offset).unwrap_or(usize::MAX),
+                    s.heap_size as usize,
+                    s.payload,
+                ),
+                _ => Decoded::Malformed,
+            },
         }
     }
 
@@ -82,7 +97,7 @@ impl StreamFormat {
         match self {
             StreamFormat::Seq => 64,
             StreamFormat::Raw(s) => s.counter.bits(),
-            StreamFormat::Vdif { .. } | StreamFormat::Spead => 64,
+            StreamFormat::Vdif { .. } | StreamFormat::Spead | StreamFormat::SpeadHeap => 64,
         }
     }
 
@@ -93,6 +108,7 @@ impl StreamFormat {
             StreamFormat::Raw(_) => "raw",
             StreamFormat::Vdif { .. } => "vdif",
             StreamFormat::Spead => "spead",
+            StreamFormat::SpeadHeap => "spead-heap",
         }
     }
 }
@@ -244,6 +260,7 @@ impl BlockSink {
                     StreamFormat::Raw(_) => 1,
                     StreamFormat::Vdif { .. } => 2,
                     StreamFormat::Spead => 3,
+                    StreamFormat::SpeadHeap => 4,
                 };
                 ring = Some(RingWriter::create(r, opts.layout, code).map_err(std::io::Error::other)?);
             }
@@ -403,6 +420,10 @@ impl super::Sink for BlockSink {
                 Decoded::Packet(counter, channel, data) => {
                     let s = self.unwrap.extend(counter);
                     self.asm.push(s, channel as usize, data, &mut |b| done.push(b));
+                }
+                Decoded::Part(counter, offset, total, data) => {
+                    let s = self.unwrap.extend(counter);
+                    self.asm.push_part(s, 0, offset, total, data, &mut |b| done.push(b));
                 }
                 Decoded::Invalid => self.asm.invalid(),
                 Decoded::Malformed => self.asm.malformed(),

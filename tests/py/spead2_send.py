@@ -1,4 +1,7 @@
-"""Send N heaps of SIZE bytes with spead2's own sender (one item, id 0x1000)."""
+"""Send N heaps of SIZE bytes with spead2's own sender (one item, id 0x1000).
+An optional fourth argument sets spead2's packet size: smaller than the
+heap, each heap spans packets whose payloads differ in length (the first
+carries the item pointer)."""
 import os
 import sys
 
@@ -7,8 +10,9 @@ import spead2
 import spead2.send
 
 port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+packet = int(sys.argv[4]) if len(sys.argv) > 4 else size + 256
 # No rate in spead2 itself: with one, send_heap was seen to spin forever here.
-cfg = spead2.send.StreamConfig(max_packet_size=size + 256)
+cfg = spead2.send.StreamConfig(max_packet_size=packet)
 stream = spead2.send.UdpStream(spead2.ThreadPool(), [("127.0.0.1", port)], cfg)
 ig = spead2.send.ItemGroup(flavour=spead2.Flavour(4, 64, 48, 0))
 item = ig.add_item(0x1000, "data", "payload", shape=(size,), dtype=np.uint8)

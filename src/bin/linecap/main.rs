@@ -105,8 +105,10 @@ enum StreamKind {
     Raw,
     /// VDIF frames (thread id = channel; --frames-per-second).
     Vdif,
-    /// SPEAD-64-48 (heap counter, size, offset, payload length).
+    /// SPEAD-64-48 (heap counter, size, offset, payload length): a slot per packet.
     Spead,
+    /// SPEAD-64-48, a slot per heap (--slot-bytes ≥ heap size): packets of any lengths (spead2's heaps).
+    SpeadHeap,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -690,6 +692,7 @@ fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     }
                     StreamKind::Vdif => StreamFormat::Vdif { fps: a.frames_per_second.max(1) },
                     StreamKind::Spead => StreamFormat::Spead,
+                    StreamKind::SpeadHeap => StreamFormat::SpeadHeap,
                 };
                 let slot_bytes = match format {
                     StreamFormat::Raw(spec) => spec.payload,
@@ -851,7 +854,7 @@ fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
             );
             (PayloadFormat::Vdif { fps: a.frames_per_second.max(1), threads: a.channels.max(1) }, size)
         }
-        StreamKind::Spead => {
+        StreamKind::Spead | StreamKind::SpeadHeap => {
             let size = a.size as usize;
             anyhow::ensure!(
                 size > linecap::format::spead::GEN_HEADER,
