@@ -150,6 +150,8 @@ pub struct BenchConfig {
     pub at_pps: Option<f64>,
     /// Rounds at `at_pps`.
     pub rounds: usize,
+    /// Runs per bisection point; the median loss decides the step.
+    pub repeats: usize,
 }
 
 /// A generator to compare on one core.
@@ -450,6 +452,29 @@ impl Bench<'_> {
         Ok(out)
     }
 
+    /// Measures a bisection point `repeats` times and returns the run with
+    /// the median loss (one stall of the machine then cannot decide the
+    /// step alone); the other runs are kept in `points`.
+    fn measure_median(
+        &self,
+        row: Row,
+        size: usize,
+        pps: f64,
+        points: &mut Vec<Point>,
+    ) -> anyhow::Result<Point> {
+        let mut runs = Vec::with_capacity(self.cfg.repeats.max(1));
+        for _ in 0..self.cfg.repeats.max(1) {
+            runs.push(self.measure(row, size, Some(pps))?);
+            if sys::stop_requested() {
+                break;
+            }
+        }
+        runs.sort_by_key(Point::lost);
+        let mid = runs.swap_remove((runs.len() - 1) / 2);
+        points.extend(runs);
+        Ok(mid)
+    }
+
     fn row(&self, row: Row, size: usize) -> anyhow::Result<RowResult> {
         let max = self.measure(row, size, None)?;
         eprintln!("  {:<13} {size:>5} B  unpaced: {}", row.name(), point_line(&max));
@@ -471,7 +496,7 @@ impl Bench<'_> {
                 break;
             }
             let r = if lo == 0.0 { hi / 2.0 } else { (lo + hi) / 2.0 };
-            let p = self.measure(row, size, Some(r))?;
+            let p = self.measure_median(row, size, r, &mut points)?;
             eprintln!("  {:<13} {size:>5} B  {:>8.1} kpps asked: {}", row.name(), r / 1e3, point_line(&p));
             if p.lost() == 0 {
                 lo = r;

@@ -477,6 +477,9 @@ struct BenchArgs {
     /// Interleaved rounds at the --at rate.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Runs per bisection point of the zero-loss search; the median loss decides (odd: 1, 3, 5).
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
 }
 
 fn main() -> ExitCode {
@@ -1120,6 +1123,7 @@ fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         xdp_live: a.xdp_live,
         at_pps: a.at.and_then(|r| r.pps(a.sizes.first().copied().unwrap_or(272) as usize)),
         rounds: a.rounds,
+        repeats: a.repeats,
     };
     bench::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
