@@ -181,7 +181,7 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
     if drops > 0 {
         let (stage, fix) = match c.backend.as_str() {
             "afpacket" => (
-                "packet ring full".to_string(),
+                "the packet ring was full".to_string(),
                 "a larger ring (--ring-blocks, --ring-block-size), more receive threads (--threads N --fanout), \
                  and a receive core apart from the NIC's interrupts (--cpus)"
                     .to_string(),
@@ -190,14 +190,14 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
                 let full = c.sum("rx.", "ring_full_drops");
                 let no_buf = c.sum("rx.", "no_buffer_drops");
                 (
-                    format!("AF_XDP socket ({full} rx ring full, {no_buf} no fill frame)"),
+                    format!("the AF_XDP socket's rings ({full} rx ring full, {no_buf} no fill frame)"),
                     "larger rings and UMEM (--xdp-ring), faster sinks, busy polling (--busy-poll) so the \
                      receiver runs the device's NAPI itself, or more queues (--queues)"
                         .to_string(),
                 )
             }
             _ => (
-                "socket receive buffer overflowed".to_string(),
+                "the socket receive buffer overflowed".to_string(),
                 format!(
                     "a larger buffer (--rcvbuf; net.core.rmem_max is {rmem}, root forces above it), keep GRO on, \
                      more threads (--threads N, SO_REUSEPORT), --busy-poll, or --backend afpacket|xdp"
@@ -207,7 +207,7 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
         out.push(finding(
             Level::Loss,
             place("receive"),
-            format!("{drops} packets dropped by the kernel at the {stage} ({received} received)"),
+            format!("{drops} packets dropped by the kernel: {stage} ({received} received)"),
             Some(fix),
         ));
     } else if received > 0 {
@@ -331,6 +331,50 @@ fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Finding>) {
             Some(fix),
         ));
     }
+}
+
+/// What running captures are doing now: two snapshots of the same
+/// captures `secs` apart give rates, and any drop that grew between them
+/// is a loss happening now (cumulative counters cannot tell that).
+pub fn diagnose_now(before: &[Snapshot], after: &[Snapshot], secs: f64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let secs = secs.max(1e-3);
+    for a in after {
+        let Some(b) = before.iter().find(|b| b.name == a.name && b.pid == a.pid && a.pid != 0) else {
+            continue;
+        };
+        let d = |prefix: &str, counter: &str| a.sum(prefix, counter).saturating_sub(b.sum(prefix, counter));
+        let dk = |counter: &str| kernel_stage(a, counter).saturating_sub(kernel_stage(b, counter));
+        let received = d("rx.", "packets");
+        let places = [
+            ("the kernel at this capture's socket or ring", d("rx.", "kernel_drops")),
+            ("the pcap writer's queue", d("pcap.queue.", "ring_full_drops")),
+            ("the pcap file (write errors)", d("pcap.writer.", "write_error_drops")),
+            ("the relay (socket full)", d("relay.", "dropped")),
+            ("the relay (errors)", d("relay.", "errors")),
+            ("the block writer", d("blocks.", "dropped_packets")),
+            ("a CPU's backlog", dk("softnet_dropped")),
+            ("the interfaces", dk("iface_rx_dropped")),
+        ];
+        let losing: Vec<String> = places
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(place, n)| format!("{:.0}/s at {place}", *n as f64 / secs))
+            .collect();
+        let place = format!("capture '{}': now", a.name);
+        let rate = format!("{:.1} kpps received over the last {secs:.1} s", received as f64 / secs / 1e3);
+        if losing.is_empty() {
+            out.push(finding(Level::Ok, place, format!("{rate}, nothing lost"), None));
+        } else {
+            out.push(finding(
+                Level::Loss,
+                place,
+                format!("{rate}; losing {}", losing.join(", ")),
+                Some("see the findings below for each place".into()),
+            ));
+        }
+    }
+    out
 }
 
 fn kernel_stage(c: &Snapshot, counter: &str) -> u64 {
@@ -562,6 +606,28 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn rates_now_name_the_place_losing() {
+        let before = cap("socket", vec![("rx.0", vec![("packets", 1000), ("kernel_drops", 5)])]);
+        let same = cap("socket", vec![("rx.0", vec![("packets", 3000), ("kernel_drops", 5)])]);
+        let f = diagnose_now(std::slice::from_ref(&before), &[same], 2.0);
+        assert_eq!(f[0].level, Level::Ok);
+        assert!(f[0].what.contains("1.0 kpps received") && f[0].what.contains("nothing lost"), "{f:?}");
+        let worse = cap(
+            "socket",
+            vec![
+                ("rx.0", vec![("packets", 3000), ("kernel_drops", 205)]),
+                ("relay.0", vec![("dropped", 40)]),
+            ],
+        );
+        let f = diagnose_now(&[before], &[worse], 2.0);
+        assert_eq!(f[0].level, Level::Loss);
+        assert!(
+            f[0].what.contains("100/s at the kernel") && f[0].what.contains("20/s at the relay"),
+            "{f:?}"
+        );
     }
 
     #[test]

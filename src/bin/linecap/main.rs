@@ -64,6 +64,9 @@ struct DoctorArgs {
     /// The findings as JSON.
     #[arg(long)]
     json: bool,
+    /// For running captures, look twice this far apart to tell losses happening now (0: once).
+    #[arg(long, default_value = "1s", value_parser = units::parse_duration)]
+    interval: Duration,
 }
 
 #[derive(Args)]
@@ -532,7 +535,18 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         sys::remount_sysfs().map_err(|e| anyhow::anyhow!("cannot mount the namespace's sysfs: {e}"))?;
     }
     linecap::doctor::read_namespace(&mut facts);
-    let findings = linecap::doctor::diagnose(&facts, &caps);
+    let mut findings = linecap::doctor::diagnose(&facts, &caps);
+    // Running captures: what they lose now, from two looks `interval` apart.
+    let running = caps.iter().any(|c| c.pid != 0 && linecap::sys::shm::process_alive(c.pid));
+    if running && !a.interval.is_zero() {
+        std::thread::sleep(a.interval);
+        let later: Vec<Snapshot> =
+            caps.iter().filter_map(|c| Snapshot::read(&c.name, &stats::stats_path(&c.name)).ok()).collect();
+        let mut now = linecap::doctor::diagnose_now(&caps, &later, a.interval.as_secs_f64());
+        now.append(&mut findings);
+        now.sort_by_key(|f| f.level);
+        findings = now;
+    }
     if a.json {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
