@@ -1,0 +1,169 @@
+//! `linecap send`: its options and the line it prints.
+
+use super::*;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SendBackend {
+    /// sendmmsg on a UDP socket (UDP GSO with --gso).
+    Socket,
+    /// Frames built by linecap in an AF_PACKET TX ring (qdisc bypass); needs --iface.
+    Afpacket,
+    /// The kernel transmits: BPF_PROG_RUN live frames with linecap's generator program; needs --iface.
+    XdpLive,
+    /// Frames built in an AF_XDP socket's UMEM and posted on its tx ring; needs --iface.
+    Xdp,
+}
+
+#[derive(Args)]
+pub(crate) struct SendArgs {
+    /// Destination address and UDP port.
+    #[arg(long)]
+    to: SocketAddr,
+    /// UDP source port of the frames (afpacket, xdp, xdp-live backends): one flow per generator.
+    #[arg(long)]
+    src_port: Option<u16>,
+    /// UDP payload bytes per packet.
+    #[arg(long, default_value = "272", value_parser = units::parse_size)]
+    size: u64,
+    /// Rate: packets per second (`2.35Mpps`, `100000`) or payload bits per second (`5.12Gbit`); `max` = unpaced.
+    #[arg(long, default_value = "100kpps", value_parser = units::parse_rate)]
+    rate: Rate,
+    /// Stop after this many packets.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long.
+    #[arg(long, value_parser = units::parse_duration)]
+    duration: Option<Duration>,
+    /// Sending threads (sequence numbers are interleaved across them).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin send threads to.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// Kernel interface to send through.
+    #[arg(long, value_enum, default_value = "socket")]
+    backend: SendBackend,
+    /// Interface to send on (afpacket backend).
+    #[arg(long)]
+    iface: Option<String>,
+    /// Payload format.
+    #[arg(long, value_enum, default_value = "seq")]
+    format: StreamKind,
+    /// Raw packet description for --format raw (sets the packet size).
+    #[arg(long)]
+    raw: Option<String>,
+    /// Channels to cycle through with --format raw (VDIF: threads).
+    #[arg(long, default_value_t = 1)]
+    channels: u64,
+    /// VDIF frames per second per thread.
+    #[arg(long, default_value_t = 25_600)]
+    frames_per_second: u64,
+    /// Packets per SPEAD heap (--size is the datagram: 48 header bytes + payload).
+    #[arg(long, default_value_t = 1)]
+    heap_packets: u64,
+    /// Send UDP GSO super-packets (falls back to plain datagrams, once, when refused).
+    #[arg(long)]
+    gso: bool,
+    /// Messages per sendmmsg call, or frames per TX-ring kick [default: 64, afpacket 512].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Token-bucket size in packets: the most sent back-to-back after a stall.
+    #[arg(long, default_value_t = 32)]
+    burst: u64,
+    /// Run inside this network namespace.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Benchmark baseline: a plain sendmmsg loop of one prebuilt batch (no pacing, no seq).
+    #[arg(long, hide = true)]
+    plain_loop: bool,
+}
+
+pub(crate) fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    let (format, size) = match a.format {
+        StreamKind::Seq => (PayloadFormat::Seq, a.size as usize),
+        StreamKind::Raw => {
+            let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
+            let spec = RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
+            (PayloadFormat::Raw { spec, channels: a.channels }, spec.packet_len())
+        }
+        StreamKind::Vdif => {
+            let size = a.size as usize;
+            anyhow::ensure!(
+                size >= 40 && size.is_multiple_of(8),
+                "--size (the VDIF frame) must be a multiple of 8 of at least 40 bytes"
+            );
+            (PayloadFormat::Vdif { fps: a.frames_per_second.max(1), threads: a.channels.max(1) }, size)
+        }
+        StreamKind::Spead | StreamKind::SpeadHeap => {
+            let size = a.size as usize;
+            anyhow::ensure!(
+                size > linecap::format::spead::GEN_HEADER,
+                "--size must exceed the 48-byte SPEAD header"
+            );
+            (PayloadFormat::Spead { parts: a.heap_packets.max(1) }, size)
+        }
+    };
+    let cfg = SendConfig {
+        to: a.to,
+        size,
+        format,
+        rate: a.rate,
+        count: a.count,
+        duration: a.duration,
+        threads: a.threads,
+        cpus: a.cpus,
+        batch: a.batch.unwrap_or(match a.backend {
+            SendBackend::Socket => 64,
+            SendBackend::Afpacket | SendBackend::XdpLive | SendBackend::Xdp => 512,
+        }),
+        burst: a.burst,
+        gso: a.gso,
+        plain_loop: a.plain_loop,
+        src_port: a.src_port,
+    };
+    if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() {
+        bail!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
+    }
+    let r = match a.backend {
+        SendBackend::Socket => send_socket::run(&cfg)?,
+        SendBackend::Afpacket => {
+            let Some(iface) = &a.iface else { bail!("--backend afpacket needs --iface IF (see 'ip link')") };
+            linecap::send::afpacket::run(&cfg, iface)?
+        }
+        SendBackend::XdpLive => {
+            let Some(iface) = &a.iface else { bail!("--backend xdp-live needs --iface IF (see 'ip link')") };
+            linecap::send::xdplive::run(&cfg, iface)?
+        }
+        SendBackend::Xdp => {
+            let Some(iface) = &a.iface else { bail!("--backend xdp needs --iface IF (see 'ip link')") };
+            linecap::send::xdp::run(&cfg, iface)?
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", send_line(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn send_line(r: &SendReport) -> String {
+    format!(
+        "sent {} packets, {} bytes in {:.2} s: {:.3} Mpps, {:.3} Gbit/s payload ({}{}, {} thread(s), {:.0} ns CPU/packet, {} retried errors)",
+        r.packets,
+        r.bytes,
+        r.duration_s,
+        r.pps / 1e6,
+        r.payload_bps / 1e9,
+        r.backend,
+        if r.gso { "+gso" } else { "" },
+        r.threads,
+        r.cpu_ns_per_packet,
+        r.send_errors
+    )
+}
