@@ -166,3 +166,66 @@ fn busy_polling_socket_drives_veth_napi() {
     let (rep, _) = run_through(&tb, &["--busy-poll", "20"], &["--count", "200000", "--rate", "100kpps"]);
     assert!(rep.received > 100_000, "busy polling moved the datagrams: {} of 200000", rep.received);
 }
+
+#[test]
+fn bench_searches_and_compares_at_one_rate_with_books_closed() {
+    if !root_or_skip("bench_searches_and_compares_at_one_rate_with_books_closed") {
+        return;
+    }
+    let dir = TempDir::new("bench");
+    let out = dir.0.to_str().unwrap();
+    let o = linecap(&[
+        "bench",
+        "--backends",
+        "recvmmsg+gro,xdp+busypoll",
+        "--steps",
+        "1",
+        "--repeats",
+        "3",
+        "--duration",
+        "300ms",
+        "--sender-rounds",
+        "0",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        // The unpaced point, then one step measured three times.
+        let points = row["points"].as_array().unwrap();
+        assert!(points.len() == 1 || points.len() == 4, "{row}");
+        for p in points {
+            assert_eq!(p["identity"]["unaccounted"], 0, "books closed: {p}");
+        }
+    }
+    assert!(std::fs::read_to_string(dir.0.join("results.md")).unwrap().contains("xdp+busypoll"));
+    // Every row at one rate, in rounds.
+    let o = linecap(&[
+        "bench",
+        "--backends",
+        "recvmmsg+gro,xdp+busypoll",
+        "--at",
+        "50kpps",
+        "--rounds",
+        "2",
+        "--duration",
+        "300ms",
+        "--sender-rounds",
+        "0",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap();
+    let fixed = r["fixed"].as_array().unwrap();
+    assert_eq!(fixed.len(), 4, "2 rows x 2 rounds");
+    for p in fixed {
+        assert_eq!(p["identity"]["unaccounted"], 0, "{p}");
+        assert!(p["sent"].as_u64().unwrap() > 0);
+    }
+}
