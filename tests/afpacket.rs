@@ -96,6 +96,33 @@ fn ethernet_pcap_is_readable() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(text.lines().filter(|l| l.contains("UDP, length 300")).count() as u64, rep.packets);
     }
+    // The same frames as pcapng: one Ethernet interface, an EPB per frame.
+    let file = dir.0.join("eth.pcapng");
+    let (rep, _) = run(
+        &tb,
+        &["--write", file.to_str().unwrap()],
+        &["--count", "2000", "--rate", "30kpps", "--size", "300"],
+    );
+    let mut r = pcap_file::pcapng::PcapNgReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let (mut n, mut idb) = (0u64, 0);
+    while let Some(b) = r.next_block() {
+        match b.unwrap() {
+            pcap_file::pcapng::Block::InterfaceDescription(i) => {
+                assert_eq!(i.linktype, pcap_file::DataLink::ETHERNET);
+                idb += 1;
+            }
+            pcap_file::pcapng::Block::EnhancedPacket(p) => {
+                let linecap::format::l2l4::Decoded::Udp(u) = linecap::format::l2l4::decode(&p.data, None)
+                else {
+                    panic!("block {n} is not UDP")
+                };
+                assert_eq!(u.payload_len, 300);
+                n += 1;
+            }
+            other => panic!("unexpected block {other:?}"),
+        }
+    }
+    assert_eq!((idb, n), (1, rep.packets));
 }
 
 #[test]
