@@ -585,7 +585,7 @@ fn build_report(
         let no_buffer = s.sum("rx.", "no_buffer_drops");
         drops.insert("xsk_rx_ring_full".into(), ring_full);
         drops.insert("xsk_no_fill_frame".into(), no_buffer);
-        drops.insert("xsk_other".into(), kernel_drops.saturating_sub(ring_full + no_buffer));
+        drops.insert("xsk_invalid_descs".into(), kernel_drops.saturating_sub(ring_full + no_buffer));
     } else {
         drops.insert(info.drop_stage.to_string(), kernel_drops);
     }
