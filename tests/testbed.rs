@@ -229,3 +229,21 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
         assert!(p["sent"].as_u64().unwrap() > 0);
     }
 }
+
+#[test]
+fn doctor_judges_a_namespaces_interfaces() {
+    if !root_or_skip("doctor_judges_a_namespaces_interfaces") {
+        return;
+    }
+    // The namespace's own sysfs must be mounted to see its interfaces'
+    // settings (after setns, /sys still shows the old namespace's).
+    let tb = testbed(Placement::BusyPoll);
+    let o = linecap(&["doctor", "no-such-capture-x", "--netns", &tb.ns_rx]);
+    assert_eq!(o.status.code(), Some(2), "a named capture that does not exist is an error");
+    let o = linecap(&["doctor", "--netns", &tb.ns_rx, "--interval", "0s"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains(&format!("interface {}: interrupts deferred to busy pollers", tb.if_rx)), "{text}");
+    // The host's own /sys is untouched.
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{}", tb.if_rx)).exists());
+}
