@@ -441,6 +441,7 @@ struct EthtoolRingparam {
     rx_jumbo_pending: u32,
     tx_pending: u32,
 }
+const _: () = assert!(size_of::<EthtoolRingparam>() == 36);
 
 #[repr(C)]
 struct IfreqData {
