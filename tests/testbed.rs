@@ -161,10 +161,18 @@ fn busy_polling_socket_drives_veth_napi() {
     }
     // On the busy-poll placement veth defers its work to a busy poller; a
     // socket learns its NAPI id from its first datagram and then polls.
-    // Measured: 199,253 of 200,000 delivered busy-polling, 50,683 without.
+    // The same stream without and with --busy-poll: the difference is the
+    // feature (measured quiet: 50,683 and 199,253 of 200,000), relative so
+    // a loaded machine that slows both cannot fail it.
     let tb = testbed(Placement::BusyPoll);
-    let (rep, _) = run_through(&tb, &["--busy-poll", "20"], &["--count", "200000", "--rate", "100kpps"]);
-    assert!(rep.received > 100_000, "busy polling moved the datagrams: {} of 200000", rep.received);
+    let (without, _) = run_through(&tb, &[], &["--count", "200000", "--rate", "100kpps"]);
+    let (with, _) = run_through(&tb, &["--busy-poll", "20"], &["--count", "200000", "--rate", "100kpps"]);
+    assert!(
+        with.received >= without.received + 30_000,
+        "busy polling moved the datagrams: {} of 200000 with it, {} without",
+        with.received,
+        without.received
+    );
 }
 
 #[test]

@@ -439,39 +439,50 @@ fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
     o.placement = Placement::BusyPoll;
     let tb = Testbed::up(&o).unwrap();
     let to = format!("{}:9000", linecap::testbed::RX_ADDR);
-    let before = TestbedCounters::read(&tb).unwrap();
-    let cap = capture(
-        Some(&tb.ns_rx),
-        &["--listen", &to, "--backend", "xdp", "--iface", &tb.if_rx, "--busy-poll", "20", "--verify", "seq"],
-    );
-    prime_busy_poll(&exe(), &tb, 9000).unwrap();
-    let sent = send(
-        Some(&tb.ns_tx),
-        &[
-            "--backend",
-            "xdp-live",
-            "--iface",
-            &tb.if_tx,
-            "--to",
-            &to,
-            "--count",
-            "200000",
-            "--rate",
-            "200kpps",
-        ],
-    );
-    let rep = stop(cap);
-    let after = TestbedCounters::read(&tb).unwrap();
-    assert_eq!(sent.packets, 200_000);
-    assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
-    let v = rep.verify.unwrap();
-    assert_eq!((v.valid, v.corrupt, v.malformed), (rep.received, 0, 0));
-    // Measured: 200,000 of 200,000 delivered busy-polling, 25,919 without.
+    // The same stream into the same receiver, without and with busy
+    // polling: the difference is the feature. (Measured quiet: 25,919 and
+    // 200,000 of 200,000; with two CPU hogs on the receive core the
+    // busy poller still clearly wins.) Relative, so a loaded machine that
+    // slows both cannot fail it; a busy poll that polls nothing would.
+    let mut delivered = Vec::new();
+    for busy in [false, true] {
+        let before = TestbedCounters::read(&tb).unwrap();
+        let mut args = vec!["--listen", &to, "--backend", "xdp", "--iface", &tb.if_rx, "--verify", "seq"];
+        if busy {
+            args.extend(["--busy-poll", "20"]);
+        }
+        let cap = capture(Some(&tb.ns_rx), &args);
+        if busy {
+            prime_busy_poll(&exe(), &tb, 9000).unwrap();
+        }
+        let sent = send(
+            Some(&tb.ns_tx),
+            &[
+                "--backend",
+                "xdp-live",
+                "--iface",
+                &tb.if_tx,
+                "--to",
+                &to,
+                "--count",
+                "200000",
+                "--rate",
+                "200kpps",
+            ],
+        );
+        let rep = stop(cap);
+        let after = TestbedCounters::read(&tb).unwrap();
+        assert_eq!(sent.packets, 200_000);
+        assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
+        let v = rep.verify.unwrap();
+        assert_eq!((v.valid, v.corrupt, v.malformed), (rep.received, 0, 0));
+        delivered.push(rep.received);
+    }
     assert!(
-        rep.received > 100_000,
-        "busy polling moved the frames: {} of 200000 delivered, drops {:?}",
-        rep.received,
-        rep.drops
+        delivered[1] >= delivered[0] + 30_000,
+        "busy polling moved the frames: {} of 200000 delivered with it, {} without",
+        delivered[1],
+        delivered[0]
     );
 }
 
