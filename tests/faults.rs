@@ -114,14 +114,7 @@ fn root_only_steps_name_the_capability() {
 fn stats_reads_a_running_capture_from_another_process() {
     let addr = free_loopback();
     let name = unique("s");
-    let cap = linecap::orchestrate::CaptureChild::spawn(
-        &exe(),
-        None,
-        &name,
-        &["--listen".into(), addr.clone(), "--verify".into(), "seq".into()],
-        false,
-    )
-    .unwrap();
+    let cap = capture_named(None, &name, &["--listen", &addr, "--verify", "seq"]);
     let sent = send(None, &["--to", &addr, "--count", "2000", "--rate", "20kpps"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let o = linecap(&["stats", &name, "--json"]);
@@ -137,22 +130,27 @@ fn stats_reads_a_running_capture_from_another_process() {
         "linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}",
         sent.packets
     )));
-    if let Ok(mut child) = Command::new("promtool")
+    promtool_check(&text);
+    let rep = cap.stop().unwrap();
+    assert_books(&sent, &rep, &[]);
+}
+
+/// Checks Prometheus text with `promtool check metrics`, when installed.
+fn promtool_check(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "promtool: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-    } else {
+    else {
         eprintln!("promtool not installed: skipped its check (.ci/run installs it)");
-    }
-    let rep = cap.stop().unwrap();
-    assert_books(&sent, &rep, &[]);
+        return;
+    };
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
 }
 
 /// One HTTP GET on a fresh connection: (status line, body).
@@ -182,14 +180,7 @@ fn stats_serve_exports_running_captures_over_http() {
     let at = at.to_string();
     let addr = free_loopback();
     let name = unique("h");
-    let cap = linecap::orchestrate::CaptureChild::spawn(
-        &exe(),
-        None,
-        &name,
-        &["--listen".into(), addr.clone()],
-        false,
-    )
-    .unwrap();
+    let cap = capture_named(None, &name, &["--listen", &addr]);
     let sent = send(None, &["--to", &addr, "--count", "2000", "--rate", "20kpps"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (status, body) = http_get(&at, "/metrics");
@@ -201,18 +192,7 @@ fn stats_serve_exports_running_captures_over_http() {
         )),
         "{body}"
     );
-    if let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "promtool: {}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-    }
+    promtool_check(&body);
     assert_eq!(http_get(&at, "/nope").0, "HTTP/1.1 404 Not Found");
     cap.stop().unwrap();
     // A finished capture is no longer a target.
@@ -229,14 +209,7 @@ fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
     // buffer overflows, for certain.
     let addr = free_loopback();
     let name = unique("d");
-    let cap = linecap::orchestrate::CaptureChild::spawn(
-        &exe(),
-        None,
-        &name,
-        &["--listen".into(), addr.clone(), "--rcvbuf".into(), "64k".into()],
-        false,
-    )
-    .unwrap();
+    let cap = capture_named(None, &name, &["--listen", &addr, "--rcvbuf", "64k"]);
     linecap::sys::send_signal(cap.pid(), libc::SIGSTOP).unwrap();
     let sent = send(None, &["--to", &addr, "--count", "20000", "--rate", "max"]);
     linecap::sys::send_signal(cap.pid(), libc::SIGCONT).unwrap();

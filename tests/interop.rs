@@ -76,21 +76,27 @@ fn spead2_sender_is_assembled_heap_for_heap() {
     let b = rep.blocks.unwrap();
     assert_eq!(b.assembly.placed, n, "{b:?}");
     assert_eq!(b.assembly.malformed, 1, "the end-of-stream heap is not data");
+    assert_eq!(check_spead2_heaps(&dir, 64, size), n);
+}
+
+/// Checks every heap present in the block files against what
+/// spead2_send.py sent (byte i of heap h is (7 i + 131 h) mod 256, heaps
+/// counted from 1, one heap per slot); returns how many it checked.
+fn check_spead2_heaps(dir: &TempDir, slots: usize, size: usize) -> u64 {
     let mut checked = 0;
     for (s, data) in read_blocks(&dir.0) {
-        for slot in 0..64 {
+        for slot in 0..slots {
             if !s.is_present(0, slot) {
                 continue;
             }
-            let heap_cnt = s.first_seq + slot as u64; // spead2 counts heaps from 1
-            let h = heap_cnt - 1;
+            let h = s.first_seq + slot as u64 - 1;
             let got = &data[slot * size..(slot + 1) * size];
             let want: Vec<u8> = (0..size as u64).map(|i| ((i * 7 + h * 131) & 0xff) as u8).collect();
-            assert_eq!(got, &want[..], "heap {heap_cnt}");
+            assert_eq!(got, &want[..], "heap {}", h + 1);
             checked += 1;
         }
     }
-    assert_eq!(checked, n);
+    checked
 }
 
 #[test]
@@ -135,20 +141,7 @@ fn spead2_heaps_of_unequal_packets_are_assembled_heap_for_heap() {
     assert_eq!(a.packets, a.accounted(), "{a:?}");
     assert_eq!((a.duplicates, a.late, a.no_buffer), (0, 0, 0), "{a:?}");
     assert!(a.placed >= 5 * n, "several packets per heap: {a:?}");
-    let mut checked = 0;
-    for (s, data) in read_blocks(&dir.0) {
-        for slot in 0..slots {
-            if !s.is_present(0, slot) {
-                continue;
-            }
-            let h = s.first_seq + slot as u64 - 1; // spead2 counts heaps from 1
-            let got = &data[slot * size..(slot + 1) * size];
-            let want: Vec<u8> = (0..size as u64).map(|i| ((i * 7 + h * 131) & 0xff) as u8).collect();
-            assert_eq!(got, &want[..], "heap {}", h + 1);
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, n, "every heap complete and byte for byte");
+    assert_eq!(check_spead2_heaps(&dir, slots, size), n, "every heap complete and byte for byte");
 }
 
 #[test]

@@ -64,10 +64,16 @@ fn pcap_is_readable_by_crate_tshark_and_tcpdump() {
     }
 }
 
-#[test]
-fn rotation_by_size_keeps_every_file_whole() {
-    let dir = TempDir::new("rot");
-    let file = dir.0.join("rot.pcap");
+/// Captures `count` packets of `size` bytes over loopback into `dir/name`
+/// rotated every 300 KiB; returns the report and the files, sorted.
+fn rotated_capture(
+    dir: &TempDir,
+    name: &str,
+    count: &str,
+    rate: &str,
+    size: &str,
+) -> (linecap::capture::CaptureReport, Vec<std::path::PathBuf>) {
+    let file = dir.0.join(name);
     let addr = free_loopback();
     let cap = capture(
         None,
@@ -82,11 +88,18 @@ fn rotation_by_size_keeps_every_file_whole() {
             "2M",
         ],
     );
-    let sent = send(None, &["--to", &addr, "--count", "10000", "--rate", "50kpps", "--size", "272"]);
+    let sent = send(None, &["--to", &addr, "--count", count, "--rate", rate, "--size", size]);
     let rep = stop(cap);
     assert_books(&sent, &rep, &[]);
     let mut files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
+    (rep, files)
+}
+
+#[test]
+fn rotation_by_size_keeps_every_file_whole() {
+    let dir = TempDir::new("rot");
+    let (rep, files) = rotated_capture(&dir, "rot.pcap", "10000", "50kpps", "272");
     assert!(files.len() >= 5, "{files:?}");
     let mut total = 0;
     for f in &files {
@@ -258,26 +271,7 @@ fn read_checked_ng(path: &Path, payload: usize) -> u64 {
 #[test]
 fn pcapng_is_readable_by_crate_tshark_and_tcpdump_and_rotates_whole() {
     let dir = TempDir::new("ng");
-    let file = dir.0.join("out.pcapng");
-    let addr = free_loopback();
-    let cap = capture(
-        None,
-        &[
-            "--listen",
-            &addr,
-            "--write",
-            file.to_str().unwrap(),
-            "--rotate-size",
-            "300k",
-            "--sink-buffer",
-            "2M",
-        ],
-    );
-    let sent = send(None, &["--to", &addr, "--count", "6000", "--rate", "40kpps", "--size", "200"]);
-    let rep = stop(cap);
-    assert_books(&sent, &rep, &[]);
-    let mut files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
+    let (rep, files) = rotated_capture(&dir, "out.pcapng", "6000", "40kpps", "200");
     assert!(files.len() >= 3, "{files:?}");
     let mut total = 0;
     for f in &files {

@@ -182,24 +182,16 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
     }
     let dir = TempDir::new("bench");
     let out = dir.0.to_str().unwrap();
-    let o = linecap(&[
-        "bench",
-        "--backends",
-        "recvmmsg+gro,xdp+busypoll",
-        "--steps",
-        "1",
-        "--repeats",
-        "3",
-        "--duration",
-        "300ms",
-        "--sender-rounds",
-        "0",
-        "--out",
-        out,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap();
+    // Runs the bench with these options, then reads its results.json.
+    let bench = |opts: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench", "--backends", "recvmmsg+gro,xdp+busypoll", "--duration", "300ms"];
+        args.extend_from_slice(opts);
+        args.extend(["--sender-rounds", "0", "--out", out]);
+        let o = linecap(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap()
+    };
+    let r = bench(&["--steps", "1", "--repeats", "3"]);
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for row in rows {
@@ -212,24 +204,7 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
     }
     assert!(std::fs::read_to_string(dir.0.join("results.md")).unwrap().contains("xdp+busypoll"));
     // Every row at one rate, in rounds.
-    let o = linecap(&[
-        "bench",
-        "--backends",
-        "recvmmsg+gro,xdp+busypoll",
-        "--at",
-        "50kpps",
-        "--rounds",
-        "2",
-        "--duration",
-        "300ms",
-        "--sender-rounds",
-        "0",
-        "--out",
-        out,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap();
+    let r = bench(&["--at", "50kpps", "--rounds", "2"]);
     let fixed = r["fixed"].as_array().unwrap();
     assert_eq!(fixed.len(), 4, "2 rows x 2 rounds");
     for p in fixed {

@@ -106,7 +106,6 @@ fn bpf_link_attaches_natively_and_detaches_with_its_fd() {
     if !root_or_skip("bpf_link_attaches_natively_and_detaches_with_its_fd") {
         return;
     }
-    use linecap::orchestrate::TestbedCounters;
     use linecap::testbed::{Testbed, TestbedOptions};
     use std::os::fd::AsRawFd;
     let tb = Testbed::up(&TestbedOptions::new(&unique("x"))).unwrap();
@@ -132,12 +131,7 @@ fn bpf_link_attaches_natively_and_detaches_with_its_fd() {
     assert!(shows_xdp(), "attached");
     // With no socket in the map, the flow falls back to the stack: a UDP
     // capture still gets every packet, and the books close.
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
-    let before = TestbedCounters::read(&tb).unwrap();
-    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
-    let sent = send(Some(&tb.ns_tx), &["--to", &to, "--count", "5000", "--rate", "50kpps"]);
-    let rep = stop(cap);
-    let after = TestbedCounters::read(&tb).unwrap();
+    let (sent, rep, before, after) = verified_run(&tb, &["--count", "5000", "--rate", "50kpps"]);
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     assert!(rep.received > 0);
     drop(link);
@@ -155,6 +149,35 @@ fn xdp_testbed() -> linecap::testbed::Testbed {
     linecap::testbed::Testbed::up(&linecap::testbed::TestbedOptions::new(&unique("q"))).unwrap()
 }
 
+/// The testbed's capture address.
+fn rx_to() -> String {
+    format!("{}:9000", linecap::testbed::RX_ADDR)
+}
+
+/// Sends through the testbed (`send_args` plus `--to` its port 9000) into a
+/// verifying UDP capture; returns what was sent, the capture's report and
+/// the testbed's counters before and after.
+fn verified_run(
+    tb: &linecap::testbed::Testbed,
+    send_args: &[&str],
+) -> (
+    linecap::send::socket::SendReport,
+    linecap::capture::CaptureReport,
+    linecap::orchestrate::TestbedCounters,
+    linecap::orchestrate::TestbedCounters,
+) {
+    use linecap::orchestrate::TestbedCounters;
+    let to = rx_to();
+    let before = TestbedCounters::read(tb).unwrap();
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
+    let mut args = vec!["--to", to.as_str()];
+    args.extend_from_slice(send_args);
+    let sent = send(Some(&tb.ns_tx), &args);
+    let rep = stop(cap);
+    let after = TestbedCounters::read(tb).unwrap();
+    (sent, rep, before, after)
+}
+
 fn has_xdp(tb: &linecap::testbed::Testbed) -> bool {
     let out = std::process::Command::new("ip")
         .args(["-n", &tb.ns_rx, "link", "show", "dev", &tb.if_rx])
@@ -170,7 +193,7 @@ fn af_xdp_capture_closes_the_books() {
     }
     use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let to = rx_to();
     for (count_or_duration, rate) in [(["--count", "40000"], "100kpps"), (["--duration", "1s"], "max")] {
         let before = TestbedCounters::read(&tb).unwrap();
         let cap = capture(
@@ -280,7 +303,7 @@ fn af_xdp_faults_are_clear() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(!has_xdp(&tb), "program detached after SIGKILL");
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let to = rx_to();
     let cap = capture(Some(&tb.ns_rx), &["--listen", &to]);
     let sent = send(Some(&tb.ns_tx), &["--to", &to, "--count", "1000", "--rate", "20kpps"]);
     assert!(stop(cap).received > 0 && sent.packets == 1000, "traffic passes again");
@@ -347,17 +370,11 @@ fn xdp_live_generator_is_verified_and_accounted() {
     if !root_or_skip("xdp_live_generator_is_verified_and_accounted") {
         return;
     }
-    use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
-    let before = TestbedCounters::read(&tb).unwrap();
-    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
-    let sent = send(
-        Some(&tb.ns_tx),
-        &["--backend", "xdp-live", "--iface", &tb.if_tx, "--to", &to, "--count", "20000", "--rate", "50kpps"],
+    let (sent, rep, before, after) = verified_run(
+        &tb,
+        &["--backend", "xdp-live", "--iface", &tb.if_tx, "--count", "20000", "--rate", "50kpps"],
     );
-    let rep = stop(cap);
-    let after = TestbedCounters::read(&tb).unwrap();
     assert_eq!((sent.backend.as_str(), sent.packets), ("xdp-live", 20000));
     // Bursts may overflow veth's ring: every such frame is counted there.
     assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
@@ -371,17 +388,11 @@ fn af_xdp_sender_is_verified_and_accounted() {
     if !root_or_skip("af_xdp_sender_is_verified_and_accounted") {
         return;
     }
-    use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
-    let before = TestbedCounters::read(&tb).unwrap();
-    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
-    let sent = send(
-        Some(&tb.ns_tx),
-        &["--backend", "xdp", "--iface", &tb.if_tx, "--to", &to, "--count", "30000", "--rate", "100kpps"],
+    let (sent, rep, before, after) = verified_run(
+        &tb,
+        &["--backend", "xdp", "--iface", &tb.if_tx, "--count", "30000", "--rate", "100kpps"],
     );
-    let rep = stop(cap);
-    let after = TestbedCounters::read(&tb).unwrap();
     assert_eq!((sent.backend.as_str(), sent.packets), ("xdp", 30000), "every posted frame completed");
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     let v = rep.verify.unwrap();
@@ -438,7 +449,7 @@ fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
     let mut o = TestbedOptions::new(&unique("b"));
     o.placement = Placement::BusyPoll;
     let tb = Testbed::up(&o).unwrap();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let to = rx_to();
     // The same stream into the same receiver, without and with busy
     // polling: the difference is the feature. (Measured quiet: 25,919 and
     // 200,000 of 200,000; with two CPU hogs on the receive core the
@@ -502,7 +513,7 @@ fn one_capture_reads_every_queue_with_a_socket_each() {
     let mut o = TestbedOptions::new(&unique("m"));
     o.queues = 2;
     let tb = Testbed::up(&o).unwrap();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let to = rx_to();
     let before = TestbedCounters::read(&tb).unwrap();
     let cap = capture(
         Some(&tb.ns_rx),
@@ -558,7 +569,7 @@ fn xdp_live_stops_on_sigint_and_reports_what_it_sent() {
     }
     use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
-    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let to = rx_to();
     let before = TestbedCounters::read(&tb).unwrap();
     let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
     // A long paced run: the kernel's loop is inside one BPF_PROG_RUN call

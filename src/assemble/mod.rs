@@ -253,20 +253,9 @@ impl Assembler {
     /// Places one packet: sequence number, channel (row), and its data
     /// (`slot_bytes` long; shorter is padded with zeros, longer is cut).
     pub fn push(&mut self, seq: u64, channel: usize, data: &[u8], out: &mut impl FnMut(Block)) {
-        self.counts.packets += 1;
+        let Some((idx, i)) = self.admit(seq, channel, false, out) else { return };
         let l = self.layout;
-        if channel >= l.channels {
-            self.counts.bad_channel += 1;
-            return;
-        }
-        let Some(idx) = self.locate(seq, out) else { return };
-        let slot = (seq % l.slots as u64) as usize;
         let b = &mut self.open[idx];
-        let i = channel * l.slots + slot;
-        if b.present[i / 64] >> (i % 64) & 1 == 1 {
-            self.counts.duplicates += 1;
-            return;
-        }
         b.present[i / 64] |= 1 << (i % 64);
         b.filled += 1;
         let at = i * l.slot_bytes;
@@ -276,6 +265,36 @@ impl Assembler {
             b.data[at + n..at + l.slot_bytes].fill(0);
         }
         self.counts.placed += 1;
+    }
+
+    /// Counts a packet and finds where it goes: (open block index, slot
+    /// index within the block), or None when it is counted as bad channel,
+    /// malformed, late, no buffer, or a duplicate of an arrived slot.
+    fn admit(
+        &mut self,
+        seq: u64,
+        channel: usize,
+        malformed: bool,
+        out: &mut impl FnMut(Block),
+    ) -> Option<(usize, usize)> {
+        self.counts.packets += 1;
+        let l = self.layout;
+        if channel >= l.channels {
+            self.counts.bad_channel += 1;
+            return None;
+        }
+        if malformed {
+            self.counts.malformed += 1;
+            return None;
+        }
+        let idx = self.locate(seq, out)?;
+        let i = channel * l.slots + (seq % l.slots as u64) as usize;
+        let b = &self.open[idx];
+        if b.present[i / 64] >> (i % 64) & 1 == 1 {
+            self.counts.duplicates += 1;
+            return None;
+        }
+        Some((idx, i))
     }
 
     /// Places one part of a slot made of several packets (a SPEAD heap):
@@ -294,25 +313,12 @@ impl Assembler {
         data: &[u8],
         out: &mut impl FnMut(Block),
     ) {
-        self.counts.packets += 1;
         let l = self.layout;
-        if channel >= l.channels {
-            self.counts.bad_channel += 1;
-            return;
-        }
-        if total == 0 || total > l.slot_bytes || offset.checked_add(data.len()).is_none_or(|end| end > total)
-        {
-            self.counts.malformed += 1;
-            return;
-        }
-        let Some(idx) = self.locate(seq, out) else { return };
-        let slot = (seq % l.slots as u64) as usize;
+        let bad = total == 0
+            || total > l.slot_bytes
+            || offset.checked_add(data.len()).is_none_or(|end| end > total);
+        let Some((idx, i)) = self.admit(seq, channel, bad, out) else { return };
         let b = &mut self.open[idx];
-        let i = channel * l.slots + slot;
-        if b.present[i / 64] >> (i % 64) & 1 == 1 {
-            self.counts.duplicates += 1;
-            return;
-        }
         if b.got.is_empty() {
             // Once per block that receives parts (not per packet).
             b.got = vec![0; l.channels * l.slots];

@@ -119,8 +119,9 @@ fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; 
     Ok((fd, ring, target.header))
 }
 
-/// Sends through the TX ring until the count or duration is reached, or SIGINT.
-pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+/// What every frame-building generator (afpacket, xdp, xdp-live) asks of
+/// its options: seq payloads, a bounded run, one sending thread (`why`).
+pub fn check_frame_sender(cfg: &SendConfig, why_one_thread: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         cfg.size >= seq::MIN_LEN,
         "--size must be at least {} bytes for the seq format",
@@ -130,7 +131,13 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         cfg.count.is_some() || cfg.duration.is_some(),
         "give --count or --duration: every traffic run is bounded"
     );
-    anyhow::ensure!(cfg.threads == 1, "--backend afpacket sends from one thread (one TX ring)");
+    anyhow::ensure!(cfg.threads == 1, "{why_one_thread}");
+    Ok(())
+}
+
+/// Sends through the TX ring until the count or duration is reached, or SIGINT.
+pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+    check_frame_sender(cfg, "--backend afpacket sends from one thread (one TX ring)")?;
     anyhow::ensure!(!cfg.gso, "--gso applies to the socket backend only");
     let (fd, mut ring, header) = open(iface, cfg)?;
     anyhow::ensure!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
@@ -144,23 +151,9 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     let mut pacer = Pacer::new(rate, if rate.is_some() { cfg.burst.max(1) } else { batch }, start);
     let (mut sent, mut errors, mut next) = (0u64, 0u64, 0usize);
     let mut submitted = Vec::with_capacity(batch as usize);
-    loop {
-        if sys::stop_requested() {
-            break;
-        }
-        let now = sys::monotonic_ns();
-        if deadline.is_some_and(|d| now >= d) {
-            break;
-        }
-        let remaining = cfg.count.map_or(u64::MAX, |c| c - sent);
-        if remaining == 0 {
-            break;
-        }
-        let want = pacer.allowance(now).min(batch).min(remaining);
-        if want == 0 {
-            super::wait_for_next(&pacer, now, deadline);
-            continue;
-        }
+    while let Some(want) =
+        super::next_turn(&mut pacer, deadline, cfg.count.map_or(u64::MAX, |c| c - sent), batch)
+    {
         submitted.clear();
         for k in 0..want {
             let Some(buf) = ring.data_mut(next) else { break };

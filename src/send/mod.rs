@@ -60,6 +60,31 @@ pub(crate) fn pin_sender(cpu: Option<usize>) {
     }
 }
 
+/// One turn of a paced send loop: `None` to stop (SIGINT, the deadline,
+/// the count reached), else how many packets to send now (at most `most`),
+/// having waited for the pacer first when none was due yet.
+pub(crate) fn next_turn(
+    pacer: &mut pacing::Pacer,
+    deadline: Option<u64>,
+    remaining: u64,
+    most: u64,
+) -> Option<u64> {
+    loop {
+        if crate::sys::stop_requested() || remaining == 0 {
+            return None;
+        }
+        let now = crate::sys::monotonic_ns();
+        if deadline.is_some_and(|d| now >= d) {
+            return None;
+        }
+        let want = pacer.allowance(now).min(most).min(remaining);
+        if want > 0 {
+            return Some(want);
+        }
+        wait_for_next(pacer, now, deadline);
+    }
+}
+
 /// Waits until the pacer's next packet is due (or the deadline): sleeps
 /// when that is more than 20 µs away, spins briefly otherwise.
 pub(crate) fn wait_for_next(pacer: &pacing::Pacer, now: u64, deadline: Option<u64>) {

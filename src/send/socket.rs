@@ -186,23 +186,15 @@ fn send_thread(
     // Datagrams carried by each message of the current call (allocated once).
     let mut counts = vec![0u64; batch];
     loop {
-        if stop.load(Ordering::Relaxed) || sys::stop_requested() {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
-        let now = sys::monotonic_ns();
-        if deadline.is_some_and(|d| now >= d) {
-            break;
-        }
-        let remaining = quota.map_or(u64::MAX, |q| q - next_index);
-        if remaining == 0 {
-            break;
-        }
+        // GSO may be dropped on the way (the device refused it): per turn.
         let per_call = if gso { (batch * segs) as u64 } else { batch as u64 };
-        let want = pacer.allowance(now).min(per_call).min(remaining);
-        if want == 0 {
-            super::wait_for_next(&pacer, now, deadline);
-            continue;
-        }
+        let remaining = quota.map_or(u64::MAX, |q| q - next_index);
+        let Some(want) = super::next_turn(&mut pacer, deadline, remaining, per_call) else {
+            break;
+        };
         // Fill messages: with GSO each message carries up to `segs` datagrams.
         let per_msg = if gso { segs as u64 } else { 1 };
         let msgs = want.div_ceil(per_msg) as usize;

@@ -6,7 +6,6 @@
 use super::afpacket::{FrameTarget, HDR};
 use super::pacing::Pacer;
 use super::socket::{SendConfig, SendReport};
-use crate::format::seq;
 use crate::sys;
 use crate::sys::xsk::XskTx;
 
@@ -15,12 +14,7 @@ const FRAME: u32 = 2048;
 
 /// Sends through an AF_XDP tx ring until the count or duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
-    anyhow::ensure!(cfg.size >= seq::MIN_LEN, "--size must be at least {} bytes", seq::MIN_LEN);
-    anyhow::ensure!(
-        cfg.count.is_some() || cfg.duration.is_some(),
-        "give --count or --duration: every traffic run is bounded"
-    );
-    anyhow::ensure!(cfg.threads == 1, "--backend xdp sends from one socket");
+    super::afpacket::check_frame_sender(cfg, "--backend xdp sends from one socket")?;
     anyhow::ensure!(
         HDR + cfg.size <= FRAME as usize,
         "--size {} does not fit a {FRAME}-byte frame",
@@ -39,22 +33,11 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     let (mut posted, mut completed) = (0u64, 0u64);
     loop {
         completed += xsk.reclaim();
-        if sys::stop_requested() {
+        let Some(want) =
+            super::next_turn(&mut pacer, deadline, cfg.count.map_or(u64::MAX, |c| c - posted), batch)
+        else {
             break;
-        }
-        let now = sys::monotonic_ns();
-        if deadline.is_some_and(|d| now >= d) {
-            break;
-        }
-        let remaining = cfg.count.map_or(u64::MAX, |c| c - posted);
-        if remaining == 0 {
-            break;
-        }
-        let want = pacer.allowance(now).min(batch).min(remaining);
-        if want == 0 {
-            super::wait_for_next(&pacer, now, deadline);
-            continue;
-        }
+        };
         let base = posted;
         let n = xsk.post(want as usize, len, |frame, i| {
             frame[..HDR].copy_from_slice(&header);

@@ -14,7 +14,6 @@ use super::afpacket::{FrameTarget, HDR};
 use super::socket::{SendConfig, SendReport};
 use crate::bpf::generator::{GenState, seq_program};
 use crate::bpf::insn::to_bytes;
-use crate::format::seq;
 use crate::sys::{self, bpf};
 
 /// The longest one BPF_PROG_RUN call may last. Each call has a fixed cost
@@ -36,16 +35,7 @@ const LIVE_BATCH: u32 = 64;
 /// Sends through the kernel's live-frames test run until the count or
 /// duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
-    anyhow::ensure!(
-        cfg.size >= seq::MIN_LEN,
-        "--size must be at least {} bytes for the seq format",
-        seq::MIN_LEN
-    );
-    anyhow::ensure!(
-        cfg.count.is_some() || cfg.duration.is_some(),
-        "give --count or --duration: every traffic run is bounded"
-    );
-    anyhow::ensure!(cfg.threads == 1, "--backend xdp-live runs one generator");
+    super::afpacket::check_frame_sender(cfg, "--backend xdp-live runs one generator")?;
     anyhow::ensure!(
         matches!(cfg.format, super::PayloadFormat::Seq),
         "--backend xdp-live writes the seq format"

@@ -520,8 +520,9 @@ fn rotate(opts: &PcapOptions, out: &mut Output) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn record_is_a_valid_udp_datagram() {
+    /// "hello" from 198.18.0.1:4000 to 198.18.0.2:5000, encoded as one
+    /// record into a buffer prefilled with 0xAA (padding must overwrite it).
+    fn hello(fmt: FileFormat) -> Vec<u8> {
         let p = Packet {
             frame: None,
             wire_len: 0,
@@ -531,8 +532,14 @@ mod tests {
             src: Some("198.18.0.1:4000".parse().unwrap()),
         };
         let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
-        let mut out = vec![0u8; record_len(&p, &dst, FileFormat::Pcap)];
-        encode_record(&mut out, &p, &dst, FileFormat::Pcap);
+        let mut out = vec![0xAAu8; record_len(&p, &dst, fmt)];
+        encode_record(&mut out, &p, &dst, fmt);
+        out
+    }
+
+    #[test]
+    fn record_is_a_valid_udp_datagram() {
+        let out = hello(FileFormat::Pcap);
         assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), 1_700_000_000);
         assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 123_456_789);
         assert_eq!(u32::from_le_bytes(out[8..12].try_into().unwrap()), 33);
@@ -571,18 +578,8 @@ mod tests {
 
     #[test]
     fn pcapng_blocks_are_framed_and_padded() {
-        let p = Packet {
-            frame: None,
-            wire_len: 0,
-            is_udp: true,
-            data: b"hello",
-            ts_ns: 1_700_000_000_123_456_789,
-            src: Some("198.18.0.1:4000".parse().unwrap()),
-        };
-        let dst: SocketAddr = "198.18.0.2:5000".parse().unwrap();
         let f = FileFormat::Pcapng;
-        let mut out = vec![0xAAu8; record_len(&p, &dst, f)];
-        encode_record(&mut out, &p, &dst, f);
+        let out = hello(f);
         // 33 bytes of IP/UDP/payload padded to 36, 28 + 36 + 4.
         assert_eq!(out.len(), 68);
         let w = |at: usize| u32::from_le_bytes(out[at..at + 4].try_into().unwrap());

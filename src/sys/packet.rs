@@ -269,22 +269,7 @@ impl Ring {
             )
         })?;
         let len = spec.block_size as usize * spec.block_nr as usize;
-        // SAFETY: mapping the ring the kernel just allocated for this socket,
-        // of exactly its size; MAP_SHARED as the packet socket requires.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr = map_ring(fd, len)?;
         Ok(Self { ptr, len, block_size: spec.block_size as usize, block_nr: spec.block_nr as usize })
     }
 
@@ -444,21 +429,7 @@ impl TxRing {
             )
         })?;
         let len = (1usize << 20) * block_nr as usize;
-        // SAFETY: mapping the TX ring the kernel just allocated, its exact size.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let ptr = map_ring(fd, len)?;
         Ok(Self { ptr, len, frame_size: frame_size as usize, frame_nr: req.frame_nr as usize })
     }
 
@@ -558,4 +529,25 @@ impl RawSender {
         })
         .map(drop)
     }
+}
+
+/// Maps the ring the kernel just allocated for a packet socket (after
+/// PACKET_RX_RING / PACKET_TX_RING), `len` bytes, shared and prefaulted.
+fn map_ring(fd: &impl AsRawFd, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh mapping (no address hint) of the socket's ring, of
+    // exactly the size the kernel allocated; MAP_SHARED as packet rings require.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
 }

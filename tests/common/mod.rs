@@ -37,8 +37,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Starts a capture child (no live display).
 pub fn capture(netns: Option<&str>, args: &[&str]) -> CaptureChild {
+    capture_named(netns, &unique("c"), args)
+}
+
+/// Starts a capture child whose counters file has this name.
+pub fn capture_named(netns: Option<&str>, name: &str, args: &[&str]) -> CaptureChild {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    CaptureChild::spawn(&exe(), netns, &unique("c"), &args, false).expect("capture starts")
+    CaptureChild::spawn(&exe(), netns, name, &args, false).expect("capture starts")
 }
 
 /// Runs a sender child to completion.
