@@ -73,6 +73,27 @@ fn bad_values_are_refused_by_name() {
     assert_clean_error(&o, "no counters for capture 'no-such-capture-lc'");
     let o = linecap(&["testbed", "status", "--name", "Bad_Name"]);
     assert_clean_error(&o, "must be 1-12 characters");
+    // This session's options, each misused once.
+    let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--backend", "uring", "--busy-poll", "20"]);
+    assert_clean_error(&o, "--busy-poll applies to the socket and xdp backends");
+    let o = linecap(&["send", "--to", "127.0.0.1:9", "--src-port", "4000", "--count", "1"]);
+    assert_clean_error(&o, "--src-port applies to the frame-building backends");
+    for (args, flag) in [
+        (&["capture", "--listen", "127.0.0.1:0", "--relay-no-gso"][..], "--relay"),
+        (&["capture", "--listen", "127.0.0.1:0", "--write-format", "pcapng"][..], "--write"),
+        (&["capture", "--listen", "127.0.0.1:0", "--relay", "nowhere"][..], "--relay"),
+        (&["capture", "--listen", "127.0.0.1:0", "--format", "spead-hep"][..], "--format"),
+    ] {
+        let o = linecap(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(flag) && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    let o = linecap(&["testbed", "up", "--name", "lcq", "--queues", "0"]);
+    assert_clean_error(&o, "--queues must be 1 to 64");
+    // A port already taken: the exporter says so and exits.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let o = linecap(&["stats", "--serve", &taken.local_addr().unwrap().to_string()]);
+    assert_clean_error(&o, "cannot listen on");
 }
 
 /// Runs linecap as user nobody, to check the messages for missing privileges.

@@ -229,6 +229,14 @@ fn af_xdp_faults_are_clear() {
     assert_fails_with(cap(&["--listen", "198.18.0.2:9000"]), "needs --iface");
     assert_fails_with(cap(&["--iface", "nosuchif0"]), "not found");
     assert_fails_with(cap(&["--iface", &tb.if_rx, "--queue", "7"]), "queue 7");
+    // A queue past the device's (veth here has one) is named; --queues and
+    // --threads must agree.
+    assert_fails_with(cap(&["--iface", &tb.if_rx, "--queues", "2"]), "queue 1");
+    assert_fails_with(cap(&["--iface", &tb.if_rx, "--queues", "0"]), "--queues must be 1 to 256");
+    assert_fails_with(
+        cap(&["--iface", &tb.if_rx, "--queues", "2", "--threads", "3"]),
+        "one thread per queue",
+    );
     // Another program attached: refused, never replaced.
     let ifr = tb.if_rx.clone();
     let link = linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
