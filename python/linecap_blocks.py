@@ -17,6 +17,7 @@ prints one JSON line per block.
 
 import json
 import mmap
+import stat
 import os
 import sys
 import time
@@ -57,8 +58,24 @@ class BlockRing:
 
     def __init__(self, name, shm_dir="/dev/shm"):
         path = os.path.join(shm_dir, "linecap-blocks-" + name)
-        self._f = open(path, "r+b")
-        self._mm = mmap.mmap(self._f.fileno(), 0)
+        # Never follow a symlink or block on a FIFO that someone planted
+        # under the name; only a regular file is a ring.
+        flags = os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(path, os.O_RDWR | flags)
+            self.writable = True
+        except PermissionError:
+            # Another user's ring (mode 0644): read it without acknowledging
+            # blocks; a lossless writer then cannot see our progress.
+            fd = os.open(path, os.O_RDONLY | flags)
+            self.writable = False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < HEADER:
+            os.close(fd)
+            raise ValueError(path + " is not a linecap block ring")
+        self._f = os.fdopen(fd, "r+b" if self.writable else "rb")
+        access = mmap.ACCESS_WRITE if self.writable else mmap.ACCESS_READ
+        self._mm = mmap.mmap(self._f.fileno(), 0, access=access)
         if self._mm[:8] != MAGIC:
             raise ValueError(path + " is not a linecap block ring")
         h = np.frombuffer(self._mm, dtype="<u8", count=HEADER // 8, offset=0)
@@ -67,8 +84,13 @@ class BlockRing:
         self.slot_bytes, self.slots = int(h[6]) & 0xFFFFFFFF, int(h[6]) >> 32
         self.channels, self.lossless = int(h[7]) & 0xFFFFFFFF, bool(int(h[7]) >> 32)
         self.format = {0: "seq", 1: "raw", 2: "vdif", 3: "spead", 4: "spead-heap"}.get(int(h[9]), "unknown")
-        # Writable view of the reader's position.
-        self._read = np.frombuffer(self._mm, dtype="<u8", count=1, offset=READ_SEQ * 8)
+        if HEADER + self.nslots * self.stride != len(self._mm) or self.nslots == 0:
+            raise ValueError(path + ": header does not match the file's size")
+        # The reader's position: shared with the writer when we may write it.
+        if self.writable:
+            self._read = np.frombuffer(self._mm, dtype="<u8", count=1, offset=READ_SEQ * 8)
+        else:
+            self._read = np.zeros(1, dtype="<u8")
         self.skipped = 0
 
     def counters(self):

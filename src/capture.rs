@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::assemble::AssemblyCounts;
 use crate::sink::blocks::{BlockOutput, BlockReport, BlockSink, BlockSinkOptions};
 use crate::sink::pcap::{PcapOptions, PcapSink};
@@ -73,6 +71,12 @@ pub struct CaptureConfig {
     pub live: bool,
     /// Print the "capturing" line on stderr once sockets are bound.
     pub announce: bool,
+    /// Permission of the counters file and rings (owner writes; see
+    /// [`crate::stats::DEFAULT_FILE_MODE`]).
+    pub file_mode: u32,
+    /// Keep the counters file after the capture ends (`linecap stats NAME`
+    /// shows the final numbers); otherwise it is removed.
+    pub keep_stats: bool,
 }
 
 /// The final accounting of a capture.
@@ -125,6 +129,10 @@ pub struct CaptureReport {
     pub relay: Option<RelayCounts>,
     /// Why the capture stopped.
     pub stopped_by: String,
+    /// What went wrong, if a receive thread failed (panicked or could not
+    /// receive): the report holds what was counted until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl CaptureReport {
@@ -178,14 +186,19 @@ fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions 
 /// Runs a capture until its duration or count is reached, or SIGINT/SIGTERM.
 pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
+    crate::stats::check_name(&cfg.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    // Hold the name first: a second capture with the same name is refused
+    // here, before it opens a socket (a reuseport member would steal the
+    // first one's packets) or touches any file.
+    let (mut stats_file, mut stages) =
+        StatsFile::create(&cfg.name, &stage_specs(cfg), cfg.file_mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Until the capture runs, a failure leaves nothing behind.
+    stats_file.set_remove_on_drop(true);
     // Open every source before starting anything, so a bad address, a
     // port in use or a missing interface fails at once with one message.
     let opened = open_sources(cfg)?;
     let sources = opened.sources;
     let info = opened.info;
-
-    let (stats_file, mut stages) = StatsFile::create(&cfg.name, &stage_specs(cfg))
-        .with_context(|| format!("cannot create the counters file for capture '{}'", cfg.name))?;
     stats_file.set_backend(info.backend);
     let kernel_counters = stages.pop().expect("kernel stage is last");
 
@@ -244,6 +257,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
             .spawn(move || rx_loop(source, rx, verify, sinks, cpu, &stop, &total, count))?;
         handles.push(h);
     }
+    stats_file.set_remove_on_drop(!cfg.keep_stats);
     if cfg.announce {
         eprintln!(
             "linecap: capturing on {} ({}, {} thread{}) as '{}'",
@@ -264,6 +278,11 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         std::thread::sleep(Duration::from_millis(50));
         if handles.iter().all(|h| h.is_finished()) {
             break;
+        }
+        // One thread ended on its own (count reached, a receive error, a
+        // panic): the others stop and drain too.
+        if handles.iter().any(|h| h.is_finished()) {
+            stop.store(true, Ordering::Release);
         }
         if sys::stop_requested() {
             stopped_by = match sys::stop_signal() {
@@ -298,9 +317,23 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         }
     }
     let duration = started.elapsed();
+    // A panic in a receive thread is a bug; it must not cost the books of
+    // the others: they stop and drain, the report is built from what was
+    // counted, and the failure is carried in it (the CLI exits 1).
     let mut results = Vec::new();
-    for h in handles {
-        results.push(h.join().map_err(|_| anyhow::anyhow!("a receive thread panicked"))?);
+    let mut failure = None;
+    for (t, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(r) => results.push(r),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                failure = Some(format!("receive thread {t} panicked: {what}"));
+            }
+        }
     }
     publish_kernel(&kernel_counters, &start_kernel);
     stats_file.touch();
@@ -310,6 +343,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     let snap = Snapshot::read(&cfg.name, stats_file.path())?;
     let end_kernel = KernelSnapshot::read();
     let mut report = build_report(cfg, &info, &snap, &start_kernel, &end_kernel, duration, stopped_by);
+    report.failure = failure;
     let mut verify_total: Option<VerifyCounts> = None;
     for r in &results {
         if let Some(v) = r.verify {
@@ -640,6 +674,7 @@ fn build_report(
         blocks: None,
         relay: None,
         stopped_by,
+        failure: None,
     }
 }
 

@@ -511,6 +511,8 @@ mod tests {
         Snapshot {
             name: "c".into(),
             pid: 1,
+            running: true,
+            owner_uid: 0,
             started_ns: 0,
             updated_ns: 0,
             backend: backend.into(),

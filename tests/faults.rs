@@ -147,10 +147,12 @@ fn stats_reads_a_running_capture_from_another_process() {
     assert_eq!(packets, Some(sent.packets));
     let o = linecap(&["stats", &name, "--prometheus"]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(text.contains(&format!(
-        "linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}",
-        sent.packets
-    )));
+    assert!(
+        text.contains(&format!(
+            "linecap_rx_packets_total{{capture=\"{name}\",thread=\"0\"}} {}",
+            sent.packets
+        ))
+    );
     promtool_check(&text);
     let rep = cap.stop().unwrap();
     assert_books(&sent, &rep, &[]);
@@ -208,7 +210,7 @@ fn stats_serve_exports_running_captures_over_http() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(
         body.contains(&format!(
-            "linecap_rx_packets_total{{capture=\"{name}\",instance=\"0\"}} {}",
+            "linecap_rx_packets_total{{capture=\"{name}\",thread=\"0\"}} {}",
             sent.packets
         )),
         "{body}"

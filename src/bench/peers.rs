@@ -99,6 +99,7 @@ pub fn measure_tcpdump(
         st.received_by_filter.saturating_sub(st.dropped_by_kernel).saturating_sub(captured),
     );
     let rep = CaptureReport {
+        failure: None,
         name: "tcpdump".into(),
         backend: "tcpdump".into(),
         mode: "tpacket_v3".into(),

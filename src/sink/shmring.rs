@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::assemble::{Block, Layout};
-use crate::sys::shm::{ByteMap, process_alive};
+use crate::sys::shm::{ByteMap, ClaimError, Claimed};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"LCBLKRG1");
 const HEADER: usize = 4096;
@@ -61,6 +61,11 @@ pub struct RingOptions {
     pub slots: usize,
     /// Wait for the reader instead of overwriting unread blocks.
     pub lossless: bool,
+    /// Permission of the ring file (a reader that acknowledges blocks in
+    /// lossless mode needs write access).
+    pub mode: u32,
+    /// Leave the ring file in place when the writer ends.
+    pub keep: bool,
 }
 
 /// The writer of a block ring.
@@ -72,6 +77,9 @@ pub struct RingWriter {
     block_bytes: usize,
     lossless: bool,
     next: u64,
+    path: PathBuf,
+    claimed: Claimed,
+    keep: bool,
 }
 
 /// Outcome of publishing one block.
@@ -88,30 +96,24 @@ pub enum Published {
 impl RingWriter {
     /// Creates the ring. Refuses a name whose writer is still alive.
     pub fn create(opts: &RingOptions, layout: Layout, format: u64) -> Result<Self, String> {
-        if opts.name.is_empty() || opts.name.contains('/') {
-            return Err(format!("--shm name '{}' must be non-empty and contain no '/'", opts.name));
-        }
+        crate::stats::check_name(&opts.name).map_err(|e| format!("--shm: {e}"))?;
         let path = ring_path(&opts.name);
-        if let Ok(bytes) = std::fs::read(&path)
-            && bytes.len() >= HEADER
-            && bytes[..8] == MAGIC.to_le_bytes()
-        {
-            let pid = u64::from_le_bytes(bytes[off::PID..off::PID + 8].try_into().expect("8")) as u32;
-            if pid != 0 && pid != std::process::id() && process_alive(pid) {
-                return Err(format!(
-                    "shm ring '{}' is in use by process {pid}: stop it or choose another --shm name",
-                    opts.name
-                ));
-            }
-        }
         let nslots = opts.slots.max(2);
         let bits = layout.channels * layout.slots;
         let meta = (64 + bits.div_ceil(64) * 8).next_multiple_of(PAGE);
         let block_bytes = layout.block_bytes();
         let stride = (meta + block_bytes).next_multiple_of(PAGE);
         let total = HEADER + nslots * stride;
-        let map =
-            ByteMap::create(&path, total).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let (map, claimed) = ByteMap::create(&path, total, opts.mode).map_err(|e| match e {
+            ClaimError::InUse { .. } => {
+                let pid = RingSnapshot::read(&path).map_or(0, |s| s.writer_pid);
+                format!(
+                    "shm ring '{}' is in use by process {pid}: stop it or choose another --shm name",
+                    opts.name
+                )
+            }
+            other => other.to_string(),
+        })?;
         let w = |at: usize, v: u64| map.word(at).store(v, Ordering::Relaxed);
         w(8, 1 | (HEADER as u64) << 32);
         w(16, nslots as u64);
@@ -123,7 +125,18 @@ impl RingWriter {
         w(off::PID, u64::from(std::process::id()));
         w(72, format);
         map.word(0).store(MAGIC, Ordering::Release);
-        Ok(Self { map, nslots: nslots as u64, stride, meta, block_bytes, lossless: opts.lossless, next: 0 })
+        Ok(Self {
+            map,
+            nslots: nslots as u64,
+            stride,
+            meta,
+            block_bytes,
+            lossless: opts.lossless,
+            next: 0,
+            path,
+            claimed,
+            keep: opts.keep,
+        })
     }
 
     fn bump(&self, at: usize) {
@@ -188,6 +201,15 @@ impl RingWriter {
     }
 }
 
+impl Drop for RingWriter {
+    fn drop(&mut self) {
+        self.finish();
+        if !self.keep {
+            crate::sys::shm::remove_if_same(&self.path, &self.claimed.file);
+        }
+    }
+}
+
 /// A ring's state as read from its file (for `blocks inspect NAME`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RingSnapshot {
@@ -230,27 +252,42 @@ pub struct SlotMeta {
 
 impl RingSnapshot {
     /// Reads a ring file (a copy of its header and newest slot metadata).
+    /// Every size in the header is checked against the file before use: a
+    /// damaged or forged ring gives an error, never a panic or a hang.
     pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let w = |at: usize| bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")));
-        if bytes.len() < HEADER || bytes[..8] != MAGIC.to_le_bytes() {
+        let (head, _, file_len) = crate::sys::shm::read_range_checked(path, 0, HEADER)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let w = |bytes: &[u8], at: usize| {
+            bytes.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+        };
+        if head.len() < HEADER || head[..8] != MAGIC.to_le_bytes() {
             return Err(format!("{} is not a linecap block ring", path.display()));
         }
-        let bad = || format!("{} has a damaged header", path.display());
-        let nslots = w(16).ok_or_else(bad)?;
-        let stride = w(24).ok_or_else(bad)? as usize;
-        let sl = w(48).ok_or_else(bad)?;
-        let ch = w(56).ok_or_else(bad)?;
-        let layout = Layout::new(sl as u32 as usize, (sl >> 32) as usize, ch as u32 as usize)?;
-        let write_seq = w(off::WRITE_SEQ).ok_or_else(bad)?;
-        let newest = if write_seq > 0 && nslots > 0 {
-            let base = HEADER + ((write_seq - 1) % nslots) as usize * stride;
-            match (w(base), w(base + 8), w(base + 16), w(base + 24), w(base + 32)) {
-                (Some(seq), Some(number), Some(first_seq), Some(filled), Some(lost)) if seq == write_seq => {
-                    Some(SlotMeta { number, first_seq, filled, lost })
+        let bad = |what: &str| format!("{} has a damaged header ({what})", path.display());
+        let h = |at: usize| w(&head, at).ok_or_else(|| bad("short"));
+        let nslots = h(16)?;
+        let stride = h(24)?;
+        let (sl, ch) = (h(48)?, h(56)?);
+        let layout =
+            Layout::new(sl as u32 as usize, (sl >> 32) as usize, ch as u32 as usize).map_err(|e| bad(&e))?;
+        let expected = nslots.checked_mul(stride).and_then(|b| b.checked_add(HEADER as u64));
+        if nslots == 0 || stride == 0 || expected != Some(file_len) {
+            return Err(bad("slots and stride do not match the file's size"));
+        }
+        let write_seq = h(off::WRITE_SEQ)?;
+        let newest = if write_seq > 0 {
+            let base = HEADER as u64 + ((write_seq - 1) % nslots) * stride;
+            crate::sys::shm::read_range_checked(path, base, 40).ok().and_then(|(m, _, _)| {
+                let f = |i: usize| w(&m, i * 8);
+                match (f(0), f(1), f(2), f(3), f(4)) {
+                    (Some(seq), Some(number), Some(first_seq), Some(filled), Some(lost))
+                        if seq == write_seq =>
+                    {
+                        Some(SlotMeta { number, first_seq, filled, lost })
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
+            })
         } else {
             None
         };
@@ -258,13 +295,13 @@ impl RingSnapshot {
             nslots,
             layout,
             lossless: ch >> 32 & 1 == 1,
-            writer_pid: w(off::PID).ok_or_else(bad)? as u32,
+            writer_pid: h(off::PID)? as u32,
             write_seq,
-            read_seq: w(off::READ_SEQ).ok_or_else(bad)?,
-            published: w(off::PUBLISHED).ok_or_else(bad)?,
-            overwritten: w(off::OVERWRITTEN).ok_or_else(bad)?,
-            waits: w(off::WAITS).ok_or_else(bad)?,
-            dropped: w(off::DROPPED).ok_or_else(bad)?,
+            read_seq: h(off::READ_SEQ)?,
+            published: h(off::PUBLISHED)?,
+            overwritten: h(off::OVERWRITTEN)?,
+            waits: h(off::WAITS)?,
+            dropped: h(off::DROPPED)?,
             newest,
         })
     }
@@ -289,13 +326,15 @@ mod tests {
         }
     }
 
+    fn opts(name: String, lossless: bool) -> RingOptions {
+        RingOptions { name, slots: 2, lossless, mode: 0o644, keep: false }
+    }
+
     #[test]
     fn lossy_overwrites_and_lossless_gives_up_when_told() {
         let layout = Layout::new(16, 64, 1).unwrap();
         let name = format!("test-{}-a", std::process::id());
-        let mut w =
-            RingWriter::create(&RingOptions { name: name.clone(), slots: 2, lossless: false }, layout, 0)
-                .unwrap();
+        let mut w = RingWriter::create(&opts(name.clone(), false), layout, 0).unwrap();
         for n in 0..5 {
             let o = w.publish(&block(n, layout), || false);
             assert_eq!(o, if n < 2 { Published::Ok } else { Published::Overwrote });
@@ -313,9 +352,7 @@ mod tests {
         assert_eq!(u64::from_le_bytes(bytes[HEADER + stride..HEADER + stride + 8].try_into().unwrap()), 4);
         drop(w);
         let name2 = format!("test-{}-b", std::process::id());
-        let mut l =
-            RingWriter::create(&RingOptions { name: name2.clone(), slots: 2, lossless: true }, layout, 0)
-                .unwrap();
+        let mut l = RingWriter::create(&opts(name2.clone(), true), layout, 0).unwrap();
         assert_eq!(l.publish(&block(0, layout), || true), Published::Ok);
         assert_eq!(l.publish(&block(1, layout), || true), Published::Ok);
         assert_eq!(l.publish(&block(2, layout), || true), Published::Dropped, "full and told to give up");
@@ -328,23 +365,13 @@ mod tests {
     fn a_live_writer_keeps_its_name() {
         let layout = Layout::new(8, 8, 1).unwrap();
         let name = format!("test-{}-c", std::process::id());
-        let w = RingWriter::create(&RingOptions { name: name.clone(), slots: 2, lossless: false }, layout, 0)
-            .unwrap();
-        // Same process may recreate (restart); another live pid may not.
-        w.map.word(off::PID).store(1, Ordering::Relaxed); // pid 1 is always alive
-        let e = RingWriter::create(&RingOptions { name: name.clone(), slots: 2, lossless: false }, layout, 0)
-            .err()
-            .unwrap();
-        assert!(e.contains("in use by process 1"), "{e}");
-        w.finish();
-        assert!(
-            RingWriter::create(&RingOptions { name: name.clone(), slots: 2, lossless: false }, layout, 0)
-                .is_ok()
-        );
+        let w = RingWriter::create(&opts(name.clone(), false), layout, 0).unwrap();
+        // While the writer holds the ring, the name is refused, naming its pid.
+        let e = RingWriter::create(&opts(name.clone(), false), layout, 0).err().unwrap();
+        assert!(e.contains(&format!("in use by process {}", std::process::id())), "{e}");
+        drop(w);
+        assert!(RingWriter::create(&opts(name.clone(), false), layout, 0).is_ok());
         let _ = std::fs::remove_file(ring_path(&name));
-        assert!(
-            RingWriter::create(&RingOptions { name: "a/b".into(), slots: 2, lossless: false }, layout, 0)
-                .is_err()
-        );
+        assert!(RingWriter::create(&opts("a/b".into(), false), layout, 0).is_err());
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sys::shm::SharedMap;
+use crate::sys::shm::{ClaimError, SharedMap};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"LCSTATS1");
 const VERSION: u64 = 2;
@@ -231,6 +231,49 @@ pub fn stats_path(name: &str) -> PathBuf {
     stats_dir().join(format!("linecap-{name}"))
 }
 
+/// Longest capture or ring name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a capture or ring name: 1 to 64 of `A-Z a-z 0-9 . _ -`, not
+/// starting with `.` or `-`. Names become file names in a shared directory
+/// and label values in Prometheus text, so nothing else is let in.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!("name '{}' must be 1 to {MAX_NAME_LEN} characters long", name.escape_debug()));
+    }
+    if name.starts_with("blocks-") {
+        return Err(format!("name '{name}' may not start with 'blocks-' (the prefix of ring files)"));
+    }
+    if name.starts_with(['.', '-']) || !name.chars().all(ok_char) {
+        return Err(format!(
+            "name '{}' may hold only letters, digits, '.', '_' and '-', and not start with '.' or '-'",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Default permission of the files linecap shares: the owner writes,
+/// everyone may read (`stats` and the ring reader as another user).
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// Why a counters file could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsFileError {
+    /// A running capture holds the name.
+    #[error("capture '{name}' is already running (pid {pid}): stop it or choose another --name")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The running capture's pid, as its file says (0 if unreadable).
+        pid: u32,
+    },
+    /// The name is taken by something that is not ours, or the system refused.
+    #[error(transparent)]
+    Claim(ClaimError),
+}
+
 /// A stage to create: its name and the names of its counters.
 pub struct StageSpec {
     /// e.g. `rx.0`, `verify.0`, `pcap.writer.0`, `kernel`.
@@ -239,10 +282,13 @@ pub struct StageSpec {
     pub counters: &'static [&'static str],
 }
 
-/// The writer's side of a counters file.
+/// The writer's side of a counters file. Holding it holds the capture's
+/// name: a second capture with the same name is refused until it drops.
 pub struct StatsFile {
     map: Arc<SharedMap>,
     path: PathBuf,
+    claimed: crate::sys::shm::Claimed,
+    remove_on_drop: bool,
 }
 
 /// The single-writer handle of one stage block.
@@ -277,15 +323,32 @@ fn read_str(words: &[AtomicU64]) -> String {
 }
 
 impl StatsFile {
-    /// Creates the counters file for `name` with the given stages.
-    pub fn create(name: &str, stages: &[StageSpec]) -> io::Result<(Self, Vec<StageCounters>)> {
-        Self::create_at(&stats_path(name), stages)
+    /// Creates the counters file for `name` with the given stages and
+    /// permission `mode` (see [`DEFAULT_FILE_MODE`]).
+    pub fn create(
+        name: &str,
+        stages: &[StageSpec],
+        mode: u32,
+    ) -> Result<(Self, Vec<StageCounters>), StatsFileError> {
+        let path = stats_path(name);
+        Self::create_at(&path, stages, mode).map_err(|e| match e {
+            ClaimError::InUse { .. } => StatsFileError::NameInUse {
+                name: name.to_string(),
+                pid: Snapshot::read(name, &path).map_or(0, |s| s.pid),
+            },
+            other => StatsFileError::Claim(other),
+        })
     }
 
     /// Creates a counters file at an explicit path.
-    pub fn create_at(path: &Path, stages: &[StageSpec]) -> io::Result<(Self, Vec<StageCounters>)> {
+    pub fn create_at(
+        path: &Path,
+        stages: &[StageSpec],
+        mode: u32,
+    ) -> Result<(Self, Vec<StageCounters>), ClaimError> {
         let words = HEADER_WORDS + STAGE_WORDS * stages.len();
-        let map = Arc::new(SharedMap::create(path, words * 8)?);
+        let (map, claimed) = SharedMap::create(path, words * 8, mode)?;
+        let map = Arc::new(map);
         let w = map.words();
         w[1].store(VERSION | (stages.len() as u64) << 32, Ordering::Relaxed);
         w[2].store(u64::from(std::process::id()), Ordering::Relaxed);
@@ -303,7 +366,18 @@ impl StatsFile {
         }
         // Publish last: a reader that sees the magic sees the names.
         w[0].store(MAGIC, Ordering::Release);
-        Ok((Self { map, path: path.to_path_buf() }, handles))
+        Ok((Self { map, path: path.to_path_buf(), claimed, remove_on_drop: false }, handles))
+    }
+
+    /// Whether a stale file of a dead capture with this name was replaced.
+    pub fn replaced_stale(&self) -> bool {
+        self.claimed.replaced_stale
+    }
+
+    /// Whether the file is removed when this handle drops (if the name
+    /// still points at it).
+    pub fn set_remove_on_drop(&mut self, remove: bool) {
+        self.remove_on_drop = remove;
     }
 
     /// Names the capture's backend (`socket`, `uring`, `afpacket`, `xdp`;
@@ -327,12 +401,16 @@ impl Drop for StatsFile {
     fn drop(&mut self) {
         // Leave the final numbers readable; mark the writer gone.
         self.map.words()[2].store(0, Ordering::Relaxed);
+        if self.remove_on_drop {
+            crate::sys::shm::remove_if_same(&self.path, &self.claimed.file);
+        }
     }
 }
 
 impl StageCounters {
     #[inline]
     fn cell(&self, idx: usize) -> &AtomicU64 {
+        debug_assert!(idx < MAX_COUNTERS, "counter index {idx} outside the stage");
         &self.map.words()[self.base + idx.min(MAX_COUNTERS - 1)]
     }
 
@@ -379,6 +457,12 @@ pub struct Snapshot {
     pub name: String,
     /// Writer's pid (0 once it exited).
     pub pid: u32,
+    /// Whether the writer still runs (it holds the file's lock).
+    #[serde(default)]
+    pub running: bool,
+    /// The file's owner.
+    #[serde(default)]
+    pub owner_uid: u32,
     /// Start time, ns since the epoch.
     pub started_ns: u64,
     /// Last refresh, ns since the epoch.
@@ -392,14 +476,19 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads a counters file written by another process (or this one).
+    /// Never hangs (a FIFO is refused), never follows a symlink, and copies
+    /// at most [`MAX_FILE_BYTES`].
     pub fn read(name: &str, path: &Path) -> io::Result<Self> {
-        let map = SharedMap::open_readonly(path)?;
-        Self::from_words(name, map.words()).ok_or_else(|| {
+        let (bytes, facts) = crate::sys::shm::read_checked(path, MAX_FILE_BYTES)?;
+        let mut snap = Self::from_bytes(name, &bytes).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{} is not a linecap counters file", path.display()),
             )
-        })
+        })?;
+        snap.running = facts.locked && snap.pid != 0;
+        snap.owner_uid = facts.uid;
+        Ok(snap)
     }
 
     /// Parses a counters file from its bytes (tests, fuzzing, copies).
@@ -440,6 +529,8 @@ impl Snapshot {
         Some(Self {
             name: name.to_string(),
             pid: w[2].load(Ordering::Relaxed) as u32,
+            running: false,
+            owner_uid: 0,
             started_ns: w[3].load(Ordering::Relaxed),
             updated_ns: w[4].load(Ordering::Relaxed),
             backend: read_str(&w[5..6]),
@@ -458,6 +549,9 @@ impl Snapshot {
     }
 }
 
+/// The largest counters file a reader copies (a capture has tens of stages).
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
 /// Names of the captures whose counters files exist.
 pub fn list_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(stats_dir())
@@ -465,6 +559,9 @@ pub fn list_names() -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("linecap-").map(str::to_string)))
+        // Rings live beside the counters (`linecap-blocks-NAME`), and a
+        // name nobody could have given is not a capture's.
+        .filter(|n| !n.starts_with("blocks-") && check_name(n).is_ok())
         .collect();
     names.sort();
     names
@@ -483,7 +580,7 @@ mod tests {
             StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
             StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
         ];
-        let (file, h) = StatsFile::create_at(&path, &stages).unwrap();
+        let (file, h) = StatsFile::create_at(&path, &stages, DEFAULT_FILE_MODE).unwrap();
         assert_eq!(Snapshot::read("t", &path).unwrap().backend, "");
         file.set_backend("afpacket");
         h[0].add(RxIdx::Packets as usize, 5);

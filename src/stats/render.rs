@@ -8,7 +8,7 @@ use super::Snapshot;
 /// A fixed-width table, one row per stage.
 pub fn table(s: &Snapshot) -> String {
     let mut out = String::new();
-    let state = match (s.pid, crate::sys::shm::process_alive(s.pid)) {
+    let state = match (s.pid, s.running) {
         (0, _) => "finished".to_string(),
         (p, true) => format!("pid {p}"),
         (p, false) => format!("pid {p}, gone without finishing: killed?"),
@@ -18,6 +18,22 @@ pub fn table(s: &Snapshot) -> String {
     for st in &s.stages {
         let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
+    }
+    out
+}
+
+/// Escapes a Prometheus label value (`\\`, `\"`, newline), as the text
+/// format requires; names are checked when captures start, but a counters
+/// file may have been written by anyone.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -47,10 +63,13 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                     None => (c.clone(), v.to_string()),
                 };
                 let fam = format!("linecap_{}_{}_total", metric_part(kind), metric_part(&c));
+                // `instance` and `job` belong to the Prometheus server: the
+                // stage's number is the `thread` label.
+                let capture = escape_label(&s.name);
                 let label = if inst.is_empty() {
-                    format!("{{capture=\"{}\"}}", s.name)
+                    format!("{{capture=\"{capture}\"}}")
                 } else {
-                    format!("{{capture=\"{}\",instance=\"{inst}\"}}", s.name)
+                    format!("{{capture=\"{capture}\",thread=\"{inst}\"}}")
                 };
                 fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {value}"));
             }
@@ -76,6 +95,8 @@ mod tests {
         Snapshot {
             name: "cap".into(),
             pid: 1,
+            running: true,
+            owner_uid: 0,
             started_ns: 0,
             updated_ns: 0,
             backend: "socket".into(),
@@ -92,9 +113,18 @@ mod tests {
     fn prometheus_groups_families() {
         let p = prometheus(&[snap()]);
         assert_eq!(p.matches("# TYPE linecap_rx_packets_total counter").count(), 1);
-        assert!(p.contains("linecap_rx_packets_total{capture=\"cap\",instance=\"1\"} 6"));
+        assert!(p.contains("linecap_rx_packets_total{capture=\"cap\",thread=\"1\"} 6"));
         assert!(p.contains("linecap_kernel_udp_rcvbuf_errors_total{capture=\"cap\"} 1"));
-        assert!(p.contains("linecap_rx_cpu_user_seconds_total{capture=\"cap\",instance=\"2\"} 1.500000000"));
+        assert!(p.contains("linecap_rx_cpu_user_seconds_total{capture=\"cap\",thread=\"2\"} 1.500000000"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = snap();
+        s.name = "a\"b\\c\nd".into();
+        let p = prometheus(&[s]);
+        assert!(p.contains("capture=\"a\\\"b\\\\c\\nd\""), "{p}");
+        assert!(p.lines().all(|l| l.starts_with('#') || l.starts_with("linecap_")), "{p}");
     }
 
     #[test]

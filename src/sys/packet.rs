@@ -234,6 +234,21 @@ pub fn poll_in(fd: &impl AsRawFd, timeout_ms: i32) -> io::Result<bool> {
     }
 }
 
+/// `poll(2)` over many descriptors; `revents` are filled in place. Returns
+/// how many are ready (0 on timeout or interruption).
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd of the
+    // given length; poll writes only their revents.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match n {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) }
+        }
+        n => Ok(n as usize),
+    }
+}
+
 /// A mapped TPACKET_V3 receive ring.
 pub struct Ring {
     ptr: NonNull<u8>,

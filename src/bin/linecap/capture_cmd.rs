@@ -163,15 +163,39 @@ pub(crate) struct CaptureArgs {
     /// Completed blocks that may wait for the disk before blocks are dropped (counted).
     #[arg(long, default_value_t = 8)]
     block_queue: usize,
-    /// Name of the counters file (`linecap stats NAME`); default `cap-<pid>`.
-    #[arg(long)]
+    /// Name of the counters file (`linecap stats NAME`): 1-64 of A-Z a-z 0-9 . _ -;
+    /// default `cap-<pid>`. A named capture's counters stay readable after it ends;
+    /// a second capture with a running one's name is refused.
+    #[arg(long, value_parser = parse_name)]
     name: Option<String>,
+    /// Permission of the counters file and the shm ring, in octal (the owner always
+    /// writes; 0644 lets every user read, 0640 only the group, 0666 lets another
+    /// user's reader acknowledge blocks of a --shm-lossless ring).
+    #[arg(long, default_value = "0644", value_parser = parse_mode)]
+    file_mode: u32,
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
     /// No live display.
     #[arg(long)]
     quiet: bool,
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    linecap::stats::check_name(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("'{s}' is not an octal file mode such as 0644"))?;
+    if mode & !0o777 != 0 {
+        return Err(format!("'{s}': only permission bits (at most 0777)"));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!("'{s}': the owner must read and write (0600 at least)"));
+    }
+    Ok(mode)
 }
 
 pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
@@ -317,6 +341,8 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                         name: name.clone(),
                         slots: a.shm_slots,
                         lossless: a.shm_lossless,
+                        mode: a.file_mode,
+                        keep: a.name.is_some(),
                     }),
                     (None, None) => unreachable!("matched above"),
                 };
@@ -336,18 +362,19 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         },
         live: !a.quiet && sys::stderr_is_tty(),
         announce: true,
+        file_mode: a.file_mode,
+        // A capture named by the user keeps its counters file (`linecap
+        // stats NAME` shows the final numbers); an unnamed one cleans up.
+        keep_stats: a.name.is_some(),
     };
-    let report = capture::run(&cfg);
-    // A capture named by the user keeps its counters file (`linecap stats
-    // NAME` shows the final numbers); an unnamed one cleans up after itself.
-    if a.name.is_none() {
-        let _ = std::fs::remove_file(linecap::stats::stats_path(&cfg.name));
-    }
-    let report = report?;
+    let report = capture::run(&cfg)?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", summary(&report));
+    }
+    if let Some(f) = &report.failure {
+        bail!("{f} (the report above holds what was counted until then)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -293,7 +293,7 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
     linecap::doctor::read_namespace(&mut facts);
     let mut findings = linecap::doctor::diagnose(&facts, &caps);
     // Running captures: what they lose now, from two looks `interval` apart.
-    let running = caps.iter().any(|c| c.pid != 0 && linecap::sys::shm::process_alive(c.pid));
+    let running = caps.iter().any(|c| c.running);
     if running && !a.interval.is_zero() {
         std::thread::sleep(a.interval);
         let later: Vec<Snapshot> =
