@@ -200,6 +200,8 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     let sources = opened.sources;
     let info = opened.info;
     stats_file.set_backend(info.backend);
+    // Readers (and `orchestrate`, waiting for readiness) see the file from here.
+    stats_file.publish();
     let kernel_counters = stages.pop().expect("kernel stage is last");
 
     // Sinks per thread, built here so file errors surface before traffic.
@@ -376,6 +378,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
                 bad_channel: g("bad_channel"),
                 no_buffer: g("no_buffer"),
                 resyncs: g("resyncs"),
+                out_of_window: g("out_of_window"),
                 blocks: g("blocks"),
                 slots_lost: g("slots_lost"),
             },

@@ -9,10 +9,15 @@
 //! presence bit is set. A window of open blocks absorbs reordering; when a
 //! packet belongs past the window, the oldest blocks are completed (missing
 //! slots zero-filled, or left as they are) and handed out. Packets older
-//! than the window are late; a second copy is a duplicate; a jump further
-//! than `resync_gap` packets (either way) closes every open block and
-//! restarts the stream there. Block buffers come from a fixed pool: when
-//! none is free, the packet is dropped and counted.
+//! than the window are late; a second copy is a duplicate. A packet further
+//! than `resync_gap` away (either way) moves nothing by itself: it is held
+//! as a candidate and counted `out_of_window`; only when [`RESYNC_AGREE`]
+//! far packets in a row agree (each within the window of the previous
+//! ones) with no in-stream packet between them does the stream restart
+//! there (a `resync`: every open block closes; the held packets' slots are
+//! lost). So one crafted packet, or a burst of garbage, costs counted
+//! drops, not a train of near-empty blocks. Block buffers come from a fixed
+//! pool: when none is free, the packet is dropped and counted.
 
 pub mod layout;
 
@@ -21,6 +26,9 @@ pub use layout::Layout;
 pub use crate::sys::shm::PageBuf;
 
 use std::collections::VecDeque;
+
+/// Far packets in a row that must agree before the stream restarts there.
+pub const RESYNC_AGREE: u64 = 4;
 
 /// What the assembler counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +54,11 @@ pub struct AssemblyCounts {
     pub no_buffer: u64,
     /// Times the stream jumped further than the resync gap and restarted.
     pub resyncs: u64,
+    /// Packets further than the resync gap from the stream that did not
+    /// (yet) move it: strays, crafted numbers, and the packets that
+    /// confirmed a resync before it happened.
+    #[serde(default)]
+    pub out_of_window: u64,
     /// Blocks completed and handed out.
     pub blocks: u64,
     /// Slots that never arrived (between the stream's first and newest
@@ -65,6 +78,7 @@ impl AssemblyCounts {
             + self.invalid
             + self.bad_channel
             + self.no_buffer
+            + self.out_of_window
     }
 }
 
@@ -142,6 +156,8 @@ pub struct Assembler {
     last_completed: Option<u64>,
     /// Highest sequence number placed or seen in the current stream.
     highest: u64,
+    /// Far packets in a row agreeing with each other: (count, lowest, highest).
+    candidate: (u64, u64, u64),
 }
 
 impl Assembler {
@@ -161,6 +177,7 @@ impl Assembler {
             counts: AssemblyCounts::default(),
             last_completed: None,
             highest: 0,
+            candidate: (0, 0, 0),
         }
     }
 
@@ -314,8 +331,12 @@ impl Assembler {
         out: &mut impl FnMut(Block),
     ) {
         let l = self.layout;
+        // An empty part fills nothing, and one that starts at `total` would
+        // mark a start bit past the slot: both are malformed.
         let bad = total == 0
             || total > l.slot_bytes
+            || data.is_empty()
+            || offset >= total
             || offset.checked_add(data.len()).is_none_or(|end| end > total);
         let Some((idx, i)) = self.admit(seq, channel, bad, out) else { return };
         let b = &mut self.open[idx];
@@ -344,6 +365,24 @@ impl Assembler {
         }
     }
 
+    /// Adds a far packet to the candidate; once [`RESYNC_AGREE`] agree,
+    /// returns the lowest sequence number among them (the new start).
+    fn confirm_far(&mut self, seq: u64) -> Option<u64> {
+        let reach = self.opts.window as u64 * self.layout.slots as u64;
+        let (n, low, high) = self.candidate;
+        self.candidate = if n > 0 && seq.abs_diff(high) <= reach && seq.abs_diff(low) <= reach {
+            (n + 1, low.min(seq), high.max(seq))
+        } else {
+            (1, seq, seq)
+        };
+        if self.candidate.0 < RESYNC_AGREE {
+            return None;
+        }
+        let low = self.candidate.1;
+        self.candidate = (0, 0, 0);
+        Some(low)
+    }
+
     /// Moves the window for `seq` and finds (or opens) its block: the index
     /// in `open`, or None when the packet is late or no buffer is free
     /// (counted).
@@ -362,14 +401,22 @@ impl Assembler {
                 let far_ahead = number > newest && (number - newest) * l.slots as u64 > self.opts.resync_gap;
                 let far_behind = number < base && (base - number) * l.slots as u64 > self.opts.resync_gap;
                 if far_ahead || far_behind {
+                    let Some(low) = self.confirm_far(seq) else {
+                        self.counts.out_of_window += 1;
+                        return None;
+                    };
                     self.counts.resyncs += 1;
                     self.flush(out);
                     self.last_completed = None;
-                    self.start = seq;
+                    // The held packets were not placed: from the lowest of
+                    // them on, their slots are lost.
+                    self.start = low;
                     self.highest = seq;
+                    let number = low.min(seq) / l.slots as u64;
                     self.base = Some(number);
                     number
                 } else {
+                    self.candidate.0 = 0;
                     base
                 }
             }

@@ -162,9 +162,59 @@ fn far_jumps_resync_both_ways() {
     let r = run(l, opts, &pk);
     assert_eq!(r.counts.resyncs, 2);
     assert_eq!(r.counts.late, 0);
-    assert_eq!(r.counts.slots_lost, 0);
-    assert_eq!(r.counts.placed, 20);
+    // Each resync is confirmed by RESYNC_AGREE packets: the first three
+    // are held (out of window) and their slots are lost.
+    assert_eq!(r.counts.out_of_window, 2 * (RESYNC_AGREE - 1));
+    assert_eq!(r.counts.slots_lost, 2 * (RESYNC_AGREE - 1));
+    assert_eq!(r.counts.placed, 20 - 2 * (RESYNC_AGREE - 1));
+    assert_eq!(r.counts.packets, r.counts.accounted());
     assert_eq!(r.blocks.iter().map(|b| b.number).collect::<Vec<_>>(), vec![0, 1, 250, 251, 0]);
+}
+
+#[test]
+fn one_crafted_number_in_a_stream_moves_nothing() {
+    let l = Layout::new(8, 4, 1).unwrap();
+    let opts = Options { window: 2, resync_gap: 100, pool: 4, ..Options::default() };
+    let mut pk: Vec<(u64, usize)> = (0..16).map(|s| (s, 0)).collect();
+    pk.insert(5, (1 << 63, 0));
+    pk.insert(9, ((1 << 63) + 1, 0));
+    let r = run(l, opts, &pk);
+    assert_eq!((r.counts.out_of_window, r.counts.resyncs, r.counts.slots_lost), (2, 0, 0));
+    assert_eq!(r.counts.placed, 16);
+    assert_eq!(r.blocks.iter().map(|b| b.number).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn a_burst_of_garbage_opens_no_blocks() {
+    let l = Layout::new(8, 1024, 1).unwrap();
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut pk = Vec::new();
+    for _ in 0..100_000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        pk.push((rng, 0));
+    }
+    let r = run(l, Options::default(), &pk);
+    // The first packet starts a stream (one block); nothing else agrees.
+    assert!(r.blocks.len() <= 1, "{} blocks", r.blocks.len());
+    assert_eq!(r.counts.resyncs, 0);
+    assert_eq!(r.counts.out_of_window, 99_999);
+    assert_eq!(r.counts.packets, r.counts.accounted());
+}
+
+#[test]
+fn an_empty_part_at_the_end_of_the_last_slot_is_malformed() {
+    // The crafted SPEAD packet of issue 9: offset == heap size, no payload,
+    // its heap on a block's last slot.
+    let l = Layout::new(64, 4, 1).unwrap();
+    let mut a = Assembler::new(l, Options::default());
+    let mut out = |_b: Block| {};
+    a.push_part(3, 0, 64, 64, &[], &mut out);
+    a.push_part(3, 0, 63, 64, &[], &mut out);
+    a.push_part(3, 0, 0, 64, &[1; 64], &mut out);
+    let c = a.counts();
+    assert_eq!((c.malformed, c.placed), (2, 1));
 }
 
 #[test]

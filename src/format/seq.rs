@@ -2,11 +2,17 @@
 //! pattern derived from it, so a receiver can check every byte.
 //!
 //! Word `k` of the pattern (bytes `8 + 8k ..`) is `mix(seq) ^ (k+1) * K`,
-//! written little-endian; a last partial word is truncated. Any payload
-//! of at least 8 bytes is valid.
+//! written little-endian; a last partial word is truncated. A payload is
+//! checked when it carries at least one whole pattern word (16 bytes):
+//! any 8 bytes would otherwise pass as a valid sequence number.
 
-/// Smallest `seq` payload: the sequence number alone.
+/// Smallest `seq` payload: the sequence number alone (what a generator
+/// may send; the verifier wants [`MIN_CHECKED_LEN`]).
 pub const MIN_LEN: usize = 8;
+
+/// Smallest payload the verifier calls valid: the sequence number and one
+/// whole pattern word, so a bare 8-byte number (any 8 bytes) is not enough.
+pub const MIN_CHECKED_LEN: usize = 16;
 
 const K: u64 = 0xD6E8_FEB8_6659_FD93;
 
@@ -52,7 +58,7 @@ pub enum Check {
     Valid(u64),
     /// The pattern does not match the sequence number it carries.
     Corrupt(u64),
-    /// Too short to carry a sequence number.
+    /// Too short to carry a sequence number and one pattern word.
     Malformed,
 }
 
@@ -63,6 +69,9 @@ pub fn seq_of(payload: &[u8]) -> Option<u64> {
 
 /// Checks a payload: never panics, whatever the input.
 pub fn check(payload: &[u8]) -> Check {
+    if payload.len() < MIN_CHECKED_LEN {
+        return Check::Malformed;
+    }
     let Some(seq) = seq_of(payload) else {
         return Check::Malformed;
     };
@@ -89,7 +98,7 @@ mod tests {
 
     #[test]
     fn round_trip_all_small_sizes() {
-        for len in 8..300 {
+        for len in MIN_CHECKED_LEN..300 {
             let mut buf = vec![0u8; len];
             fill(&mut buf, 12345 + len as u64);
             assert_eq!(check(&buf), Check::Valid(12345 + len as u64), "len {len}");
@@ -112,12 +121,16 @@ mod tests {
     fn short_is_malformed() {
         assert_eq!(check(&[]), Check::Malformed);
         assert_eq!(check(&[1, 2, 3, 4, 5, 6, 7]), Check::Malformed);
-        assert_eq!(check(&5u64.to_le_bytes()), Check::Valid(5));
+        // A bare number proves nothing: any 8 bytes would pass.
+        assert_eq!(check(&5u64.to_le_bytes()), Check::Malformed);
+        let mut b = [0u8; 15];
+        fill(&mut b, 5);
+        assert_eq!(check(&b), Check::Malformed);
     }
 
     proptest! {
         #[test]
-        fn any_bit_flip_is_caught(seq in any::<u64>(), len in 9usize..400, bit in any::<usize>()) {
+        fn any_bit_flip_is_caught(seq in any::<u64>(), len in 16usize..400, bit in any::<usize>()) {
             let mut buf = vec![0u8; len];
             fill(&mut buf, seq);
             let bit = bit % ((len - 8) * 8) + 64;

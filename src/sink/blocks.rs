@@ -334,6 +334,7 @@ impl BlockSink {
         set(BlocksIdx::BadChannel, c.bad_channel);
         set(BlocksIdx::NoBuffer, c.no_buffer);
         set(BlocksIdx::Resyncs, c.resyncs);
+        set(BlocksIdx::OutOfWindow, c.out_of_window);
         set(BlocksIdx::Blocks, c.blocks);
         set(BlocksIdx::SlotsLost, c.slots_lost);
         set(BlocksIdx::DroppedBlocks, self.dropped_blocks);

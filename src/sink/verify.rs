@@ -6,6 +6,17 @@
 //! within the window fills its gap (counted as reordered), a second copy is
 //! a duplicate, and anything older is counted as `too_old` (it cannot be
 //! told apart from a duplicate any more).
+//!
+//! One packet never moves the stream far. A number more than [`WINDOW`]
+//! ahead of the highest (or behind it, out of the window) is held as a
+//! *candidate*: if [`RESYNC_AGREE`] such packets in a row agree with each
+//! other (each within the window of the candidate's highest) while no
+//! in-window packet arrives, the sender really jumped (a restart, a loss
+//! burst longer than the window) and the tracker resyncs onto them;
+//! otherwise they are counted `out_of_window` and the stream is untouched.
+//! A confirmed forward jump of at most [`MAX_MISSING_GAP`] counts its gap
+//! as `missing`; a wilder one (or any backward one) is a `resync` without
+//! folding a number nobody can trust into `missing`.
 
 use std::net::SocketAddr;
 
@@ -15,6 +26,13 @@ use crate::stats::{StageCounters, VerifyIdx};
 
 /// Sequence numbers remembered behind the highest one seen.
 pub const WINDOW: u64 = 1 << 16;
+
+/// Far packets in a row that must agree before the tracker moves to them.
+pub const RESYNC_AGREE: usize = 4;
+
+/// Largest confirmed forward jump whose gap is counted as `missing`
+/// (16 M packets: 7 s of the reference stream).
+pub const MAX_MISSING_GAP: u64 = 1 << 24;
 
 /// Counts of what the verifier saw.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +58,14 @@ pub struct VerifyCounts {
     /// Frames that were not UDP datagrams (raw backends), not checked.
     #[serde(default)]
     pub not_udp: u64,
+    /// Valid packets far outside the stream's window that did not move it
+    /// (a crafted or stray number, or the few before a resync was refused).
+    #[serde(default)]
+    pub out_of_window: u64,
+    /// Times the stream moved to a far sequence number that enough
+    /// following packets agreed on.
+    #[serde(default)]
+    pub resyncs: u64,
 }
 
 /// Pure sequence tracker (no I/O), exact within [`WINDOW`].
@@ -49,6 +75,8 @@ pub struct SeqTracker {
     highest: u64,
     bits: Vec<u64>,
     counts: VerifyCounts,
+    /// Far packets in a row, not yet counted anywhere but `valid`.
+    candidate: Vec<u64>,
 }
 
 impl Default for SeqTracker {
@@ -58,6 +86,7 @@ impl Default for SeqTracker {
             highest: 0,
             bits: vec![0; (WINDOW / 64) as usize],
             counts: VerifyCounts::default(),
+            candidate: Vec::with_capacity(RESYNC_AGREE),
         }
     }
 }
@@ -105,19 +134,20 @@ impl SeqTracker {
             }
         };
         let Some(first) = self.first else {
-            self.first = Some(s);
-            self.highest = s;
-            let (w, b) = self.bit(s);
-            self.bits[w] |= b;
+            self.start_at(s);
             return;
         };
-        if s > self.highest {
-            self.counts.missing += s - self.highest - 1;
-            self.clear_range(self.highest + 1, s);
-            self.highest = s;
-            let (w, b) = self.bit(s);
-            self.bits[w] |= b;
-        } else if s < first || self.highest - s >= WINDOW {
+        let ahead = s > self.highest;
+        let far = if ahead { s - self.highest > WINDOW } else { self.highest - s >= WINDOW };
+        if far {
+            self.hold_candidate(s);
+            return;
+        }
+        // An in-window packet: the stream goes on where it was.
+        self.reject_candidate();
+        if ahead {
+            self.advance_to(s);
+        } else if s < first {
             self.counts.too_old += 1;
         } else {
             let (w, b) = self.bit(s);
@@ -129,6 +159,81 @@ impl SeqTracker {
                 self.counts.missing -= 1;
             }
         }
+    }
+
+    fn start_at(&mut self, s: u64) {
+        self.first = Some(s);
+        self.highest = s;
+        self.bits.iter_mut().for_each(|w| *w = 0);
+        let (w, b) = self.bit(s);
+        self.bits[w] |= b;
+    }
+
+    /// Moves the highest number to `s` (at most a window ahead, or a
+    /// confirmed jump): the numbers in between are missing until they come.
+    fn advance_to(&mut self, s: u64) {
+        self.counts.missing += s - self.highest - 1;
+        self.clear_range(self.highest + 1, s);
+        self.highest = s;
+        let (w, b) = self.bit(s);
+        self.bits[w] |= b;
+    }
+
+    /// A far packet: joins the candidate if it agrees with it, else starts a
+    /// new one (the old candidate's packets were strays).
+    fn hold_candidate(&mut self, s: u64) {
+        let agrees = self.candidate.iter().max().is_some_and(|&top| s.abs_diff(top) < WINDOW);
+        if !agrees {
+            self.reject_candidate();
+        }
+        self.candidate.push(s);
+        if self.candidate.len() >= RESYNC_AGREE {
+            self.resync();
+        }
+    }
+
+    fn reject_candidate(&mut self) {
+        self.counts.out_of_window += self.candidate.len() as u64;
+        self.candidate.clear();
+    }
+
+    /// Moves the stream onto the agreeing candidate packets.
+    fn resync(&mut self) {
+        let mut held = std::mem::take(&mut self.candidate);
+        held.sort_unstable();
+        let (low, high) = (held[0], held[held.len() - 1]);
+        self.counts.resyncs += 1;
+        if low > self.highest && low - self.highest <= MAX_MISSING_GAP {
+            // The sender jumped ahead (a loss longer than the window): the
+            // gap is missing, and the tracker goes on from there.
+            self.advance_to(low);
+        } else {
+            self.start_at(low);
+        }
+        for &s in &held[1..] {
+            let (w, b) = self.bit(s);
+            if self.bits[w] & b != 0 {
+                self.counts.duplicates += 1;
+                continue;
+            }
+            if s > self.highest {
+                self.advance_to(s);
+            } else {
+                self.bits[w] |= b;
+                self.counts.missing -= 1;
+            }
+        }
+        debug_assert_eq!(self.highest, high);
+        self.candidate = held;
+        self.candidate.clear();
+    }
+
+    /// Counts at the end of a stream: candidate packets still held are
+    /// strays (`out_of_window`).
+    pub fn final_counts(&self) -> VerifyCounts {
+        let mut c = self.counts();
+        c.out_of_window += self.candidate.len() as u64;
+        c
     }
 
     /// Counts so far.
@@ -159,6 +264,8 @@ impl VerifyCounts {
         self.too_old += o.too_old;
         self.highest_seq = self.highest_seq.max(o.highest_seq);
         self.not_udp += o.not_udp;
+        self.out_of_window += o.out_of_window;
+        self.resyncs += o.resyncs;
     }
 }
 
@@ -177,11 +284,15 @@ impl VerifySink {
         Self { flows: Vec::new(), last: 0, not_udp: 0, counters }
     }
 
-    /// Final counts, summed over flows.
+    /// Final counts, summed over flows (held candidates counted as strays).
     pub fn counts(&self) -> VerifyCounts {
+        self.sum(SeqTracker::final_counts)
+    }
+
+    fn sum(&self, of: impl Fn(&SeqTracker) -> VerifyCounts) -> VerifyCounts {
         let mut t = VerifyCounts { not_udp: self.not_udp, ..VerifyCounts::default() };
         for (_, f) in &self.flows {
-            t.add(&f.counts());
+            t.add(&of(f));
         }
         t
     }
@@ -211,7 +322,9 @@ impl super::Sink for VerifySink {
             }
             self.flow(p.src).record(seq::check(p.data));
         }
-        let c = self.counts();
+        // Live counts leave held candidates out, so no published counter
+        // ever goes down when they turn out to be a resync.
+        let c = self.sum(SeqTracker::counts);
         let set = |i: VerifyIdx, v: u64| self.counters.set(i as usize, v);
         set(VerifyIdx::Packets, c.packets);
         set(VerifyIdx::Valid, c.valid);
@@ -223,6 +336,8 @@ impl super::Sink for VerifySink {
         set(VerifyIdx::TooOld, c.too_old);
         set(VerifyIdx::Flows, self.flows.len() as u64);
         set(VerifyIdx::NotUdp, c.not_udp);
+        set(VerifyIdx::OutOfWindow, c.out_of_window);
+        set(VerifyIdx::Resyncs, c.resyncs);
     }
 
     fn name(&self) -> &'static str {
@@ -248,7 +363,7 @@ mod tests {
         for &s in seqs {
             t.record(Check::Valid(s));
         }
-        t.counts()
+        t.final_counts()
     }
 
     #[test]
@@ -269,18 +384,78 @@ mod tests {
 
     #[test]
     fn too_old_and_before_start() {
-        let c = run(&[10, 9, 10 + WINDOW + 5, 11]);
-        assert_eq!(c.too_old, 2);
-        assert_eq!(c.missing, WINDOW + 4);
+        let c = run(&[10, 9, 10 + WINDOW - 5, 11, 12]);
+        assert_eq!(c.too_old, 1);
+        assert_eq!(c.reordered, 2);
+        assert_eq!(c.missing, WINDOW - 6 - 2);
+        // Out of the window behind: a stray, not a move.
+        let c = run(&[WINDOW * 2, 5, WINDOW * 2 + 1]);
+        assert_eq!((c.out_of_window, c.too_old, c.missing), (1, 0, 0));
     }
 
     #[test]
     fn window_wraps_cleanly() {
-        // Jump far ahead twice, then revisit a slot whose bit belonged to an old seq.
-        let c = run(&[0, 3 * WINDOW, 3 * WINDOW - 1, 3 * WINDOW - 1]);
+        // Jump far ahead (confirmed by following packets), then revisit a
+        // slot whose bit belonged to an old seq.
+        let j = 3 * WINDOW;
+        let c = run(&[0, j, j + 1, j + 2, j + 3, j - 1, j - 1]);
+        assert_eq!(c.resyncs, 1);
         assert_eq!(c.reordered, 1);
         assert_eq!(c.duplicates, 1);
-        assert_eq!(c.missing, 3 * WINDOW - 2);
+        assert_eq!(c.missing, j - 2);
+    }
+
+    #[test]
+    fn one_wild_packet_in_a_flow_moves_nothing() {
+        let mut seqs: Vec<u64> = (0..1000).collect();
+        seqs.insert(500, 1 << 63);
+        let c = run(&seqs);
+        assert_eq!((c.out_of_window, c.missing, c.too_old, c.resyncs), (1, 0, 0, 0));
+        assert_eq!(c.valid, 1001);
+        // Even as the very first packet: the genuine flow takes over.
+        let mut seqs: Vec<u64> = vec![1 << 63];
+        seqs.extend(0..1000);
+        let c = run(&seqs);
+        assert_eq!((c.resyncs, c.missing, c.too_old), (1, 0, 0));
+        assert_eq!(c.highest_seq, 999);
+    }
+
+    #[test]
+    fn a_few_interleaved_wild_packets_never_win() {
+        let mut seqs = Vec::new();
+        for s in 0..10_000u64 {
+            seqs.push(s);
+            if s % 100 == 7 {
+                seqs.push((1 << 62) + s); // agreeing strays, but the flow goes on between them
+            }
+        }
+        let c = run(&seqs);
+        assert_eq!((c.out_of_window, c.missing, c.resyncs), (100, 0, 0));
+    }
+
+    #[test]
+    fn a_sender_restart_is_a_resync_without_missing() {
+        let mut seqs: Vec<u64> = (1_000_000..1_001_000).collect();
+        seqs.extend(0..1000);
+        let c = run(&seqs);
+        assert_eq!((c.resyncs, c.missing, c.out_of_window), (1, 0, 0));
+        assert_eq!(c.highest_seq, 999);
+    }
+
+    #[test]
+    fn a_confirmed_loss_burst_longer_than_the_window_is_missing() {
+        let mut seqs: Vec<u64> = (0..100).collect();
+        seqs.extend(100 + 5 * WINDOW..100 + 5 * WINDOW + 100);
+        let c = run(&seqs);
+        assert_eq!((c.resyncs, c.missing, c.out_of_window), (1, 5 * WINDOW, 0));
+    }
+
+    #[test]
+    fn a_wild_forward_resync_folds_nothing_into_missing() {
+        let mut seqs: Vec<u64> = (0..100).collect();
+        seqs.extend((1 << 63)..(1 << 63) + 100);
+        let c = run(&seqs);
+        assert_eq!((c.resyncs, c.missing), (1, 0));
     }
 
     #[test]

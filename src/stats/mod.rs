@@ -85,6 +85,8 @@ pub const VERIFY_COUNTERS: &[&str] = &[
     "too_old",
     "flows",
     "not_udp",
+    "out_of_window",
+    "resyncs",
 ];
 /// Index into [`VERIFY_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -100,6 +102,8 @@ pub enum VerifyIdx {
     TooOld,
     Flows,
     NotUdp,
+    OutOfWindow,
+    Resyncs,
 }
 
 /// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
@@ -148,6 +152,7 @@ pub const BLOCKS_COUNTERS: &[&str] = &[
     "ring_waits",
     "ring_dropped",
     "invalid",
+    "out_of_window",
 ];
 /// Index into [`BLOCKS_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -172,6 +177,7 @@ pub enum BlocksIdx {
     RingWaits,
     RingDropped,
     Invalid,
+    OutOfWindow,
 }
 
 /// Counters of a UDP relay (`relay.N`).
@@ -214,11 +220,11 @@ pub enum KernelIdx {
 
 // Each index enum must cover its name array exactly (last variant = len - 1).
 const _: () = assert!(RxIdx::PollGapNs as usize + 1 == RX_COUNTERS.len());
-const _: () = assert!(VerifyIdx::NotUdp as usize + 1 == VERIFY_COUNTERS.len());
+const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
-const _: () = assert!(BlocksIdx::Invalid as usize + 1 == BLOCKS_COUNTERS.len());
+const _: () = assert!(BlocksIdx::OutOfWindow as usize + 1 == BLOCKS_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.
 pub fn stats_dir() -> PathBuf {
@@ -364,9 +370,15 @@ impl StatsFile {
             }
             handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT });
         }
-        // Publish last: a reader that sees the magic sees the names.
-        w[0].store(MAGIC, Ordering::Release);
+        // The magic is stored by `publish`: until then readers see no
+        // counters file (a capture is "ready" once its sources are open).
         Ok((Self { map, path: path.to_path_buf(), claimed, remove_on_drop: false }, handles))
+    }
+
+    /// Makes the file visible to readers as a counters file (the magic is
+    /// stored last: a reader that sees it sees the names).
+    pub fn publish(&self) {
+        self.map.words()[0].store(MAGIC, Ordering::Release);
     }
 
     /// Whether a stale file of a dead capture with this name was replaced.
@@ -581,6 +593,8 @@ mod tests {
             StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
         ];
         let (file, h) = StatsFile::create_at(&path, &stages, DEFAULT_FILE_MODE).unwrap();
+        assert!(Snapshot::read("t", &path).is_err(), "not a counters file before publish");
+        file.publish();
         assert_eq!(Snapshot::read("t", &path).unwrap().backend, "");
         file.set_backend("afpacket");
         h[0].add(RxIdx::Packets as usize, 5);

@@ -435,8 +435,8 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
     if let Some(v) = &r.verify {
         let _ = writeln!(
             s,
-            "  verify     valid {}, corrupt {}, malformed {}, missing {}, duplicates {}, reordered {}, too old {}",
-            v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old
+            "  verify     valid {}, corrupt {}, malformed {}, missing {}, duplicates {}, reordered {}, too old {}, out of window {}, resyncs {}",
+            v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old, v.out_of_window, v.resyncs
         );
     }
     if let Some(x) = &r.relay {
@@ -450,7 +450,7 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
         let a = &b.assembly;
         let _ = writeln!(
             s,
-            "  blocks     {} written, {} dropped ({} packets), {} write errors; packets placed {}, duplicates {}, late {}, malformed {}, invalid {}, bad channel {}, no buffer {}; slots lost {}",
+            "  blocks     {} written, {} dropped ({} packets), {} write errors; packets placed {}, duplicates {}, late {}, malformed {}, invalid {}, bad channel {}, no buffer {}, out of window {} (resyncs {}); slots lost {}",
             b.written,
             b.dropped_blocks,
             b.dropped_packets,
@@ -462,6 +462,8 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
             a.invalid,
             a.bad_channel,
             a.no_buffer,
+            a.out_of_window,
+            a.resyncs,
             a.slots_lost
         );
     }
