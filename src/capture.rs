@@ -96,8 +96,11 @@ pub struct CaptureReport {
     pub listen: String,
     /// Packets delivered through every stage.
     pub packets: u64,
-    /// Payload bytes delivered.
+    /// Payload bytes of the delivered packets.
     pub bytes: u64,
+    /// Payload bytes of every packet received (`received`).
+    #[serde(default)]
+    pub received_bytes: u64,
     /// Packets linecap took from the kernel.
     pub received: u64,
     /// Datagrams or GRO super-packets received.
@@ -662,7 +665,11 @@ fn build_report(
         threads: cfg.threads,
         listen: info.listen.clone(),
         packets: received - ring - werr,
-        bytes: s.sum("rx.", "bytes"),
+        bytes: s
+            .sum("rx.", "bytes")
+            .saturating_sub(s.sum("pcap.queue.", "ring_full_bytes"))
+            .saturating_sub(s.sum("pcap.writer.", "write_error_bytes")),
+        received_bytes: s.sum("rx.", "bytes"),
         received,
         datagrams: s.sum("rx.", "datagrams"),
         syscalls: s.sum("rx.", "syscalls"),

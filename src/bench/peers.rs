@@ -108,6 +108,7 @@ pub fn measure_tcpdump(
         listen: format!("interface {}", tb.if_rx),
         packets: captured,
         bytes: 0,
+        received_bytes: 0,
         received: captured,
         datagrams: captured,
         syscalls: 1,

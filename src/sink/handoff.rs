@@ -13,7 +13,22 @@ pub struct Chunk {
     pub buf: Vec<u8>,
     /// Packets encoded in `buf`.
     pub packets: u64,
+    /// Each record's payload length, in order: what a writer that could
+    /// write only part of the chunk reports as lost, exactly. Allocated
+    /// once for the most records a chunk can hold.
+    pub payloads: Vec<u32>,
 }
+
+impl Chunk {
+    /// Payload bytes of all records.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payloads.iter().map(|&l| u64::from(l)).sum()
+    }
+}
+
+/// Smallest record a chunk holds (a pcap record header): bounds the
+/// records per chunk, so `payloads` never grows.
+pub const MIN_RECORD: usize = 16;
 
 /// The producer's end.
 pub struct Producer {
@@ -21,6 +36,8 @@ pub struct Producer {
     free: Receiver<Chunk>,
     current: Option<Chunk>,
     chunk_size: usize,
+    /// Chunks passed to the writer (full or flushed).
+    passed: u64,
 }
 
 /// The writer's end.
@@ -35,10 +52,13 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
     let (full_tx, full_rx) = sync_channel(chunks);
     let (free_tx, free_rx) = sync_channel(chunks);
     for _ in 0..chunks {
-        free_tx.send(Chunk { buf: Vec::with_capacity(chunk_size), packets: 0 }).expect("channel has room");
+        let payloads = Vec::with_capacity(chunk_size / MIN_RECORD + 1);
+        free_tx
+            .send(Chunk { buf: Vec::with_capacity(chunk_size), packets: 0, payloads })
+            .expect("channel has room");
     }
     (
-        Producer { full: full_tx, free: free_rx, current: None, chunk_size },
+        Producer { full: full_tx, free: free_rx, current: None, chunk_size, passed: 0 },
         Consumer { full: full_rx, free: free_tx },
     )
 }
@@ -58,9 +78,16 @@ impl Producer {
         self.chunk_size
     }
 
-    /// Reserves `len` bytes for one record and lets `encode` write them.
-    /// `encode` must write exactly `len` bytes.
-    pub fn push(&mut self, len: usize, encode: impl FnOnce(&mut [u8])) -> Result<(), Refused> {
+    /// Chunks passed to the writer so far (because full, or flushed).
+    pub fn passed(&self) -> u64 {
+        self.passed
+    }
+
+    /// Reserves `len` bytes for one record of `payload` payload bytes and
+    /// lets `encode` write them. `encode` must write exactly `len` bytes
+    /// (at least [`MIN_RECORD`]).
+    pub fn push(&mut self, len: usize, payload: u32, encode: impl FnOnce(&mut [u8])) -> Result<(), Refused> {
+        debug_assert!(len >= MIN_RECORD, "a record is at least a record header");
         if len > self.chunk_size {
             return Err(Refused::Full);
         }
@@ -81,13 +108,18 @@ impl Producer {
         c.buf.resize(at + len, 0);
         encode(&mut c.buf[at..]);
         c.packets += 1;
+        c.payloads.push(payload);
         Ok(())
     }
 
     /// Passes the current chunk (if any bytes) to the writer.
     pub fn flush(&mut self) -> Result<(), Refused> {
         match self.current.take() {
-            Some(c) if !c.buf.is_empty() => self.full.try_send(c).map_err(|_| Refused::Closed),
+            Some(c) if !c.buf.is_empty() => {
+                self.full.try_send(c).map_err(|_| Refused::Closed)?;
+                self.passed += 1;
+                Ok(())
+            }
             other => {
                 self.current = other;
                 Ok(())
@@ -107,6 +139,7 @@ impl Consumer {
     pub fn give_back(&self, mut c: Chunk) {
         c.buf.clear();
         c.packets = 0;
+        c.payloads.clear();
         let _ = self.free.try_send(c);
     }
 }
@@ -118,18 +151,19 @@ mod tests {
 
     #[test]
     fn bounded_and_counted() {
-        let (mut p, c) = handoff(2, 100);
-        // Two chunks of 100 bytes hold 2 * 10 records of 10 bytes; the 21st is refused.
+        let (mut p, c) = handoff(2, 200);
+        // Two chunks of 200 bytes hold 2 * 10 records of 20 bytes; the 21st is refused.
         for i in 0..20 {
-            assert_eq!(p.push(10, |b| b.fill(i)), Ok(()), "record {i}");
+            assert_eq!(p.push(20, 5, |b| b.fill(i)), Ok(()), "record {i}");
         }
-        assert_eq!(p.push(10, |_| {}), Err(Refused::Full));
+        assert_eq!(p.push(20, 5, |_| {}), Err(Refused::Full));
         let first = c.recv(Duration::from_millis(10)).unwrap();
-        assert_eq!((first.buf.len(), first.packets), (100, 10));
-        assert!(first.buf[..10].iter().all(|&b| b == 0));
+        assert_eq!((first.buf.len(), first.packets, first.payload_bytes()), (200, 10, 50));
+        assert!(first.buf[..20].iter().all(|&b| b == 0));
+        assert_eq!(p.passed(), 1, "the full chunk was passed on");
         c.give_back(first);
-        assert_eq!(p.push(10, |_| {}), Ok(()));
-        assert_eq!(p.push(1000, |_| {}), Err(Refused::Full));
+        assert_eq!(p.push(20, 5, |_| {}), Ok(()));
+        assert_eq!(p.push(1000, 5, |_| {}), Err(Refused::Full));
     }
 
     #[test]
@@ -137,7 +171,7 @@ mod tests {
         let (mut p, c) = handoff(2, 16);
         drop(c);
         // The pre-filled free chunks are still usable; flushing then fails.
-        assert_eq!(p.push(16, |_| {}), Ok(()));
-        assert_eq!(p.push(16, |_| {}), Err(Refused::Closed));
+        assert_eq!(p.push(16, 0, |_| {}), Ok(()));
+        assert_eq!(p.push(16, 0, |_| {}), Err(Refused::Closed));
     }
 }

@@ -10,13 +10,14 @@
 //! after SIGINT, SIGTERM or a full disk.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::handoff::{Consumer, Producer, Refused, handoff};
+use super::handoff::{Chunk, Consumer, Producer, Refused, handoff};
 use crate::format::l2l4::ipv4_checksum;
 use crate::packet::{Batch, Packet};
 use crate::stats::{QueueIdx, StageCounters, WriterIdx};
@@ -357,17 +358,19 @@ impl super::Sink for PcapSink {
             return;
         };
         let fmt = self.format;
+        let mut drop_bytes = 0u64;
         for p in batch.iter() {
+            let payload = p.data.len() as u32;
             let pushed = match p.frame {
                 Some(frame) if self.link == Link::Ethernet => {
                     let len = frame_record_len(frame, fmt);
                     producer
-                        .push(len, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len, fmt))
+                        .push(len, payload, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len, fmt))
                         .map(|()| len)
                 }
                 _ => {
                     let len = record_len(&p, &batch.dst, fmt);
-                    producer.push(len, |out| encode_record(out, &p, &batch.dst, fmt)).map(|()| len)
+                    producer.push(len, payload, |out| encode_record(out, &p, &batch.dst, fmt)).map(|()| len)
                 }
             };
             match pushed {
@@ -375,19 +378,25 @@ impl super::Sink for PcapSink {
                     packets += 1;
                     bytes += len as u64;
                 }
-                Err(Refused::Full | Refused::Closed) => drops += 1,
+                Err(Refused::Full | Refused::Closed) => {
+                    drops += 1;
+                    drop_bytes += u64::from(payload);
+                }
             }
         }
         self.dropped += drops;
         self.queue.add(QueueIdx::Packets as usize, packets);
         self.queue.add(QueueIdx::Bytes as usize, bytes);
         self.queue.add(QueueIdx::RingFullDrops as usize, drops);
+        self.queue.add(QueueIdx::RingFullBytes as usize, drop_bytes);
+        self.queue.set(QueueIdx::Chunks as usize, producer.passed());
     }
 
     fn tick(&mut self) {
         if self.last_flush.elapsed() >= Duration::from_millis(100) {
-            if self.producer.as_mut().is_some_and(|p| p.flush().is_ok()) {
-                self.queue.add(QueueIdx::Chunks as usize, 1);
+            if let Some(p) = self.producer.as_mut() {
+                let _ = p.flush();
+                self.queue.set(QueueIdx::Chunks as usize, p.passed());
             }
             self.last_flush = Instant::now();
         }
@@ -422,6 +431,18 @@ struct Output {
     files: u64,
 }
 
+/// After a failed write, how long the writer drops chunks (counted) before
+/// it tries the disk again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The writer's state about the disk.
+struct Health {
+    /// The last error, while writing fails.
+    failing: Option<io::Error>,
+    /// When the disk was last tried.
+    tried: Instant,
+}
+
 fn write_loop(
     opts: PcapOptions,
     rotating: bool,
@@ -430,15 +451,13 @@ fn write_loop(
     counters: StageCounters,
 ) -> io::Result<()> {
     let mut out = Output { file: first, written: 0, opened: Instant::now(), index: 0, files: 1 };
-    let mut failed: Option<io::Error> = None;
-    let mut throttle_start = Instant::now();
-    let mut throttle_bytes = 0u64;
+    let mut health = Health { failing: None, tried: Instant::now() };
+    let mut throttle = Throttle { start: Instant::now(), bytes: 0 };
     counters.set(WriterIdx::Files as usize, 1);
     let header = opts.format.file_header(opts.link);
-    if let Err(e) = out.file.write_all(&header) {
-        failed = Some(e);
-    } else {
-        out.written = header.len() as u64;
+    match out.file.write_all_at(&header, 0) {
+        Ok(()) => out.written = header.len() as u64,
+        Err(e) => health.failing = Some(e),
     }
     loop {
         let chunk = match consumer.recv(Duration::from_millis(100)) {
@@ -447,53 +466,149 @@ fn write_loop(
             Err(false) => continue,
         };
         if let Some(limit) = opts.throttle_bytes_per_sec {
-            throttle_bytes += chunk.buf.len() as u64;
-            let due = Duration::from_secs_f64(throttle_bytes as f64 / limit.max(1) as f64);
-            if let Some(wait) = due.checked_sub(throttle_start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-            if throttle_start.elapsed() > Duration::from_secs(10) {
-                throttle_start = Instant::now();
-                throttle_bytes = 0;
-            }
+            throttle.wait(chunk.buf.len(), limit);
         }
-        if failed.is_none() && rotating && needs_rotation(&opts.rotation, &out, chunk.buf.len(), header.len())
-        {
-            match rotate(&opts, &mut out) {
-                Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
-                Err(e) => failed = Some(e),
-            }
-        }
-        if failed.is_none() {
-            match out.file.write_all(&chunk.buf) {
-                Ok(()) => {
-                    out.written += chunk.buf.len() as u64;
-                    counters.add(WriterIdx::Packets as usize, chunk.packets);
-                    counters.add(WriterIdx::Bytes as usize, chunk.buf.len() as u64);
-                }
-                Err(e) => {
-                    // Cut the file back to its last whole record so it stays readable.
-                    let _ = out.file.set_len(out.written);
-                    failed = Some(e);
-                }
-            }
-        }
-        if let Some(e) = &failed {
-            if counters.get(WriterIdx::WriteErrorDrops as usize) == 0 {
-                eprintln!(
-                    "linecap: pcap write to {} failed: {e}; packets are dropped and counted from now on (free disk space or choose another --write path)",
-                    numbered_path(&opts.path, out.index, rotating).display()
-                );
-            }
-            counters.add(WriterIdx::WriteErrorDrops as usize, chunk.packets);
-        }
+        write_chunk(&opts, rotating, &header, &mut out, &mut health, &chunk, &counters);
         counters.add(WriterIdx::Chunks as usize, 1);
         consumer.give_back(chunk);
     }
     let _ = out.file.sync_data();
-    match failed {
+    match health.failing {
         Some(e) => Err(io::Error::new(e.kind(), format!("pcap writer: {e}"))),
         None => Ok(()),
+    }
+}
+
+/// A testing aid: holds the writer to a byte rate.
+struct Throttle {
+    start: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    fn wait(&mut self, bytes: usize, limit: u64) {
+        self.bytes += bytes as u64;
+        let due = Duration::from_secs_f64(self.bytes as f64 / limit.max(1) as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        if self.start.elapsed() > Duration::from_secs(10) {
+            *self = Self { start: Instant::now(), bytes: 0 };
+        }
+    }
+}
+
+/// Writes one chunk, or as many of its whole records as the disk takes.
+/// While the disk fails, chunks are dropped (counted) and the disk is
+/// tried again every [`RETRY_AFTER`]; writing resumes when it takes data.
+fn write_chunk(
+    opts: &PcapOptions,
+    rotating: bool,
+    header: &[u8],
+    out: &mut Output,
+    health: &mut Health,
+    chunk: &Chunk,
+    counters: &StageCounters,
+) {
+    let drop_all = |from: usize| {
+        counters.add(WriterIdx::WriteErrorDrops as usize, chunk.packets - from as u64);
+        let lost: u64 = chunk.payloads[from.min(chunk.payloads.len())..].iter().map(|&l| u64::from(l)).sum();
+        counters.add(WriterIdx::WriteErrorBytes as usize, lost);
+    };
+    if health.failing.is_some() && health.tried.elapsed() < RETRY_AFTER {
+        drop_all(0);
+        return;
+    }
+    health.tried = Instant::now();
+    let file_ok = out.written >= header.len() as u64;
+    if rotating && (needs_rotation(&opts.rotation, out, chunk.buf.len(), header.len()) || !file_ok)
+        || !file_ok && health.failing.is_some()
+    {
+        match rotate(opts, out, header, rotating) {
+            Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
+            Err(e) => {
+                fail(opts, out, rotating, health, e);
+                drop_all(0);
+                return;
+            }
+        }
+    }
+    let (done, err) = write_at_most(&out.file, &chunk.buf, out.written);
+    let (keep_bytes, keep_records) = if err.is_none() {
+        (chunk.buf.len(), chunk.packets as usize)
+    } else {
+        whole_records(opts.format, &chunk.buf, done)
+    };
+    if err.is_some() {
+        // Cut the file back to its last whole record so it stays readable.
+        let _ = out.file.set_len(out.written + keep_bytes as u64);
+    }
+    out.written += keep_bytes as u64;
+    counters.add(WriterIdx::Packets as usize, keep_records as u64);
+    counters.add(WriterIdx::Bytes as usize, keep_bytes as u64);
+    match err {
+        None => {
+            if health.failing.take().is_some() {
+                counters.add(WriterIdx::Resumed as usize, 1);
+                eprintln!(
+                    "linecap: pcap writing to {} resumed ({} packets dropped meanwhile, counted)",
+                    numbered_path(&opts.path, out.index, rotating).display(),
+                    counters.get(WriterIdx::WriteErrorDrops as usize)
+                );
+            }
+        }
+        Some(e) => {
+            fail(opts, out, rotating, health, e);
+            drop_all(keep_records);
+        }
+    }
+}
+
+/// Records a write error (said once per failing spell).
+fn fail(opts: &PcapOptions, out: &Output, rotating: bool, health: &mut Health, e: io::Error) {
+    if health.failing.is_none() {
+        eprintln!(
+            "linecap: pcap write to {} failed: {e}; packets are dropped and counted, and the disk is tried again every second (free space or choose another --write path)",
+            numbered_path(&opts.path, out.index, rotating).display()
+        );
+    }
+    health.failing = Some(e);
+}
+
+/// Writes `buf` at `at` until done or an error: (bytes written, the error).
+fn write_at_most(file: &File, buf: &[u8], at: u64) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.write_at(&buf[done..], at + done as u64) {
+            Ok(0) => return (done, Some(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"))),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// The longest prefix of whole records within the first `limit` bytes of a
+/// chunk: (bytes, records). Reads only the records' own length fields.
+pub fn whole_records(fmt: FileFormat, buf: &[u8], limit: usize) -> (usize, usize) {
+    let (mut at, mut n) = (0usize, 0usize);
+    loop {
+        let len = match fmt {
+            FileFormat::Pcap => {
+                buf.get(at + 8..at + 12).map(|b| 16 + u32::from_le_bytes(b.try_into().expect("4")) as usize)
+            }
+            FileFormat::Pcapng => {
+                buf.get(at + 4..at + 8).map(|b| u32::from_le_bytes(b.try_into().expect("4")) as usize)
+            }
+        };
+        match len {
+            Some(len) if len > 0 && at + len <= limit.min(buf.len()) => {
+                at += len;
+                n += 1;
+            }
+            _ => return (at, n),
+        }
     }
 }
 
@@ -503,16 +618,30 @@ fn needs_rotation(r: &Rotation, out: &Output, next: usize, header: usize) -> boo
     too_big || too_old
 }
 
-fn rotate(opts: &PcapOptions, out: &mut Output) -> io::Result<()> {
-    out.file.sync_data()?;
-    out.index += 1;
-    let path = numbered_path(&opts.path, out.index, true);
-    out.file = File::create(&path)?;
-    let header = opts.format.file_header(opts.link);
-    out.file.write_all(&header)?;
-    out.written = header.len() as u64;
-    out.opened = Instant::now();
-    out.files += 1;
+/// Starts the next file (or, without rotation, rewrites the header of a
+/// file whose header never made it to disk). `out` changes only on success.
+fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotating: bool) -> io::Result<()> {
+    if !rotating {
+        out.file.set_len(0)?;
+        out.file.write_all_at(header, 0)?;
+        out.written = header.len() as u64;
+        return Ok(());
+    }
+    let _ = out.file.sync_data();
+    let path = numbered_path(&opts.path, out.index + 1, true);
+    let file = File::create(&path)?;
+    if let Err(e) = file.write_all_at(header, 0) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    *out = Output {
+        file,
+        written: header.len() as u64,
+        opened: Instant::now(),
+        index: out.index + 1,
+        files: out.files + 1,
+    };
     Ok(())
 }
 

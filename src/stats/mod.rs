@@ -107,7 +107,7 @@ pub enum VerifyIdx {
 }
 
 /// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
-pub const QUEUE_COUNTERS: &[&str] = &["packets", "bytes", "ring_full_drops", "chunks"];
+pub const QUEUE_COUNTERS: &[&str] = &["packets", "bytes", "ring_full_drops", "chunks", "ring_full_bytes"];
 /// Index into [`QUEUE_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -116,10 +116,12 @@ pub enum QueueIdx {
     Bytes,
     RingFullDrops,
     Chunks,
+    RingFullBytes,
 }
 
 /// Counters of a sink's writer thread (`<sink>.writer.N`).
-pub const WRITER_COUNTERS: &[&str] = &["packets", "bytes", "files", "write_error_drops", "chunks"];
+pub const WRITER_COUNTERS: &[&str] =
+    &["packets", "bytes", "files", "write_error_drops", "chunks", "write_error_bytes", "resumed"];
 /// Index into [`WRITER_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -129,6 +131,8 @@ pub enum WriterIdx {
     Files,
     WriteErrorDrops,
     Chunks,
+    WriteErrorBytes,
+    Resumed,
 }
 
 /// Counters of a block sink (`blocks.N`): the assembler's and the writer's.
@@ -221,8 +225,8 @@ pub enum KernelIdx {
 // Each index enum must cover its name array exactly (last variant = len - 1).
 const _: () = assert!(RxIdx::PollGapNs as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
-const _: () = assert!(QueueIdx::Chunks as usize + 1 == QUEUE_COUNTERS.len());
-const _: () = assert!(WriterIdx::Chunks as usize + 1 == WRITER_COUNTERS.len());
+const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
+const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
 const _: () = assert!(BlocksIdx::OutOfWindow as usize + 1 == BLOCKS_COUNTERS.len());
 

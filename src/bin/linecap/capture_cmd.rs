@@ -181,6 +181,10 @@ pub(crate) struct CaptureArgs {
     quiet: bool,
 }
 
+/// The smallest pcap write chunk: one record of a 64 KiB datagram with
+/// its synthetic headers and pcapng framing fits.
+const MIN_CHUNK: usize = 128 << 10;
+
 fn parse_name(s: &str) -> Result<String, String> {
     linecap::stats::check_name(s)?;
     Ok(s.to_string())
@@ -207,7 +211,19 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             let mut o = PcapOptions::new(p.clone());
             o.rotation = Rotation { max_bytes: a.rotate_size, max_age: a.rotate_time };
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
-            o.chunk_bytes = (o.buffer_bytes / 16).clamp(64 << 10, 4 << 20);
+            // A chunk holds the largest record (a 64 KiB datagram and its
+            // headers), and at most a quarter of a rotated file, so that
+            // rotation keeps every file under --rotate-size.
+            o.chunk_bytes = (o.buffer_bytes / 16).clamp(MIN_CHUNK, 4 << 20);
+            if let Some(max) = a.rotate_size {
+                if max < 4 * MIN_CHUNK as u64 {
+                    bail!(
+                        "--rotate-size {max} is too small: files must hold at least {} bytes (4 write chunks)",
+                        4 * MIN_CHUNK
+                    );
+                }
+                o.chunk_bytes = o.chunk_bytes.min((max / 4) as usize);
+            }
             o.throttle_bytes_per_sec = a.sink_throttle;
             if let Some(f) = a.write_format {
                 o.format = f;
@@ -436,7 +452,15 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
         let _ = writeln!(
             s,
             "  verify     valid {}, corrupt {}, malformed {}, missing {}, duplicates {}, reordered {}, too old {}, out of window {}, resyncs {}",
-            v.valid, v.corrupt, v.malformed, v.missing, v.duplicates, v.reordered, v.too_old, v.out_of_window, v.resyncs
+            v.valid,
+            v.corrupt,
+            v.malformed,
+            v.missing,
+            v.duplicates,
+            v.reordered,
+            v.too_old,
+            v.out_of_window,
+            v.resyncs
         );
     }
     if let Some(x) = &r.relay {
