@@ -160,7 +160,55 @@ pub struct Sidecar {
     pub data: String,
 }
 
+/// Largest sidecar read (the presence map of the largest block fits).
+pub const MAX_SIDECAR_BYTES: usize = 256 << 20;
+
 impl Sidecar {
+    /// Parses a sidecar's text, checking what it claims: the layout (no
+    /// zero or wrapping sizes) and the data file's name (a plain
+    /// `block-*.bin` name, so it cannot point outside its directory).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let s: Sidecar =
+            serde_json::from_str(text).map_err(|e| format!("not a linecap block sidecar: {e}"))?;
+        let plain = !s.data.is_empty()
+            && !s.data.starts_with('.')
+            && !s.data.contains(['/', '\\', '\0'])
+            && s.data.ends_with(".bin");
+        if !plain {
+            return Err(format!(
+                "its data file name '{}' is not a block file beside it",
+                s.data.escape_debug()
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Reads the sidecar at `path` (never following a symlink, never
+    /// blocking on a FIFO) and checks its data file: a regular file beside
+    /// it, of exactly the layout's size. Returns the sidecar, its text and
+    /// the data file's path.
+    pub fn load(path: &Path) -> Result<(Self, String, PathBuf), String> {
+        let (bytes, _) = crate::sys::shm::read_checked(path, MAX_SIDECAR_BYTES)
+            .map_err(|e| format!("cannot read the sidecar {} ({e})", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("{} is not text", path.display()))?;
+        let s = Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let data = path.with_file_name(&s.data);
+        let meta = std::fs::symlink_metadata(&data)
+            .map_err(|e| format!("data file {} is missing ({e})", data.display()))?;
+        if !meta.is_file() {
+            return Err(format!("data file {} is not a regular file", data.display()));
+        }
+        let want = s.layout.block_bytes() as u64;
+        if meta.len() != want {
+            return Err(format!(
+                "{} holds {} bytes, the layout says {want}: the file is damaged",
+                data.display(),
+                meta.len()
+            ));
+        }
+        Ok((s, text, data))
+    }
+
     /// Whether (channel, slot) arrived.
     pub fn is_present(&self, channel: usize, slot: usize) -> bool {
         let i = channel * self.layout.slots + slot;
@@ -232,14 +280,25 @@ fn hex_words(words: &[u64]) -> String {
     words.iter().map(|w| format!("{w:016x}")).collect()
 }
 
+/// Writes a block and then its sidecar (a block with a sidecar is
+/// complete). On any failure (a full disk) both are removed: no orphan
+/// data file is left for a reader to trip on; the block is counted as a
+/// write error by the caller.
 fn write_block(dir: &Path, job: &Job) -> std::io::Result<()> {
-    let mut f = File::create(dir.join(&job.sidecar.data))?;
-    f.write_all(&job.block.data)?;
-    let json = serde_json::to_string_pretty(&job.sidecar).map_err(std::io::Error::other)?;
-    // The sidecar is written last: a block with a sidecar is complete.
+    let data = dir.join(&job.sidecar.data);
     let tmp = dir.join(format!("{}.json.tmp", job.sidecar.data));
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, dir.join(format!("{}.json", job.sidecar.data.trim_end_matches(".bin"))))
+    let result = (|| {
+        let mut f = File::create(&data)?;
+        f.write_all(&job.block.data)?;
+        let json = serde_json::to_string_pretty(&job.sidecar).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, dir.join(format!("{}.json", job.sidecar.data.trim_end_matches(".bin"))))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&data);
+    }
+    result
 }
 
 impl BlockSink {

@@ -160,7 +160,7 @@ mod tests {
         let first = c.recv(Duration::from_millis(10)).unwrap();
         assert_eq!((first.buf.len(), first.packets, first.payload_bytes()), (200, 10, 50));
         assert!(first.buf[..20].iter().all(|&b| b == 0));
-        assert_eq!(p.passed(), 1, "the full chunk was passed on");
+        assert_eq!(p.passed(), 2, "both full chunks were passed on");
         c.give_back(first);
         assert_eq!(p.push(20, 5, |_| {}), Ok(()));
         assert_eq!(p.push(1000, 5, |_| {}), Err(Refused::Full));

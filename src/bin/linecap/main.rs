@@ -447,22 +447,9 @@ fn cmd_blocks(a: BlocksArgs) -> anyhow::Result<ExitCode> {
     } else {
         file.with_extension("json")
     };
-    let text = std::fs::read_to_string(&side).with_context(|| {
-        format!("cannot read the sidecar {} (blocks are written by capture --blocks DIR)", side.display())
-    })?;
-    let s: Sidecar = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a linecap block sidecar", side.display()))?;
-    let data = side.with_file_name(&s.data);
-    let len =
-        std::fs::metadata(&data).with_context(|| format!("data file {} is missing", data.display()))?.len();
+    let (s, text, _data) = Sidecar::load(&side)
+        .map_err(|e| anyhow::anyhow!("{e} (blocks are written by capture --blocks DIR)"))?;
     let l = s.layout;
-    if len != l.block_bytes() as u64 {
-        bail!(
-            "{} holds {len} bytes, the layout says {}: the file is damaged",
-            data.display(),
-            l.block_bytes()
-        );
-    }
     if json {
         println!("{text}");
         return Ok(ExitCode::SUCCESS);
@@ -490,7 +477,11 @@ fn cmd_blocks(a: BlocksArgs) -> anyhow::Result<ExitCode> {
         if s.zero_filled { " (zero-filled)" } else { " (left as they were)" }
     );
     let width = 100usize;
-    for ch in 0..l.channels {
+    const MAX_ROWS: usize = 64;
+    if l.channels > MAX_ROWS {
+        println!("  (first {MAX_ROWS} of {} channels)", l.channels);
+    }
+    for ch in 0..l.channels.min(MAX_ROWS) {
         // One character per group of slots: '#' all present, '.' all missing, ':' some.
         let per = l.slots.div_ceil(width);
         let line: String = (0..l.slots.div_ceil(per))
