@@ -72,8 +72,11 @@ impl StreamFormat {
             StreamFormat::Vdif { fps } => match crate::format::vdif::parse(p) {
                 None => Decoded::Malformed,
                 Some((h, _)) if h.invalid => Decoded::Invalid,
+                // Saturating: --frames-per-second is the user's, the
+                // header's fields the network's; a wild product lands far
+                // out of the window, where the assembler counts it.
                 Some((h, data)) => Decoded::Packet(
-                    u64::from(h.seconds) * fps + u64::from(h.frame),
+                    u64::from(h.seconds).saturating_mul(*fps).saturating_add(u64::from(h.frame)),
                     u64::from(h.thread),
                     data,
                 ),
@@ -93,7 +96,8 @@ impl StreamFormat {
         }
     }
 
-    fn counter_bits(&self) -> u32 {
+    /// Bits of the format's sequence counter (narrower ones are unwrapped).
+    pub fn counter_bits(&self) -> u32 {
         match self {
             StreamFormat::Seq => 64,
             StreamFormat::Raw(s) => s.counter.bits(),
@@ -223,6 +227,65 @@ impl Sidecar {
 struct Job {
     block: Block,
     sidecar: Sidecar,
+}
+
+/// Decodes one payload of `format` and places it: the receive thread's
+/// whole share of the block sink's work, pure (no I/O).
+fn place(
+    format: &StreamFormat,
+    unwrap: &mut Unwrap,
+    asm: &mut Assembler,
+    payload: &[u8],
+    out: &mut impl FnMut(Block),
+) {
+    match format.decode(payload) {
+        Decoded::Packet(counter, channel, data) => {
+            let s = unwrap.extend(counter);
+            asm.push(s, channel as usize, data, out);
+        }
+        Decoded::Part(counter, offset, total, data) => {
+            let s = unwrap.extend(counter);
+            asm.push_part(s, 0, offset, total, data, out);
+        }
+        Decoded::Invalid => asm.invalid(),
+        Decoded::Malformed => asm.malformed(),
+    }
+}
+
+/// The block sink's decoding and placing without its threads and files:
+/// for offline assembly, benchmarks and fuzzing.
+pub struct Placer {
+    format: StreamFormat,
+    unwrap: Unwrap,
+    asm: Assembler,
+}
+
+impl Placer {
+    /// A placer for `format` into blocks of `layout`.
+    pub fn new(format: StreamFormat, layout: Layout, opts: Options) -> Self {
+        Self { unwrap: Unwrap::new(format.counter_bits()), asm: Assembler::new(layout, opts), format }
+    }
+
+    /// Places one UDP payload; completed blocks go to `out` (give their
+    /// buffers back with [`Placer::recycle`]).
+    pub fn place(&mut self, payload: &[u8], out: &mut impl FnMut(Block)) {
+        place(&self.format, &mut self.unwrap, &mut self.asm, payload, out);
+    }
+
+    /// Returns a block's buffer to the pool.
+    pub fn recycle(&mut self, data: PageBuf) {
+        self.asm.recycle(data);
+    }
+
+    /// Completes every open block.
+    pub fn flush(&mut self, out: &mut impl FnMut(Block)) {
+        self.asm.flush(out);
+    }
+
+    /// What the assembler counted.
+    pub fn counts(&self) -> crate::assemble::AssemblyCounts {
+        self.asm.counts()
+    }
 }
 
 /// Assembles on the receive thread, writes on its own thread.
@@ -476,18 +539,7 @@ impl super::Sink for BlockSink {
                 self.asm.malformed();
                 continue;
             }
-            match self.format.decode(p.data) {
-                Decoded::Packet(counter, channel, data) => {
-                    let s = self.unwrap.extend(counter);
-                    self.asm.push(s, channel as usize, data, &mut |b| done.push(b));
-                }
-                Decoded::Part(counter, offset, total, data) => {
-                    let s = self.unwrap.extend(counter);
-                    self.asm.push_part(s, 0, offset, total, data, &mut |b| done.push(b));
-                }
-                Decoded::Invalid => self.asm.invalid(),
-                Decoded::Malformed => self.asm.malformed(),
-            }
+            place(&self.format, &mut self.unwrap, &mut self.asm, p.data, &mut |b| done.push(b));
         }
         for b in done {
             self.hand_off(b);
