@@ -129,6 +129,20 @@ fn root_only_steps_name_the_capability() {
         return;
     };
     assert_clean_error(&o, "busy polling needs CAP_NET_ADMIN");
+    let Some(o) = as_nobody(&[
+        "capture",
+        "--backend",
+        "xdp",
+        "--iface",
+        "lo",
+        "--listen",
+        "127.0.0.1:9",
+        "--duration",
+        "1s",
+    ]) else {
+        return;
+    };
+    assert_clean_error(&o, "CAP_PERFMON");
 }
 
 #[test]

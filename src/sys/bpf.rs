@@ -68,7 +68,11 @@ fn fd(ret: i64) -> OwnedFd {
 
 fn hint(e: io::Error, what: &str) -> io::Error {
     let msg = match e.raw_os_error() {
-        Some(libc::EPERM) => format!("{what}: {e}; needs CAP_BPF and CAP_NET_ADMIN: run as root"),
+        // The verifier also asks for CAP_PERFMON (pointer arithmetic on packet
+        // data) unless CAP_SYS_ADMIN is held.
+        Some(libc::EPERM) => format!(
+            "{what}: {e}; needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or CAP_SYS_ADMIN): run as root or grant them with setcap"
+        ),
         _ => format!("{what}: {e}"),
     };
     io::Error::new(e.kind(), msg)
