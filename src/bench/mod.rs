@@ -8,6 +8,7 @@
 //! fresh sender run as child processes, pinned: sender on the send core,
 //! receiver and NAPI thread on the receive core.
 
+pub mod baseline;
 pub mod peers;
 pub mod report;
 
@@ -47,6 +48,9 @@ pub enum Row {
     Afpacket2,
     /// tcpdump -w /dev/null (reference, when installed).
     Tcpdump,
+    /// The baseline of the socket rows: a plain recvmmsg loop, same buffer,
+    /// no GRO, no control messages (`bench::baseline`).
+    PlainRecvmmsg,
 }
 
 impl FromStr for Row {
@@ -64,9 +68,10 @@ impl FromStr for Row {
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
+            "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg)"
                 ));
             }
         })
@@ -88,6 +93,7 @@ impl Row {
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
+            Row::PlainRecvmmsg => "plain-recvmmsg",
         }
     }
 
@@ -111,6 +117,7 @@ impl Row {
             Row::XdpBusyPoll => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--busy-poll", "20"],
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],
+            Row::PlainRecvmmsg => vec!["--plain-loop"],
         };
         // Every receive thread on the receive core: the kernel side (NAPI,
         // the copy into a ring) runs there whatever the threads do.

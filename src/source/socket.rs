@@ -13,7 +13,10 @@ use std::os::fd::OwnedFd;
 
 use super::{PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
-use crate::sys::{self, mmsg::MmsgRx};
+use crate::sys::{
+    self,
+    mmsg::{MmsgRx, Wants},
+};
 
 /// Largest GRO super-packet the kernel builds (64 KiB).
 const GRO_SLOT: usize = 65_536;
@@ -53,6 +56,13 @@ pub struct SocketOptions {
     pub filter: Option<Vec<crate::filter::Insn>>,
     /// Busy polling: microseconds per poll (None: block in the kernel).
     pub busy_poll: Option<u32>,
+    /// Ask the kernel for a receive timestamp per datagram (a pcap needs
+    /// them; nothing else does, and `SO_TIMESTAMPNS` makes the kernel stamp
+    /// every packet of the machine).
+    pub timestamps: bool,
+    /// Ask for each datagram's sender (the verifier's flows and a pcap's
+    /// synthetic headers need it; blocks and the relay do not).
+    pub sources: bool,
 }
 
 /// What the socket ended up with (the kernel may refuse or clamp requests).
@@ -76,8 +86,12 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
         sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
     let (rcvbuf, forced) = sys::set_rcvbuf(&fd, opts.rcvbuf)?;
-    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
-    sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+    // Only what a sink needs: each control message costs the kernel work
+    // per datagram. The socket's drops come from SO_MEMINFO (exact), read
+    // every 100 ms, so SO_RXQ_OVFL's per-datagram copy is not asked for.
+    if opts.timestamps {
+        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+    }
     sys::set_rcvtimeo(&fd, 100_000)?;
     if let Some(usecs) = opts.busy_poll {
         sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET)
@@ -113,6 +127,7 @@ pub struct SocketSource {
     last: RecvStats,
     busy_poll: bool,
     gaps: PollGaps,
+    want_sources: bool,
 }
 
 impl SocketSource {
@@ -125,9 +140,10 @@ impl SocketSource {
             RecvMode::Recvmmsg => (opts.batch.max(1), if gro { GRO_SLOT } else { PLAIN_SLOT }),
         };
         let per_msg = if gro { MAX_GRO_SEGMENTS } else { 1 };
+        let rx = MmsgRx::new(vlen, slot, Wants { names: opts.sources, control: gro || opts.timestamps });
         Ok(Self {
             fd,
-            rx: MmsgRx::new(vlen, slot),
+            rx,
             metas: Vec::with_capacity(vlen * per_msg),
             sources: Vec::with_capacity(vlen),
             setup,
@@ -136,6 +152,7 @@ impl SocketSource {
             busy_poll: opts.busy_poll.is_some(),
             gaps: PollGaps::default(),
             last: RecvStats::default(),
+            want_sources: opts.sources,
         })
     }
 
@@ -190,7 +207,7 @@ impl Source for SocketSource {
         let slot = self.rx.slot_size();
         for i in 0..n {
             let m = *self.rx.meta(i);
-            self.sources.push(self.rx.source(i));
+            self.sources.push(if self.want_sources { self.rx.source(i) } else { None });
             stats.truncated += u64::from(m.truncated);
             if m.drops.is_some() {
                 stats.kernel_drops = m.drops.max(stats.kernel_drops);
@@ -266,6 +283,8 @@ mod tests {
             join: None,
             filter: None,
             busy_poll: None,
+            timestamps: true,
+            sources: true,
         };
         let mut src = SocketSource::open(&opts).unwrap();
         let to = src.setup().local;

@@ -63,7 +63,9 @@ pub fn parse_control(mut c: &[u8]) -> (u64, u16) {
             (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if data.len() >= 16 => {
                 let s = u64::from_ne_bytes(data[0..8].try_into().expect("8"));
                 let ns = u64::from_ne_bytes(data[8..16].try_into().expect("8"));
-                ts = s * 1_000_000_000 + ns;
+                // Saturating: the words are the kernel's, but a parser
+                // never trusts arithmetic on what it reads.
+                ts = s.saturating_mul(1_000_000_000).saturating_add(ns);
             }
             (libc::SOL_UDP, libc::UDP_GRO) if data.len() >= 4 => {
                 seg = i32::from_ne_bytes(data[0..4].try_into().expect("4")) as u16;

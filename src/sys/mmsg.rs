@@ -33,8 +33,18 @@ pub struct RxMeta {
     pub truncated: bool,
 }
 
+/// What a receive asks the kernel to fill in besides the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wants {
+    /// The sender's address (`msg_name`).
+    pub names: bool,
+    /// Control messages (timestamps, GRO segment size).
+    pub control: bool,
+}
+
 /// A receive batch: `vlen` slots of `slot_size` bytes each.
 pub struct MmsgRx {
+    wants: Wants,
     slot_size: usize,
     slab: Vec<u8>,
     _iovs: Vec<libc::iovec>,
@@ -51,8 +61,9 @@ pub struct MmsgRx {
 unsafe impl Send for MmsgRx {}
 
 impl MmsgRx {
-    /// Allocates `vlen` slots of `slot_size` bytes.
-    pub fn new(vlen: usize, slot_size: usize) -> Self {
+    /// Allocates `vlen` slots of `slot_size` bytes; the kernel writes names
+    /// and control messages only if `wants` says so.
+    pub fn new(vlen: usize, slot_size: usize, wants: Wants) -> Self {
         let vlen = vlen.max(1);
         let mut slab = vec![0u8; vlen * slot_size];
         // SAFETY: all-zero is a valid sockaddr_storage / mmsghdr.
@@ -68,12 +79,17 @@ impl MmsgRx {
             let h = &mut hdrs[i].msg_hdr;
             h.msg_iov = &raw mut iovs[i];
             h.msg_iovlen = 1;
-            h.msg_name = (&raw mut names[i]).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_control = ctrl[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+            if wants.names {
+                h.msg_name = (&raw mut names[i]).cast();
+                h.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            }
+            if wants.control {
+                h.msg_control = ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+            }
         }
         Self {
+            wants,
             slot_size,
             slab,
             _iovs: iovs,
@@ -96,9 +112,11 @@ impl MmsgRx {
     }
 
     fn reset(&mut self, n: usize) {
+        let namelen = if self.wants.names { size_of::<libc::sockaddr_storage>() as u32 } else { 0 };
+        let controllen = if self.wants.control { size_of::<[u64; CTRL_WORDS]>() } else { 0 };
         for (h, c) in self.hdrs.iter_mut().zip(self.ctrl.iter_mut()).take(n) {
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-            h.msg_hdr.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+            h.msg_hdr.msg_namelen = namelen;
+            h.msg_hdr.msg_controllen = controllen;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
             c[0] = 0;
@@ -148,6 +166,9 @@ impl MmsgRx {
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             ..RxMeta::default()
         };
+        if !self.wants.control {
+            return meta;
+        }
         // SAFETY: the kernel filled msg_control/msg_controllen of this header;
         // CMSG_FIRSTHDR/NXTHDR stay within that buffer and return null at its end.
         unsafe {
@@ -190,8 +211,11 @@ impl MmsgRx {
         &self.slab
     }
 
-    /// The sender of received message `i`.
+    /// The sender of received message `i` (None unless names were asked for).
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        if !self.wants.names {
+            return None;
+        }
         from_sockaddr(&self.names[i])
     }
 }

@@ -112,6 +112,10 @@ pub(crate) struct CaptureArgs {
     /// Testing aid: limit the pcap writer to this many bytes per second.
     #[arg(long, value_parser = units::parse_size, hide = true)]
     sink_throttle: Option<u64>,
+    /// Benchmark baseline: instead of a capture, the plainest recvmmsg loop
+    /// (same socket and buffer, no GRO, no control messages), counting only.
+    #[arg(long, hide = true)]
+    plain_loop: bool,
     /// Check every payload of this format, count gaps/duplicates/reordering.
     #[arg(long, value_enum)]
     verify: Option<VerifyFormat>,
@@ -205,6 +209,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
+    if a.plain_loop {
+        return plain_loop(&a);
+    }
     let pcap = match &a.write {
         Some(p) => {
             check_output_dir(p)?;
@@ -248,6 +255,10 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     reuseport: false,
                     join: a.join,
                     busy_poll: a.busy_poll,
+                    // Only what the sinks use: timestamps for a pcap, the
+                    // sender for a pcap's headers and the verifier's flows.
+                    timestamps: a.write.is_some(),
+                    sources: a.write.is_some() || a.verify.is_some(),
                     filter: match (&a.filter, &a.bpf_file) {
                         (Some(expr), _) => Some(
                             filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
@@ -391,6 +402,23 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(f) = &report.failure {
         bail!("{f} (the report above holds what was counted until then)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
+    let p = linecap::bench::baseline::PlainLoop {
+        name: a.name.clone().unwrap_or_else(|| format!("plain-{}", std::process::id())),
+        listen: a.listen,
+        rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+        cpu: a.cpus.first().copied(),
+        duration: a.duration,
+    };
+    let report = linecap::bench::baseline::run(&p)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", summary(&report));
     }
     Ok(ExitCode::SUCCESS)
 }
