@@ -699,6 +699,10 @@ fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
         rx.set(RxIdx::PollGaps as usize, gaps);
         rx.set(RxIdx::PollGapNs as usize, gap_ns);
     }
+    if let Some((on, switches)) = source.gro_state() {
+        rx.set(RxIdx::GroOn as usize, u64::from(on));
+        rx.set(RxIdx::GroSwitches as usize, switches);
+    }
     if let Some((ring_full, no_buffer)) = source.drop_detail() {
         rx.set(RxIdx::RingFullDrops as usize, ring_full);
         rx.set(RxIdx::NoBufferDrops as usize, no_buffer);

@@ -83,6 +83,10 @@ pub struct TestbedOptions {
     /// Queues of each veth end (veth picks the receive queue of an XDP
     /// frame by the sending CPU, of an skb by its transmit queue).
     pub queues: u32,
+    /// Run the NAPI thread at SCHED_FIFO (as softirq preempts a receiver on
+    /// a NIC host); false leaves it at normal priority, as many hosts run
+    /// their softirq work in ksoftirqd.
+    pub napi_fifo: bool,
 }
 
 impl TestbedOptions {
@@ -95,6 +99,7 @@ impl TestbedOptions {
             rx_cpu: n.saturating_sub(1),
             tx_cpu: 0,
             queues: 1,
+            napi_fifo: true,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Testbed {
     pub queues: u32,
     /// The NAPI kernel thread (the first queue's), with [`Placement::Napi`].
     pub napi_pid: Option<i32>,
+    /// Whether the NAPI threads run at SCHED_FIFO.
+    pub napi_fifo: bool,
     persistent: bool,
 }
 
@@ -224,6 +231,7 @@ impl Testbed {
             rx_cpu: opts.rx_cpu,
             tx_cpu: opts.tx_cpu,
             queues: opts.queues.max(1),
+            napi_fifo: opts.napi_fifo,
             napi_pid: None,
             persistent: false,
         };
@@ -332,8 +340,10 @@ impl Testbed {
                 // time slice (ms), far longer than veth's 256-frame ring
                 // lasts. FIFO restores the NIC's behaviour: the kernel side
                 // runs promptly, the socket buffer absorbs the receiver's delays.
-                sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
-                    .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
+                if self.napi_fifo {
+                    sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
+                        .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
+                }
             }
             self.napi_pid = pids.iter().copied().min();
         }
@@ -375,6 +385,7 @@ impl Testbed {
             tx_cpu: 0,
             queues,
             napi_pid,
+            napi_fifo: napi_pid.is_some_and(sys::is_fifo),
             persistent: true,
         })
     }
@@ -451,7 +462,10 @@ impl Testbed {
             self.placement.label(),
             threaded.unwrap_or_else(|| "?".into()),
             match (self.napi_pid, napi_cpu) {
-                (Some(p), Some(c)) => format!("pid {p} on CPU {c}, SCHED_FIFO {NAPI_FIFO_PRIORITY}"),
+                (Some(p), Some(c)) if self.napi_fifo => {
+                    format!("pid {p} on CPU {c}, SCHED_FIFO {NAPI_FIFO_PRIORITY}")
+                }
+                (Some(p), Some(c)) => format!("pid {p} on CPU {c}, normal priority"),
                 (Some(p), None) => format!("pid {p}"),
                 _ => "none".into(),
             }

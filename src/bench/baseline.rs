@@ -52,6 +52,7 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         listen: p.listen,
         mode: RecvMode::Recvmmsg,
         gro: false,
+        gro_adaptive: false,
         batch: BATCH,
         rcvbuf: p.rcvbuf,
         reuseport: false,

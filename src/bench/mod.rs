@@ -29,8 +29,10 @@ pub enum Row {
     Recv,
     /// recvmmsg batches.
     Recvmmsg,
-    /// recvmmsg with UDP GRO.
+    /// recvmmsg with UDP GRO kept on.
     RecvmmsgGro,
+    /// The socket capture as a user runs it: no options (adaptive GRO).
+    Default,
     /// recvmmsg with UDP GRO, busy-polling (busy-poll placement).
     RecvmmsgGroBusyPoll,
     /// io_uring multishot recvmsg, provided buffers (no GRO, to compare with recvmmsg).
@@ -60,6 +62,7 @@ impl FromStr for Row {
             "recv" => Row::Recv,
             "recvmmsg" => Row::Recvmmsg,
             "recvmmsg+gro" => Row::RecvmmsgGro,
+            "default" => Row::Default,
             "recvmmsg+gro+busypoll" | "recvmmsg+gro+bp" => Row::RecvmmsgGroBusyPoll,
             "uring" => Row::Uring,
             "recvmmsg+gro+blocks" | "blocks" => Row::RecvmmsgGroBlocks,
@@ -71,7 +74,7 @@ impl FromStr for Row {
             "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg)"
                 ));
             }
         })
@@ -85,6 +88,7 @@ impl Row {
             Row::Recv => "recv",
             Row::Recvmmsg => "recvmmsg",
             Row::RecvmmsgGro => "recvmmsg+gro",
+            Row::Default => "default",
             Row::RecvmmsgGroBusyPoll => "recvmmsg+gro+busypoll",
             Row::Uring => "uring",
             Row::RecvmmsgGroBlocks => "recvmmsg+gro+blocks",
@@ -108,7 +112,8 @@ impl Row {
         let mut v: Vec<&str> = match self {
             Row::Recv => vec!["--mode", "recv", "--no-gro"],
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
-            Row::RecvmmsgGro => vec!["--mode", "recvmmsg"],
+            Row::RecvmmsgGro => vec!["--mode", "recvmmsg", "--gro-always"],
+            Row::Default => vec![],
             Row::RecvmmsgGroBusyPoll => vec!["--mode", "recvmmsg", "--busy-poll", "20"],
             Row::Uring => vec!["--backend", "uring", "--no-gro"],
             Row::RecvmmsgGroBlocks => vec!["--mode", "recvmmsg", "--shm", "", "--slot-bytes", "264"],
@@ -157,6 +162,9 @@ pub struct BenchConfig {
     pub at_pps: Option<f64>,
     /// Rounds at `at_pps`.
     pub rounds: usize,
+    /// Leave the NAPI thread at normal priority (as on hosts whose softirq
+    /// work runs in ksoftirqd) instead of SCHED_FIFO.
+    pub napi_normal: bool,
     /// Runs per bisection point; the median loss decides the step.
     pub repeats: usize,
 }
@@ -555,6 +563,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let mut o = TestbedOptions::new(&testbed::unique_name("bench"));
     o.placement = cfg.placement;
+    o.napi_fifo = !cfg.napi_normal;
     let tb = Testbed::up(&o)?;
     eprintln!("{}", tb.describe());
     let tb_busy = if cfg.rows.iter().any(Row::busy_polls) {

@@ -3,6 +3,7 @@
 //! sinks are done with them.
 
 pub mod afpacket;
+pub mod gro;
 pub mod socket;
 pub mod uring;
 pub mod xdp;
@@ -59,6 +60,11 @@ pub trait Source: Send {
     /// Exact cumulative count of packets the kernel dropped at this source
     /// (socket buffer or packet ring full).
     fn kernel_drops(&mut self) -> io::Result<u64>;
+    /// Adaptive UDP GRO (socket backend): whether it is on now, and how
+    /// many times it was switched.
+    fn gro_state(&self) -> Option<(bool, u64)> {
+        None
+    }
     /// Times a packet ring froze because every block was held (rings only).
     fn ring_freezes(&self) -> u64 {
         0

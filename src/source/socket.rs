@@ -11,6 +11,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+use super::gro::{GroPolicy, Switch};
 use super::{PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::{
@@ -44,6 +45,9 @@ pub struct SocketOptions {
     pub mode: RecvMode,
     /// Ask for UDP GRO super-packets.
     pub gro: bool,
+    /// Switch GRO off while it does not coalesce (and probe it again when
+    /// the receiver falls behind): see [`super::gro`]. False keeps it as asked.
+    pub gro_adaptive: bool,
     /// Messages per `recvmmsg`.
     pub batch: usize,
     /// Requested receive buffer (bytes).
@@ -128,6 +132,7 @@ pub struct SocketSource {
     busy_poll: bool,
     gaps: PollGaps,
     want_sources: bool,
+    gro_policy: Option<GroPolicy>,
 }
 
 impl SocketSource {
@@ -153,6 +158,7 @@ impl SocketSource {
             gaps: PollGaps::default(),
             last: RecvStats::default(),
             want_sources: opts.sources,
+            gro_policy: (gro && opts.gro_adaptive).then(|| GroPolicy::new(true, sys::monotonic_ns())),
         })
     }
 
@@ -175,6 +181,10 @@ impl Source for SocketSource {
     /// Waits up to the socket's receive timeout (100 ms).
     fn poll_gaps(&self) -> Option<(u64, u64)> {
         self.busy_poll.then_some((self.gaps.count, self.gaps.total_ns))
+    }
+
+    fn gro_state(&self) -> Option<(bool, u64)> {
+        self.gro_policy.as_ref().map(|p| (p.is_on(), p.switches))
     }
 
     fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
@@ -215,6 +225,20 @@ impl Source for SocketSource {
             split_gro(&mut self.metas, (i * slot) as u32, m.len as u32, m.gso_size, m.ts_ns, i as u32);
         }
         self.last = stats;
+        if let Some(policy) = &mut self.gro_policy {
+            let full = n == max;
+            match policy.record(n as u64, self.metas.len() as u64, full, sys::monotonic_ns()) {
+                Switch::Keep => {}
+                turn => {
+                    let on = i32::from(turn == Switch::On);
+                    if let Err(e) = sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, on) {
+                        // Said once; the socket stays as it is.
+                        eprintln!("linecap: the kernel refused to switch UDP GRO ({e}); keeping it as it is");
+                        self.gro_policy = None;
+                    }
+                }
+            }
+        }
         Ok(Some(Batch::new(self.rx.slab(), &self.metas, &self.sources, self.setup.local)))
     }
 }
@@ -277,6 +301,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             mode: RecvMode::Recvmmsg,
             gro: true,
+            gro_adaptive: true,
             batch: 8,
             rcvbuf: 1 << 20,
             reuseport: false,

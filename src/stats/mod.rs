@@ -52,6 +52,8 @@ pub const RX_COUNTERS: &[&str] = &[
     "no_buffer_drops",
     "poll_gaps",
     "poll_gap_ns",
+    "gro_on",
+    "gro_switches",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -71,6 +73,8 @@ pub enum RxIdx {
     NoBufferDrops,
     PollGaps,
     PollGapNs,
+    GroOn,
+    GroSwitches,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
@@ -223,7 +227,7 @@ pub enum KernelIdx {
 }
 
 // Each index enum must cover its name array exactly (last variant = len - 1).
-const _: () = assert!(RxIdx::PollGapNs as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(RxIdx::GroSwitches as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());

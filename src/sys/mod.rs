@@ -300,6 +300,12 @@ pub fn set_fifo(tid: i32, priority: i32) -> io::Result<()> {
     cvt(unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) }).map(drop)
 }
 
+/// Whether thread `tid` runs at SCHED_FIFO.
+pub fn is_fifo(tid: i32) -> bool {
+    // SAFETY: reads a thread's scheduling policy; no memory is passed.
+    unsafe { libc::sched_getscheduler(tid) == libc::SCHED_FIFO }
+}
+
 /// Total CPU time a thread or process has run, in nanoseconds, from
 /// `/proc/PID/schedstat` (precise, unlike the tick counts of `/proc/PID/stat`).
 pub fn task_runtime_ns(pid: i32) -> Option<u64> {

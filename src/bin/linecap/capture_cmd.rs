@@ -76,6 +76,11 @@ pub(crate) struct CaptureArgs {
     /// Do not ask for UDP GRO super-packets.
     #[arg(long)]
     no_gro: bool,
+    /// Keep UDP GRO on even while it does not coalesce (by default it is
+    /// switched off when messages carry fewer than 1.25 datagrams, and
+    /// probed again once a second while the receiver falls behind).
+    #[arg(long, conflicts_with = "no_gro")]
+    gro_always: bool,
     /// Messages per recvmmsg call.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -250,6 +255,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     listen: a.listen,
                     mode: a.mode,
                     gro: !a.no_gro,
+                    gro_adaptive: !a.gro_always,
                     batch: a.batch,
                     rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
                     reuseport: false,

@@ -239,6 +239,10 @@ struct BenchArgs {
     /// Runs per bisection point of the zero-loss search; the median loss decides (odd: 1, 3, 5).
     #[arg(long, default_value_t = 1)]
     repeats: usize,
+    /// Leave the receiving veth's NAPI thread at normal priority (many hosts
+    /// run softirq work in ksoftirqd) instead of SCHED_FIFO.
+    #[arg(long)]
+    napi_normal: bool,
 }
 
 fn main() -> ExitCode {
@@ -524,6 +528,7 @@ fn cmd_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         at_pps: a.at.and_then(|r| r.pps(a.sizes.first().copied().unwrap_or(272) as usize)),
         rounds: a.rounds,
         repeats: a.repeats,
+        napi_normal: a.napi_normal,
     };
     bench::run(&cfg)?;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,159 @@
+//! When UDP GRO pays: a pure policy that watches how many datagrams each
+//! received message carries and switches the socket's `UDP_GRO` at run
+//! time.
+//!
+//! GRO helps when one NAPI poll sees several packets of the flow (a burst
+//! from a user-space sender, a NIC's interrupt coalescing): one message then
+//! carries up to 64 datagrams. When the packets come one per poll (a
+//! kernel-side sender, a paced stream on an idle core), GRO only costs: the
+//! kernel holds every packet in its GRO list until the poll ends, and the
+//! receiver reads 64 KiB slots for 272-byte datagrams. So the socket starts
+//! with GRO on and the policy turns it off when a window of messages held
+//! fewer than [`KEEP_RATIO`] datagrams each; while off, it probes (turns it
+//! on again) once a second, but only while the receiver is behind (its
+//! receives come back full), since GRO cannot help a receiver that keeps up.
+
+/// Messages per decision.
+pub const WINDOW: u64 = 4096;
+/// Datagrams per message (×4) below which GRO is switched off: 1.25.
+pub const KEEP_RATIO_X4: u64 = 5;
+/// Shown in docs: the ratio [`KEEP_RATIO_X4`] stands for.
+pub const KEEP_RATIO: f64 = KEEP_RATIO_X4 as f64 / 4.0;
+/// Time between probes while GRO is off (ns).
+pub const PROBE_EVERY_NS: u64 = 1_000_000_000;
+
+/// What the policy wants done after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Leave the socket as it is.
+    Keep,
+    /// Turn `UDP_GRO` on (a probe).
+    On,
+    /// Turn `UDP_GRO` off.
+    Off,
+}
+
+/// The policy's state; time is passed in, so it is tested without a clock.
+#[derive(Debug, Clone)]
+pub struct GroPolicy {
+    on: bool,
+    messages: u64,
+    datagrams: u64,
+    full_batches: u64,
+    batches: u64,
+    since_ns: u64,
+    /// Times the socket's GRO was switched.
+    pub switches: u64,
+}
+
+impl GroPolicy {
+    /// A policy for a socket whose GRO is `on` now, at time `now_ns`.
+    pub fn new(on: bool, now_ns: u64) -> Self {
+        Self { on, messages: 0, datagrams: 0, full_batches: 0, batches: 0, since_ns: now_ns, switches: 0 }
+    }
+
+    /// Whether GRO is on.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Records one receive: `messages` messages holding `datagrams`
+    /// datagrams, `full` if the receive took as many messages as it could.
+    pub fn record(&mut self, messages: u64, datagrams: u64, full: bool, now_ns: u64) -> Switch {
+        self.messages += messages;
+        self.datagrams += datagrams;
+        self.batches += 1;
+        self.full_batches += u64::from(full);
+        if self.on {
+            if self.messages < WINDOW {
+                return Switch::Keep;
+            }
+            let pays = self.datagrams * 4 >= self.messages * KEEP_RATIO_X4;
+            self.restart(now_ns);
+            if pays {
+                return Switch::Keep;
+            }
+            self.on = false;
+            self.switches += 1;
+            return Switch::Off;
+        }
+        if now_ns.saturating_sub(self.since_ns) < PROBE_EVERY_NS {
+            return Switch::Keep;
+        }
+        // Behind for most of the last second: GRO might let it catch up.
+        let behind = self.full_batches * 2 > self.batches;
+        self.restart(now_ns);
+        if !behind {
+            return Switch::Keep;
+        }
+        self.on = true;
+        self.switches += 1;
+        Switch::On
+    }
+
+    fn restart(&mut self, now_ns: u64) {
+        self.messages = 0;
+        self.datagrams = 0;
+        self.batches = 0;
+        self.full_batches = 0;
+        self.since_ns = now_ns;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn one_datagram_per_message_turns_gro_off_after_a_window() {
+        let mut p = GroPolicy::new(true, 0);
+        let mut t = 0;
+        let mut seen = Vec::new();
+        for _ in 0..WINDOW / 64 {
+            t += MS;
+            seen.push(p.record(64, 64, true, t));
+        }
+        assert_eq!(seen.last(), Some(&Switch::Off));
+        assert!(seen[..seen.len() - 1].iter().all(|s| *s == Switch::Keep));
+        assert!(!p.is_on());
+    }
+
+    #[test]
+    fn coalescing_keeps_gro_on() {
+        let mut p = GroPolicy::new(true, 0);
+        for i in 0..10 * WINDOW {
+            assert_eq!(p.record(1, 40, false, i * MS), Switch::Keep);
+        }
+        assert!(p.is_on());
+    }
+
+    #[test]
+    fn while_off_it_probes_once_a_second_only_when_behind() {
+        let mut p = GroPolicy::new(false, 0);
+        // Keeping up (batches not full): no probe, however long.
+        for i in 1..=3000 {
+            assert_eq!(p.record(3, 3, false, i * MS), Switch::Keep);
+        }
+        // Behind: a probe after at most a second.
+        let mut t = 3000 * MS;
+        let mut probed = None;
+        for _ in 0..1100 {
+            t += MS;
+            if p.record(64, 64, true, t) == Switch::On {
+                probed = Some(t);
+                break;
+            }
+        }
+        assert!(probed.is_some() && p.is_on());
+        // The probe finds nothing to coalesce: off again after one window.
+        let mut off = false;
+        for _ in 0..WINDOW / 64 {
+            t += MS;
+            off |= p.record(64, 64, true, t) == Switch::Off;
+        }
+        assert!(off && !p.is_on());
+        assert_eq!(p.switches, 2);
+    }
+}
