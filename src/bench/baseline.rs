@@ -45,8 +45,8 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
         StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
     ];
-    let (mut file, mut counters) =
-        StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut file, mut counters) = StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     file.set_remove_on_drop(true);
     let opts = SocketOptions {
         listen: p.listen,

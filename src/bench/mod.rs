@@ -82,6 +82,21 @@ impl FromStr for Row {
 }
 
 impl Row {
+    /// The plainest receiver doing this row's job, measured in the same
+    /// rounds (`--at`): its ratio is the row's figure.
+    pub fn baseline(&self) -> Option<Row> {
+        match self {
+            Row::Recv
+            | Row::Recvmmsg
+            | Row::RecvmmsgGro
+            | Row::Default
+            | Row::Uring
+            | Row::RecvmmsgGroBlocks => Some(Row::PlainRecvmmsg),
+            Row::Afpacket | Row::Afpacket2 => Some(Row::Tcpdump),
+            _ => None,
+        }
+    }
+
     /// Display name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -266,6 +281,12 @@ pub struct Point {
     pub packets_per_datagram: f64,
     /// Sender CPU per packet.
     pub sender_ns_per_packet: f64,
+    /// CPU steal on the receive core during the point (%).
+    #[serde(default)]
+    pub rx_core_steal_pct: f64,
+    /// Round (from 1) of an interleaved `--at` run; 0 otherwise.
+    #[serde(default)]
+    pub round: usize,
 }
 
 impl Point {
@@ -330,11 +351,25 @@ pub(crate) struct CoreMeter {
     cpu: usize,
     t0: u64,
     idle0: u64,
+    steal0: u64,
 }
 
 impl CoreMeter {
     pub(crate) fn start(cpu: usize) -> Self {
-        Self { cpu, t0: sys::monotonic_ns(), idle0: sys::cpu_idle_ns(cpu).unwrap_or(0) }
+        Self {
+            cpu,
+            t0: sys::monotonic_ns(),
+            idle0: sys::cpu_idle_ns(cpu).unwrap_or(0),
+            steal0: sys::cpu_steal_ns(cpu).unwrap_or(0),
+        }
+    }
+
+    /// Share of the wall time the hypervisor took from the core (%): rounds
+    /// are comparable only at like steal.
+    pub(crate) fn steal_pct(&self) -> f64 {
+        let wall = (sys::monotonic_ns() - self.t0).max(1);
+        let steal = sys::cpu_steal_ns(self.cpu).unwrap_or(0).saturating_sub(self.steal0);
+        100.0 * steal as f64 / wall as f64
     }
 
     pub(crate) fn busy_ns(&self) -> u64 {
@@ -387,6 +422,7 @@ impl Bench<'_> {
         let sent = orchestrate::send(&self.cfg.exe, Some(&tb.ns_tx), &send_args)?;
         std::thread::sleep(Duration::from_millis(100));
         let core_ns = core.busy_ns();
+        let steal = core.steal_pct();
         let rep = cap.stop()?;
         let id =
             Identity::close(&sent, &rep, &before.drops_from(&TestbedCounters::read(tb)?, &rep, Some(&sent)));
@@ -407,6 +443,8 @@ impl Bench<'_> {
             packets_per_syscall: rep.received as f64 / rep.syscalls.max(1) as f64,
             packets_per_datagram: rep.received as f64 / rep.datagrams.max(1) as f64,
             sender_ns_per_packet: sent.cpu_ns_per_packet,
+            rx_core_steal_pct: steal,
+            round: 0,
         })
     }
 
@@ -527,7 +565,7 @@ impl Bench<'_> {
 
 fn point_line(p: &Point) -> String {
     format!(
-        "offered {:>8.1} kpps, delivered {:>8.1} kpps, lost {} ({}), rx threads {:.0} ns/pkt, rx core {:.0} ns/pkt, {:.1} pkts/syscall, {:.2} pkts/datagram",
+        "offered {:>8.1} kpps, delivered {:>8.1} kpps, lost {} ({}), rx threads {:.0} ns/pkt, rx core {:.0} ns/pkt, {:.1} pkts/syscall, {:.2} pkts/datagram, steal {:.1}%",
         p.offered_pps / 1e3,
         p.delivered_pps / 1e3,
         p.lost(),
@@ -539,7 +577,8 @@ fn point_line(p: &Point) -> String {
         p.rx_threads_ns_per_packet,
         p.rx_core_ns_per_packet,
         p.packets_per_syscall,
-        p.packets_per_datagram
+        p.packets_per_datagram,
+        p.rx_core_steal_pct
     )
 }
 
@@ -600,7 +639,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
                     if sys::stop_requested() {
                         break;
                     }
-                    let p = bench.measure(row, size, Some(at))?;
+                    let mut p = bench.measure(row, size, Some(at))?;
+                    p.round = round + 1;
                     eprintln!("  {:<13} {size:>5} B  round {}: {}", row.name(), round + 1, point_line(&p));
                     fixed.push(p);
                 }

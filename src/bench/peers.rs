@@ -84,6 +84,7 @@ pub fn measure_tcpdump(
     // timeout): wait for the last one, or its packets look lost.
     std::thread::sleep(Duration::from_millis(1200));
     let core_ns = core.busy_ns();
+    let steal = core.steal_pct();
     let cpu = sys::task_runtime_ns(pid as i32).unwrap_or(0);
     sys::send_signal(pid, libc::SIGINT)?;
     let mut rest = String::new();
@@ -141,6 +142,8 @@ pub fn measure_tcpdump(
         packets_per_syscall: 0.0,
         packets_per_datagram: 1.0,
         sender_ns_per_packet: sent.cpu_ns_per_packet,
+        rx_core_steal_pct: steal,
+        round: 0,
     })
 }
 

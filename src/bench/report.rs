@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::BenchResults;
+use super::{BenchResults, Point};
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn utc_now() -> String {
@@ -66,28 +66,32 @@ pub fn markdown(r: &BenchResults) -> String {
         );
     }
     if !r.fixed.is_empty() {
+        ratios_table(&mut s, &r.fixed);
         let _ = writeln!(s, "\nAt one rate, rows interleaved round by round (in measurement order):\n");
         let _ = writeln!(
             s,
-            "| row | payload | offered | delivered | loss | where lost | books | rx threads ns/pkt | rx core ns/pkt |"
+            "| round | row | payload | offered | delivered | × baseline | loss | where lost | books | rx threads ns/pkt | rx core ns/pkt | steal |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|---:|---:|");
+        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|");
         for p in &r.fixed {
             let wh: Vec<String> =
                 p.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(
                 s,
-                "| {} | {} B | {:.1} kpps ({} pkts) | {} pkts | {:.3}% | {} | {} | {:.0} | {:.0} |",
+                "| {} | {} | {} B | {:.1} kpps ({} pkts) | {} pkts | {} | {:.3}% | {} | {} | {:.0} | {:.0} | {:.1}% |",
+                p.round,
                 p.row.name(),
                 p.size,
                 p.offered_pps / 1e3,
                 p.sent,
                 p.delivered,
+                ratio_to_baseline(p, &r.fixed).map_or("-".to_string(), |x| format!("{x:.2}×")),
                 100.0 * p.lost() as f64 / p.sent.max(1) as f64,
                 if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
                 if p.identity.holds() { "exact" } else { "UNACCOUNTED" },
                 p.rx_threads_ns_per_packet,
-                p.rx_core_ns_per_packet
+                p.rx_core_ns_per_packet,
+                p.rx_core_steal_pct
             );
         }
     }
@@ -233,5 +237,50 @@ mod tests {
         let d = utc_now();
         assert_eq!(d.len(), 20);
         assert!(d.starts_with("20"));
+    }
+}
+
+/// A point's delivered packets over its baseline's in the same round and
+/// size (`Row::baseline`), when both were measured.
+pub fn ratio_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
+    let base = p.row.baseline()?;
+    let b = all.iter().find(|b| b.row == base && b.round == p.round && b.size == p.size)?;
+    (b.delivered > 0).then(|| p.delivered as f64 / b.delivered as f64)
+}
+
+/// Per row: the median and range of its per-round ratio to its baseline,
+/// and of the receive core's steal.
+fn ratios_table(s: &mut String, points: &[Point]) {
+    let mut rows: Vec<(super::Row, usize)> = Vec::new();
+    for p in points {
+        if p.row.baseline().is_some() && !rows.contains(&(p.row, p.size)) {
+            rows.push((p.row, p.size));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ =
+        writeln!(s, "\nDelivered, as a ratio to the plainest receiver of the same job in the same round:\n");
+    let _ = writeln!(s, "| row | payload | baseline | ratio (median) | range | rounds | steal (range) |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|");
+    for (row, size) in rows {
+        let mine: Vec<&Point> = points.iter().filter(|p| p.row == row && p.size == size).collect();
+        let ratios: Vec<f64> = mine.iter().filter_map(|p| ratio_to_baseline(p, points)).collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let steal_lo = mine.iter().map(|p| p.rx_core_steal_pct).fold(f64::INFINITY, f64::min);
+        let steal_hi = mine.iter().map(|p| p.rx_core_steal_pct).fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "| {} | {size} B | {} | {:.2}× | {lo:.2}–{hi:.2} | {} | {steal_lo:.1}–{steal_hi:.1}% |",
+            row.name(),
+            row.baseline().map_or("-", |b| b.name()),
+            super::median(&ratios),
+            ratios.len()
+        );
     }
 }
