@@ -228,18 +228,6 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn date_format() {
-        let d = utc_now();
-        assert_eq!(d.len(), 20);
-        assert!(d.starts_with("20"));
-    }
-}
-
 /// A point's delivered packets over its baseline's in the same round and
 /// size (`Row::baseline`), when both were measured.
 pub fn ratio_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
@@ -282,5 +270,17 @@ fn ratios_table(s: &mut String, points: &[Point]) {
             super::median(&ratios),
             ratios.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_format() {
+        let d = utc_now();
+        assert_eq!(d.len(), 20);
+        assert!(d.starts_with("20"));
     }
 }
