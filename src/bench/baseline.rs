@@ -1,10 +1,14 @@
-//! The plainest receiver that does a capture's job, to measure linecap's
-//! own receivers against in the same rounds: the loop a user writes in
-//! thirty lines of C. One UDP socket with the same receive buffer as a
-//! capture, `recvmmsg` of 64 messages into 2 KiB buffers, no GRO, no
-//! control messages, no sender addresses, and nothing done with the data
-//! but counting it. Run as `linecap capture --plain-loop` (hidden), so the
-//! bench starts, stops and accounts for it exactly as for a capture.
+//! The plainest receivers that do a capture's job, to measure linecap's
+//! own receivers against in the same rounds: the loops a user writes in
+//! thirty lines of C. Run as `linecap capture --plain-loop` (hidden), so
+//! the bench starts, stops and accounts for them exactly as for a capture.
+//!
+//! - socket: one UDP socket with the same receive buffer as a capture,
+//!   `recvmmsg` of 64 messages into 2 KiB buffers, no GRO, no control
+//!   messages, no sender addresses, nothing done with the data but counting.
+//! - xdp: the same AF_XDP socket, UMEM and XDP program as the xdp backend,
+//!   read as libxdp's minimal receiver does (peek, refill at once, `poll`):
+//!   [`XdpSource::run_minimal`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::capture::CaptureReport;
+use crate::source::Source;
 use crate::source::socket::{RecvMode, SocketOptions, open_udp_socket};
+use crate::source::xdp::{XdpOptions, XdpSource};
 use crate::stats::{KERNEL_COUNTERS, RX_COUNTERS, RxIdx, StageSpec, StatsFile};
 use crate::sys::{
     self,
@@ -94,44 +100,114 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         let (u, s) = sys::thread_cpu_ns();
         (packets, calls, drops, u, s)
     });
-    let stopped_by = loop {
-        std::thread::sleep(Duration::from_millis(20));
-        if sys::stop_requested() {
-            break "SIGINT";
-        }
-        if p.duration.is_some_and(|d| started.elapsed() >= d) {
-            break "duration";
-        }
-    };
+    let stopped_by = wait_for_stop(p, started);
     stop.store(true, Ordering::Relaxed);
     let (packets, calls, drops, user, sys_ns) =
         worker.join().map_err(|_| anyhow::anyhow!("the plain loop panicked"))?;
     let mut drop_map = BTreeMap::new();
     drop_map.insert("socket_overflow".to_string(), drops);
-    Ok(CaptureReport {
+    let mut r = report(p, "socket", "plain-recvmmsg", packets, calls, drop_map, started, user, sys_ns);
+    r.listen = setup.local.to_string();
+    r.rcvbuf = i64::from(setup.rcvbuf);
+    r.stopped_by = stopped_by.into();
+    Ok(r)
+}
+
+/// The minimal AF_XDP receiver on the xdp backend's socket and program.
+pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
+    let stages = [
+        StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
+        StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
+    ];
+    let (mut file, mut counters) = StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    file.set_remove_on_drop(true);
+    let mut src = XdpSource::open(o)?;
+    file.set_backend("xdp");
+    file.publish();
+    let rx = counters.remove(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let (cpu, stop2) = (p.cpu, stop.clone());
+    let worker = std::thread::spawn(move || {
+        if let Some(c) = cpu {
+            let _ = sys::pin_to_cpu(0, c);
+        }
+        let (mut packets, mut batches) = (0u64, 0u64);
+        src.run_minimal(&stop2, |n| {
+            packets += n;
+            batches += 1;
+            rx.set(RxIdx::Packets as usize, packets);
+        });
+        let (ring_full, no_frame) = src.drop_detail().unwrap_or((0, 0));
+        let all = src.kernel_drops().unwrap_or(0);
+        let (u, s) = sys::thread_cpu_ns();
+        (packets, batches, ring_full, no_frame, all, u, s)
+    });
+    let stopped_by = wait_for_stop(p, started);
+    stop.store(true, Ordering::Relaxed);
+    let (packets, batches, ring_full, no_frame, all, user, sys_ns) =
+        worker.join().map_err(|_| anyhow::anyhow!("the minimal AF_XDP loop panicked"))?;
+    let mut drops = BTreeMap::new();
+    drops.insert("xsk_rx_ring_full".to_string(), ring_full);
+    drops.insert("xsk_no_fill_frame".to_string(), no_frame);
+    drops.insert("xsk_invalid_descs".to_string(), all.saturating_sub(ring_full + no_frame));
+    let mut r = report(p, "xdp", "minimal-afxdp", packets, batches, drops, started, user, sys_ns);
+    r.listen = format!("interface {}", o.iface);
+    r.stopped_by = stopped_by.into();
+    Ok(r)
+}
+
+/// Waits for SIGINT/SIGTERM or the duration; says which.
+fn wait_for_stop(p: &PlainLoop, started: Instant) -> &'static str {
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if sys::stop_requested() {
+            return "SIGINT";
+        }
+        if p.duration.is_some_and(|d| started.elapsed() >= d) {
+            return "duration";
+        }
+    }
+}
+
+/// A baseline's figures in a capture's report.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    p: &PlainLoop,
+    backend: &str,
+    mode: &str,
+    packets: u64,
+    calls: u64,
+    drops: BTreeMap<String, u64>,
+    started: Instant,
+    user: u64,
+    sys_ns: u64,
+) -> CaptureReport {
+    CaptureReport {
         name: p.name.clone(),
-        backend: "socket".into(),
-        mode: "plain-recvmmsg".into(),
+        backend: backend.into(),
+        mode: mode.into(),
         gro: false,
         threads: 1,
-        listen: setup.local.to_string(),
+        listen: p.listen.to_string(),
         packets,
         bytes: 0,
         received_bytes: 0,
         received: packets,
         datagrams: packets,
         syscalls: calls,
-        drops: drop_map,
+        drops,
         kernel: BTreeMap::new(),
         duration_s: started.elapsed().as_secs_f64(),
         cpu_user_ns: user,
         cpu_sys_ns: sys_ns,
         cpu_ns_per_packet: if packets > 0 { (user + sys_ns) as f64 / packets as f64 } else { 0.0 },
-        rcvbuf: i64::from(setup.rcvbuf),
+        rcvbuf: 0,
         verify: None,
         blocks: None,
         relay: None,
-        stopped_by: stopped_by.into(),
+        stopped_by: "".into(),
         failure: None,
-    })
+    }
 }

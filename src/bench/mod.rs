@@ -53,6 +53,9 @@ pub enum Row {
     /// The baseline of the socket rows: a plain recvmmsg loop, same buffer,
     /// no GRO, no control messages (`bench::baseline`).
     PlainRecvmmsg,
+    /// The baseline of the xdp row: libxdp's minimal receiver loop on the
+    /// same socket and program (`bench::baseline`).
+    XdpMinimal,
 }
 
 impl FromStr for Row {
@@ -72,9 +75,10 @@ impl FromStr for Row {
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
             "tcpdump" => Row::Tcpdump,
             "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
+            "xdp-minimal" => Row::XdpMinimal,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal)"
                 ));
             }
         })
@@ -93,6 +97,7 @@ impl Row {
             | Row::Uring
             | Row::RecvmmsgGroBlocks => Some(Row::PlainRecvmmsg),
             Row::Afpacket | Row::Afpacket2 => Some(Row::Tcpdump),
+            Row::Xdp => Some(Row::XdpMinimal),
             _ => None,
         }
     }
@@ -113,6 +118,7 @@ impl Row {
             Row::Afpacket2 => "afpacket×2 (lb)",
             Row::Tcpdump => "tcpdump",
             Row::PlainRecvmmsg => "plain-recvmmsg",
+            Row::XdpMinimal => "xdp-minimal",
         }
     }
 
@@ -138,6 +144,7 @@ impl Row {
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
             Row::Tcpdump => vec![],
             Row::PlainRecvmmsg => vec!["--plain-loop"],
+            Row::XdpMinimal => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--plain-loop"],
         };
         // Every receive thread on the receive core: the kernel side (NAPI,
         // the copy into a ring) runs there whatever the threads do.

@@ -304,6 +304,28 @@ impl XdpSource {
     }
 }
 
+impl XdpSource {
+    /// The benchmark baseline on this socket: the minimal AF_XDP receiver
+    /// a user writes with libxdp (peek the rx ring, give the frames back on
+    /// the fill ring at once, `poll(2)` when empty), counting packets only.
+    /// Returns when `stop` is set and the rx ring is empty.
+    pub fn run_minimal(&mut self, stop: &std::sync::atomic::AtomicBool, mut count: impl FnMut(u64)) {
+        let mut descs = Vec::with_capacity(self.batch);
+        loop {
+            let n = self.xsk.peek(&mut descs, self.batch);
+            if n == 0 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let _ = sys::packet::poll_in(self.xsk.fd(), 100);
+                continue;
+            }
+            self.xsk.release(&descs);
+            count(n as u64);
+        }
+    }
+}
+
 impl Source for XdpSource {
     fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
         let held = std::mem::take(&mut self.held);

@@ -215,6 +215,10 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
     if a.plain_loop {
+        anyhow::ensure!(
+            matches!(a.backend, Backend::Socket | Backend::Xdp),
+            "--plain-loop is the socket and xdp backends' benchmark baseline"
+        );
         return plain_loop(&a);
     }
     let pcap = match &a.write {
@@ -420,7 +424,24 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
         cpu: a.cpus.first().copied(),
         duration: a.duration,
     };
-    let report = linecap::bench::baseline::run(&p)?;
+    let report = match (a.backend, &a.iface) {
+        (Backend::Xdp, Some(iface)) => {
+            let o = linecap::source::xdp::XdpOptions {
+                iface: iface.clone(),
+                queue: a.queue,
+                queues: 1,
+                listen: a.listen,
+                ring: a.xdp_ring,
+                frame_size: 2048,
+                batch: a.batch,
+                busy_poll: None,
+                force: a.force,
+            };
+            linecap::bench::baseline::run_xdp(&p, &o)?
+        }
+        (Backend::Xdp, None) => bail!("--backend xdp needs --iface IF (see 'ip link')"),
+        _ => linecap::bench::baseline::run(&p)?,
+    };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
