@@ -228,12 +228,15 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// A point's delivered packets over its baseline's in the same round and
-/// size (`Row::baseline`), when both were measured.
+/// A point's delivered share of what was offered over its baseline's in
+/// the same round and size (`Row::baseline`), when both were measured.
+/// Shares, not counts: a user-space sender does not reach the same rate
+/// twice, so equal shares are equal receivers.
 pub fn ratio_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
     let base = p.row.baseline()?;
     let b = all.iter().find(|b| b.row == base && b.round == p.round && b.size == p.size)?;
-    (b.delivered > 0).then(|| p.delivered as f64 / b.delivered as f64)
+    let share = |x: &Point| x.delivered as f64 / x.sent.max(1) as f64;
+    (b.delivered > 0).then(|| share(p) / share(b))
 }
 
 /// Per row: the median and range of its per-round ratio to its baseline,
@@ -248,8 +251,10 @@ fn ratios_table(s: &mut String, points: &[Point]) {
     if rows.is_empty() {
         return;
     }
-    let _ =
-        writeln!(s, "\nDelivered, as a ratio to the plainest receiver of the same job in the same round:\n");
+    let _ = writeln!(
+        s,
+        "\nDelivered share of the offered packets, as a ratio to the plainest receiver of the same job in the same round:\n"
+    );
     let _ = writeln!(s, "| row | payload | baseline | ratio (median) | range | rounds | steal (range) |");
     let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|");
     for (row, size) in rows {

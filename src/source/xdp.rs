@@ -368,6 +368,17 @@ impl Source for XdpSource {
         self.sources.clear();
         let ts = sys::realtime_ns();
         let umem_len = self.xsk.umem().len() as u64;
+        // Under load the frames of a batch were written long ago (the rx
+        // ring holds up to 8 MiB of them) and are cold: ask for every
+        // header first, so the misses overlap instead of queueing one by
+        // one in the decode loop. Measured on the FIFO-NAPI testbed at
+        // 2.35 Mpps: a loop that decodes each frame delivered 0.48-0.65 M
+        // frames/s without this, 1.19-1.20 M with it (in 2 of 3 rounds).
+        for &(addr, _) in &self.descs {
+            if let Some(frame) = self.xsk.umem().get(addr as usize..) {
+                sys::prefetch(frame);
+            }
+        }
         for &(addr, len) in &self.descs {
             if addr + u64::from(len) > umem_len {
                 continue;

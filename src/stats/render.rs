@@ -14,7 +14,14 @@ pub fn table(s: &Snapshot) -> String {
         (p, false) => format!("pid {p}, gone without finishing: killed?"),
     };
     let backend = if s.backend.is_empty() { String::new() } else { format!("{}, ", s.backend) };
-    let _ = writeln!(out, "capture {} ({backend}{state})", s.name);
+    // Anyone may write a file under /dev/shm: say whose numbers these are
+    // when they are not the reader's own.
+    let owner = if s.owner_uid != crate::sys::shm::effective_uid() {
+        format!(", file of uid {}", s.owner_uid)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "capture {} ({backend}{state}{owner})", s.name);
     for st in &s.stages {
         let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
