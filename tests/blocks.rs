@@ -20,7 +20,7 @@ fn seq_stream_assembles_byte_for_byte() {
     let b = rep.blocks.expect("block report");
     assert_eq!(b.assembly.packets, rep.received);
     assert_eq!(b.assembly.packets, b.assembly.accounted());
-    assert_eq!(b.written, b.assembly.blocks);
+    assert_eq!(b.written + b.dropped_blocks, b.assembly.blocks, "{b:?}");
     let blocks = read_blocks(&dir.0);
     assert_eq!(blocks.len() as u64, b.written);
     let mut want = vec![0u8; 200];
@@ -38,7 +38,8 @@ fn seq_stream_assembles_byte_for_byte() {
             }
         }
     }
-    assert_eq!(present, b.assembly.placed);
+    // Blocks dropped at the writer's queue under load are counted.
+    assert_eq!(present + b.dropped_packets, b.assembly.placed, "{b:?}");
     assert_eq!(
         b.assembly.placed + b.assembly.slots_lost,
         sent.packets,
@@ -107,7 +108,9 @@ fn raw_channels_fill_their_rows() {
             }
         }
     }
-    assert_eq!(present, b.assembly.placed);
+    // Under load the block writer's queue may drop whole blocks (counted):
+    // their packets were placed but are in no file.
+    assert_eq!(present + b.dropped_packets, b.assembly.placed, "{b:?}");
     assert_eq!(b.assembly.placed + b.assembly.slots_lost, sent.packets);
     assert_eq!(b.wraps, 30000 / 256, "{b:?}");
 }

@@ -53,7 +53,8 @@ fn python_reader_reads_a_running_capture() {
     assert_eq!(blocks.len() as u64, b.written, "the reader saw every published block");
     assert!(blocks.iter().all(|l| l["bad"] == 0 && l["overwritten"] == false), "{text}");
     let present: u64 = blocks.iter().map(|l| l["present"].as_u64().unwrap()).sum();
-    assert_eq!(present, b.assembly.placed);
+    // Blocks dropped at the writer's queue under load are counted.
+    assert_eq!(present + b.dropped_packets, b.assembly.placed, "{b:?}");
     assert_eq!(b.assembly.packets, rep.received);
     assert_eq!(b.assembly.packets, b.assembly.accounted());
     assert!(b.assembly.placed > 0 && b.assembly.placed <= sent.packets);

@@ -16,6 +16,68 @@
 //! 2 s, ... 64 s): an overloaded receiver is always behind, and each probe
 //! costs it a window of GRO.
 
+/// What the socket's stream looks like to the switch: GRO can be turned
+/// off safely only for a stream of one datagram size.
+///
+/// The kernel writes the `UDP_GRO` control message only while the socket
+/// has GRO on, and segments a super-packet at enqueue only if GRO is off
+/// *then*: super-packets queued before the switch arrive after it as one
+/// message with no segment size. For a stream of one size they are split
+/// at that size until the bytes that were queued at the switch have been
+/// read; a stream of several sizes keeps GRO (the segment size of a stale
+/// super-packet could not be known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamSize {
+    size: Option<u32>,
+    mixed: bool,
+}
+
+impl StreamSize {
+    /// Records one datagram size (a super-packet's segment size, or a plain
+    /// message's length). A super-packet's shorter last segment is not one.
+    pub fn record(&mut self, size: u32) {
+        match self.size {
+            None => self.size = Some(size),
+            Some(s) if s != size => self.mixed = true,
+            Some(_) => {}
+        }
+    }
+
+    /// The stream's one datagram size, if it has exactly one.
+    pub fn uniform(&self) -> Option<u32> {
+        if self.mixed { None } else { self.size }
+    }
+}
+
+/// Splitting stale super-packets after GRO was switched off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AfterOff {
+    /// Payload bytes still to read before no stale super-packet can remain
+    /// (the receive queue's bytes at the switch: truesize ≥ length).
+    pub at_risk_bytes: u64,
+    /// The stream's datagram size.
+    pub size: u32,
+    /// Stale super-packets split.
+    pub split: u64,
+}
+
+impl AfterOff {
+    /// The segment size to split a message of `len` bytes that came with
+    /// no `UDP_GRO` control message, or 0 to take it whole. Counts it.
+    pub fn segment_for(&mut self, len: u32) -> u16 {
+        if self.at_risk_bytes == 0 {
+            return 0;
+        }
+        self.at_risk_bytes = self.at_risk_bytes.saturating_sub(u64::from(len));
+        if len > self.size {
+            self.split += 1;
+            self.size.min(u32::from(u16::MAX)) as u16
+        } else {
+            0
+        }
+    }
+}
+
 /// Messages per decision: with coalescing, 256 messages hold thousands of
 /// datagrams; without, 256 datagrams are a few hundred microseconds of
 /// overhead (a window of 4096 lasted over a second at 200 kpps, measured).
@@ -191,6 +253,23 @@ mod tests {
         assert!(off && !p.is_on());
         assert_eq!(p.switches, 2);
         assert_eq!(p.probe_wait_ns(), 2 * PROBE_EVERY_NS, "a fruitless probe doubles the wait");
+    }
+
+    #[test]
+    fn a_stream_of_one_size_is_uniform_and_stale_super_packets_are_split_until_the_queue_is_read() {
+        let mut z = StreamSize::default();
+        for _ in 0..10 {
+            z.record(272);
+        }
+        assert_eq!(z.uniform(), Some(272));
+        let mut after = AfterOff { at_risk_bytes: 272 * 10, size: 272, split: 0 };
+        assert_eq!(after.segment_for(272 * 4), 272, "a stale super-packet");
+        assert_eq!(after.segment_for(272), 0, "a datagram");
+        assert_eq!(after.segment_for(272 * 5), 272);
+        assert_eq!(after.segment_for(272 * 3), 0, "past the bytes queued at the switch");
+        assert_eq!(after.split, 2);
+        z.record(100);
+        assert_eq!(z.uniform(), None, "several sizes: GRO stays");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use super::gro::{GroPolicy, Switch};
+use super::gro::{AfterOff, GroPolicy, StreamSize, Switch};
 use super::{PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::{
@@ -133,6 +133,10 @@ pub struct SocketSource {
     gaps: PollGaps,
     want_sources: bool,
     gro_policy: Option<GroPolicy>,
+    /// Datagram sizes seen (GRO is switched off only for one size).
+    stream_size: StreamSize,
+    /// After a switch off: stale super-packets to split.
+    after_off: AfterOff,
 }
 
 impl SocketSource {
@@ -159,12 +163,45 @@ impl SocketSource {
             last: RecvStats::default(),
             want_sources: opts.sources,
             gro_policy: (gro && opts.gro_adaptive).then(|| GroPolicy::new(true, sys::monotonic_ns())),
+            stream_size: StreamSize::default(),
+            after_off: AfterOff::default(),
         })
     }
 
     /// What the socket was given.
     pub fn setup(&self) -> &SocketSetup {
         &self.setup
+    }
+
+    /// Feeds the GRO policy one receive of `n` messages (of at most `max`)
+    /// and switches the socket as it says. Switching off needs a stream of
+    /// one datagram size (see [`StreamSize`]); a stream of several keeps
+    /// GRO for good.
+    fn adapt_gro(&mut self, n: usize, max: usize) {
+        let Some(policy) = &mut self.gro_policy else { return };
+        let turn = policy.record(n as u64, self.metas.len() as u64, n == max, sys::monotonic_ns());
+        let result = match turn {
+            Switch::Keep => return,
+            Switch::On => sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 1),
+            Switch::Off => {
+                let Some(size) = self.stream_size.uniform() else {
+                    self.gro_policy = None;
+                    return;
+                };
+                sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 0).map(|()| {
+                    // Whatever is queued now may hold super-packets that
+                    // will come without their segment size (unknown: split
+                    // for good, which a stream of one size allows).
+                    let queued = sys::socket_queued_bytes(&self.fd).unwrap_or(u64::MAX);
+                    self.after_off = AfterOff { at_risk_bytes: queued, size, split: self.after_off.split };
+                })
+            }
+        };
+        if let Err(e) = result {
+            // Said once; the socket stays as it is.
+            eprintln!("linecap: the kernel refused to switch UDP GRO ({e}); keeping it as it is");
+            self.gro_policy = None;
+        }
     }
 }
 
@@ -222,23 +259,20 @@ impl Source for SocketSource {
             if m.drops.is_some() {
                 stats.kernel_drops = m.drops.max(stats.kernel_drops);
             }
-            split_gro(&mut self.metas, (i * slot) as u32, m.len as u32, m.gso_size, m.ts_ns, i as u32);
+            let gso = if m.gso_size > 0 {
+                self.stream_size.record(u32::from(m.gso_size));
+                m.gso_size
+            } else {
+                let seg = self.after_off.segment_for(m.len as u32);
+                if seg == 0 {
+                    self.stream_size.record(m.len as u32);
+                }
+                seg
+            };
+            split_gro(&mut self.metas, (i * slot) as u32, m.len as u32, gso, m.ts_ns, i as u32);
         }
         self.last = stats;
-        if let Some(policy) = &mut self.gro_policy {
-            let full = n == max;
-            match policy.record(n as u64, self.metas.len() as u64, full, sys::monotonic_ns()) {
-                Switch::Keep => {}
-                turn => {
-                    let on = i32::from(turn == Switch::On);
-                    if let Err(e) = sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, on) {
-                        // Said once; the socket stays as it is.
-                        eprintln!("linecap: the kernel refused to switch UDP GRO ({e}); keeping it as it is");
-                        self.gro_policy = None;
-                    }
-                }
-            }
-        }
+        self.adapt_gro(n, max);
         Ok(Some(Batch::new(self.rx.slab(), &self.metas, &self.sources, self.setup.local)))
     }
 }

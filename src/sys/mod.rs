@@ -121,13 +121,23 @@ pub fn napi_id(fd: &impl AsRawFd) -> io::Result<u32> {
 /// The socket's drop counter (`sk_drops`), exact and cumulative: datagrams the
 /// kernel discarded because the receive buffer was full.
 pub fn socket_drops(fd: &impl AsRawFd) -> io::Result<u64> {
+    Ok(u64::from(socket_meminfo(fd)?[SK_MEMINFO_DROPS]))
+}
+
+/// Bytes (truesize) held in the socket's receive queue now
+/// (`SK_MEMINFO_RMEM_ALLOC`).
+pub fn socket_queued_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
+    Ok(u64::from(socket_meminfo(fd)?[0]))
+}
+
+fn socket_meminfo(fd: &impl AsRawFd) -> io::Result<[u32; SK_MEMINFO_VARS]> {
     let mut info = [0u32; SK_MEMINFO_VARS];
     let mut len = size_of::<[u32; SK_MEMINFO_VARS]>() as libc::socklen_t;
     // SAFETY: `info` is a writable buffer of `len` bytes.
     cvt(unsafe {
         libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr().cast(), &mut len)
     })?;
-    Ok(u64::from(info[SK_MEMINFO_DROPS]))
+    Ok(info)
 }
 
 /// Sets the receive buffer, forcing it above `rmem_max` when privileged.
