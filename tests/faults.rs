@@ -204,17 +204,7 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 
 #[test]
 fn stats_serve_exports_running_captures_over_http() {
-    use std::io::BufRead;
-    let mut exporter = Command::new(exe())
-        .args(["stats", "--serve", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(exporter.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let at = line.trim().strip_prefix("serving http://").and_then(|l| l.strip_suffix("/metrics")).unwrap();
-    let at = at.to_string();
+    let (exporter, at) = start_exporter();
     let addr = free_loopback();
     let name = unique("h");
     let cap = capture_named(None, &name, &["--listen", &addr]);

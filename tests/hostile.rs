@@ -140,17 +140,7 @@ fn scrape(addr: &str) -> (String, String) {
 
 #[test]
 fn the_exporter_answers_while_idle_and_slow_clients_hold_connections() {
-    use std::io::BufRead;
-    let mut exporter = Command::new(exe())
-        .args(["stats", "--serve", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(exporter.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let at = line.trim().strip_prefix("serving http://").and_then(|l| l.strip_suffix("/metrics")).unwrap();
-    let at = at.to_string();
+    let (exporter, at) = start_exporter();
     // 200 clients that connect and say nothing, 10 that send a byte at a time.
     let idle: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(&at).unwrap()).collect();
     let mut slow: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(&at).unwrap()).collect();

@@ -20,7 +20,7 @@ use crate::capture::CaptureReport;
 use crate::source::Source;
 use crate::source::socket::{RecvMode, SocketOptions, open_udp_socket};
 use crate::source::xdp::{XdpOptions, XdpSource};
-use crate::stats::{KERNEL_COUNTERS, RX_COUNTERS, RxIdx, StageSpec, StatsFile};
+use crate::stats::{KERNEL_COUNTERS, RX_COUNTERS, RxIdx, StageCounters, StageSpec, StatsFile};
 use crate::sys::{
     self,
     mmsg::{MmsgRx, Wants},
@@ -47,13 +47,7 @@ const SLOT: usize = 2048;
 /// Runs the loop until SIGINT/SIGTERM or the duration, then drains the
 /// socket; reports in a capture's terms (`packets`, the socket's drops).
 pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
-    let stages = [
-        StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
-        StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
-    ];
-    let (mut file, mut counters) = StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    file.set_remove_on_drop(true);
+    let (file, rx) = counters_file(p)?;
     let opts = SocketOptions {
         listen: p.listen,
         mode: RecvMode::Recvmmsg,
@@ -71,7 +65,6 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
     let (fd, setup) = open_udp_socket(&opts)?;
     file.set_backend("socket");
     file.publish();
-    let rx = counters.remove(0);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let (cpu, stop2) = (p.cpu, stop.clone());
@@ -115,17 +108,10 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
 
 /// The minimal AF_XDP receiver on the xdp backend's socket and program.
 pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
-    let stages = [
-        StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
-        StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
-    ];
-    let (mut file, mut counters) = StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    file.set_remove_on_drop(true);
+    let (file, rx) = counters_file(p)?;
     let mut src = XdpSource::open(o)?;
     file.set_backend("xdp");
     file.publish();
-    let rx = counters.remove(0);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let (cpu, stop2) = (p.cpu, stop.clone());
@@ -156,6 +142,19 @@ pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
     r.listen = format!("interface {}", o.iface);
     r.stopped_by = stopped_by.into();
     Ok(r)
+}
+
+/// The baseline's counters file (the bench waits for it, as for a
+/// capture's) and its receive stage; removed when the baseline ends.
+fn counters_file(p: &PlainLoop) -> anyhow::Result<(StatsFile, StageCounters)> {
+    let stages = [
+        StageSpec { name: "rx.0".into(), counters: RX_COUNTERS },
+        StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS },
+    ];
+    let (mut file, mut counters) = StatsFile::create(&p.name, &stages, crate::stats::DEFAULT_FILE_MODE)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    file.set_remove_on_drop(true);
+    Ok((file, counters.remove(0)))
 }
 
 /// Waits for SIGINT/SIGTERM or the duration; says which.

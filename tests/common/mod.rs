@@ -111,3 +111,19 @@ pub fn read_blocks(dir: &std::path::Path) -> Vec<(linecap::sink::blocks::Sidecar
     v.sort_by_key(|(s, _)| s.first_seq);
     v
 }
+
+/// Starts `linecap stats --serve` on a free loopback port: the child and
+/// the address it serves on.
+pub fn start_exporter() -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut exporter = Command::new(exe())
+        .args(["stats", "--serve", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(exporter.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let at = line.trim().strip_prefix("serving http://").and_then(|l| l.strip_suffix("/metrics")).unwrap();
+    (exporter, at.to_string())
+}
