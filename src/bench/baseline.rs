@@ -65,13 +65,8 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
     let (fd, setup) = open_udp_socket(&opts)?;
     file.set_backend("socket");
     file.publish();
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let (cpu, stop2) = (p.cpu, stop.clone());
-    let worker = std::thread::spawn(move || {
-        if let Some(c) = cpu {
-            let _ = sys::pin_to_cpu(0, c);
-        }
+    let ((packets, calls, drops, user, sys_ns), stopped_by) = run_pinned(p, started, move |stop2| {
         let mut msgs = MmsgRx::new(BATCH, SLOT, Wants { names: false, control: false });
         let (mut packets, mut calls) = (0u64, 0u64);
         loop {
@@ -92,11 +87,7 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         rx.set(RxIdx::KernelDrops as usize, drops);
         let (u, s) = sys::thread_cpu_ns();
         (packets, calls, drops, u, s)
-    });
-    let stopped_by = wait_for_stop(p, started);
-    stop.store(true, Ordering::Relaxed);
-    let (packets, calls, drops, user, sys_ns) =
-        worker.join().map_err(|_| anyhow::anyhow!("the plain loop panicked"))?;
+    })?;
     let mut drop_map = BTreeMap::new();
     drop_map.insert("socket_overflow".to_string(), drops);
     let mut r = report(p, "socket", "plain-recvmmsg", packets, calls, drop_map, started, user, sys_ns);
@@ -112,28 +103,20 @@ pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
     let mut src = XdpSource::open(o)?;
     file.set_backend("xdp");
     file.publish();
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let (cpu, stop2) = (p.cpu, stop.clone());
-    let worker = std::thread::spawn(move || {
-        if let Some(c) = cpu {
-            let _ = sys::pin_to_cpu(0, c);
-        }
-        let (mut packets, mut batches) = (0u64, 0u64);
-        src.run_minimal(&stop2, |n| {
-            packets += n;
-            batches += 1;
-            rx.set(RxIdx::Packets as usize, packets);
-        });
-        let (ring_full, no_frame) = src.drop_detail().unwrap_or((0, 0));
-        let all = src.kernel_drops().unwrap_or(0);
-        let (u, s) = sys::thread_cpu_ns();
-        (packets, batches, ring_full, no_frame, all, u, s)
-    });
-    let stopped_by = wait_for_stop(p, started);
-    stop.store(true, Ordering::Relaxed);
-    let (packets, batches, ring_full, no_frame, all, user, sys_ns) =
-        worker.join().map_err(|_| anyhow::anyhow!("the minimal AF_XDP loop panicked"))?;
+    let ((packets, batches, ring_full, no_frame, all, user, sys_ns), stopped_by) =
+        run_pinned(p, started, move |stop2| {
+            let (mut packets, mut batches) = (0u64, 0u64);
+            src.run_minimal(stop2, |n| {
+                packets += n;
+                batches += 1;
+                rx.set(RxIdx::Packets as usize, packets);
+            });
+            let (ring_full, no_frame) = src.drop_detail().unwrap_or((0, 0));
+            let all = src.kernel_drops().unwrap_or(0);
+            let (u, s) = sys::thread_cpu_ns();
+            (packets, batches, ring_full, no_frame, all, u, s)
+        })?;
     let mut drops = BTreeMap::new();
     drops.insert("xsk_rx_ring_full".to_string(), ring_full);
     drops.insert("xsk_no_fill_frame".to_string(), no_frame);
@@ -155,6 +138,28 @@ fn counters_file(p: &PlainLoop) -> anyhow::Result<(StatsFile, StageCounters)> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     file.set_remove_on_drop(true);
     Ok((file, counters.remove(0)))
+}
+
+/// Runs `work` on a thread pinned to the baseline's CPU until SIGINT,
+/// SIGTERM or the duration, when its stop flag is set; returns what it
+/// returned and what stopped it.
+fn run_pinned<T: Send + 'static>(
+    p: &PlainLoop,
+    started: Instant,
+    work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+) -> anyhow::Result<(T, &'static str)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (cpu, flag) = (p.cpu, stop.clone());
+    let worker = std::thread::spawn(move || {
+        if let Some(c) = cpu {
+            let _ = sys::pin_to_cpu(0, c);
+        }
+        work(&flag)
+    });
+    let stopped_by = wait_for_stop(p, started);
+    stop.store(true, Ordering::Relaxed);
+    let out = worker.join().map_err(|_| anyhow::anyhow!("the baseline's loop panicked"))?;
+    Ok((out, stopped_by))
 }
 
 /// Waits for SIGINT/SIGTERM or the duration; says which.
