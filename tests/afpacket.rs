@@ -34,10 +34,8 @@ fn run(tb: &Testbed, cap_args: &[&str], send_args: &[&str]) -> (linecap::capture
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn tpacket_v3_ring_closes_the_books() {
-    if !root_or_skip("tpacket_v3_ring_closes_the_books") {
-        return;
-    }
     let tb = testbed();
     let (rep, sent) = run(&tb, &[], &["--count", "40000", "--rate", "100kpps"]);
     assert!(rep.packets > 0 && rep.packets <= sent);
@@ -48,10 +46,8 @@ fn tpacket_v3_ring_closes_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn fanout_spreads_flows_and_keeps_the_books() {
-    if !root_or_skip("fanout_spreads_flows_and_keeps_the_books") {
-        return;
-    }
     let tb = testbed();
     for mode in ["hash", "lb"] {
         let (rep, _) = run(
@@ -64,10 +60,8 @@ fn fanout_spreads_flows_and_keeps_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn ethernet_pcap_is_readable() {
-    if !root_or_skip("ethernet_pcap_is_readable") {
-        return;
-    }
     let tb = testbed();
     let dir = TempDir::new("afp");
     let file = dir.0.join("eth.pcap");
@@ -126,10 +120,8 @@ fn ethernet_pcap_is_readable() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn bad_interfaces_and_rings_are_refused_clearly() {
-    if !root_or_skip("bad_interfaces_and_rings_are_refused_clearly") {
-        return;
-    }
     let tb = testbed();
     let cap = |args: &[&str]| {
         let mut a =
@@ -150,10 +142,8 @@ fn bad_interfaces_and_rings_are_refused_clearly() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn tx_ring_generator_is_verified_by_a_socket_capture() {
-    if !root_or_skip("tx_ring_generator_is_verified_by_a_socket_capture") {
-        return;
-    }
     let tb = testbed();
     let to = format!("{}:9000", linecap::testbed::RX_ADDR);
     let before = TestbedCounters::read(&tb).unwrap();
@@ -185,10 +175,8 @@ fn tx_ring_generator_is_verified_by_a_socket_capture() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn tx_ring_errors_are_clear() {
-    if !root_or_skip("tx_ring_errors_are_clear") {
-        return;
-    }
     let tb = testbed();
     let send = |args: &[&str]| {
         let mut a = vec!["send", "--netns", tb.ns_tx.as_str(), "--backend", "afpacket", "--count", "10"];

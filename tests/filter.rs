@@ -80,12 +80,10 @@ fn mixed(dst_mac: [u8; 6], reps: usize) -> Vec<Vec<u8>> {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn filters_accept_what_tcpdump_accepts() {
-    if !root_or_skip("filters_accept_what_tcpdump_accepts") {
-        return;
-    }
     let Some(tcpdump) = linecap::bench::peers::tcpdump_path() else {
-        eprintln!("skipped filters_accept_what_tcpdump_accepts: tcpdump not installed (.ci/run installs it)");
+        skip_or_fail("filters_accept_what_tcpdump_accepts: tcpdump not installed (.ci/run installs it)");
         return;
     };
     let tb = Testbed::up(&TestbedOptions { placement: Placement::Napi, ..TestbedOptions::new(&unique("f")) })
@@ -197,10 +195,8 @@ fn bad_filters_point_at_the_token() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn bpf_file_from_tcpdump_is_used() {
-    if !root_or_skip("bpf_file_from_tcpdump_is_used") {
-        return;
-    }
     let Some(tcpdump) = linecap::bench::peers::tcpdump_path() else { return };
     let tb = Testbed::up(&TestbedOptions::new(&unique("g"))).unwrap();
     let out = Command::new(&tcpdump).args(["-ddd", "-i", "lo", "udp dst port 9000"]).output().unwrap();

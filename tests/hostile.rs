@@ -72,10 +72,8 @@ fn a_planted_symlink_redirects_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn a_foreign_file_is_neither_adopted_nor_written() {
-    if !root_or_skip("a_foreign_file_is_neither_adopted_nor_written") {
-        return;
-    }
     let name = unique("own");
     let file = Planted(stats_path(&name));
     std::fs::write(&file.0, [0u8; 4096]).unwrap();
@@ -326,10 +324,8 @@ fn pcap_records(path: &Path) -> u64 {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn a_full_disk_costs_counted_packets_and_writing_resumes_when_space_returns() {
-    if !root_or_skip("a_full_disk_costs_counted_packets_and_writing_resumes_when_space_returns") {
-        return;
-    }
     let Some(disk) = SmallDisk::mount(4 << 20) else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;

@@ -34,7 +34,7 @@ fn python_with(modules: &str) -> Option<String> {
     match Command::new(&py).args(["-c", &format!("import {modules}")]).output() {
         Ok(o) if o.status.success() => Some(py),
         _ => {
-            eprintln!("skipped: {py} lacks {modules} (.ci/run installs them in .ci/venv)");
+            skip_or_fail(&format!("{py} lacks {modules} (.ci/run installs them in .ci/venv)"));
             None
         }
     }

@@ -14,7 +14,9 @@ fn python() -> Option<String> {
     match Command::new(&py).args(["-c", "import numpy"]).output() {
         Ok(o) if o.status.success() => Some(py),
         _ => {
-            eprintln!("skipped the Python reader check: {py} has no numpy (.ci/run installs it in a venv)");
+            skip_or_fail(&format!(
+                "the Python reader check: {py} has no numpy (.ci/run installs it in a venv)"
+            ));
             None
         }
     }

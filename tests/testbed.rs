@@ -53,10 +53,8 @@ fn drop_of(network: &[(&str, u64)], key: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn napi_testbed_closes_the_books() {
-    if !root_or_skip("napi_testbed_closes_the_books") {
-        return;
-    }
     let tb = testbed(Placement::Napi);
     assert!(tb.napi_pid.is_some(), "threaded NAPI kthread pinned");
     run_through(&tb, &[], &["--count", "50000", "--rate", "100kpps"]);
@@ -73,20 +71,16 @@ fn napi_testbed_closes_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn sender_placement_and_reuseport_threads() {
-    if !root_or_skip("sender_placement_and_reuseport_threads") {
-        return;
-    }
     let tb = testbed(Placement::Sender);
     assert!(tb.napi_pid.is_none());
     run_through(&tb, &["--threads", "2"], &["--count", "40000", "--rate", "80kpps", "--threads", "4"]);
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn testbed_is_removed_on_drop() {
-    if !root_or_skip("testbed_is_removed_on_drop") {
-        return;
-    }
     let tb = testbed(Placement::Napi);
     let (a, b) = (tb.ns_tx.clone(), tb.ns_rx.clone());
     assert!(netns_exists(&a) && netns_exists(&b));
@@ -100,10 +94,8 @@ fn testbed_is_removed_on_drop() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn demo_succeeds_and_says_where_it_ran() {
-    if !root_or_skip("demo_succeeds_and_says_where_it_ran") {
-        return;
-    }
     // As root the default is the reference stream from the kernel-side
     // generator into a busy-polling AF_XDP receiver.
     let out = linecap(&["demo", "--duration", "1s"]);
@@ -120,10 +112,8 @@ fn demo_succeeds_and_says_where_it_ran() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn multicast_join_receives_the_group() {
-    if !root_or_skip("multicast_join_receives_the_group") {
-        return;
-    }
     let tb = testbed(Placement::Napi);
     let group = "239.255.0.1:9000";
     let before = TestbedCounters::read(&tb).unwrap();
@@ -137,10 +127,8 @@ fn multicast_join_receives_the_group() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn demo_with_the_kernel_generator_closes_the_books() {
-    if !root_or_skip("demo_with_the_kernel_generator_closes_the_books") {
-        return;
-    }
     let out = linecap(&["demo", "--duration", "1s", "--xdp-live"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -155,10 +143,8 @@ fn demo_with_the_kernel_generator_closes_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn busy_polling_socket_drives_veth_napi() {
-    if !root_or_skip("busy_polling_socket_drives_veth_napi") {
-        return;
-    }
     // On the busy-poll placement veth defers its work to a busy poller; a
     // socket learns its NAPI id from its first datagram and then polls.
     // The same stream without and with --busy-poll: the difference is the
@@ -176,10 +162,8 @@ fn busy_polling_socket_drives_veth_napi() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn bench_searches_and_compares_at_one_rate_with_books_closed() {
-    if !root_or_skip("bench_searches_and_compares_at_one_rate_with_books_closed") {
-        return;
-    }
     let dir = TempDir::new("bench");
     let out = dir.0.to_str().unwrap();
     // Runs the bench with these options, then reads its results.json.
@@ -214,10 +198,8 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn doctor_judges_a_namespaces_interfaces() {
-    if !root_or_skip("doctor_judges_a_namespaces_interfaces") {
-        return;
-    }
     // The namespace's own sysfs must be mounted to see its interfaces'
     // settings (after setns, /sys still shows the old namespace's).
     let tb = testbed(Placement::BusyPoll);

@@ -34,10 +34,8 @@ fn load(m: Match) -> std::os::fd::OwnedFd {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn verifier_accepts_and_decisions_are_right() {
-    if !root_or_skip("verifier_accepts_and_decisions_are_right") {
-        return;
-    }
     let p = load(Match { port: 9000, ipv4_dst: None });
     let run = |f: &[u8]| bpf::xdp_test_run(&p, f).unwrap() as i32;
     let redirect = XDP_TX;
@@ -76,20 +74,16 @@ fn verifier_accepts_and_decisions_are_right() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn address_match_narrows_the_flow() {
-    if !root_or_skip("address_match_narrows_the_flow") {
-        return;
-    }
     let p = load(Match { port: 9000, ipv4_dst: Some(Ipv4Addr::new(198, 18, 0, 2)) });
     assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 2], 9000)).unwrap() as i32, XDP_TX);
     assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 3], 9000)).unwrap() as i32, XDP_PASS);
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn a_bad_program_carries_the_verifier_log() {
-    if !root_or_skip("a_bad_program_carries_the_verifier_log") {
-        return;
-    }
     // Reads packet data without a bounds check: the verifier must refuse it.
     let mut a = linecap::bpf::insn::Asm::default();
     a.ldx(linecap::bpf::insn::Size::W, 2, 1, 0);
@@ -102,10 +96,8 @@ fn a_bad_program_carries_the_verifier_log() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn bpf_link_attaches_natively_and_detaches_with_its_fd() {
-    if !root_or_skip("bpf_link_attaches_natively_and_detaches_with_its_fd") {
-        return;
-    }
     use linecap::testbed::{Testbed, TestbedOptions};
     use std::os::fd::AsRawFd;
     let tb = Testbed::up(&TestbedOptions::new(&unique("x"))).unwrap();
@@ -187,10 +179,8 @@ fn has_xdp(tb: &linecap::testbed::Testbed) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn af_xdp_capture_closes_the_books() {
-    if !root_or_skip("af_xdp_capture_closes_the_books") {
-        return;
-    }
     use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
     let to = rx_to();
@@ -216,10 +206,8 @@ fn af_xdp_capture_closes_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn af_xdp_faults_are_clear() {
-    if !root_or_skip("af_xdp_faults_are_clear") {
-        return;
-    }
     let tb = xdp_testbed();
     let cap = |args: &[&str]| {
         let mut a = vec!["capture", "--netns", tb.ns_rx.as_str(), "--backend", "xdp", "--duration", "1s"];
@@ -318,10 +306,8 @@ fn af_xdp_faults_are_clear() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn generator_program_writes_verifiable_seq_payloads() {
-    if !root_or_skip("generator_program_writes_verifiable_seq_payloads") {
-        return;
-    }
     use linecap::bpf::generator::GenState;
     use std::os::fd::AsRawFd;
     let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state").unwrap();
@@ -375,10 +361,8 @@ fn generator_program_writes_verifiable_seq_payloads() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn xdp_live_generator_is_verified_and_accounted() {
-    if !root_or_skip("xdp_live_generator_is_verified_and_accounted") {
-        return;
-    }
     let tb = xdp_testbed();
     let (sent, rep, before, after) = verified_run(
         &tb,
@@ -393,10 +377,8 @@ fn xdp_live_generator_is_verified_and_accounted() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn af_xdp_sender_is_verified_and_accounted() {
-    if !root_or_skip("af_xdp_sender_is_verified_and_accounted") {
-        return;
-    }
     let tb = xdp_testbed();
     let (sent, rep, before, after) = verified_run(
         &tb,
@@ -410,10 +392,8 @@ fn af_xdp_sender_is_verified_and_accounted() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn af_xdp_without_privilege_or_native_support_says_so() {
-    if !root_or_skip("af_xdp_without_privilege_or_native_support_says_so") {
-        return;
-    }
     let tb = xdp_testbed();
     // Without privileges: one line naming the capability.
     let o = std::process::Command::new("setpriv")
@@ -446,10 +426,8 @@ fn af_xdp_without_privilege_or_native_support_says_so() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
-    if !root_or_skip("busy_polling_receiver_drives_veth_napi_and_closes_the_books") {
-        return;
-    }
     use linecap::orchestrate::{TestbedCounters, prime_busy_poll};
     use linecap::testbed::{Placement, Testbed, TestbedOptions};
     // The busy-poll placement defers veth's softirq work to the busy poller
@@ -507,10 +485,8 @@ fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn one_capture_reads_every_queue_with_a_socket_each() {
-    if !root_or_skip("one_capture_reads_every_queue_with_a_socket_each") {
-        return;
-    }
     if linecap::sys::online_cpus() < 2 {
         eprintln!("SKIP one_capture_reads_every_queue_with_a_socket_each: needs 2 CPUs");
         return;
@@ -572,10 +548,8 @@ fn one_capture_reads_every_queue_with_a_socket_each() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn xdp_live_stops_on_sigint_and_reports_what_it_sent() {
-    if !root_or_skip("xdp_live_stops_on_sigint_and_reports_what_it_sent") {
-        return;
-    }
     use linecap::orchestrate::TestbedCounters;
     let tb = xdp_testbed();
     let to = rx_to();

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: the binary under test, a
-//! root check that skips cleanly, free loopback ports, and running
+//! check that fails where a peer was promised and skips elsewhere, free loopback ports, and running
 //! capture/send children through the same orchestration the demo uses.
 #![allow(dead_code)]
 
@@ -15,13 +15,15 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_linecap"))
 }
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn root_or_skip(test: &str) -> bool {
-    if linecap::sys::is_root() {
-        return true;
+/// A check that needs a tool or peer this machine lacks (tshark, tcpdump,
+/// promtool, setpriv, the Python packages): where the run promised them
+/// (`LINECAP_REQUIRE_PEERS`, set by `.ci/run`, which installs them) it
+/// fails; elsewhere it says on stderr that it skipped.
+pub fn skip_or_fail(reason: &str) {
+    if std::env::var_os("LINECAP_REQUIRE_PEERS").is_some() {
+        panic!("{reason}, but LINECAP_REQUIRE_PEERS says this run has every peer");
     }
-    eprintln!("skipped {test}: needs root (network namespaces, veth)");
-    false
+    eprintln!("skipped: {reason}");
 }
 
 /// A loopback address with a port that was free a moment ago.
