@@ -126,8 +126,9 @@ pub fn measure_tcpdump(
         stopped_by: "SIGINT".into(),
     };
     let after = TestbedCounters::read(tb)?;
-    // tcpdump taps frames before IP/UDP: only the veth's own drops apply.
-    let id = Identity::close(&sent, &rep, &before.drops(&after, &rep));
+    // tcpdump taps frames before IP/UDP: only the veth's own drops apply
+    // (an xdp-live sender's refused frames counted once, as for the rows).
+    let id = Identity::close(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
     Ok(Point {
         row: Row::Tcpdump,
         size,
