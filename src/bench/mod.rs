@@ -56,6 +56,9 @@ pub enum Row {
     /// The baseline of the xdp row: libxdp's minimal receiver loop on the
     /// same socket and program (`bench::baseline`).
     XdpMinimal,
+    /// The baseline of the xdp+busypoll row: the minimal loop busy-polling
+    /// the device when the rx ring is empty (busy-poll placement).
+    XdpMinimalBusyPoll,
 }
 
 impl FromStr for Row {
@@ -76,9 +79,10 @@ impl FromStr for Row {
             "tcpdump" => Row::Tcpdump,
             "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
             "xdp-minimal" => Row::XdpMinimal,
+            "xdp-minimal+busypoll" | "xdp-minimal+bp" => Row::XdpMinimalBusyPoll,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal, xdp-minimal+busypoll)"
                 ));
             }
         })
@@ -98,6 +102,7 @@ impl Row {
             | Row::RecvmmsgGroBlocks => Some(Row::PlainRecvmmsg),
             Row::Afpacket | Row::Afpacket2 => Some(Row::Tcpdump),
             Row::Xdp => Some(Row::XdpMinimal),
+            Row::XdpBusyPoll => Some(Row::XdpMinimalBusyPoll),
             _ => None,
         }
     }
@@ -119,12 +124,13 @@ impl Row {
             Row::Tcpdump => "tcpdump",
             Row::PlainRecvmmsg => "plain-recvmmsg",
             Row::XdpMinimal => "xdp-minimal",
+            Row::XdpMinimalBusyPoll => "xdp-minimal+busypoll",
         }
     }
 
     /// Whether the row runs on a testbed with the busy-poll placement.
     pub fn busy_polls(&self) -> bool {
-        matches!(self, Row::XdpBusyPoll | Row::RecvmmsgGroBusyPoll)
+        matches!(self, Row::XdpBusyPoll | Row::RecvmmsgGroBusyPoll | Row::XdpMinimalBusyPoll)
     }
 
     fn capture_args(&self, tb: &Testbed) -> Vec<String> {
@@ -145,6 +151,9 @@ impl Row {
             Row::Tcpdump => vec![],
             Row::PlainRecvmmsg => vec!["--plain-loop"],
             Row::XdpMinimal => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--plain-loop"],
+            Row::XdpMinimalBusyPoll => {
+                vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--busy-poll", "20", "--plain-loop"]
+            }
         };
         // Every receive thread on the receive core: the kernel side (NAPI,
         // the copy into a ring) runs there whatever the threads do.
@@ -422,7 +431,7 @@ impl Bench<'_> {
         cap_args.extend(row.capture_args(tb));
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
-        if row == Row::XdpBusyPoll {
+        if matches!(row, Row::XdpBusyPoll | Row::XdpMinimalBusyPoll) {
             orchestrate::prime_busy_poll(&self.cfg.exe, tb, PORT)?;
         }
         let core = CoreMeter::start(tb.rx_cpu);

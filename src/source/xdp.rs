@@ -307,7 +307,8 @@ impl XdpSource {
 impl XdpSource {
     /// The benchmark baseline on this socket: the minimal AF_XDP receiver
     /// a user writes with libxdp (peek the rx ring, give the frames back on
-    /// the fill ring at once, `poll(2)` when empty), counting packets only.
+    /// the fill ring at once, `poll(2)` when empty, or one busy poll of the
+    /// device when opened with `--busy-poll`), counting packets only.
     /// Returns when `stop` is set and the rx ring is empty.
     pub fn run_minimal(&mut self, stop: &std::sync::atomic::AtomicBool, mut count: impl FnMut(u64)) {
         let mut descs = Vec::with_capacity(self.batch);
@@ -317,7 +318,10 @@ impl XdpSource {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
-                let _ = sys::packet::poll_in(self.xsk.fd(), 100);
+                let polled = self.busy.as_mut().is_some_and(|bp| bp.poll(&self.xsk));
+                if !polled {
+                    let _ = sys::packet::poll_in(self.xsk.fd(), if self.busy.is_some() { 1 } else { 100 });
+                }
                 continue;
             }
             self.xsk.release(&descs);

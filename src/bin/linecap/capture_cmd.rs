@@ -434,7 +434,7 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
                 ring: a.xdp_ring,
                 frame_size: 2048,
                 batch: a.batch,
-                busy_poll: None,
+                busy_poll: a.busy_poll,
                 force: a.force,
             };
             linecap::bench::baseline::run_xdp(&p, &o)?
