@@ -103,7 +103,8 @@ impl CaptureChild {
     pub fn wait(mut self) -> anyhow::Result<CaptureReport> {
         let child = self.child.take().expect("child present");
         let out = child.wait_with_output()?;
-        let _ = std::fs::remove_file(stats::stats_path(&self.name));
+        // Only if it is still our child's (ended) file, never a live one.
+        let _ = crate::sys::shm::remove_stale(&stats::stats_path(&self.name));
         if !out.status.success() {
             bail!("capture failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -117,7 +118,7 @@ impl Drop for CaptureChild {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-            let _ = std::fs::remove_file(stats::stats_path(&self.name));
+            let _ = crate::sys::shm::remove_stale(&stats::stats_path(&self.name));
         }
     }
 }

@@ -258,3 +258,30 @@ fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
     assert_eq!(v[0]["level"], "loss");
     assert_clean_error(&linecap(&["doctor", "no-such-capture"]), "no counters for capture 'no-such-capture'");
 }
+
+#[test]
+fn prune_removes_ended_captures_files_and_keeps_running_ones() {
+    let ended = unique("ended");
+    let o = linecap(&[
+        "capture",
+        "--listen",
+        &free_loopback(),
+        "--name",
+        &ended,
+        "--duration",
+        "200ms",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ended_path = linecap::stats::stats_path(&ended);
+    assert!(ended_path.exists(), "a named capture keeps its counters file");
+    let running = unique("running");
+    let cap = capture_named(None, &running, &["--listen", &free_loopback()]);
+    let o = linecap(&["stats", "--prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("removed linecap-{ended}")), "{out}");
+    assert!(!ended_path.exists());
+    assert!(linecap::stats::stats_path(&running).exists(), "a running capture's file stays");
+    cap.stop().unwrap();
+}

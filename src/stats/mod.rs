@@ -572,6 +572,32 @@ impl Snapshot {
 /// The largest counters file a reader copies (a capture has tens of stages).
 pub const MAX_FILE_BYTES: usize = 1 << 20;
 
+/// What `prune` did with one file of the shared directory.
+#[derive(Debug)]
+pub struct Pruned {
+    /// The file's name.
+    pub file: String,
+    /// Removed (its capture had ended), or why not.
+    pub outcome: Result<bool, ClaimError>,
+}
+
+/// Removes the counters files and rings of captures that ended (their lock
+/// is free) and belong to this user; running captures' files, and anything
+/// that is not a regular file of ours, stay.
+pub fn prune() -> Vec<Pruned> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(stats_dir()).into_iter().flatten().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if !file.starts_with("linecap-") {
+            continue;
+        }
+        let outcome = crate::sys::shm::remove_stale(&e.path());
+        out.push(Pruned { file, outcome });
+    }
+    out.sort_by(|a, b| a.file.cmp(&b.file));
+    out
+}
+
 /// Names of the captures whose counters files exist.
 pub fn list_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(stats_dir())

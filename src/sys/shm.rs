@@ -363,6 +363,16 @@ fn held_by_writer(file: &File) -> bool {
     }
 }
 
+/// Removes `path` when it is a file of this user whose owner is gone (its
+/// lock is free); leaves a live one, and refuses a link, FIFO or another
+/// user's file (see [`ClaimError`]). Returns whether it removed it.
+pub fn remove_stale(path: &Path) -> Result<bool, ClaimError> {
+    match remove_if_stale(path) {
+        Err(ClaimError::InUse { .. }) => Ok(false),
+        other => other,
+    }
+}
+
 /// Removes `path` if it still names the inode open as `file` (a name
 /// taken over since is left alone).
 pub fn remove_if_same(path: &Path, file: &File) {

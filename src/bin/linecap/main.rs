@@ -125,6 +125,10 @@ struct StatsArgs {
     /// Serve every capture's counters over HTTP at /metrics (Prometheus), e.g. 127.0.0.1:9187, until interrupted.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["json", "prometheus", "watch", "name"])]
     serve: Option<std::net::SocketAddr>,
+    /// Remove the counters files and rings of captures that ended (a named
+    /// capture keeps them for `stats NAME`); running captures' stay.
+    #[arg(long, conflicts_with_all = ["json", "prometheus", "watch", "name", "serve"])]
+    prune: bool,
 }
 
 #[derive(Args)]
@@ -341,6 +345,21 @@ fn enter_netns(ns: &Option<String>) -> anyhow::Result<()> {
 
 fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     sys::install_stop_handler()?;
+    if a.prune {
+        let mut removed = 0;
+        for p in stats::prune() {
+            match p.outcome {
+                Ok(true) => {
+                    removed += 1;
+                    println!("removed {}", p.file);
+                }
+                Ok(false) => {}
+                Err(e) => eprintln!("kept {}: {e}", p.file),
+            }
+        }
+        println!("{removed} file(s) of ended captures removed from {}", stats::stats_dir().display());
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(addr) = a.serve {
         let l = stats::serve::bind(addr)?;
         // The bound address (port 0 picks one), for whoever started us.
