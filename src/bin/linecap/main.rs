@@ -394,7 +394,15 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
             if snaps.is_empty() {
                 println!("no captures (counters live in {})", stats::stats_dir().display());
             }
-            for s in &snaps {
+            // Running captures first; the ended ones after, as such.
+            let (running, ended): (Vec<&Snapshot>, Vec<&Snapshot>) = snaps.iter().partition(|s| s.running);
+            for s in &running {
+                print!("{}", render::table(s));
+            }
+            if !ended.is_empty() && a.name.is_none() {
+                println!("ended ({} capture(s); `linecap stats --prune` removes their files):", ended.len());
+            }
+            for s in &ended {
                 print!("{}", render::table(s));
             }
         }
