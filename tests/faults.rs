@@ -83,6 +83,21 @@ fn bad_values_are_refused_by_name() {
         (&["capture", "--listen", "127.0.0.1:0", "--write-format", "pcapng"][..], "--write"),
         (&["capture", "--listen", "127.0.0.1:0", "--relay", "nowhere"][..], "--relay"),
         (&["capture", "--listen", "127.0.0.1:0", "--format", "spead-hep"][..], "--format"),
+        // Session 3's options.
+        (&["capture", "--listen", "127.0.0.1:0", "--file-mode", "0400"][..], "--file-mode"),
+        (&["capture", "--listen", "127.0.0.1:0", "--file-mode", "1777"][..], "--file-mode"),
+        (&["capture", "--listen", "127.0.0.1:0", "--file-mode", "rw-r--r--"][..], "--file-mode"),
+        (&["capture", "--listen", "127.0.0.1:0", "--gro-always", "--no-gro"][..], "--gro-always"),
+        (
+            &["capture", "--listen", "127.0.0.1:0", "--rotate-size", "100k", "--write", "/tmp/x.pcap"][..],
+            "--rotate-size",
+        ),
+        (
+            &["capture", "--listen", "127.0.0.1:0", "--backend", "afpacket", "--iface", "lo", "--plain-loop"]
+                [..],
+            "--plain-loop",
+        ),
+        (&["stats", "--prune", "--json"][..], "--prune"),
     ] {
         let o = linecap(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -351,3 +351,13 @@ fn a_full_disk_costs_counted_packets_and_writing_resumes_when_space_returns() {
     assert_eq!(pcap_records(&file), rep.packets);
     assert!(rep.packets > 4000, "writing resumed after space returned: {rep:?}");
 }
+
+#[test]
+fn the_counters_file_has_the_mode_asked_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique("mode");
+    let cap = capture_named(None, &name, &["--listen", &free_loopback(), "--file-mode", "0640"]);
+    let mode = std::fs::metadata(stats_path(&name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    stop(cap);
+}
