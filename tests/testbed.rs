@@ -167,14 +167,15 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
     let dir = TempDir::new("bench");
     let out = dir.0.to_str().unwrap();
     // Runs the bench with these options, then reads its results.json.
-    let bench = |opts: &[&str]| -> serde_json::Value {
-        let mut args = vec!["bench", "--backends", "recvmmsg+gro,xdp+busypoll", "--duration", "300ms"];
+    let bench_rows = |rows: &str, opts: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench", "--backends", rows, "--duration", "300ms"];
         args.extend_from_slice(opts);
         args.extend(["--sender-rounds", "0", "--out", out]);
         let o = linecap(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_str(&std::fs::read_to_string(dir.0.join("results.json")).unwrap()).unwrap()
     };
+    let bench = |opts: &[&str]| bench_rows("recvmmsg+gro,xdp+busypoll", opts);
     let r = bench(&["--steps", "1", "--repeats", "3"]);
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -195,6 +196,19 @@ fn bench_searches_and_compares_at_one_rate_with_books_closed() {
         assert_eq!(p["identity"]["unaccounted"], 0, "{p}");
         assert!(p["sent"].as_u64().unwrap() > 0);
     }
+    // A row and its baseline: the ratio table and plot, books closed for both.
+    let r = bench_rows("plain-recvmmsg,default", &["--at", "50kpps", "--rounds", "2"]);
+    for p in r["fixed"].as_array().unwrap() {
+        assert_eq!(p["identity"]["unaccounted"], 0, "{p}");
+    }
+    let md = std::fs::read_to_string(dir.0.join("results.md")).unwrap();
+    assert!(
+        md.contains("as a ratio to the plainest receiver")
+            && md.contains("| default | 272 B | plain-recvmmsg |"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(dir.0.join("plot.svg")).unwrap();
+    assert!(svg.contains("default 272 B vs plain-recvmmsg"), "{svg}");
 }
 
 #[test]

@@ -127,8 +127,12 @@ pub fn markdown(r: &BenchResults) -> String {
     s
 }
 
-/// An SVG line plot: x = offered kpps, y = receive-core ns per packet.
+/// An SVG line plot: x = offered kpps, y = receive-core ns per packet; for
+/// an `--at` run with baselines, the rows' ratios to them instead.
 pub fn svg(r: &BenchResults) -> String {
+    if r.rows.is_empty() && !ratio_summaries(&r.fixed).is_empty() {
+        return svg_ratios(r);
+    }
     let (w, h, ml, mb, mt, mr) = (760.0, 440.0, 70.0, 50.0, 40.0, 170.0);
     let pts: Vec<_> = r.rows.iter().flat_map(|row| row.points.iter()).filter(|p| p.delivered > 0).collect();
     let xmax = pts.iter().map(|p| p.offered_pps / 1e3).fold(1.0, f64::max) * 1.05;
@@ -239,15 +243,52 @@ pub fn ratio_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
     (b.delivered > 0).then(|| share(p) / share(b))
 }
 
+/// One row's ratios to its baseline over the rounds of an `--at` run.
+pub struct RatioSummary {
+    /// Row.
+    pub row: super::Row,
+    /// Payload bytes.
+    pub size: usize,
+    /// Median ratio.
+    pub median: f64,
+    /// Lowest and highest ratio.
+    pub range: (f64, f64),
+    /// Rounds with both measured.
+    pub rounds: usize,
+    /// Lowest and highest steal on the receive core (%).
+    pub steal: (f64, f64),
+}
+
+/// Every row with a baseline, summarised over its rounds.
+pub fn ratio_summaries(points: &[Point]) -> Vec<RatioSummary> {
+    let mut keys: Vec<(super::Row, usize)> = Vec::new();
+    for p in points {
+        if p.row.baseline().is_some() && !keys.contains(&(p.row, p.size)) {
+            keys.push((p.row, p.size));
+        }
+    }
+    let lo_hi =
+        |v: &mut dyn Iterator<Item = f64>| v.fold((f64::INFINITY, 0.0f64), |(l, h), x| (l.min(x), h.max(x)));
+    keys.into_iter()
+        .filter_map(|(row, size)| {
+            let mine: Vec<&Point> = points.iter().filter(|p| p.row == row && p.size == size).collect();
+            let ratios: Vec<f64> = mine.iter().filter_map(|p| ratio_to_baseline(p, points)).collect();
+            (!ratios.is_empty()).then(|| RatioSummary {
+                row,
+                size,
+                median: super::median(&ratios),
+                range: lo_hi(&mut ratios.iter().copied()),
+                rounds: ratios.len(),
+                steal: lo_hi(&mut mine.iter().map(|p| p.rx_core_steal_pct)),
+            })
+        })
+        .collect()
+}
+
 /// Per row: the median and range of its per-round ratio to its baseline,
 /// and of the receive core's steal.
 fn ratios_table(s: &mut String, points: &[Point]) {
-    let mut rows: Vec<(super::Row, usize)> = Vec::new();
-    for p in points {
-        if p.row.baseline().is_some() && !rows.contains(&(p.row, p.size)) {
-            rows.push((p.row, p.size));
-        }
-    }
+    let rows = ratio_summaries(points);
     if rows.is_empty() {
         return;
     }
@@ -257,25 +298,87 @@ fn ratios_table(s: &mut String, points: &[Point]) {
     );
     let _ = writeln!(s, "| row | payload | baseline | ratio (median) | range | rounds | steal (range) |");
     let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|");
-    for (row, size) in rows {
-        let mine: Vec<&Point> = points.iter().filter(|p| p.row == row && p.size == size).collect();
-        let ratios: Vec<f64> = mine.iter().filter_map(|p| ratio_to_baseline(p, points)).collect();
-        if ratios.is_empty() {
-            continue;
-        }
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
-        let steal_lo = mine.iter().map(|p| p.rx_core_steal_pct).fold(f64::INFINITY, f64::min);
-        let steal_hi = mine.iter().map(|p| p.rx_core_steal_pct).fold(0.0, f64::max);
+    for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {size} B | {} | {:.2}× | {lo:.2}–{hi:.2} | {} | {steal_lo:.1}–{steal_hi:.1}% |",
-            row.name(),
-            row.baseline().map_or("-", |b| b.name()),
-            super::median(&ratios),
-            ratios.len()
+            "| {} | {} B | {} | {:.2}× | {:.2}–{:.2} | {} | {:.1}–{:.1}% |",
+            r.row.name(),
+            r.size,
+            r.row.baseline().map_or("-", |b| b.name()),
+            r.median,
+            r.range.0,
+            r.range.1,
+            r.rounds,
+            r.steal.0,
+            r.steal.1
         );
     }
+}
+
+/// An SVG of each row's ratio to its baseline (`--at` runs): a bar to the
+/// median, a line over the range of the rounds, a rule at 1.0×.
+pub fn svg_ratios(r: &BenchResults) -> String {
+    let rows = ratio_summaries(&r.fixed);
+    let (w, ml, mr, mt, bar) = (760.0, 190.0, 40.0, 50.0, 26.0);
+    let h = mt + 40.0 + bar * rows.len().max(1) as f64;
+    let xmax = rows.iter().map(|r| r.range.1).fold(1.25, f64::max) * 1.05;
+    let x = |v: f64| ml + v / xmax * (w - ml - mr);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="22" font-size="14">Delivered share as a ratio to the plainest receiver, same rounds ({})</text>"#,
+        esc(&r.machine)
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = mt + bar * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{} {} B vs {}</text>"#,
+            ml - 8.0,
+            y + bar * 0.6,
+            row.row.name(),
+            row.size,
+            row.row.baseline().map_or("-", |b| b.name())
+        );
+        let fill = if row.median >= 1.0 { "#2ca02c" } else { "#d62728" };
+        let _ = writeln!(
+            s,
+            r#"<rect x="{ml}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}" opacity="0.6"/>"#,
+            y + 4.0,
+            x(row.median) - ml,
+            bar - 8.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#,
+            x(row.range.0),
+            y + bar / 2.0,
+            x(row.range.1),
+            y + bar / 2.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}">{:.2}×</text>"#,
+            x(row.range.1) + 6.0,
+            y + bar * 0.6,
+            row.median
+        );
+    }
+    let bottom = mt + bar * rows.len().max(1) as f64;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{0:.1}" y1="{mt}" x2="{0:.1}" y2="{1:.1}" stroke="black" stroke-dasharray="4 3"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">1.0× (baseline)</text>"#,
+        x(1.0),
+        bottom,
+        bottom + 18.0
+    );
+    s.push_str("</svg>\n");
+    s
 }
 
 #[cfg(test)]
