@@ -774,9 +774,6 @@ fn rx_loop(
         rx.add(RxIdx::Datagrams as usize, last.datagrams);
         rx.add(RxIdx::Syscalls as usize, 1);
         rx.add(RxIdx::Truncated as usize, last.truncated);
-        if let Some(d) = last.kernel_drops {
-            rx.set(RxIdx::KernelDrops as usize, u64::from(d).max(rx.get(RxIdx::KernelDrops as usize)));
-        }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             for s in &mut sinks {
                 s.tick();

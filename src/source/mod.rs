@@ -45,9 +45,6 @@ pub struct RecvStats {
     pub datagrams: u64,
     /// Packets cut because they did not fit (slot or snap length).
     pub truncated: u64,
-    /// The kernel's cumulative drop count, when it came with the packets
-    /// (`SO_RXQ_OVFL`); saves a syscall for the live counters.
-    pub kernel_drops: Option<u32>,
 }
 
 /// A receive backend, owned by one receive thread.

@@ -4,8 +4,8 @@
 //! With UDP GRO the kernel may coalesce several datagrams of a flow into one
 //! super-packet; the `UDP_GRO` control message gives the segment size and the
 //! source splits it back into packets (the last may be shorter) without
-//! copying. Kernel drops at the socket (receive buffer full) come from the
-//! `SO_RXQ_OVFL` control message and, exactly, from `SO_MEMINFO`.
+//! copying. Kernel drops at the socket (receive buffer full) come, exactly,
+//! from `SO_MEMINFO`, read every 100 ms.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -256,9 +256,6 @@ impl Source for SocketSource {
             let m = *self.rx.meta(i);
             self.sources.push(if self.want_sources { self.rx.source(i) } else { None });
             stats.truncated += u64::from(m.truncated);
-            if m.drops.is_some() {
-                stats.kernel_drops = m.drops.max(stats.kernel_drops);
-            }
             let gso = if m.gso_size > 0 {
                 self.stream_size.record(u32::from(m.gso_size));
                 m.gso_size

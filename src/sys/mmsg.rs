@@ -27,8 +27,6 @@ pub struct RxMeta {
     pub gso_size: u16,
     /// Kernel receive timestamp, ns since the epoch (0 when absent).
     pub ts_ns: u64,
-    /// The socket's cumulative drop counter, when the kernel attached it.
-    pub drops: Option<u32>,
     /// The datagram was longer than the slot and was cut.
     pub truncated: bool,
 }
@@ -180,9 +178,6 @@ impl MmsgRx {
                     (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
                         let ts = data.cast::<libc::timespec>().read_unaligned();
                         meta.ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-                    }
-                    (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
-                        meta.drops = Some(data.cast::<u32>().read_unaligned());
                     }
                     (libc::SOL_UDP, libc::UDP_GRO) => {
                         meta.gso_size = data.cast::<libc::c_int>().read_unaligned() as u16;
