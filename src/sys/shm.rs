@@ -215,10 +215,7 @@ pub struct FileFacts {
 /// `mode` (umask not applied), locked for its owner's life; see the module
 /// documentation for what is refused.
 pub fn claim(path: &Path, len: u64, mode: u32) -> Result<Claimed, ClaimError> {
-    let tmp = private_name(path);
-    let file = create_private(&tmp, len, mode).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
+    let (tmp, file) = create_private(path, len, mode)?;
     let result = publish(&tmp, path);
     // The private name goes whatever happened: the public one (if linked)
     // keeps the inode, and our open file keeps the lock.
@@ -244,31 +241,54 @@ fn publish(tmp: &Path, path: &Path) -> Result<bool, ClaimError> {
 }
 
 /// A temporary name beside `path`, unique to this process and call.
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
 fn private_name(path: &Path) -> PathBuf {
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
     let n = CALLS.fetch_add(1, Ordering::Relaxed);
     let base = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{base}.claim.{}.{n}", std::process::id()))
 }
 
-/// Creates, sizes and locks a new file at the private name `tmp`.
-fn create_private(tmp: &Path, len: u64, mode: u32) -> Result<File, ClaimError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(tmp)
-        .map_err(|e| ClaimError::io(tmp, e))?;
-    let fail = |e: io::Error| ClaimError::io(tmp, e);
-    // fchmod after creation: the mode is what was asked, whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(fail)?;
-    file.set_len(len).map_err(fail)?;
-    if !try_flock(&file, libc::LOCK_EX).map_err(fail)? {
-        return Err(fail(io::Error::other("a file just created was locked by another process")));
+/// Creates, sizes and locks a new file under a private name beside
+/// `path`. A name someone planted (they are predictable: pid and a counter)
+/// is skipped, never touched: the next one is tried.
+fn create_private(path: &Path, len: u64, mode: u32) -> Result<(PathBuf, File), ClaimError> {
+    let mut last = None;
+    for _ in 0..8 {
+        let tmp = private_name(path);
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp);
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(ClaimError::io(&tmp, e)),
+        };
+        // From here the file is ours: on failure it goes.
+        return prepare(&file, len, mode).map(|()| (tmp.clone(), file)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ClaimError::io(&tmp, e)
+        });
     }
-    Ok(file)
+    Err(ClaimError::io(path, last.unwrap_or_else(|| io::Error::other("no private name was free"))))
+}
+
+/// Sizes a fresh file, sets its mode and takes its lock.
+fn prepare(file: &File, len: u64, mode: u32) -> io::Result<()> {
+    // fchmod after creation: the mode is what was asked, whatever the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+    file.set_len(len)?;
+    if !try_flock(file, libc::LOCK_EX)? {
+        return Err(io::Error::other("a file just created was locked by another process"));
+    }
+    Ok(())
 }
 
 /// Removes `path` when it is a stale file of ours (regular, our uid, lock
@@ -554,6 +574,24 @@ mod tests {
         assert!(!facts.locked, "its owner is gone");
         let second = claim(&p, 8, 0o644).unwrap();
         assert!(second.replaced_stale);
+    }
+
+    #[test]
+    fn a_planted_private_name_is_skipped_and_left_alone() {
+        let d = Dir::new("planted");
+        let p = d.0.join("linecap-f");
+        // The next private names this process would use (other tests in this
+        // process may take some meanwhile: the claim must succeed anyway).
+        for n in 0..4 {
+            let base = CALLS.load(Ordering::Relaxed) + n;
+            let planted = d.0.join(format!(".linecap-f.claim.{}.{base}", std::process::id()));
+            std::fs::write(&planted, b"theirs").unwrap();
+        }
+        let c = claim(&p, 8, 0o644).unwrap();
+        assert_eq!(c.file.metadata().unwrap().len(), 8);
+        let theirs =
+            std::fs::read_dir(&d.0).unwrap().flatten().filter(|e| e.file_name() != "linecap-f").count();
+        assert_eq!(theirs, 4, "the planted files stay");
     }
 
     #[test]
