@@ -618,10 +618,11 @@ fn needs_rotation(r: &Rotation, out: &Output, next: usize, header: usize) -> boo
     too_big || too_old
 }
 
-/// Starts the next file (or, without rotation, rewrites the header of a
-/// file whose header never made it to disk). `out` changes only on success.
+/// Starts the next file, or rewrites the header of the current one when it
+/// never made it to disk (no file is left without one). `out` changes only
+/// on success.
 fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotating: bool) -> io::Result<()> {
-    if !rotating {
+    if !rotating || out.written < header.len() as u64 {
         out.file.set_len(0)?;
         out.file.write_all_at(header, 0)?;
         out.written = header.len() as u64;
