@@ -43,7 +43,7 @@ pub struct VerifyCounts {
     pub valid: u64,
     /// Payloads whose pattern did not match their sequence number.
     pub corrupt: u64,
-    /// Payloads too short to carry a sequence number.
+    /// Payloads too short to check: under 16 bytes (a sequence number and one pattern word).
     pub malformed: u64,
     /// Second and later copies of a sequence number.
     pub duplicates: u64,
