@@ -1,0 +1,298 @@
+//! The `socket` generator: a connected UDP socket, `sendmmsg` batches of
+//! `seq` payloads, optionally UDP GSO super-packets (one buffer, many
+//! datagrams on the wire), paced by a [`Pacer`].
+//!
+//! With several threads, each thread has its own socket (its own source
+//! port, hence its own flow) and numbers its own stream from 0 at
+//! `rate / T`; the receiver's verifier tracks each flow separately.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::pacing::Pacer;
+use crate::format::seq;
+use crate::sys::{self, mmsg::MmsgTx};
+use crate::units::Rate;
+
+/// Most datagrams the kernel accepts in one GSO super-packet.
+const MAX_GSO_SEGMENTS: usize = 64;
+/// Largest UDP payload.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    /// Destination.
+    pub to: SocketAddr,
+    /// UDP payload bytes per packet (≥ 8 for `seq`).
+    pub size: usize,
+    /// Rate for all threads together.
+    pub rate: Rate,
+    /// Stop after this many packets (all threads).
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Sending threads.
+    pub threads: usize,
+    /// CPUs to pin the threads to.
+    pub cpus: Vec<usize>,
+    /// Messages per sendmmsg.
+    pub batch: usize,
+    /// Token-bucket size in packets.
+    pub burst: u64,
+    /// Use UDP GSO super-packets.
+    pub gso: bool,
+    /// Payload format.
+    pub format: super::PayloadFormat,
+    /// Benchmark baseline instead of the generator: the plainest sendmmsg
+    /// loop (one prebuilt batch sent again and again; no pacing, no
+    /// per-packet sequence numbers).
+    pub plain_loop: bool,
+    /// UDP source port of the frames the frame-building backends write
+    /// (afpacket, xdp, xdp-live); None: their default (40000, 40002, 40001).
+    pub src_port: Option<u16>,
+}
+
+impl SendConfig {
+    /// The CLI's defaults: one unpinned thread sending `seq` payloads of
+    /// `size` bytes to `to` at `rate` in `sendmmsg` batches of 64 with a
+    /// 32-packet burst, no GSO, until SIGINT (set `count` or `duration`).
+    pub fn new(to: SocketAddr, size: usize, rate: Rate) -> Self {
+        SendConfig {
+            to,
+            size,
+            rate,
+            count: None,
+            duration: None,
+            threads: 1,
+            cpus: Vec::new(),
+            batch: 64,
+            burst: 32,
+            gso: false,
+            format: super::PayloadFormat::Seq,
+            plain_loop: false,
+            src_port: None,
+        }
+    }
+}
+
+/// What was sent.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SendReport {
+    /// Backend name.
+    pub backend: String,
+    /// Datagrams the kernel accepted.
+    pub packets: u64,
+    /// UDP payload bytes the kernel accepted.
+    pub bytes: u64,
+    /// Wall time.
+    pub duration_s: f64,
+    /// Achieved packets per second.
+    pub pps: f64,
+    /// Achieved payload bits per second.
+    pub payload_bps: f64,
+    /// Sending threads.
+    pub threads: usize,
+    /// Whether GSO was used to the end.
+    pub gso: bool,
+    /// Send calls that failed and were retried (ENOBUFS, ECONNREFUSED...).
+    pub send_errors: u64,
+    /// Sender CPU time per packet (all threads).
+    pub cpu_ns_per_packet: f64,
+}
+
+struct ThreadResult {
+    packets: u64,
+    errors: u64,
+    gso: bool,
+    cpu_ns: u64,
+}
+
+/// Sends until the count or duration is reached, or SIGINT/SIGTERM.
+pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
+    anyhow::ensure!(
+        cfg.size >= seq::MIN_LEN,
+        "--size must be at least {} bytes for the seq format",
+        seq::MIN_LEN
+    );
+    anyhow::ensure!(
+        cfg.size <= MAX_UDP_PAYLOAD,
+        "--size must be at most {MAX_UDP_PAYLOAD} bytes (one UDP datagram)"
+    );
+    anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
+    anyhow::ensure!(
+        cfg.count.is_some() || cfg.duration.is_some(),
+        "give --count or --duration: every traffic run is bounded"
+    );
+    let mut sockets = Vec::new();
+    for _ in 0..cfg.threads {
+        let fd = sys::udp_socket(&cfg.to)?;
+        let _ = sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+        sys::connect(&fd, &cfg.to).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot send to {}: {e} (is there a route to it in this network namespace?)",
+                cfg.to
+            )
+        })?;
+        sockets.push(fd);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = sys::monotonic_ns();
+    let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
+    let mut handles = Vec::new();
+    for (t, fd) in sockets.into_iter().enumerate() {
+        let cfg = cfg.clone();
+        let stop = stop.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("linecap-tx{t}"))
+                .spawn(move || send_thread(t, &cfg, fd, deadline, &stop))?,
+        );
+    }
+    let mut report =
+        SendReport { backend: "socket".into(), threads: cfg.threads, gso: cfg.gso, ..Default::default() };
+    let mut cpu = 0;
+    let mut first_err = None;
+    for h in handles {
+        match h.join().map_err(|_| anyhow::anyhow!("a send thread panicked"))? {
+            Ok(r) => {
+                report.packets += r.packets;
+                report.send_errors += r.errors;
+                report.gso &= r.gso;
+                cpu += r.cpu_ns;
+            }
+            Err(e) => {
+                stop.store(true, Ordering::Release);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
+    report.bytes = report.packets * cfg.size as u64;
+    report.duration_s = elapsed;
+    report.pps = report.packets as f64 / elapsed.max(1e-9);
+    report.payload_bps = report.pps * cfg.size as f64 * 8.0;
+    report.cpu_ns_per_packet = if report.packets > 0 { cpu as f64 / report.packets as f64 } else { 0.0 };
+    Ok(report)
+}
+
+fn send_thread(
+    t: usize,
+    cfg: &SendConfig,
+    fd: OwnedFd,
+    deadline: Option<u64>,
+    stop: &AtomicBool,
+) -> anyhow::Result<ThreadResult> {
+    super::pin_sender(cfg.cpus.get(t).copied());
+    if cfg.plain_loop {
+        return plain_loop(cfg, &fd, deadline, stop);
+    }
+    let threads = cfg.threads as u64;
+    let quota = cfg.count.map(|n| (n.saturating_sub(t as u64)).div_ceil(threads));
+    let mut gso = cfg.gso;
+    let segs = if gso { MAX_GSO_SEGMENTS.min(MAX_UDP_PAYLOAD / cfg.size).max(1) } else { 1 };
+    let batch = cfg.batch.clamp(1, 1024);
+    let mut tx = MmsgTx::new(batch, cfg.size * segs);
+    let rate = cfg.rate.pps(cfg.size).map(|r| r / threads as f64);
+    // The bucket must hold at least one full send call when unlimited.
+    let burst = if rate.is_some() { cfg.burst.max(1) } else { (batch * segs) as u64 };
+    let mut pacer = Pacer::new(rate, burst, sys::monotonic_ns());
+    let mut next_index: u64 = 0; // this thread's next sequence number
+    let mut errors = 0u64;
+    let mut consecutive_errors = 0u32;
+    // Datagrams carried by each message of the current call (allocated once).
+    let mut counts = vec![0u64; batch];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // GSO may be dropped on the way (the device refused it): per turn.
+        let per_call = if gso { (batch * segs) as u64 } else { batch as u64 };
+        let remaining = quota.map_or(u64::MAX, |q| q - next_index);
+        let Some(want) = super::next_turn(&mut pacer, deadline, remaining, per_call) else {
+            break;
+        };
+        // Fill messages: with GSO each message carries up to `segs` datagrams.
+        let per_msg = if gso { segs as u64 } else { 1 };
+        let msgs = want.div_ceil(per_msg) as usize;
+        let mut k = next_index;
+        for (m, count) in counts.iter_mut().enumerate().take(msgs) {
+            let n = per_msg.min(want - (k - next_index));
+            let slot = tx.slot_mut(m);
+            for j in 0..n as usize {
+                cfg.format.fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], k);
+                k += 1;
+            }
+            let seg = if gso && n > 1 { Some(cfg.size as u16) } else { None };
+            tx.set(m, n as usize * cfg.size, seg);
+            *count = n;
+        }
+        match tx.send(&fd, 0, msgs) {
+            Ok(sent_msgs) => {
+                let sent: u64 = counts[..sent_msgs].iter().sum();
+                next_index += sent;
+                pacer.sent(sent);
+                consecutive_errors = 0;
+            }
+            Err(e) => {
+                errors += 1;
+                consecutive_errors += 1;
+                match e.raw_os_error() {
+                    Some(libc::EIO | libc::EINVAL) if gso => {
+                        tracing::warn!("UDP GSO refused here ({e}); sending plain datagrams");
+                        gso = false;
+                    }
+                    _ if transient(&e) => std::thread::yield_now(),
+                    _ => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
+                }
+                if consecutive_errors > 100_000 {
+                    return Err(anyhow::anyhow!("send to {} keeps failing: {e}", cfg.to));
+                }
+            }
+        }
+    }
+    let (u, s) = sys::thread_cpu_ns();
+    Ok(ThreadResult { packets: next_index, errors, gso, cpu_ns: u + s })
+}
+
+/// Whether a send error is worth retrying (queue full, a late ICMP error).
+fn transient(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED))
+}
+
+/// The benchmark baseline: one prebuilt batch of identical datagrams sent
+/// with `sendmmsg` in a tight loop. What "a plain sendmmsg loop" costs is
+/// the yardstick for the generator's own overhead (pacing, sequence numbers).
+fn plain_loop(
+    cfg: &SendConfig,
+    fd: &OwnedFd,
+    deadline: Option<u64>,
+    stop: &AtomicBool,
+) -> anyhow::Result<ThreadResult> {
+    let batch = cfg.batch.clamp(1, 1024);
+    let mut tx = MmsgTx::new(batch, cfg.size);
+    for m in 0..batch {
+        seq::fill(tx.slot_mut(m), m as u64);
+        tx.set(m, cfg.size, None);
+    }
+    let quota = cfg.count.map(|n| n.div_ceil(cfg.threads as u64));
+    let (mut packets, mut errors) = (0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) && !sys::stop_requested() {
+        if deadline.is_some_and(|d| sys::monotonic_ns() >= d) || quota.is_some_and(|q| packets >= q) {
+            break;
+        }
+        match tx.send(fd, 0, batch) {
+            Ok(n) => packets += n as u64,
+            Err(e) if transient(&e) => errors += 1,
+            Err(e) => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
+        }
+    }
+    let (u, s) = sys::thread_cpu_ns();
+    Ok(ThreadResult { packets, errors, gso: false, cpu_ns: u + s })
+}

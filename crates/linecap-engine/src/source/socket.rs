@@ -1,0 +1,387 @@
+//! The `socket` backend: a UDP socket read with `recvmmsg` (or one `recvmsg`
+//! per packet, the naive baseline) into a pre-allocated slab.
+//!
+//! With UDP GRO the kernel may coalesce several datagrams of a flow into one
+//! super-packet; the `UDP_GRO` control message gives the segment size and the
+//! source splits it back into packets (the last may be shorter) without
+//! copying. Kernel drops at the socket (receive buffer full) come, exactly,
+//! from `SO_MEMINFO`, read every 100 ms.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use super::gro::{AfterOff, GroPolicy, StreamSize, Switch};
+use super::{PollGaps, RecvStats, Source};
+use crate::packet::{Batch, FLAG_UDP, PacketMeta};
+use crate::sys::{
+    self,
+    mmsg::{MmsgRx, Wants},
+};
+
+/// Largest GRO super-packet the kernel builds (64 KiB).
+const GRO_SLOT: usize = 65_536;
+/// Slot size without GRO: a jumbo frame's payload.
+const PLAIN_SLOT: usize = 9_216;
+/// The kernel coalesces at most this many segments into one super-packet.
+const MAX_GRO_SEGMENTS: usize = 64;
+
+/// How datagrams are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum RecvMode {
+    /// One `recvmsg` per datagram: the naive baseline.
+    Recv,
+    /// `recvmmsg` batches.
+    Recvmmsg,
+}
+
+/// Options of a socket source.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Address and port to bind.
+    pub listen: SocketAddr,
+    /// Read mode.
+    pub mode: RecvMode,
+    /// Ask for UDP GRO super-packets.
+    pub gro: bool,
+    /// Switch GRO off while it does not coalesce (and probe it again when
+    /// the receiver falls behind): see [`super::gro`]. False keeps it as asked.
+    pub gro_adaptive: bool,
+    /// Messages per `recvmmsg`.
+    pub batch: usize,
+    /// Requested receive buffer (bytes).
+    pub rcvbuf: i32,
+    /// Share the port with sibling sockets (one per thread).
+    pub reuseport: bool,
+    /// IPv4 multicast group to join.
+    pub join: Option<Ipv4Addr>,
+    /// Classic BPF program run at the UDP header (see `filter::Target::Udp`).
+    pub filter: Option<Vec<crate::filter::Insn>>,
+    /// Busy polling: microseconds per poll (None: block in the kernel).
+    pub busy_poll: Option<u32>,
+    /// Ask the kernel for a receive timestamp per datagram (a pcap needs
+    /// them; nothing else does, and `SO_TIMESTAMPNS` makes the kernel stamp
+    /// every packet of the machine).
+    pub timestamps: bool,
+    /// Ask for each datagram's sender (the verifier's flows and a pcap's
+    /// synthetic headers need it; blocks and the relay do not).
+    pub sources: bool,
+}
+
+impl SocketOptions {
+    /// The CLI's defaults for a socket bound to `listen`: `recvmmsg` in
+    /// batches of 64, adaptive UDP GRO, a 32 MiB receive buffer, no
+    /// timestamps or sender addresses (ask for them if a sink needs them).
+    pub fn new(listen: SocketAddr) -> Self {
+        SocketOptions {
+            listen,
+            mode: RecvMode::Recvmmsg,
+            gro: true,
+            gro_adaptive: true,
+            batch: 64,
+            rcvbuf: 32 << 20,
+            reuseport: false,
+            join: None,
+            filter: None,
+            busy_poll: None,
+            timestamps: false,
+            sources: false,
+        }
+    }
+}
+
+/// What the socket ended up with (the kernel may refuse or clamp requests).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SocketSetup {
+    /// Bound address.
+    pub local: SocketAddr,
+    /// Receive buffer the kernel granted (bytes, as reported: twice the request).
+    pub rcvbuf: i32,
+    /// Whether SO_RCVBUFFORCE was allowed.
+    pub rcvbuf_forced: bool,
+    /// Whether UDP GRO is on.
+    pub gro: bool,
+}
+
+/// Creates, configures and binds a UDP socket as the options say (shared
+/// by the recvmmsg and io_uring sources).
+pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup)> {
+    let fd = sys::udp_socket(&opts.listen)?;
+    if opts.reuseport {
+        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    let (rcvbuf, forced) = sys::set_rcvbuf(&fd, opts.rcvbuf)?;
+    // Only what a sink needs: each control message costs the kernel work
+    // per datagram. The socket's drops come from SO_MEMINFO (exact), read
+    // every 100 ms, so SO_RXQ_OVFL's per-datagram copy is not asked for.
+    if opts.timestamps {
+        sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+    }
+    sys::set_rcvtimeo(&fd, 100_000)?;
+    if let Some(usecs) = opts.busy_poll {
+        sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot set busy polling on the socket: {e}")))?;
+    }
+    let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+    if let Some(prog) = &opts.filter {
+        sys::packet::attach_filter(&fd, prog)
+            .map_err(|e| io::Error::new(e.kind(), format!("the kernel refused the filter: {e}")))?;
+    }
+    sys::bind(&fd, &opts.listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {}: {e}", opts.listen)))?;
+    if let Some(group) = opts.join {
+        sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot join multicast group {group}: {e}")))?;
+    }
+    let local = sys::local_addr(&fd)?;
+    Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro }))
+}
+
+/// Packets per busy poll of the device (as the kernel's NAPI weight).
+const BUSY_POLL_BUDGET: u32 = 64;
+
+/// A UDP socket receiving into a slab.
+pub struct SocketSource {
+    fd: OwnedFd,
+    rx: MmsgRx,
+    metas: Vec<PacketMeta>,
+    sources: Vec<Option<SocketAddr>>,
+    setup: SocketSetup,
+    mode: RecvMode,
+    batch: usize,
+    last: RecvStats,
+    busy_poll: bool,
+    gaps: PollGaps,
+    want_sources: bool,
+    gro_policy: Option<GroPolicy>,
+    /// Datagram sizes seen (GRO is switched off only for one size).
+    stream_size: StreamSize,
+    /// After a switch off: stale super-packets to split.
+    after_off: AfterOff,
+}
+
+impl SocketSource {
+    /// Opens and binds the socket, with every option it asked for.
+    pub fn open(opts: &SocketOptions) -> io::Result<Self> {
+        let (fd, setup) = open_udp_socket(opts)?;
+        let gro = setup.gro;
+        let (vlen, slot) = match opts.mode {
+            RecvMode::Recv => (1, if gro { GRO_SLOT } else { PLAIN_SLOT }),
+            RecvMode::Recvmmsg => (opts.batch.max(1), if gro { GRO_SLOT } else { PLAIN_SLOT }),
+        };
+        let per_msg = if gro { MAX_GRO_SEGMENTS } else { 1 };
+        let rx = MmsgRx::new(vlen, slot, Wants { names: opts.sources, control: gro || opts.timestamps });
+        Ok(Self {
+            fd,
+            rx,
+            metas: Vec::with_capacity(vlen * per_msg),
+            sources: Vec::with_capacity(vlen),
+            setup,
+            mode: opts.mode,
+            batch: vlen,
+            busy_poll: opts.busy_poll.is_some(),
+            gaps: PollGaps::default(),
+            last: RecvStats::default(),
+            want_sources: opts.sources,
+            gro_policy: (gro && opts.gro_adaptive).then(|| GroPolicy::new(true, sys::monotonic_ns())),
+            stream_size: StreamSize::default(),
+            after_off: AfterOff::default(),
+        })
+    }
+
+    /// What the socket was given.
+    pub fn setup(&self) -> &SocketSetup {
+        &self.setup
+    }
+
+    /// Feeds the GRO policy one receive of `n` messages (of at most `max`)
+    /// and switches the socket as it says. Switching off needs a stream of
+    /// one datagram size (see [`StreamSize`]); a stream of several keeps
+    /// GRO for good.
+    fn adapt_gro(&mut self, n: usize, max: usize) {
+        let Some(policy) = &mut self.gro_policy else { return };
+        let turn = policy.record(n as u64, self.metas.len() as u64, n == max, sys::monotonic_ns());
+        let result = match turn {
+            Switch::Keep => return,
+            Switch::On => sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 1),
+            Switch::Off => {
+                let Some(size) = self.stream_size.uniform() else {
+                    self.gro_policy = None;
+                    return;
+                };
+                sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 0).map(|()| {
+                    // Whatever is queued now may hold super-packets that
+                    // will come without their segment size (unknown: split
+                    // for good, which a stream of one size allows).
+                    let queued = sys::socket_queued_bytes(&self.fd).unwrap_or(u64::MAX);
+                    self.after_off = AfterOff { at_risk_bytes: queued, size, split: self.after_off.split };
+                })
+            }
+        };
+        if let Err(e) = result {
+            // Said once; the socket stays as it is.
+            tracing::warn!("the kernel refused to switch UDP GRO ({e}); keeping it as it is");
+            self.gro_policy = None;
+        }
+    }
+}
+
+impl Source for SocketSource {
+    fn last(&self) -> RecvStats {
+        self.last
+    }
+
+    /// `SO_MEMINFO`'s `sk_drops`: exact, but a dropped GRO super-packet counts once.
+    fn kernel_drops(&mut self) -> io::Result<u64> {
+        sys::socket_drops(&self.fd)
+    }
+
+    /// Waits up to the socket's receive timeout (100 ms).
+    fn poll_gaps(&self) -> Option<(u64, u64)> {
+        self.busy_poll.then_some((self.gaps.count, self.gaps.total_ns))
+    }
+
+    fn gro_state(&self) -> Option<(bool, u64)> {
+        self.gro_policy.as_ref().map(|p| (p.is_on(), p.switches))
+    }
+
+    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
+        let max = match self.mode {
+            RecvMode::Recv => 1,
+            RecvMode::Recvmmsg => self.batch,
+        };
+        // Busy polling: non-blocking receives, each of which runs the
+        // device's NAPI poll in this thread when the queue is empty; spin
+        // while nothing comes (up to the 100 ms a blocking receive waits).
+        let until = self.busy_poll.then(|| sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 });
+        let n = loop {
+            if self.busy_poll {
+                self.gaps.poll(sys::monotonic_ns());
+            }
+            match self.rx.recv(&self.fd, max, nonblocking || self.busy_poll) {
+                Ok(n) => break n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && until.is_some_and(|u| sys::monotonic_ns() < u) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.metas.clear();
+        self.sources.clear();
+        let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
+        let slot = self.rx.slot_size();
+        for i in 0..n {
+            let m = *self.rx.meta(i);
+            self.sources.push(if self.want_sources { self.rx.source(i) } else { None });
+            stats.truncated += u64::from(m.truncated);
+            let gso = if m.gso_size > 0 {
+                self.stream_size.record(u32::from(m.gso_size));
+                m.gso_size
+            } else {
+                let seg = self.after_off.segment_for(m.len as u32);
+                if seg == 0 {
+                    self.stream_size.record(m.len as u32);
+                }
+                seg
+            };
+            split_gro(&mut self.metas, (i * slot) as u32, m.len as u32, gso, m.ts_ns, i as u32);
+        }
+        self.last = stats;
+        self.adapt_gro(n, max);
+        Ok(Some(Batch::new(self.rx.slab(), &self.metas, &self.sources, self.setup.local)))
+    }
+}
+
+/// Splits one received message into packets: a GRO super-packet into
+/// `gso_size` segments (the last may be shorter), anything else as is.
+pub fn split_gro(out: &mut Vec<PacketMeta>, offset: u32, len: u32, gso_size: u16, ts_ns: u64, msg: u32) {
+    let seg = u32::from(gso_size);
+    if seg == 0 || len <= seg {
+        out.push(PacketMeta {
+            offset,
+            len,
+            ts_ns,
+            msg,
+            wire_len: len,
+            flags: FLAG_UDP,
+            ..PacketMeta::default()
+        });
+        return;
+    }
+    let mut at = 0;
+    while at < len {
+        let l = seg.min(len - at);
+        out.push(PacketMeta {
+            offset: offset + at,
+            len: l,
+            ts_ns,
+            msg,
+            wire_len: l,
+            flags: FLAG_UDP,
+            ..PacketMeta::default()
+        });
+        at += l;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_plain_and_super() {
+        let mut v = Vec::new();
+        split_gro(&mut v, 100, 50, 0, 7, 0);
+        assert_eq!(v.len(), 1);
+        split_gro(&mut v, 1000, 1000, 272, 8, 1);
+        let lens: Vec<u32> = v[1..].iter().map(|m| m.len).collect();
+        assert_eq!(lens, vec![272, 272, 272, 184]);
+        assert_eq!(v[4].offset, 1000 + 3 * 272);
+        assert!(v[1..].iter().all(|m| m.ts_ns == 8 && m.msg == 1));
+        // A super-packet exactly one segment long is a plain packet.
+        let mut w = Vec::new();
+        split_gro(&mut w, 0, 272, 272, 0, 0);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn loopback_round_trip() {
+        let opts = SocketOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            mode: RecvMode::Recvmmsg,
+            gro: true,
+            gro_adaptive: true,
+            batch: 8,
+            rcvbuf: 1 << 20,
+            reuseport: false,
+            join: None,
+            filter: None,
+            busy_poll: None,
+            timestamps: true,
+            sources: true,
+        };
+        let mut src = SocketSource::open(&opts).unwrap();
+        let to = src.setup().local;
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..5u8 {
+            tx.send_to(&[i; 100], to).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let b = src.recv_batch(false).unwrap().expect("datagrams queued");
+            for p in b.iter() {
+                assert!(p.ts_ns > 0);
+                assert_eq!(p.src, Some(tx.local_addr().unwrap()));
+                got.push(p.data.to_vec());
+            }
+        }
+        assert_eq!(got, (0..5u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
+        assert!(src.recv_batch(true).unwrap().is_none());
+        assert_eq!(src.kernel_drops().unwrap(), 0);
+    }
+}

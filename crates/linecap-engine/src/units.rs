@@ -1,0 +1,177 @@
+//! Parsing of the quantities users type: rates (`5.12Gbit`, `2.35Mpps`,
+//! `100000`), sizes (`64M`, `1GiB`) and durations (`5s`, `250ms`, `2m`).
+
+use std::time::Duration;
+
+/// A requested send rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// As fast as possible.
+    Unlimited,
+    /// Packets per second.
+    Pps(f64),
+    /// Payload bits per second (UDP payload, as an FPGA's data rate is quoted:
+    /// 272-byte payloads at 5.12 Gbit/s are 2.353 Mpps).
+    Bits(f64),
+}
+
+impl Rate {
+    /// Packets per second for a payload size (`None`: unlimited).
+    pub fn pps(&self, payload: usize) -> Option<f64> {
+        match *self {
+            Rate::Unlimited => None,
+            Rate::Pps(p) => Some(p),
+            Rate::Bits(b) => Some(b / (payload.max(1) as f64 * 8.0)),
+        }
+    }
+}
+
+fn split_number(s: &str) -> Result<(f64, String), String> {
+    let s = s.trim();
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(end);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' does not start with a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}' is not a non-negative number"));
+    }
+    Ok((v, unit.trim().to_ascii_lowercase()))
+}
+
+fn si(prefix: &str) -> Option<f64> {
+    Some(match prefix {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        _ => return None,
+    })
+}
+
+/// Parses a rate: `0`/`max` (unlimited), `N`/`Npps`/`Nkpps`/`NMpps`/`NM`
+/// (packets per second), `Nbit`/`NGbit`/`NGbps`/`NMb/s` (payload bits per second).
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "max" || t == "unlimited" {
+        return Ok(Rate::Unlimited);
+    }
+    let (v, unit) = split_number(&t)?;
+    if v == 0.0 {
+        return Ok(Rate::Unlimited);
+    }
+    let unit = unit.replace("/s", "ps");
+    for suffix in ["bitps", "bits", "bit", "bps"] {
+        if let Some(p) = unit.strip_suffix(suffix) {
+            let m = si(p).ok_or_else(|| format!("unknown unit prefix in rate '{s}'"))?;
+            return Ok(Rate::Bits(v * m));
+        }
+    }
+    let p = unit.strip_suffix("pps").unwrap_or(&unit);
+    let m = si(p).ok_or_else(|| format!("unknown rate unit in '{s}' (use e.g. 2.35Mpps or 5.12Gbit)"))?;
+    Ok(Rate::Pps(v * m))
+}
+
+/// Parses a byte size: `N`, `Nk`/`NK`/`NKiB` (1024), `NM`, `NG`, `NkB` (1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (v, unit) = split_number(s)?;
+    let m: f64 = match unit.as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        _ => return Err(format!("unknown size unit in '{s}' (use e.g. 64M or 1G)")),
+    };
+    Ok((v * m) as u64)
+}
+
+/// Parses a duration: `N` (seconds), `Ns`, `Nms`, `Nus`, `Nm`, `Nh`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (v, unit) = split_number(s)?;
+    let secs = match unit.as_str() {
+        "" | "s" | "sec" => v,
+        "ms" => v / 1e3,
+        "us" => v / 1e6,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => {
+            return Err(format!("unknown duration unit in '{s}' (use e.g. 5s or 250ms)"));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration '{s}' is too long"))
+}
+
+/// A rate for people: scaled to the SI prefix that keeps three or four
+/// significant digits (`812 kpps`, `2.353 Mpps`, `5.12 Gb/s`); `unit` is
+/// the unit without prefix (`pps`, `b/s`, `B/s`).
+pub fn si_scaled(v: f64, unit: &str) -> String {
+    let (scaled, prefix) = match v.abs() {
+        a if a >= 1e12 => (v / 1e12, "T"),
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let digits = match scaled.abs() {
+        a if a >= 100.0 => 0,
+        a if a >= 10.0 => 1,
+        _ if prefix.is_empty() => 0,
+        _ => 3,
+    };
+    format!("{scaled:.digits$} {prefix}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100000").unwrap(), Rate::Pps(100000.0));
+        assert_eq!(parse_rate("2.35Mpps").unwrap(), Rate::Pps(2.35e6));
+        assert_eq!(parse_rate("500k").unwrap(), Rate::Pps(5e5));
+        assert_eq!(parse_rate("5.12Gbit").unwrap(), Rate::Bits(5.12e9));
+        assert_eq!(parse_rate("10Mb/s").unwrap(), Rate::Bits(1e7));
+        assert_eq!(parse_rate("max").unwrap(), Rate::Unlimited);
+        assert_eq!(parse_rate("0").unwrap(), Rate::Unlimited);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5Xpps").is_err());
+        let pps = Rate::Bits(5.12e9).pps(272).unwrap();
+        assert!((pps - 2_352_941.0).abs() < 1.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "\\PC*") {
+            let _ = parse_rate(&text);
+            let _ = parse_size(&text);
+            let _ = parse_duration(&text);
+        }
+    }
+
+    #[test]
+    fn rates_for_people_scale_their_prefix() {
+        assert_eq!(si_scaled(0.0, "pps"), "0 pps");
+        assert_eq!(si_scaled(950.0, "pps"), "950 pps");
+        assert_eq!(si_scaled(812_400.0, "pps"), "812 kpps");
+        assert_eq!(si_scaled(2_352_941.0, "pps"), "2.353 Mpps");
+        assert_eq!(si_scaled(5.12e9, "b/s"), "5.120 Gb/s");
+        assert_eq!(si_scaled(12_500.0, "pps"), "12.5 kpps");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1kB").unwrap(), 1000);
+        assert_eq!(parse_size("272").unwrap(), 272);
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("3 apples").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
+    }
+}
