@@ -248,7 +248,7 @@ fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions 
 
 /// Runs a capture until its duration or count is reached, or SIGINT/SIGTERM.
 pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
-    anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
+    crate::ensure_valid!(cfg.threads >= 1, "--threads must be at least 1");
     crate::stats::check_name(&cfg.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     // Hold the name first: a second capture with the same name is refused
     // here, before it opens a socket (a reuseport member would steal the
@@ -534,7 +534,7 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
             }
         }
         BackendConfig::Xdp(o) => {
-            anyhow::ensure!(
+            crate::ensure_valid!(
                 cfg.threads == o.queues.max(1) as usize,
                 "--backend xdp runs one thread per queue (--queues {}, --threads {})",
                 o.queues,

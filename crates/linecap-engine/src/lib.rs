@@ -15,6 +15,23 @@
 
 pub use linecap_sys as sys;
 
+/// A configuration the engine refuses before it opens anything (a
+/// capture's or a generator's options that contradict each other or the
+/// kernel's limits): the CLI reports it as a usage error (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+/// Returns an [`InvalidConfig`] error unless `cond` holds.
+macro_rules! ensure_valid {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err($crate::InvalidConfig(format!($($arg)+)).into());
+        }
+    };
+}
+pub(crate) use ensure_valid;
+
 pub mod assemble;
 pub mod bpf;
 pub mod capture;

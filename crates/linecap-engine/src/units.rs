@@ -48,32 +48,49 @@ fn si(prefix: &str) -> Option<f64> {
     })
 }
 
-/// Parses a rate: `0`/`max` (unlimited), `N`/`Npps`/`Nkpps`/`NMpps`/`NM`
-/// (packets per second), `Nbit`/`NGbit`/`NGbps`/`NMb/s` (payload bits per second).
+/// Parses a rate. One convention for every rate and size linecap reads:
+/// SI prefixes (`k` 10^3, `M` 10^6, `G` 10^9, `T` 10^12), `bit`/`bps`/`b/s`
+/// for bits, `B`/`Bps`/`B/s` for bytes (`MB/s` is megabytes, not
+/// megabits), `pps` or nothing for packets. Rates in bits or bytes are of
+/// UDP payload. `max` is unpaced; zero is refused (it would send nothing).
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "max" || t == "unlimited" {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("max") || t.eq_ignore_ascii_case("unlimited") {
         return Ok(Rate::Unlimited);
     }
-    let (v, unit) = split_number(&t)?;
+    let (v, _) = split_number(t)?;
+    let unit = t[t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len())..].trim();
     if v == 0.0 {
-        return Ok(Rate::Unlimited);
+        return Err(format!("rate '{s}' must be positive (`max` is unpaced)"));
     }
     let unit = unit.replace("/s", "ps");
+    let prefix =
+        |p: &str| si(&p.to_ascii_lowercase()).ok_or_else(|| format!("unknown unit prefix in rate '{s}'"));
     for suffix in ["bitps", "bits", "bit", "bps"] {
         if let Some(p) = unit.strip_suffix(suffix) {
-            let m = si(p).ok_or_else(|| format!("unknown unit prefix in rate '{s}'"))?;
-            return Ok(Rate::Bits(v * m));
+            return Ok(Rate::Bits(v * prefix(p)?));
         }
     }
-    let p = unit.strip_suffix("pps").unwrap_or(&unit);
-    let m = si(p).ok_or_else(|| format!("unknown rate unit in '{s}' (use e.g. 2.35Mpps or 5.12Gbit)"))?;
+    for suffix in ["Bps", "B"] {
+        if let Some(p) = unit.strip_suffix(suffix) {
+            return Ok(Rate::Bits(v * 8.0 * prefix(p)?));
+        }
+    }
+    let p = unit.strip_suffix("pps").or_else(|| unit.strip_suffix("PPS")).unwrap_or(&unit);
+    let m = si(&p.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown rate unit in '{s}' (use e.g. 2.35Mpps, 5.12Gbit or 640MB/s)"))?;
     Ok(Rate::Pps(v * m))
 }
 
-/// Parses a byte size: `N`, `Nk`/`NK`/`NKiB` (1024), `NM`, `NG`, `NkB` (1000).
+/// Parses a byte size: `NkB`/`NMB`/`NGB` are SI (10^3, 10^6, 10^9 bytes);
+/// `NKiB`/`NMiB`/`NGiB` and the bare `NK`/`NM`/`NG` are binary (2^10, 2^20,
+/// 2^30: buffers and rings are made of pages). A lowercase `b` is bits and
+/// is refused: sizes are bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let (v, unit) = split_number(s)?;
+    if s.trim().ends_with('b') && !unit.ends_with("ib") {
+        return Err(format!("'{s}': a lowercase b means bits; sizes are in bytes (B), e.g. 64MB or 64MiB"));
+    }
     let m: f64 = match unit.as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
@@ -134,8 +151,12 @@ mod tests {
         assert_eq!(parse_rate("500k").unwrap(), Rate::Pps(5e5));
         assert_eq!(parse_rate("5.12Gbit").unwrap(), Rate::Bits(5.12e9));
         assert_eq!(parse_rate("10Mb/s").unwrap(), Rate::Bits(1e7));
+        assert_eq!(parse_rate("10Mbps").unwrap(), Rate::Bits(1e7));
+        assert_eq!(parse_rate("640MB/s").unwrap(), Rate::Bits(640e6 * 8.0), "MB/s is megabytes");
+        assert_eq!(parse_rate("1GBps").unwrap(), Rate::Bits(8e9));
         assert_eq!(parse_rate("max").unwrap(), Rate::Unlimited);
-        assert_eq!(parse_rate("0").unwrap(), Rate::Unlimited);
+        assert!(parse_rate("0").unwrap_err().contains("must be positive"));
+        assert!(parse_rate("0Mpps").is_err());
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("5Xpps").is_err());
         let pps = Rate::Bits(5.12e9).pps(272).unwrap();
@@ -166,6 +187,9 @@ mod tests {
         assert_eq!(parse_size("64M").unwrap(), 64 << 20);
         assert_eq!(parse_size("1kB").unwrap(), 1000);
         assert_eq!(parse_size("272").unwrap(), 272);
+        assert_eq!(parse_size("64MB").unwrap(), 64_000_000);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert!(parse_size("64Mb").unwrap_err().contains("bits"));
         assert!(parse_size("-1").is_err());
         assert!(parse_size("3 apples").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));

@@ -13,6 +13,7 @@ pub mod mmsg;
 pub mod packet;
 pub mod shm;
 pub mod uring;
+pub mod user;
 pub mod xsk;
 
 use std::ffi::CString;

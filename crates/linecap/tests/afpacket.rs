@@ -130,9 +130,12 @@ fn bad_interfaces_and_rings_are_refused_clearly() {
         linecap(&a)
     };
     assert_fails_with(cap(&["--iface", "nosuchif0"]), "interface 'nosuchif0' not found");
-    assert_fails_with(cap(&[]), "needs --iface");
-    assert_fails_with(cap(&["--iface", &tb.if_rx, "--ring-block-size", "5000"]), "multiple of the page size");
-    assert_fails_with(cap(&["--iface", &tb.if_rx, "--ring-blocks", "1000000"]), "more than half");
+    assert_usage_error(cap(&[]), "needs --iface");
+    assert_usage_error(
+        cap(&["--iface", &tb.if_rx, "--ring-block-size", "5000"]),
+        "multiple of the page size",
+    );
+    assert_usage_error(cap(&["--iface", &tb.if_rx, "--ring-blocks", "1000000"]), "more than half");
     // An interface that is down.
     std::process::Command::new("ip")
         .args(["-n", &tb.ns_rx, "link", "set", &tb.if_rx, "down"])
@@ -183,7 +186,7 @@ fn tx_ring_errors_are_clear() {
         a.extend_from_slice(args);
         linecap(&a)
     };
-    assert_fails_with(send(&["--to", "198.18.0.2:9000"]), "needs --iface");
+    assert_usage_error(send(&["--to", "198.18.0.2:9000"]), "needs --iface");
     assert_fails_with(send(&["--to", "198.18.0.2:9000", "--iface", "nosuchif0"]), "not found");
     assert_fails_with(
         send(&["--to", "198.18.0.77:9000", "--iface", &tb.if_tx]),

@@ -11,10 +11,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Asserts a clean failure: exit 2, one "linecap: error:" line mentioning `needle`.
+/// Asserts a clean runtime failure: exit 1, one "linecap: error:" line mentioning `needle`.
 fn assert_clean_error(o: &Output, needle: &str) {
+    assert_clean_exit(o, 1, needle);
+}
+
+/// Asserts a clean usage error: exit 2, one "linecap: error:" line mentioning `needle`.
+fn assert_clean_usage(o: &Output, needle: &str) {
+    assert_clean_exit(o, 2, needle);
+}
+
+fn assert_clean_exit(o: &Output, code: i32, needle: &str) {
     let e = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(o.status.code(), Some(code), "{e}");
     let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("linecap: error:")).collect();
     assert_eq!(lines.len(), 1, "{e}");
     assert!(lines[0].contains(needle), "expected '{needle}' in: {e}");
@@ -66,18 +75,18 @@ fn bad_values_are_refused_by_name() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--rate"), "{}", stderr(&o));
     let o = linecap(&["send", "--to", "127.0.0.1:9", "--size", "4", "--count", "1"]);
-    assert_clean_error(&o, "--size must be at least 8");
+    assert_clean_usage(&o, "--size must be at least 8");
     let o = linecap(&["send", "--to", "127.0.0.1:9"]);
-    assert_clean_error(&o, "give --count or --duration");
+    assert_clean_usage(&o, "give --count or --duration");
     let o = linecap(&["stats", "no-such-capture-lc"]);
     assert_clean_error(&o, "no counters for capture 'no-such-capture-lc'");
     let o = linecap(&["testbed", "status", "--name", "Bad_Name"]);
-    assert_clean_error(&o, "must be 1-12 characters");
+    assert_clean_usage(&o, "must be 1-12 characters");
     // This session's options, each misused once.
     let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--backend", "uring", "--busy-poll", "20"]);
-    assert_clean_error(&o, "--busy-poll applies to the socket and xdp backends");
+    assert_clean_usage(&o, "--busy-poll applies to the socket and xdp backends");
     let o = linecap(&["send", "--to", "127.0.0.1:9", "--src-port", "4000", "--count", "1"]);
-    assert_clean_error(&o, "--src-port applies to the frame-building backends");
+    assert_clean_usage(&o, "--src-port applies to the frame-building backends");
     for (args, flag) in [
         (&["capture", "--listen", "127.0.0.1:0", "--relay-no-gso"][..], "--relay"),
         (&["capture", "--listen", "127.0.0.1:0", "--write-format", "pcapng"][..], "--write"),
@@ -92,11 +101,7 @@ fn bad_values_are_refused_by_name() {
             &["capture", "--listen", "127.0.0.1:0", "--rotate-size", "100k", "--write", "/tmp/x.pcap"][..],
             "--rotate-size",
         ),
-        (
-            &["capture", "--listen", "127.0.0.1:0", "--backend", "afpacket", "--iface", "lo", "--plain-loop"]
-                [..],
-            "--plain-loop",
-        ),
+        (&["capture", "--backend", "afpacket", "--iface", "lo", "--plain-loop"][..], "--plain-loop"),
         (&["stats", "--prune", "--json"][..], "--prune"),
     ] {
         let o = linecap(args);
@@ -104,7 +109,7 @@ fn bad_values_are_refused_by_name() {
         assert!(stderr(&o).contains(flag) && !stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
     let o = linecap(&["testbed", "up", "--name", "lcq", "--queues", "0"]);
-    assert_clean_error(&o, "--queues must be 1 to 64");
+    assert_clean_usage(&o, "--queues must be 1 to 64");
     // A port already taken: the exporter says so and exits.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let o = linecap(&["stats", "--serve", &taken.local_addr().unwrap().to_string()]);

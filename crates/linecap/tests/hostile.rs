@@ -65,7 +65,7 @@ fn a_planted_symlink_redirects_nothing() {
     let link = Planted(stats_path(&name));
     std::os::unix::fs::symlink(&target, &link.0).unwrap();
     let o = linecap_within(&["capture", "--listen", &free_loopback(), "--name", &name, "--count", "1"], 20);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&target).unwrap(), b"precious", "the link's target is untouched");
     assert!(std::fs::symlink_metadata(&link.0).unwrap().file_type().is_symlink());
@@ -79,7 +79,7 @@ fn a_foreign_file_is_neither_adopted_nor_written() {
     std::fs::write(&file.0, [0u8; 4096]).unwrap();
     std::os::unix::fs::chown(&file.0, Some(65534), Some(65534)).unwrap();
     let o = linecap_within(&["capture", "--listen", &free_loopback(), "--name", &name, "--count", "1"], 20);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("belongs to uid 65534"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&file.0).unwrap(), [0u8; 4096]);
 }
@@ -107,7 +107,7 @@ fn a_second_capture_with_the_same_name_is_refused_and_the_first_keeps_exact_book
     let first = capture_named(None, &name, &["--listen", &addr, "--verify", "seq"]);
     // The second is refused before it opens a socket or touches the file.
     let o = linecap_within(&["capture", "--listen", &free_loopback(), "--name", &name, "--count", "1"], 20);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("already running (pid"), "{}", stderr(&o));
     let sent = send(None, &["--to", &addr, "--count", "5000", "--rate", "50kpps"]);
     let rep = stop(first);
@@ -281,14 +281,14 @@ fn blocks_inspect_refuses_hostile_sidecars_without_panicking() {
         v["data"] = serde_json::Value::String(data);
         std::fs::write(&side, v.to_string()).unwrap();
         let o = linecap_within(&["blocks", "inspect", side.to_str().unwrap()], 20);
-        assert_eq!(o.status.code(), Some(2), "{tag}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(1), "{tag}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"), "{tag}: {}", stderr(&o));
         assert!(stderr(&o).contains(why), "{tag}: {}", stderr(&o));
     }
     // A FIFO as a sidecar: refused at once.
     let fifo = dir.0.join("fifo.json");
     mkfifo(&fifo);
-    assert_eq!(linecap_within(&["blocks", "inspect", fifo.to_str().unwrap()], 20).status.code(), Some(2));
+    assert_eq!(linecap_within(&["blocks", "inspect", fifo.to_str().unwrap()], 20).status.code(), Some(1));
 }
 
 /// A small tmpfs mounted for one test, unmounted on drop.

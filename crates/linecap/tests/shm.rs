@@ -120,7 +120,7 @@ fn a_ring_name_in_use_is_refused() {
     let first = capture(None, &["--listen", &addr, "--shm", &name]);
     let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--shm", &name, "--count", "1"]);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("in use by process"), "{e}");
     stop(first);
     let _ = std::fs::remove_file(linecap::sink::shmring::ring_path(&name));

@@ -82,7 +82,9 @@ impl FrameTarget {
     /// Resolves the interface's MAC and IPv4 address and the destination's
     /// MAC (from the neighbour table), for UDP source port `src_port`.
     pub fn resolve(iface: &str, cfg: &SendConfig, src_port: u16, backend: &str) -> anyhow::Result<Self> {
-        let SocketAddr::V4(to) = cfg.to else { bail!("--backend {backend} sends IPv4 only for now") };
+        let SocketAddr::V4(to) = cfg.to else {
+            return Err(crate::InvalidConfig(format!("--backend {backend} sends IPv4 only for now")).into());
+        };
         let ifindex = pk::if_index(iface).map_err(|_| {
             anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
         })?;
@@ -122,25 +124,25 @@ fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; 
 /// What every frame-building generator (afpacket, xdp, xdp-live) asks of
 /// its options: seq payloads, a bounded run, one sending thread (`why`).
 pub fn check_frame_sender(cfg: &SendConfig, why_one_thread: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
+    crate::ensure_valid!(
         cfg.size >= seq::MIN_LEN,
         "--size must be at least {} bytes for the seq format",
         seq::MIN_LEN
     );
-    anyhow::ensure!(
+    crate::ensure_valid!(
         cfg.count.is_some() || cfg.duration.is_some(),
         "give --count or --duration: every traffic run is bounded"
     );
-    anyhow::ensure!(cfg.threads == 1, "{why_one_thread}");
+    crate::ensure_valid!(cfg.threads == 1, "{why_one_thread}");
     Ok(())
 }
 
 /// Sends through the TX ring until the count or duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     check_frame_sender(cfg, "--backend afpacket sends from one thread (one TX ring)")?;
-    anyhow::ensure!(!cfg.gso, "--gso applies to the socket backend only");
+    crate::ensure_valid!(!cfg.gso, "--gso applies to the socket backend only");
     let (fd, mut ring, header) = open(iface, cfg)?;
-    anyhow::ensure!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
+    crate::ensure_valid!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
     super::pin_sender(cfg.cpus.first().copied());
     let len = HDR + cfg.size;
     let frames = ring.frames();

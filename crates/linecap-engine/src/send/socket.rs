@@ -113,17 +113,17 @@ struct ThreadResult {
 
 /// Sends until the count or duration is reached, or SIGINT/SIGTERM.
 pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
-    anyhow::ensure!(
+    crate::ensure_valid!(
         cfg.size >= seq::MIN_LEN,
         "--size must be at least {} bytes for the seq format",
         seq::MIN_LEN
     );
-    anyhow::ensure!(
+    crate::ensure_valid!(
         cfg.size <= MAX_UDP_PAYLOAD,
         "--size must be at most {MAX_UDP_PAYLOAD} bytes (one UDP datagram)"
     );
-    anyhow::ensure!(cfg.threads >= 1, "--threads must be at least 1");
-    anyhow::ensure!(
+    crate::ensure_valid!(cfg.threads >= 1, "--threads must be at least 1");
+    crate::ensure_valid!(
         cfg.count.is_some() || cfg.duration.is_some(),
         "give --count or --duration: every traffic run is bounded"
     );

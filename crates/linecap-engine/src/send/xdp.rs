@@ -15,7 +15,7 @@ const FRAME: u32 = 2048;
 /// Sends through an AF_XDP tx ring until the count or duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     super::afpacket::check_frame_sender(cfg, "--backend xdp sends from one socket")?;
-    anyhow::ensure!(
+    crate::ensure_valid!(
         HDR + cfg.size <= FRAME as usize,
         "--size {} does not fit a {FRAME}-byte frame",
         cfg.size

@@ -36,11 +36,11 @@ const LIVE_BATCH: u32 = 64;
 /// duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     super::afpacket::check_frame_sender(cfg, "--backend xdp-live runs one generator")?;
-    anyhow::ensure!(
+    crate::ensure_valid!(
         matches!(cfg.format, super::PayloadFormat::Seq),
         "--backend xdp-live writes the seq format"
     );
-    anyhow::ensure!(HDR + cfg.size <= 3500, "--size too large for one XDP frame");
+    crate::ensure_valid!(HDR + cfg.size <= 3500, "--size too large for one XDP frame");
     let target = FrameTarget::resolve(iface, cfg, 40_001, "xdp-live")?;
     let ifindex = target.ifindex;
     let mut frame = target.header.to_vec();

@@ -15,6 +15,7 @@
 //! no lock and no contended cache line. Readers in other processes load the
 //! words; a value is at most one batch old.
 
+pub mod help;
 pub mod kernel;
 pub mod render;
 pub mod serve;

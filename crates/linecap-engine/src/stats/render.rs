@@ -55,7 +55,25 @@ fn metric_part(s: &str) -> String {
 pub fn prometheus(snaps: &[Snapshot]) -> String {
     use std::collections::BTreeMap;
     // family name -> lines
-    let mut fams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut fams: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP linecap_up 1 while the capture runs (its counters file is locked by it).");
+    let _ = writeln!(out, "# TYPE linecap_up gauge");
+    for s in snaps {
+        let _ = writeln!(out, "linecap_up{{capture=\"{}\"}} {}", escape_label(&s.name), u8::from(s.running));
+    }
+    let _ = writeln!(out, "# HELP linecap_info The capture's backend and linecap's version; always 1.");
+    let _ = writeln!(out, "# TYPE linecap_info gauge");
+    for s in snaps {
+        let _ = writeln!(
+            out,
+            "linecap_info{{capture=\"{}\",backend=\"{}\",version=\"{}\",pid=\"{}\"}} 1",
+            escape_label(&s.name),
+            escape_label(&s.backend),
+            env!("CARGO_PKG_VERSION"),
+            s.pid
+        );
+    }
     for s in snaps {
         for st in &s.stages {
             // "rx.0" -> kind "rx", instance "0"; "pcap.writer.0" -> "pcap_writer", "0".
@@ -64,6 +82,7 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                 _ => (st.name.as_str(), ""),
             };
             for (c, v) in &st.counters {
+                let help = super::help::counter_help(kind, c);
                 // Prometheus wants base units: nanosecond counters become seconds.
                 let (c, value) = match c.strip_suffix("_ns") {
                     Some(base) => (format!("{base}_seconds"), format!("{:.9}", *v as f64 / 1e9)),
@@ -78,13 +97,12 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                 } else {
                     format!("{{capture=\"{capture}\",thread=\"{inst}\"}}")
                 };
-                fams.entry(fam.clone()).or_default().push(format!("{fam}{label} {value}"));
+                fams.entry(fam.clone()).or_insert((help, Vec::new())).1.push(format!("{fam}{label} {value}"));
             }
         }
     }
-    let mut out = String::new();
-    for (fam, lines) in fams {
-        let _ = writeln!(out, "# HELP {fam} linecap counter (see docs/ARCHITECTURE.md, accounting)");
+    for (fam, (help, lines)) in fams {
+        let _ = writeln!(out, "# HELP {fam} {help}");
         let _ = writeln!(out, "# TYPE {fam} counter");
         for l in lines {
             let _ = writeln!(out, "{l}");

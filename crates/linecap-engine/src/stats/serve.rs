@@ -1,6 +1,9 @@
 //! `linecap stats --serve ADDR`: the counters of every capture on this
 //! machine over HTTP, in Prometheus text format, for a scraper to pull.
 //! A separate process: the captures' hot paths never see a scrape.
+//! `capture --metrics ADDR` runs the same server on a thread of the
+//! capture's own process (its monitor side, never a receive thread),
+//! exporting that capture alone: one target per capture, as exporters do.
 //!
 //! One thread serves every connection through `poll(2)`, each with a
 //! deadline for the *whole* request (not per read): a client that sends a
@@ -13,6 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Snapshot, list_names, render, stats_path};
@@ -36,6 +40,36 @@ pub fn metrics_text() -> String {
         .filter(|s| s.running)
         .collect();
     render::prometheus(&snaps)
+}
+
+/// The Prometheus exposition of one capture (`capture --metrics`): its
+/// counters while it runs; after it ends, only `linecap_up 0`.
+pub fn capture_metrics_text(name: &str) -> String {
+    match Snapshot::read(name, &stats_path(name)) {
+        Ok(s) if s.running => render::prometheus(&[s]),
+        _ => format!(
+            "# HELP linecap_up 1 while the capture runs (its counters file is locked by it).\n# TYPE linecap_up gauge\nlinecap_up{{capture=\"{}\"}} 0\n",
+            render::escape_label(name)
+        ),
+    }
+}
+
+/// What an exporter serves at `/metrics`.
+#[derive(Debug, Clone)]
+pub enum Exported {
+    /// Every running capture (`stats --serve`).
+    AllRunning,
+    /// One capture (`capture --metrics`).
+    Capture(String),
+}
+
+impl Exported {
+    fn text(&self) -> String {
+        match self {
+            Exported::AllRunning => metrics_text(),
+            Exported::Capture(name) => capture_metrics_text(name),
+        }
+    }
 }
 
 /// Binds `addr` and prints where it serves (port 0 picks one).
@@ -62,7 +96,7 @@ impl Conn {
 
     /// Reads what is there; builds the reply once the head is complete.
     /// `Ok(false)`: the connection is finished (closed by the client).
-    fn on_readable(&mut self) -> io::Result<bool> {
+    fn on_readable(&mut self, what: &Exported) -> io::Result<bool> {
         let mut buf = [0u8; 1024];
         loop {
             match self.stream.read(&mut buf) {
@@ -70,7 +104,7 @@ impl Conn {
                 Ok(n) => {
                     self.head.extend_from_slice(&buf[..n]);
                     if let Some(end) = head_end(&self.head) {
-                        self.reply = reply_to(&self.head[..end]);
+                        self.reply = reply_to(&self.head[..end], what);
                         return Ok(true);
                     }
                     if self.head.len() > MAX_REQUEST {
@@ -101,11 +135,16 @@ impl Conn {
     }
 }
 
-/// Answers requests until SIGINT/SIGTERM.
+/// Answers requests for every running capture until SIGINT/SIGTERM.
 pub fn serve(listener: &TcpListener) -> io::Result<()> {
+    serve_until(listener, &Exported::AllRunning, &AtomicBool::new(false))
+}
+
+/// Answers requests for `what` until SIGINT/SIGTERM or `stop`.
+pub fn serve_until(listener: &TcpListener, what: &Exported, stop: &AtomicBool) -> io::Result<()> {
     let mut conns: VecDeque<Conn> = VecDeque::new();
     let mut fds: Vec<libc::pollfd> = Vec::new();
-    while !sys::stop_requested() {
+    while !sys::stop_requested() && !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         conns.retain(|c| c.deadline > now);
         fds.clear();
@@ -120,7 +159,7 @@ pub fn serve(listener: &TcpListener) -> io::Result<()> {
         // Serve the ready connections (fds[1..] match conns in order), then accept.
         let mut keep = Vec::with_capacity(conns.len());
         for (c, p) in conns.drain(..).zip(&fds[1..]) {
-            keep.push(step(c, p.revents));
+            keep.push(step(c, p.revents, what));
         }
         conns = keep.into_iter().flatten().collect();
         if fds[0].revents & libc::POLLIN != 0 {
@@ -131,14 +170,14 @@ pub fn serve(listener: &TcpListener) -> io::Result<()> {
 }
 
 /// Advances one connection by its poll events; `None` when it is done.
-fn step(mut c: Conn, revents: i16) -> Option<Conn> {
+fn step(mut c: Conn, revents: i16, what: &Exported) -> Option<Conn> {
     if revents == 0 {
         return Some(c);
     }
     let alive = if c.wants_write() {
         c.on_writable()
     } else {
-        c.on_readable().and_then(|open| if open && c.wants_write() { c.on_writable() } else { Ok(open) })
+        c.on_readable(what).and_then(|open| if open && c.wants_write() { c.on_writable() } else { Ok(open) })
     };
     match alive {
         Ok(true) => Some(c),
@@ -177,9 +216,9 @@ pub fn head_end(head: &[u8]) -> Option<usize> {
 }
 
 /// The whole reply to a complete request head.
-fn reply_to(head: &[u8]) -> Vec<u8> {
+fn reply_to(head: &[u8], what: &Exported) -> Vec<u8> {
     let (status, body) = match request_target(head) {
-        Some(("GET", "/metrics")) => ("200 OK", metrics_text()),
+        Some(("GET", "/metrics")) => ("200 OK", what.text()),
         Some(("GET", "/")) => ("200 OK", "linecap exporter: counters at /metrics\n".to_string()),
         Some(("GET", _)) => ("404 Not Found", "not found: try /metrics\n".to_string()),
         Some(_) => ("405 Method Not Allowed", "GET only\n".to_string()),

@@ -90,8 +90,18 @@ pub fn assert_books(sent: &SendReport, cap: &CaptureReport, network: &[(&str, u6
 
 /// Asserts a clean failure: exit status 2, `needle` in the message, no panic.
 pub fn assert_fails_with(o: Output, needle: &str) {
+    assert_exit(o, 1, needle);
+}
+
+/// A usage error (exit status 2) that says `needle`.
+pub fn assert_usage_error(o: Output, needle: &str) {
+    assert_exit(o, 2, needle);
+}
+
+/// Exit status `code` (1 runtime, 2 usage, 3 loss) and a message with `needle`.
+pub fn assert_exit(o: Output, code: i32, needle: &str) {
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(o.status.code(), Some(code), "{e}");
     assert!(e.contains(needle), "expected '{needle}' in: {e}");
     assert!(!e.contains("panicked"), "{e}");
 }

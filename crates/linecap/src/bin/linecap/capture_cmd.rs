@@ -2,7 +2,12 @@
 
 use super::*;
 
-#[derive(Clone, Copy, ValueEnum)]
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use linecap::capture::{CaptureEvent, Watcher};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
     /// UDP socket (recvmmsg, GRO, reuseport).
     Socket,
@@ -22,11 +27,15 @@ enum VerifyFormat {
 
 #[derive(Args)]
 pub(crate) struct CaptureArgs {
+    /// Read options from this TOML file (keys are the long options: `listen = ":9000"`,
+    /// `cpus = [1]`, `quiet = true`); options after it on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Kernel interface to read from.
     #[arg(long, value_enum, default_value = "socket")]
     backend: Backend,
     /// Address and UDP port to listen on (socket backend).
-    #[arg(long, default_value = "0.0.0.0:9000")]
+    #[arg(long, default_value = "0.0.0.0:9000", value_parser = strict::parse_listen)]
     listen: SocketAddr,
     /// Interface to capture on (afpacket backend).
     #[arg(long)]
@@ -67,9 +76,9 @@ pub(crate) struct CaptureArgs {
     /// Receive threads (one SO_REUSEPORT socket each).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// CPUs to pin receive threads to, e.g. `1` or `2,3`.
-    #[arg(long, value_delimiter = ',')]
-    cpus: Vec<usize>,
+    /// CPUs to pin receive threads to, in order: `1`, `2,3` or `0-3,6`.
+    #[arg(long, value_parser = strict::parse_cpus)]
+    cpus: Option<strict::Cpus>,
     /// `recvmmsg` batches, or `recv`: one syscall per packet (the naive baseline).
     #[arg(long, value_enum, default_value = "recvmmsg")]
     mode: RecvMode,
@@ -97,8 +106,16 @@ pub(crate) struct CaptureArgs {
     #[arg(long, value_parser = units::parse_duration)]
     duration: Option<Duration>,
     /// Stop after this many packets.
-    #[arg(long)]
+    #[arg(long, value_parser = strict::parse_positive)]
     count: Option<u64>,
+    /// Exit with status 3 if the capture lost more than this: packets (`1000`)
+    /// or a share of what reached the capture (`0.1%`). Lost = every counted
+    /// drop, or the verifier's or assembler's missing count where larger.
+    #[arg(long, value_parser = parse_max_loss)]
+    max_loss: Option<MaxLoss>,
+    /// Exit with status 3 if the capture lost any packet (`--max-loss 0`).
+    #[arg(long, conflicts_with = "max_loss")]
+    fail_on_loss: bool,
     /// Write packets to this pcap file (nanosecond timestamps).
     #[arg(long)]
     write: Option<PathBuf>,
@@ -182,6 +199,14 @@ pub(crate) struct CaptureArgs {
     /// user's reader acknowledge blocks of a --shm-lossless ring).
     #[arg(long, default_value = "0644", value_parser = parse_mode)]
     file_mode: u32,
+    /// Serve this capture's counters at http://ADDR/metrics (Prometheus text) while it
+    /// runs, e.g. `:9100` or `127.0.0.1:9100` (`stats --serve` exports every capture).
+    #[arg(long, value_name = "ADDR", value_parser = strict::parse_listen)]
+    metrics: Option<SocketAddr>,
+    /// After the sockets, rings and files are open, drop to this user (and its group),
+    /// keeping no capabilities, as `tcpdump -Z` does.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
     /// Print the final summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -211,14 +236,178 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
-pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
+/// Options that apply to some backends or sinks only, and what they need.
+const BACKEND_RULES: &[(&str, &[Backend], &str)] = &[
+    (
+        "listen",
+        &[Backend::Socket, Backend::Uring, Backend::Xdp],
+        "applies to the socket, uring and xdp backends (afpacket takes the whole interface: narrow it with --filter 'udp port N')",
+    ),
+    (
+        "iface",
+        &[Backend::Afpacket, Backend::Xdp],
+        "applies to --backend afpacket and xdp (the socket backends bind --listen)",
+    ),
+    ("ring_block_size", &[Backend::Afpacket], "applies to --backend afpacket"),
+    ("ring_blocks", &[Backend::Afpacket], "applies to --backend afpacket"),
+    ("retire_ms", &[Backend::Afpacket], "applies to --backend afpacket"),
+    (
+        "fanout",
+        &[Backend::Afpacket],
+        "applies to --backend afpacket (several --threads share one fanout group)",
+    ),
+    (
+        "bpf_file",
+        &[Backend::Afpacket],
+        "applies to --backend afpacket: tcpdump programs start at the link header (use --filter with the socket backends)",
+    ),
+    ("queue", &[Backend::Xdp], "applies to --backend xdp"),
+    ("queues", &[Backend::Xdp], "applies to --backend xdp (use --threads with the other backends)"),
+    ("force", &[Backend::Xdp], "applies to --backend xdp"),
+    ("xdp_ring", &[Backend::Xdp], "applies to --backend xdp"),
+    ("busy_poll", &[Backend::Socket, Backend::Xdp], "applies to the socket and xdp backends"),
+    ("mode", &[Backend::Socket], "applies to --backend socket"),
+    ("no_gro", &[Backend::Socket, Backend::Uring], "applies to the socket and uring backends"),
+    ("gro_always", &[Backend::Socket, Backend::Uring], "applies to the socket and uring backends"),
+    (
+        "rcvbuf",
+        &[Backend::Socket, Backend::Uring],
+        "applies to the socket and uring backends (rings are sized with --ring-* or --xdp-ring)",
+    ),
+    ("join", &[Backend::Socket, Backend::Uring], "applies to the socket and uring backends"),
+];
+
+/// Options that belong to a sink, and the sink they need.
+const SINK_RULES: &[(&str, &str)] = &[
+    ("rotate_size", "needs --write"),
+    ("rotate_time", "needs --write"),
+    ("sink_buffer", "needs --write"),
+    ("format", "needs --blocks or --shm"),
+    ("raw", "needs --blocks or --shm (and --format raw)"),
+    ("slot_bytes", "needs --blocks or --shm"),
+    ("slots", "needs --blocks or --shm"),
+    ("channels", "needs --blocks or --shm"),
+    ("frames_per_second", "needs --blocks or --shm (and --format vdif)"),
+    ("window", "needs --blocks or --shm"),
+    ("resync_gap", "needs --blocks or --shm"),
+    ("no_zero_fill", "needs --blocks or --shm"),
+    ("block_queue", "needs --blocks or --shm"),
+    ("shm_slots", "needs --shm"),
+    ("shm_lossless", "needs --shm"),
+];
+
+/// Refuses every option given that the chosen backend or sinks ignore.
+fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow::Result<()> {
+    strict::refuse_inapplicable(
+        m,
+        &BACKEND_RULES.iter().map(|(id, _, why)| (*id, *why)).collect::<Vec<_>>(),
+        |id| BACKEND_RULES.iter().any(|(rule, backends, _)| *rule == id && backends.contains(&a.backend)),
+    )?;
+    let assembling = a.blocks.is_some() || a.shm.is_some();
+    strict::refuse_inapplicable(m, SINK_RULES, |id| match id {
+        "rotate_size" | "rotate_time" | "sink_buffer" => a.write.is_some(),
+        "shm_slots" | "shm_lossless" => a.shm.is_some(),
+        _ => assembling,
+    })?;
+    if strict::given(m, "threads") && a.backend == Backend::Xdp {
+        strict::usage!("--threads: --backend xdp runs one thread per queue: give --queues N");
+    }
+    if a.threads == 0 {
+        strict::usage!("--threads must be positive");
+    }
+    Ok(())
+}
+
+/// The files a capture owns in shared directories, given to `--user` before
+/// it drops root so that it can remove them at exit (/dev/shm is sticky).
+fn owned_files(name: &str, a: &CaptureArgs) -> Vec<PathBuf> {
+    let mut files = vec![linecap::stats::stats_path(name)];
+    if let Some(ring) = &a.shm {
+        files.push(linecap::sink::shmring::ring_path(ring));
+    }
+    files
+}
+
+/// `live`, and once the capture has opened everything: hand `files` to
+/// `account` and become it. A failure stops the capture and is kept in
+/// `failed` for the command to report.
+fn privilege_drop(
+    live: Watcher,
+    account: sys::user::Account,
+    files: Vec<PathBuf>,
+    failed: Arc<Mutex<Option<String>>>,
+) -> Watcher {
+    Watcher(Arc::new(move |event: &CaptureEvent<'_>| {
+        (live.0)(event);
+        if !matches!(event, CaptureEvent::Started { .. }) {
+            return;
+        }
+        let result = files
+            .iter()
+            .try_for_each(|f| std::os::unix::fs::lchown(f, Some(account.uid), Some(account.gid)))
+            .and_then(|()| sys::user::become_user(account));
+        if let Err(e) = result {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                "--user: cannot become uid {} ({e}): it needs root or CAP_SETUID and CAP_SETGID",
+                account.uid
+            ));
+            sys::request_stop();
+        }
+    }))
+}
+
+/// What `--max-loss` allows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MaxLoss {
+    /// At most this many packets.
+    Packets(u64),
+    /// At most this share (0..=1) of what reached the capture.
+    Share(f64),
+}
+
+fn parse_max_loss(s: &str) -> Result<MaxLoss, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: f64 = p.trim().parse().map_err(|_| format!("'{s}' is not a percentage such as 0.1%"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("'{s}': a share is between 0% and 100%"));
+        }
+        return Ok(MaxLoss::Share(v / 100.0));
+    }
+    match t.parse::<u64>() {
+        Ok(n) => Ok(MaxLoss::Packets(n)),
+        Err(_) => Err(format!("'{s}' is neither a packet count (1000) nor a share (0.1%)")),
+    }
+}
+
+/// Packets the capture lost, as far as it can know: every counted drop,
+/// or the verifier's (or assembler's) missing count where that is larger
+/// (a GRO super-packet dropped whole is one drop but many datagrams).
+fn lost(report: &CaptureReport) -> u64 {
+    let missing = report.verify.map_or(0, |v| v.missing);
+    let slots = report.blocks.as_ref().map_or(0, |b| b.assembly.slots_lost);
+    report.total_drops().max(missing).max(slots)
+}
+
+/// Whether `report` lost more than `max` allows, with the sentence that says so.
+fn over_max_loss(report: &CaptureReport, max: MaxLoss) -> Option<String> {
+    let lost = lost(report);
+    let offered = report.packets + report.total_drops();
+    let (over, limit) = match max {
+        MaxLoss::Packets(n) => (lost > n, format!("{n} packets")),
+        MaxLoss::Share(f) => (lost as f64 > f * offered as f64, format!("{}%", f * 100.0)),
+    };
+    over.then(|| format!("the capture lost {lost} of {offered} packets, more than --max-loss {limit}"))
+}
+
+pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    check_applicable(&a, m)?;
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
     if a.plain_loop {
-        anyhow::ensure!(
-            matches!(a.backend, Backend::Socket | Backend::Xdp),
-            "--plain-loop is the socket and xdp backends' benchmark baseline"
-        );
+        if !matches!(a.backend, Backend::Socket | Backend::Xdp) {
+            strict::usage!("--plain-loop is the socket and xdp backends' benchmark baseline");
+        }
         return plain_loop(&a);
     }
     let pcap = match &a.write {
@@ -233,7 +422,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             o.chunk_bytes = (o.buffer_bytes / 16).clamp(MIN_CHUNK, 4 << 20);
             if let Some(max) = a.rotate_size {
                 if max < 4 * MIN_CHUNK as u64 {
-                    bail!(
+                    strict::usage!(
                         "--rotate-size {max} is too small: files must hold at least {} bytes (4 write chunks)",
                         4 * MIN_CHUNK
                     );
@@ -251,8 +440,27 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let account = match &a.user {
+        Some(u) => Some(
+            sys::user::lookup_user(u).with_context(|| format!("cannot look up --user {u}"))?.ok_or_else(
+                || strict::usage_error(format!("--user {u}: no such user (see getent passwd)")),
+            )?,
+        ),
+        None => None,
+    };
+    let name = a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id()));
+    // Bound before anything opens, so a taken port fails at once.
+    let metrics = a.metrics.map(linecap::stats::serve::bind).transpose()?;
+    let dropped = Arc::new(Mutex::new(None::<String>));
+    let watcher = {
+        let live = crate::live::watcher(!a.quiet && sys::stderr_is_tty());
+        match account {
+            None => live,
+            Some(account) => privilege_drop(live, account, owned_files(&name, &a), dropped.clone()),
+        }
+    };
     let cfg = CaptureConfig {
-        name: a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id())),
+        name: name.clone(),
         backend: match a.backend {
             Backend::Socket | Backend::Uring => {
                 let o = SocketOptions {
@@ -272,20 +480,14 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     filter: match (&a.filter, &a.bpf_file) {
                         (Some(expr), _) => Some(
                             filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
-                                .map_err(|e| anyhow::anyhow!("--filter: {e}"))?
+                                .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
                                 .0,
                         ),
-                        (None, Some(_)) => bail!(
-                            "--bpf-file applies to --backend afpacket: tcpdump programs start at the link header, a UDP socket's filter at the UDP header (use --filter)"
-                        ),
+                        (None, Some(_)) => unreachable!("--bpf-file is refused for this backend"),
                         (None, None) => None,
                     },
                 };
                 if let Backend::Uring = a.backend {
-                    anyhow::ensure!(
-                        a.busy_poll.is_none(),
-                        "--busy-poll applies to the socket and xdp backends"
-                    );
                     BackendConfig::Uring(o)
                 } else {
                     BackendConfig::Socket(o)
@@ -293,14 +495,14 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             }
             Backend::Xdp => {
                 let Some(iface) = &a.iface else {
-                    bail!("--backend xdp needs --iface IF (see 'ip link')");
+                    strict::usage!("--backend xdp needs --iface IF (see 'ip link')");
                 };
-                anyhow::ensure!(a.xdp_ring.is_power_of_two(), "--xdp-ring must be a power of two");
-                anyhow::ensure!((1..=256).contains(&a.queues), "--queues must be 1 to 256");
-                anyhow::ensure!(
-                    a.threads == 1 || a.threads == a.queues as usize,
-                    "--backend xdp runs one thread per queue: give --queues N, not --threads"
-                );
+                if !a.xdp_ring.is_power_of_two() {
+                    strict::usage!("--xdp-ring must be a power of two");
+                }
+                if !(1..=256).contains(&a.queues) {
+                    strict::usage!("--queues must be 1 to 256");
+                }
                 BackendConfig::Xdp(XdpOptions {
                     iface: iface.clone(),
                     queue: a.queue,
@@ -315,22 +517,25 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
             }
             Backend::Afpacket => {
                 let Some(iface) = &a.iface else {
-                    bail!("--backend afpacket needs --iface IF (see 'ip link')");
+                    strict::usage!("--backend afpacket needs --iface IF (see 'ip link')");
                 };
-                anyhow::ensure!(a.busy_poll.is_none(), "--busy-poll applies to the socket and xdp backends");
                 let mut opts = AfPacketOptions::new(iface);
                 opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
                 opts.ring.block_nr = a.ring_blocks;
                 opts.ring.retire_ms = a.retire_ms;
+                linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
                 opts.filter = match (&a.filter, &a.bpf_file) {
-                    (Some(expr), _) => {
-                        Some(filter::compile_inbound(expr).map_err(|e| anyhow::anyhow!("--filter: {e}"))?.0)
-                    }
+                    (Some(expr), _) => Some(
+                        filter::compile_inbound(expr)
+                            .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
+                            .0,
+                    ),
                     (None, Some(path)) => {
                         let text = std::fs::read_to_string(path)
                             .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
-                        let prog = filter::ddd::parse(&text)
-                            .map_err(|e| anyhow::anyhow!("--bpf-file {}: {e}", path.display()))?;
+                        let prog = filter::ddd::parse(&text).map_err(|e| {
+                            strict::usage_error(format!("--bpf-file {}: {e}", path.display()))
+                        })?;
                         Some(filter::inbound(&prog).0)
                     }
                     (None, None) => None,
@@ -344,7 +549,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
         } else {
             a.threads
         },
-        cpus: a.cpus.clone(),
+        cpus: a.cpus.clone().unwrap_or_default().0,
         duration: a.duration,
         count: a.count,
         pcap,
@@ -360,8 +565,13 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 let format = match a.format {
                     StreamKind::Seq => StreamFormat::Seq,
                     StreamKind::Raw => {
-                        let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
-                        StreamFormat::Raw(RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?)
+                        let spec = a
+                            .raw
+                            .as_deref()
+                            .ok_or_else(|| strict::usage_error("--format raw needs --raw SPEC"))?;
+                        StreamFormat::Raw(
+                            RawSpec::parse(spec).map_err(|e| strict::usage_error(format!("--raw: {e}")))?,
+                        )
                     }
                     StreamKind::Vdif => StreamFormat::Vdif { fps: a.frames_per_second.max(1) },
                     StreamKind::Spead => StreamFormat::Spead,
@@ -371,7 +581,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                     StreamFormat::Raw(spec) => spec.payload,
                     _ => a.slot_bytes,
                 };
-                let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(anyhow::Error::msg)?;
+                let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(strict::usage_error)?;
                 let output = match (dir, shm) {
                     (Some(d), _) => BlockOutput::Dir(d.clone()),
                     (None, Some(name)) => BlockOutput::Shm(RingOptions {
@@ -397,14 +607,28 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
                 })
             }
         },
-        watcher: Some(crate::live::watcher(!a.quiet && sys::stderr_is_tty())),
+        watcher: Some(watcher),
         file_mode: a.file_mode,
         // A capture named by the user keeps its counters file (`linecap
         // stats NAME` shows the final numbers); an unnamed one cleans up.
         keep_stats: a.name.is_some(),
     };
+    let exporter = metrics.map(|listener| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let what = linecap::stats::serve::Exported::Capture(name.clone());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || linecap::stats::serve::serve_until(&listener, &what, &flag));
+        (stop, thread)
+    });
     let report = capture::run(&cfg);
     crate::live::finish();
+    if let Some((stop, thread)) = exporter {
+        stop.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+    }
+    if let Some(why) = dropped.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bail!("{why}");
+    }
     let report = report?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -414,6 +638,11 @@ pub(crate) fn cmd_capture(a: CaptureArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &report.failure {
         bail!("{f} (the report above holds what was counted until then)");
     }
+    let max_loss = if a.fail_on_loss { Some(MaxLoss::Packets(0)) } else { a.max_loss };
+    if let Some(why) = max_loss.and_then(|max| over_max_loss(&report, max)) {
+        eprintln!("linecap: {why}");
+        return Ok(ExitCode::from(strict::exit::LOSS));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -422,7 +651,7 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
         name: a.name.clone().unwrap_or_else(|| format!("plain-{}", std::process::id())),
         listen: a.listen,
         rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
-        cpu: a.cpus.first().copied(),
+        cpu: a.cpus.as_ref().and_then(|c| c.0.first().copied()),
         duration: a.duration,
     };
     let report = match (a.backend, &a.iface) {
@@ -440,7 +669,7 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
             };
             linecap::bench::baseline::run_xdp(&p, &o)?
         }
-        (Backend::Xdp, None) => bail!("--backend xdp needs --iface IF (see 'ip link')"),
+        (Backend::Xdp, None) => strict::usage!("--backend xdp needs --iface IF (see 'ip link')"),
         _ => linecap::bench::baseline::run(&p)?,
     };
     if a.json {

@@ -1,10 +1,12 @@
 //! The `linecap` command line.
 
 mod capture_cmd;
+mod config;
 mod demo;
 mod live;
 mod log;
 mod send_cmd;
+mod strict;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use linecap::assemble::{Layout, Options as AsmOptions};
 use linecap::capture::{self, BackendConfig, CaptureConfig, CaptureReport};
@@ -37,11 +39,21 @@ pub(crate) use send_cmd::send_line;
 use send_cmd::{SendArgs, cmd_send};
 
 #[derive(Parser)]
-#[command(name = "linecap", version, about = "Capture, send and account for packet streams at line rate")]
+#[command(
+    name = "linecap",
+    version,
+    about = "Capture, send and account for packet streams at line rate",
+    after_help = EXIT_STATUS
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// Exit statuses, for scripts (also in the README).
+const EXIT_STATUS: &str = "Exit status: 0 done as asked; 1 a runtime error (an interface, a privilege, a disk); \
+2 a usage error (an option wrong or not applicable); 3 the capture lost more than --max-loss allows \
+(capture --fail-on-loss or --max-loss) or doctor found a loss.";
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -61,6 +73,13 @@ enum Cmd {
     Blocks(BlocksArgs),
     /// Where packets are lost (captures' counters, this machine's settings) and which setting would help.
     Doctor(DoctorArgs),
+    /// Print a shell completion script (e.g. `linecap completions bash > /etc/bash_completion.d/linecap`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `linecap man | man -l -`.
+    Man,
 }
 
 #[derive(Args)]
@@ -254,20 +273,61 @@ struct BenchArgs {
 fn main() -> ExitCode {
     linecap::sys::default_sigpipe();
     log::init();
-    let cli = Cli::parse();
-    match dispatch(cli) {
+    let args = match config::expand(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("linecap: error: {message}");
+            return ExitCode::from(strict::exit::USAGE);
+        }
+    };
+    if let Some(message) = negative_number(args.iter().cloned()) {
+        eprintln!("linecap: error: {message}");
+        return ExitCode::from(strict::exit::USAGE);
+    }
+    let matches = cli_command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match dispatch(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("linecap: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(strict::status_of(&e))
         }
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+/// The command line's definition (also the source of completions and the
+/// manual page).
+fn cli_command() -> clap::Command {
+    // A later option overrides an earlier one, so that options typed after
+    // `--config FILE` override the file's.
+    Cli::command().args_override_self(true).mut_subcommands(|c| c.args_override_self(true))
+}
+
+/// No linecap option takes a negative number: a value such as `-1` gets
+/// "must be positive" instead of clap's "unexpected argument '-1'".
+fn negative_number(args: impl Iterator<Item = String>) -> Option<String> {
+    let args: Vec<String> = args.collect();
+    args.windows(2).find_map(|w| {
+        let (option, value) = (&w[0], &w[1]);
+        let numeric =
+            value.len() > 1 && value.starts_with('-') && value[1..].starts_with(|c: char| c.is_ascii_digit());
+        (option.starts_with("--") && numeric).then(|| format!("{option} {value}: must be positive"))
+    })
+}
+
+fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let sub = matches.subcommand().map(|(_, m)| m).expect("clap requires a subcommand");
     match cli.cmd {
-        Cmd::Capture(a) => cmd_capture(*a),
-        Cmd::Send(a) => cmd_send(a),
+        Cmd::Capture(a) => cmd_capture(*a, sub),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli_command(), "linecap", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(cli_command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Send(a) => cmd_send(a, sub),
         Cmd::Stats(a) => cmd_stats(a),
         Cmd::Testbed(a) => cmd_testbed(a),
         Cmd::Demo(a) => demo::run(a),
@@ -421,7 +481,9 @@ fn cmd_testbed(a: TestbedArgs) -> anyhow::Result<ExitCode> {
         TestbedAction::Up => {
             let mut o = TestbedOptions::new(&a.name);
             o.placement = a.placement;
-            anyhow::ensure!((1..=64).contains(&a.queues), "--queues must be 1 to 64");
+            if !(1..=64).contains(&a.queues) {
+                strict::usage!("--queues must be 1 to 64");
+            }
             o.queues = a.queues;
             let tb = Testbed::up(&o)?.persist();
             println!("{}", tb.describe());

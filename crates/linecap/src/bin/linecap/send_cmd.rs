@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SendBackend {
     /// sendmmsg on a UDP socket (UDP GSO with --gso).
     Socket,
@@ -16,8 +16,8 @@ enum SendBackend {
 
 #[derive(Args)]
 pub(crate) struct SendArgs {
-    /// Destination address and UDP port.
-    #[arg(long)]
+    /// Destination address (or host name) and UDP port; `:9000` is this machine.
+    #[arg(long, value_parser = strict::parse_destination)]
     to: SocketAddr,
     /// UDP source port of the frames (afpacket, xdp, xdp-live backends): one flow per generator.
     #[arg(long)]
@@ -29,7 +29,7 @@ pub(crate) struct SendArgs {
     #[arg(long, default_value = "100kpps", value_parser = units::parse_rate)]
     rate: Rate,
     /// Stop after this many packets.
-    #[arg(long)]
+    #[arg(long, value_parser = strict::parse_positive)]
     count: Option<u64>,
     /// Stop after this long.
     #[arg(long, value_parser = units::parse_duration)]
@@ -37,9 +37,9 @@ pub(crate) struct SendArgs {
     /// Sending threads (sequence numbers are interleaved across them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// CPUs to pin send threads to.
-    #[arg(long, value_delimiter = ',')]
-    cpus: Vec<usize>,
+    /// CPUs to pin send threads to: `0`, `0,1` or `0-3`.
+    #[arg(long, value_parser = strict::parse_cpus)]
+    cpus: Option<strict::Cpus>,
     /// Kernel interface to send through.
     #[arg(long, value_enum, default_value = "socket")]
     backend: SendBackend,
@@ -81,30 +81,64 @@ pub(crate) struct SendArgs {
     plain_loop: bool,
 }
 
-pub(crate) fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
+/// Options that apply to some send backends only.
+const SEND_BACKEND_RULES: &[(&str, &[SendBackend], &str)] = &[
+    (
+        "iface",
+        &[SendBackend::Afpacket, SendBackend::Xdp, SendBackend::XdpLive],
+        "applies to the afpacket, xdp and xdp-live backends (the socket backend routes by --to)",
+    ),
+    ("gso", &[SendBackend::Socket], "applies to --backend socket"),
+];
+
+/// Refuses every send option given that the backend or format ignores.
+fn check_send_applicable(a: &SendArgs, m: &clap::ArgMatches) -> anyhow::Result<()> {
+    let rules: Vec<(&str, &str)> = SEND_BACKEND_RULES.iter().map(|(id, _, why)| (*id, *why)).collect();
+    strict::refuse_inapplicable(m, &rules, |id| {
+        SEND_BACKEND_RULES.iter().any(|(rule, backends, _)| *rule == id && backends.contains(&a.backend))
+    })?;
+    let format_rules = [
+        ("raw", "needs --format raw"),
+        ("channels", "needs --format raw or vdif"),
+        ("frames_per_second", "needs --format vdif"),
+        ("heap_packets", "needs --format spead or spead-heap"),
+    ];
+    strict::refuse_inapplicable(m, &format_rules, |id| match id {
+        "raw" => matches!(a.format, StreamKind::Raw),
+        "channels" => matches!(a.format, StreamKind::Raw | StreamKind::Vdif),
+        "frames_per_second" => matches!(a.format, StreamKind::Vdif),
+        _ => matches!(a.format, StreamKind::Spead | StreamKind::SpeadHeap),
+    })?;
+    if a.threads == 0 {
+        strict::usage!("--threads must be positive");
+    }
+    Ok(())
+}
+
+pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    check_send_applicable(&a, m)?;
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
     let (format, size) = match a.format {
         StreamKind::Seq => (PayloadFormat::Seq, a.size as usize),
         StreamKind::Raw => {
-            let spec = a.raw.as_deref().context("--format raw needs --raw SPEC")?;
-            let spec = RawSpec::parse(spec).map_err(|e| anyhow::anyhow!("--raw: {e}"))?;
+            let spec =
+                a.raw.as_deref().ok_or_else(|| strict::usage_error("--format raw needs --raw SPEC"))?;
+            let spec = RawSpec::parse(spec).map_err(|e| strict::usage_error(format!("--raw: {e}")))?;
             (PayloadFormat::Raw { spec, channels: a.channels }, spec.packet_len())
         }
         StreamKind::Vdif => {
             let size = a.size as usize;
-            anyhow::ensure!(
-                size >= 40 && size.is_multiple_of(8),
-                "--size (the VDIF frame) must be a multiple of 8 of at least 40 bytes"
-            );
+            if !(size >= 40 && size.is_multiple_of(8)) {
+                strict::usage!("--size (the VDIF frame) must be a multiple of 8 of at least 40 bytes");
+            }
             (PayloadFormat::Vdif { fps: a.frames_per_second.max(1), threads: a.channels.max(1) }, size)
         }
         StreamKind::Spead | StreamKind::SpeadHeap => {
             let size = a.size as usize;
-            anyhow::ensure!(
-                size > linecap::format::spead::GEN_HEADER,
-                "--size must exceed the 48-byte SPEAD header"
-            );
+            if size <= linecap::format::spead::GEN_HEADER {
+                strict::usage!("--size must exceed the 48-byte SPEAD header");
+            }
             (PayloadFormat::Spead { parts: a.heap_packets.max(1) }, size)
         }
     };
@@ -116,7 +150,7 @@ pub(crate) fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         duration: a.duration,
         threads: a.threads,
-        cpus: a.cpus,
+        cpus: a.cpus.unwrap_or_default().0,
         batch: a.batch.unwrap_or(match a.backend {
             SendBackend::Socket => 64,
             SendBackend::Afpacket | SendBackend::XdpLive | SendBackend::Xdp => 512,
@@ -127,20 +161,26 @@ pub(crate) fn cmd_send(a: SendArgs) -> anyhow::Result<ExitCode> {
         src_port: a.src_port,
     };
     if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() {
-        bail!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
+        strict::usage!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
     }
     let r = match a.backend {
         SendBackend::Socket => send_socket::run(&cfg)?,
         SendBackend::Afpacket => {
-            let Some(iface) = &a.iface else { bail!("--backend afpacket needs --iface IF (see 'ip link')") };
+            let Some(iface) = &a.iface else {
+                strict::usage!("--backend afpacket needs --iface IF (see 'ip link')")
+            };
             linecap::send::afpacket::run(&cfg, iface)?
         }
         SendBackend::XdpLive => {
-            let Some(iface) = &a.iface else { bail!("--backend xdp-live needs --iface IF (see 'ip link')") };
+            let Some(iface) = &a.iface else {
+                strict::usage!("--backend xdp-live needs --iface IF (see 'ip link')")
+            };
             linecap::send::xdplive::run(&cfg, iface)?
         }
         SendBackend::Xdp => {
-            let Some(iface) = &a.iface else { bail!("--backend xdp needs --iface IF (see 'ip link')") };
+            let Some(iface) = &a.iface else {
+                strict::usage!("--backend xdp needs --iface IF (see 'ip link')")
+            };
             linecap::send::xdp::run(&cfg, iface)?
         }
     };
