@@ -196,6 +196,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         threads: 1,
         gso: false,
         send_errors: errors,
+        refused: 0,
         cpu_ns_per_packet: if sent > 0 { (u + s) as f64 / sent as f64 } else { 0.0 },
     })
 }

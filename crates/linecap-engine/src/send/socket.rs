@@ -100,6 +100,10 @@ pub struct SendReport {
     pub gso: bool,
     /// Send calls that failed and were retried (ENOBUFS, ECONNREFUSED...).
     pub send_errors: u64,
+    /// Of those, the calls the kernel refused because the destination said
+    /// nothing listens there (an ICMP port unreachable came back).
+    #[serde(default)]
+    pub refused: u64,
     /// Sender CPU time per packet (all threads).
     pub cpu_ns_per_packet: f64,
 }
@@ -107,6 +111,7 @@ pub struct SendReport {
 struct ThreadResult {
     packets: u64,
     errors: u64,
+    refused: u64,
     gso: bool,
     cpu_ns: u64,
 }
@@ -161,6 +166,7 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
             Ok(r) => {
                 report.packets += r.packets;
                 report.send_errors += r.errors;
+                report.refused += r.refused;
                 report.gso &= r.gso;
                 cpu += r.cpu_ns;
             }
@@ -205,6 +211,7 @@ fn send_thread(
     let mut pacer = Pacer::new(rate, burst, sys::monotonic_ns());
     let mut next_index: u64 = 0; // this thread's next sequence number
     let mut errors = 0u64;
+    let mut refused = 0u64;
     let mut consecutive_errors = 0u32;
     // Datagrams carried by each message of the current call (allocated once).
     let mut counts = vec![0u64; batch];
@@ -242,6 +249,7 @@ fn send_thread(
             }
             Err(e) => {
                 errors += 1;
+                refused += u64::from(e.raw_os_error() == Some(libc::ECONNREFUSED));
                 consecutive_errors += 1;
                 match e.raw_os_error() {
                     Some(libc::EIO | libc::EINVAL) if gso => {
@@ -258,7 +266,7 @@ fn send_thread(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult { packets: next_index, errors, gso, cpu_ns: u + s })
+    Ok(ThreadResult { packets: next_index, errors, refused, gso, cpu_ns: u + s })
 }
 
 /// Whether a send error is worth retrying (queue full, a late ICMP error).
@@ -294,5 +302,5 @@ fn plain_loop(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult { packets, errors, gso: false, cpu_ns: u + s })
+    Ok(ThreadResult { packets, errors, refused: 0, gso: false, cpu_ns: u + s })
 }

@@ -67,6 +67,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         threads: 1,
         gso: false,
         send_errors: posted - completed,
+        refused: 0,
         cpu_ns_per_packet: if completed > 0 { (u + s) as f64 / completed as f64 } else { 0.0 },
     })
 }

@@ -139,6 +139,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         threads: 1,
         gso: false,
         send_errors: 0,
+        refused: 0,
         cpu_ns_per_packet: if sent > 0 { (u + s) as f64 / sent as f64 } else { 0.0 },
     })
 }

@@ -189,6 +189,12 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
     } else {
         println!("{}", send_line(&r));
     }
+    if r.refused > 0 {
+        eprintln!(
+            "linecap: nothing listens at {}: the kernel refused {} send calls (ICMP port unreachable came back); start the receiver first",
+            a.to, r.refused
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
