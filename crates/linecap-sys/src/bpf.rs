@@ -113,12 +113,26 @@ pub fn map_lookup_bytes(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Resu
 
 /// A failed load, with the verifier's words.
 #[derive(Debug, thiserror::Error)]
-#[error("the kernel refused the XDP program: {error}\nverifier log:\n{log}")]
 pub struct LoadError {
     /// The syscall error.
     pub error: io::Error,
     /// The verifier log.
     pub log: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the kernel refused the XDP program: {}", self.error)?;
+        // Without CAP_PERFMON (or CAP_SYS_ADMIN) the verifier refuses the
+        // packet-pointer arithmetic every packet parser needs, "for !root".
+        if self.log.contains("for !root") {
+            write!(
+                f,
+                "; the verifier needs CAP_PERFMON (or CAP_SYS_ADMIN) besides CAP_BPF: grant it with setcap"
+            )?;
+        }
+        write!(f, "\nverifier log:\n{}", self.log)
+    }
 }
 
 /// Loads a program (`insns`: the instruction bytes). On failure the

@@ -191,6 +191,28 @@ fn sockopt<T>(fd: &OwnedFd, name: i32, v: &T) -> io::Result<()> {
 /// the fill and completion rings plus one data ring (`XDP_RX_RING` or
 /// `XDP_TX_RING`) of `ring` entries. Returns the socket, the UMEM and the
 /// ring offsets to map.
+/// The kernel pins a UMEM's pages and charges them to the locked-memory
+/// limit unless CAP_IPC_LOCK is held; ENOBUFS alone does not say so.
+fn umem_hint(e: io::Error, bytes: usize) -> io::Error {
+    if e.raw_os_error() != Some(libc::ENOBUFS) {
+        return e;
+    }
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    let limit = match unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } {
+        0 if lim.rlim_cur == libc::RLIM_INFINITY => "unlimited".to_string(),
+        0 => format!("{} KiB", lim.rlim_cur / 1024),
+        _ => "unknown".to_string(),
+    };
+    io::Error::new(
+        e.kind(),
+        format!(
+            "cannot register the AF_XDP UMEM ({} KiB): {e}; it is locked memory and the limit is {limit} (ulimit -l): raise it (LimitMEMLOCK=infinity under systemd), grant CAP_IPC_LOCK, or use a smaller --xdp-ring",
+            bytes / 1024
+        ),
+    )
+}
+
 fn open_umem(
     frames: u32,
     frame_size: u32,
@@ -200,7 +222,7 @@ fn open_umem(
     // SAFETY: plain syscall; the fd is owned below.
     let raw = cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map_err(|e| {
         if e.raw_os_error() == Some(libc::EPERM) {
-            io::Error::new(e.kind(), "AF_XDP needs CAP_NET_ADMIN (and CAP_BPF): run as root")
+            io::Error::new(e.kind(), "an AF_XDP socket needs CAP_NET_RAW (its XDP program CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON): run as root or grant them with setcap")
         } else {
             io::Error::new(e.kind(), format!("cannot open an AF_XDP socket: {e}"))
         }
@@ -216,7 +238,7 @@ fn open_umem(
         flags: 0,
         tx_metadata_len: 0,
     };
-    sockopt(&fd, XDP_UMEM_REG, &reg)?;
+    sockopt(&fd, XDP_UMEM_REG, &reg).map_err(|e| umem_hint(e, umem.len()))?;
     // Binding needs a fill ring even when only sending.
     sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
     sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;

@@ -282,3 +282,72 @@ fn user_drops_root_and_every_capability_once_open() {
     let report: linecap::capture::CaptureReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.verify.unwrap().valid, sent.packets);
 }
+
+/// Runs `exe` as user nobody with no inherited capabilities: only the
+/// file capabilities of `exe` apply.
+fn run_as_nobody(exe: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(exe)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root: setcap on a copy of the binary, run as user nobody")]
+fn file_capabilities_are_enough_and_each_backend_names_what_it_lacks() {
+    if Command::new("setcap").arg("-v").output().is_err() {
+        skip_or_fail("setcap not installed (.ci/run installs libcap2-bin)");
+        return;
+    }
+    let dir = TempDir::new("caps");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.0.join("linecap");
+    std::fs::copy(exe(), &copy).unwrap();
+    let grant = |caps: &str| {
+        let o = Command::new("setcap").arg(format!("{caps}+ep")).arg(&copy).output().unwrap();
+        assert!(o.status.success(), "setcap {caps}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let afpacket = ["capture", "--backend", "afpacket", "--iface", "lo", "--duration", "1s", "--quiet"];
+    let xdp = [
+        "capture",
+        "--backend",
+        "xdp",
+        "--iface",
+        "lo",
+        "--listen",
+        "127.0.0.1:9",
+        "--duration",
+        "1s",
+        "--quiet",
+    ];
+    // The UMEM is locked memory: without CAP_IPC_LOCK it must fit `ulimit -l`.
+    const XDP_CAPS: &str = "cap_net_raw,cap_net_admin,cap_bpf,cap_perfmon,cap_ipc_lock";
+    let cases: [(&[&str], &str, &str, &str); 4] = [
+        (&afpacket, "cap_net_raw", "cap_net_admin", "needs CAP_NET_RAW"),
+        (&xdp, XDP_CAPS, "cap_net_raw,cap_net_admin,cap_bpf,cap_ipc_lock", "CAP_PERFMON"),
+        (&xdp, XDP_CAPS, "cap_net_raw,cap_bpf,cap_perfmon,cap_ipc_lock", "CAP_NET_ADMIN"),
+        (&xdp, XDP_CAPS, "cap_net_admin,cap_bpf,cap_perfmon,cap_ipc_lock", "CAP_NET_RAW"),
+    ];
+    for (args, enough, short, needle) in cases {
+        grant(enough);
+        let o = run_as_nobody(&copy, args);
+        assert!(o.status.success(), "{enough}: {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        grant(short);
+        let o = run_as_nobody(&copy, args);
+        assert_fails_with(o, needle);
+    }
+    // The socket backend needs nothing to receive; CAP_NET_ADMIN lets it
+    // force a receive buffer above net.core.rmem_max.
+    let lo = free_loopback();
+    let socket = ["capture", "--listen", &lo, "--rcvbuf", "1G", "--duration", "1s", "--quiet"];
+    grant("cap_net_admin");
+    let o = run_as_nobody(&copy, &socket);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("forced"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = Command::new("setcap").arg("-r").arg(&copy).output();
+    let o = run_as_nobody(&copy, &socket);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("forced"), "{}", String::from_utf8_lossy(&o.stderr));
+}
