@@ -71,29 +71,23 @@ mod tests {
 
     #[test]
     fn keys_become_options_in_order() {
-        let args = args_from_toml(
-            "listen = \":9000\"\ncpus = [1, 2]\nverify = \"seq\"\nquiet = true\njson = false\nduration = \"10s\"\nslots = 8192\n",
-        )
-        .unwrap();
-        assert_eq!(
-            args,
-            [
-                "--listen",
-                ":9000",
-                "--cpus",
-                "1,2",
-                "--verify",
-                "seq",
-                "--quiet",
-                "--duration",
-                "10s",
-                "--slots",
-                "8192"
-            ]
-        );
+        let toml =
+            "listen = \":9000\"\ncpus = [1, 2]\nverify = \"seq\"\nquiet = true\njson = false\nslots = 8192\n";
+        let expected =
+            ["--cpus", "1,2", "--listen", ":9000", "--quiet", "--slots", "8192", "--verify", "seq"];
+        assert_eq!(args_from_toml(toml).unwrap(), expected);
         assert!(args_from_toml("[table]\nx = 1\n").is_err());
         assert!(args_from_toml("config = \"other.toml\"\n").is_err());
         assert!(args_from_toml("listen = ").is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_names_only_capture_options() {
+        let example = include_str!("../../../../../dist/linecap.toml.example");
+        let mut line = vec!["linecap".to_string(), "capture".to_string()];
+        line.extend(args_from_toml(example).unwrap());
+        let parsed = crate::cli_command().try_get_matches_from(&line);
+        assert!(parsed.is_ok(), "{line:?}: {}", parsed.unwrap_err());
     }
 
     #[test]
