@@ -5,9 +5,46 @@ use std::fmt::Write;
 
 use super::Snapshot;
 
-/// A fixed-width table, one row per stage.
+/// The table's width: it fits a 100-column terminal.
+pub const TABLE_WIDTH: usize = 100;
+
+/// A table for people, one stage per row (wrapped to [`TABLE_WIDTH`]),
+/// with only the counters that apply to the capture's backend (a counter
+/// that is not zero is always shown). With `previous` (the snapshot
+/// `seconds` earlier) each stage's packets also get their rate.
 pub fn table(s: &Snapshot) -> String {
+    table_with_rates(s, None)
+}
+
+/// [`table`] with rates since `previous`, taken `seconds` before `s`.
+pub fn table_with_rates(s: &Snapshot, previous: Option<(&Snapshot, f64)>) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "{}", heading(s));
+    for st in &s.stages {
+        let kind = stage_kind(&st.name);
+        let mut cells: Vec<String> = Vec::new();
+        if let Some((prev, secs)) = previous
+            && secs > 0.0
+            && let Some(before) = prev.stages.iter().find(|p| p.name == st.name)
+        {
+            let counter = if kind == "relay" { "offered" } else { "packets" };
+            let rate = st.get(counter).saturating_sub(before.get(counter)) as f64 / secs;
+            if st.counters.iter().any(|(n, _)| n == counter) {
+                cells.push(format!("[{}]", crate::units::si_scaled(rate, "pps")));
+            }
+        }
+        cells.extend(
+            st.counters
+                .iter()
+                .filter(|(n, v)| *v != 0 || applies(&s.backend, kind, n))
+                .map(|(n, v)| format!("{n}={v}")),
+        );
+        wrap_row(&mut out, &st.name, &cells);
+    }
+    out
+}
+
+fn heading(s: &Snapshot) -> String {
     let state = match (s.pid, s.running) {
         (0, _) => "finished".to_string(),
         (p, true) => format!("pid {p}"),
@@ -21,12 +58,53 @@ pub fn table(s: &Snapshot) -> String {
     } else {
         String::new()
     };
-    let _ = writeln!(out, "capture {} ({backend}{state}{owner})", s.name);
-    for st in &s.stages {
-        let cells: Vec<String> = st.counters.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        let _ = writeln!(out, "  {:<18} {}", st.name, cells.join(" "));
+    format!("capture {} ({backend}{state}{owner})", s.name)
+}
+
+/// `rx.0` -> `rx`, `pcap.writer.0` -> `pcap.writer`, `kernel` -> `kernel`.
+fn stage_kind(stage: &str) -> &str {
+    match stage.rsplit_once('.') {
+        Some((kind, n)) if n.chars().all(|c| c.is_ascii_digit()) => kind,
+        _ => stage,
     }
-    out
+}
+
+/// Whether receive counter `name` means something for `backend` (the
+/// other stages' counters all do).
+fn applies(backend: &str, kind: &str, name: &str) -> bool {
+    if kind != "rx" {
+        return true;
+    }
+    let common = ["packets", "bytes", "syscalls", "kernel_drops", "cpu_user_ns", "cpu_sys_ns"];
+    if common.contains(&name) {
+        return true;
+    }
+    let own: &[&str] = match backend.split(['/', ' ']).next().unwrap_or("") {
+        "socket" => &["datagrams", "truncated", "gro_on", "gro_switches", "poll_gaps", "poll_gap_ns"],
+        "uring" => &["datagrams", "truncated", "no_buffer_drops", "gro_on"],
+        "afpacket" => &["truncated", "ring_freezes", "losing_blocks"],
+        "xdp" => &["ring_full_drops", "no_buffer_drops", "poll_gaps", "poll_gap_ns"],
+        // An unknown backend (a file written by another version): all.
+        _ => return true,
+    };
+    own.contains(&name)
+}
+
+/// One stage's cells after its name, wrapped so no line passes the width.
+fn wrap_row(out: &mut String, stage: &str, cells: &[String]) {
+    let indent = " ".repeat(20);
+    let mut line = format!("  {stage:<18}");
+    let mut has_cells = false;
+    for cell in cells {
+        if has_cells && line.len() + 1 + cell.len() > TABLE_WIDTH {
+            let _ = writeln!(out, "{line}");
+            line.clone_from(&indent);
+        }
+        line.push(' ');
+        line.push_str(cell);
+        has_cells = true;
+    }
+    let _ = writeln!(out, "{line}");
 }
 
 /// Escapes a Prometheus label value (`\\`, `\"`, newline), as the text
@@ -150,6 +228,33 @@ mod tests {
         let p = prometheus(&[s]);
         assert!(p.contains("capture=\"a\\\"b\\\\c\\nd\""), "{p}");
         assert!(p.lines().all(|l| l.starts_with('#') || l.starts_with("linecap_")), "{p}");
+    }
+
+    #[test]
+    fn table_fits_100_columns_and_shows_what_applies() {
+        let mut s = snap();
+        s.backend = "socket".into();
+        s.stages[0].counters =
+            crate::stats::RX_COUNTERS.iter().map(|n| (n.to_string(), 123_456_789_012)).collect();
+        s.stages[0].counters.push(("ring_freezes".into(), 0));
+        let t = table(&s);
+        assert!(t.lines().all(|l| l.len() <= TABLE_WIDTH), "{t}");
+        let mut quiet = snap();
+        quiet.backend = "socket".into();
+        quiet.stages[0].counters =
+            vec![("packets".into(), 5), ("ring_freezes".into(), 0), ("losing_blocks".into(), 2)];
+        let t = table(&quiet);
+        assert!(t.contains("packets=5") && !t.contains("ring_freezes"), "{t}");
+        assert!(t.contains("losing_blocks=2"), "a count that is not zero is always shown: {t}");
+    }
+
+    #[test]
+    fn table_with_rates_gives_packets_per_second() {
+        let before = snap();
+        let mut now = snap();
+        now.stages[0].counters = vec![("packets".into(), before.stages[0].get("packets") + 2_000_000)];
+        let t = table_with_rates(&now, Some((&before, 1.0)));
+        assert!(t.contains("[2.000 Mpps]"), "{t}");
     }
 
     #[test]

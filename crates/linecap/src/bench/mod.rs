@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod peers;
 pub mod report;
+pub mod soak;
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -73,6 +73,9 @@ enum Cmd {
     Blocks(BlocksArgs),
     /// Where packets are lost (captures' counters, this machine's settings) and which setting would help.
     Doctor(DoctorArgs),
+    /// Run one capture on a testbed for a long time at a steady rate, sampling its memory,
+    /// descriptors and books (leaks and drift show here, not in short runs).
+    Soak(SoakArgs),
     /// Print a shell completion script (e.g. `linecap completions bash > /etc/bash_completion.d/linecap`).
     Completions {
         /// The shell.
@@ -223,6 +226,53 @@ pub(crate) enum DemoReceiver {
 }
 
 #[derive(Args)]
+struct SoakArgs {
+    /// How long the stream runs.
+    #[arg(long, default_value = "10m", value_parser = units::parse_duration)]
+    duration: Duration,
+    /// Offered rate (e.g. 80% of the capture's zero-loss rate from `linecap bench`).
+    #[arg(long, value_parser = units::parse_rate)]
+    rate: Rate,
+    /// Between samples.
+    #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
+    interval: Duration,
+    /// A capture option to add (repeat it; e.g. --capture-arg=--backend --capture-arg=uring).
+    #[arg(long = "capture-arg", allow_hyphen_values = true)]
+    capture_args: Vec<String>,
+    /// Folder for soak.json and soak.csv.
+    #[arg(long, default_value = "soak-results")]
+    out: PathBuf,
+}
+
+fn cmd_soak(a: SoakArgs) -> anyhow::Result<ExitCode> {
+    sys::install_stop_handler()?;
+    let Some(rate_pps) = a.rate.pps(272) else {
+        strict::usage!("--rate: a soak runs at a steady rate, not `max`");
+    };
+    let cfg = bench::soak::SoakConfig {
+        duration: a.duration,
+        rate_pps,
+        interval: a.interval,
+        capture_args: a.capture_args,
+        out: a.out,
+    };
+    let r = bench::soak::run(&cfg)?;
+    println!(
+        "soak {:.0} s at {}: rss {} KiB after the first minute, {} KiB at the end (most {}); fds {} -> {}; verifier missing {}",
+        r.samples.last().map_or(0.0, |s| s.t_s),
+        units::si_scaled(r.rate_pps, "pps"),
+        r.rss_kib.0,
+        r.rss_kib.1,
+        r.rss_kib.2,
+        r.fds.0,
+        r.fds.1,
+        r.missing
+    );
+    println!("accounting: {}", r.identity.line());
+    Ok(if r.identity.holds() { ExitCode::SUCCESS } else { ExitCode::from(strict::exit::LOSS) })
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// Rows to measure.
     #[arg(
@@ -332,6 +382,7 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Cmd::Testbed(a) => cmd_testbed(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Soak(a) => cmd_soak(a),
         Cmd::Blocks(a) => cmd_blocks(a),
         Cmd::Doctor(a) => cmd_doctor(a),
     }
@@ -431,6 +482,9 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         stats::serve::serve(&l)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The previous round's snapshots and when they were read, for rates.
+    let mut previous: Vec<Snapshot> = Vec::new();
+    let mut previous_at = std::time::Instant::now();
     loop {
         let names = match &a.name {
             Some(n) => vec![n.clone()],
@@ -451,16 +505,20 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         } else if a.prometheus {
             print!("{}", render::prometheus(&snaps));
         } else {
-            if a.watch {
+            if a.watch && sys::stdout_is_tty() {
                 print!("\x1b[2J\x1b[H");
+            } else if a.watch {
+                println!();
             }
             if snaps.is_empty() {
                 println!("no captures (counters live in {})", stats::stats_dir().display());
             }
             // Running captures first; the ended ones after, as such.
             let (running, ended): (Vec<&Snapshot>, Vec<&Snapshot>) = snaps.iter().partition(|s| s.running);
+            let secs = previous_at.elapsed().as_secs_f64();
             for s in &running {
-                print!("{}", render::table(s));
+                let before = previous.iter().find(|p| p.name == s.name && p.pid == s.pid);
+                print!("{}", render::table_with_rates(s, before.map(|b| (b, secs))));
             }
             if !ended.is_empty() && a.name.is_none() {
                 println!("ended ({} capture(s); `linecap stats --prune` removes their files):", ended.len());
@@ -472,6 +530,14 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         if !a.watch || sys::stop_requested() {
             return Ok(ExitCode::SUCCESS);
         }
+        // Watching one capture: its end ends the watch, and says so.
+        if a.name.is_some() && snaps.iter().all(|s| !s.running) {
+            println!("capture ended: these are its final counters");
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        previous = snaps;
+        previous_at = std::time::Instant::now();
         std::thread::sleep(Duration::from_secs(1));
     }
 }
