@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = linecap::stats::render::prometheus(std::slice::from_ref(&s));
         // And the doctor's judgement of whatever it says.
         let facts = linecap::doctor::SystemFacts { rmem_max: Some(1), ..Default::default() };
-        let _ = linecap::doctor::render(&linecap::doctor::diagnose(&facts, &[s]));
+        let _ = linecap::doctor::render(&linecap::doctor::diagnose(&facts, &[s], true));
     }
 });

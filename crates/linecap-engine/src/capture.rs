@@ -22,7 +22,8 @@ use crate::source::xdp::{XdpOptions, XdpSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
     BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RELAY_COUNTERS, RX_COUNTERS, RxIdx,
-    Snapshot, StageCounters, StageSpec, StatsFile, VERIFY_COUNTERS, WRITER_COUNTERS,
+    SETTINGS_COUNTERS, SettingsIdx, Snapshot, StageCounters, StageSpec, StatsFile, VERIFY_COUNTERS,
+    WRITER_COUNTERS,
 };
 use crate::sys;
 
@@ -228,8 +229,38 @@ fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
             v.push(StageSpec { name: format!("relay.{t}"), counters: RELAY_COUNTERS });
         }
     }
+    v.push(StageSpec { name: "settings".into(), counters: SETTINGS_COUNTERS });
     v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });
     v
+}
+
+/// Writes what the capture runs with, as granted, into its `settings` stage.
+fn publish_settings(c: &StageCounters, cfg: &CaptureConfig, info: &SourceInfo) {
+    let mask = cfg.cpus.iter().filter(|&&cpu| cpu < 64).fold(0u64, |m, &cpu| m | 1 << cpu);
+    let (filter, gro, busy_poll, ring, port) = match &cfg.backend {
+        BackendConfig::Socket(o) | BackendConfig::Uring(o) => {
+            (o.filter.is_some(), o.gro, o.busy_poll, 0, o.listen.port())
+        }
+        BackendConfig::Xdp(o) => {
+            (false, false, o.busy_poll, u64::from(o.ring) * u64::from(o.frame_size), o.listen.port())
+        }
+        BackendConfig::AfPacket { opts, .. } => (
+            opts.filter.is_some(),
+            false,
+            None,
+            u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr),
+            0,
+        ),
+    };
+    c.set(SettingsIdx::RcvbufBytes as usize, u64::try_from(info.buffer).unwrap_or(0));
+    c.set(SettingsIdx::RcvbufForced as usize, u64::from(info.buffer_forced));
+    c.set(SettingsIdx::Filter as usize, u64::from(filter));
+    c.set(SettingsIdx::Gro as usize, u64::from(gro));
+    c.set(SettingsIdx::BusyPollUs as usize, u64::from(busy_poll.unwrap_or(0)));
+    c.set(SettingsIdx::Threads as usize, cfg.threads as u64);
+    c.set(SettingsIdx::CpuMask as usize, mask);
+    c.set(SettingsIdx::RingBytes as usize, ring);
+    c.set(SettingsIdx::Port as usize, u64::from(port));
 }
 
 fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions {
@@ -263,9 +294,10 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     let sources = opened.sources;
     let info = opened.info;
     stats_file.set_backend(info.backend);
+    let kernel_counters = stages.pop().expect("kernel stage is last");
+    publish_settings(&stages.pop().expect("settings stage is before it"), cfg, &info);
     // Readers (and `orchestrate`, waiting for readiness) see the file from here.
     stats_file.publish();
-    let kernel_counters = stages.pop().expect("kernel stage is last");
 
     // Sinks per thread, built here so file errors surface before traffic.
     let mut per_thread = Vec::new();
@@ -462,6 +494,7 @@ struct SourceInfo {
     description: String,
     gro: bool,
     buffer: i64,
+    buffer_forced: bool,
     drop_stage: &'static str,
 }
 
@@ -523,6 +556,7 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                 ),
                 gro: setup.gro,
                 buffer: i64::from(setup.rcvbuf),
+                buffer_forced: setup.rcvbuf_forced,
                 // The kernel counts datagrams a socket filter rejects in the
                 // same per-socket counter as overflows (and in UdpInErrors);
                 // only udp_rcvbuf_errors, namespace-wide, tells them apart.
@@ -569,6 +603,7 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                 ),
                 gro: false,
                 buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
+                buffer_forced: false,
                 drop_stage: "xsk_dropped",
             }
         }
@@ -602,6 +637,7 @@ fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
                 ),
                 gro: false,
                 buffer: ring as i64,
+                buffer_forced: false,
                 drop_stage: "packet_ring_dropped",
             }
         }

@@ -140,6 +140,32 @@ pub fn si_scaled(v: f64, unit: &str) -> String {
     format!("{scaled:.digits$} {prefix}{unit}")
 }
 
+/// Parses a CPU list as the kernel writes them (`1`, `2,3`, `0-3,6`).
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let number = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{t}' in '{s}' is not a CPU number (e.g. 1, 2,3 or 0-3,6)"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("'{part}': a range goes from the lower CPU to the higher"));
+                }
+                if b - a > 4096 {
+                    return Err(format!("'{part}': more CPUs than a machine has"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    Ok(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

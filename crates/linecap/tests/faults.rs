@@ -232,7 +232,7 @@ fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     let o = linecap(&["doctor", &name]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "a loss found is status 3: {}", stderr(&o));
     let o = linecap(&["doctor", &name, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rep = cap.stop().unwrap();
@@ -240,12 +240,15 @@ fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
     assert!(dropped > 0, "{rep:#?}");
     assert_books(&sent, &rep, &[]);
     let first = text.lines().next().unwrap();
-    assert!(
-        first.starts_with(&format!("LOSS  capture '{name}': receive: {dropped} packets dropped")),
-        "{text}"
-    );
+    let dropped_text = linecap::doctor::thousands(dropped);
+    assert!(first.starts_with(&format!("LOSS  capture '{name}': receive: {dropped_text} (")), "{text}");
+    assert!(first.contains("offered) packets dropped"), "{text}");
     assert!(text.contains("socket receive buffer overflowed") && text.contains("--rcvbuf"), "{text}");
     assert_eq!(v[0]["level"], "loss");
+    assert_eq!(v[0]["capture"], name.as_str());
+    assert_eq!(v[0]["counter"], "kernel_drops");
+    assert_eq!(v[0]["count"], dropped);
+    assert!(v[0]["setting"].as_str().unwrap().starts_with("receive buffer"), "{v}");
     assert_clean_error(&linecap(&["doctor", "no-such-capture"]), "no counters for capture 'no-such-capture'");
 }
 

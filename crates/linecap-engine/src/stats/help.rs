@@ -98,6 +98,17 @@ pub fn counter_help(kind: &str, name: &str) -> &'static str {
         ("kernel", "softnet_dropped") => {
             "Packets dropped from a full backlog queue since the capture started."
         }
+        ("settings", "rcvbuf_bytes") => "Socket receive buffer the kernel granted (bytes; 0: not a socket).",
+        ("settings", "rcvbuf_forced") => "1 if the receive buffer was forced above net.core.rmem_max.",
+        ("settings", "filter") => "1 if a packet filter (--filter, --bpf-file) drops what it excludes.",
+        ("settings", "gro") => "1 if UDP GRO was asked for.",
+        ("settings", "busy_poll_us") => {
+            "Busy-poll time per poll (microseconds; 0: the kernel's NAPI receives)."
+        }
+        ("settings", "threads") => "Receive threads.",
+        ("settings", "cpu_mask") => "CPUs the receive threads are pinned to, as a bit mask (0: not pinned).",
+        ("settings", "port") => "UDP port the capture takes (0: a whole interface).",
+        ("settings", "ring_bytes") => "Bytes of the AF_PACKET ring or AF_XDP UMEM per thread (0: a socket).",
         _ => "linecap counter (docs/ARCHITECTURE.md, accounting).",
     }
 }
@@ -106,13 +117,14 @@ pub fn counter_help(kind: &str, name: &str) -> &'static str {
 mod tests {
     use super::*;
     use crate::stats::{
-        BLOCKS_COUNTERS, KERNEL_COUNTERS, QUEUE_COUNTERS, RELAY_COUNTERS, RX_COUNTERS, VERIFY_COUNTERS,
-        WRITER_COUNTERS,
+        BLOCKS_COUNTERS, KERNEL_COUNTERS, QUEUE_COUNTERS, RELAY_COUNTERS, RX_COUNTERS, SETTINGS_COUNTERS,
+        VERIFY_COUNTERS, WRITER_COUNTERS,
     };
 
     #[test]
     fn every_counter_has_its_sentence() {
-        let kinds: [(&str, &[&str]); 7] = [
+        let kinds: [(&str, &[&str]); 8] = [
+            ("settings", SETTINGS_COUNTERS),
             ("rx", RX_COUNTERS),
             ("verify", VERIFY_COUNTERS),
             ("pcap.queue", QUEUE_COUNTERS),

@@ -227,12 +227,42 @@ pub enum KernelIdx {
     SoftnetDropped,
 }
 
+/// The capture's settings as the kernel granted them (`settings`), written
+/// once when its sources are open, so that `doctor` can name the current
+/// value beside a fix ("your receive buffer is 128 KiB").
+pub const SETTINGS_COUNTERS: &[&str] = &[
+    "rcvbuf_bytes",
+    "rcvbuf_forced",
+    "filter",
+    "gro",
+    "busy_poll_us",
+    "threads",
+    "cpu_mask",
+    "ring_bytes",
+    "port",
+];
+/// Index into [`SETTINGS_COUNTERS`].
+#[derive(Clone, Copy)]
+#[allow(missing_docs)] // the names are in the array above
+pub enum SettingsIdx {
+    RcvbufBytes,
+    RcvbufForced,
+    Filter,
+    Gro,
+    BusyPollUs,
+    Threads,
+    CpuMask,
+    RingBytes,
+    Port,
+}
+
 // Each index enum must cover its name array exactly (last variant = len - 1).
 const _: () = assert!(RxIdx::GroSwitches as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
+const _: () = assert!(SettingsIdx::Port as usize + 1 == SETTINGS_COUNTERS.len());
 const _: () = assert!(BlocksIdx::OutOfWindow as usize + 1 == BLOCKS_COUNTERS.len());
 
 /// Where counter files live: `/dev/shm` when it exists, the temp dir otherwise.

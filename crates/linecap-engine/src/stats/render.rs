@@ -133,7 +133,7 @@ fn metric_part(s: &str) -> String {
 pub fn prometheus(snaps: &[Snapshot]) -> String {
     use std::collections::BTreeMap;
     // family name -> lines
-    let mut fams: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
+    let mut fams: BTreeMap<String, (&'static str, &'static str, Vec<String>)> = BTreeMap::new();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP linecap_up 1 while the capture runs (its counters file is locked by it).");
     let _ = writeln!(out, "# TYPE linecap_up gauge");
@@ -166,7 +166,13 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                     Some(base) => (format!("{base}_seconds"), format!("{:.9}", *v as f64 / 1e9)),
                     None => (c.clone(), v.to_string()),
                 };
-                let fam = format!("linecap_{}_{}_total", metric_part(kind), metric_part(&c));
+                // Settings are values, not counts: gauges without `_total`.
+                let gauge = kind == "settings";
+                let fam = if gauge {
+                    format!("linecap_setting_{}", metric_part(&c))
+                } else {
+                    format!("linecap_{}_{}_total", metric_part(kind), metric_part(&c))
+                };
                 // `instance` and `job` belong to the Prometheus server: the
                 // stage's number is the `thread` label.
                 let capture = escape_label(&s.name);
@@ -175,13 +181,17 @@ pub fn prometheus(snaps: &[Snapshot]) -> String {
                 } else {
                     format!("{{capture=\"{capture}\",thread=\"{inst}\"}}")
                 };
-                fams.entry(fam.clone()).or_insert((help, Vec::new())).1.push(format!("{fam}{label} {value}"));
+                let kind_word = if gauge { "gauge" } else { "counter" };
+                fams.entry(fam.clone())
+                    .or_insert((help, kind_word, Vec::new()))
+                    .2
+                    .push(format!("{fam}{label} {value}"));
             }
         }
     }
-    for (fam, (help, lines)) in fams {
+    for (fam, (help, kind_word, lines)) in fams {
         let _ = writeln!(out, "# HELP {fam} {help}");
-        let _ = writeln!(out, "# TYPE {fam} counter");
+        let _ = writeln!(out, "# TYPE {fam} {kind_word}");
         for l in lines {
             let _ = writeln!(out, "{l}");
         }

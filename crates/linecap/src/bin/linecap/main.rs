@@ -92,9 +92,14 @@ struct DoctorArgs {
     /// Judge the interfaces of this network namespace (`ip netns` name).
     #[arg(long)]
     netns: Option<String>,
-    /// The findings as JSON.
+    /// The findings as JSON: each with its capture, stage, counter, count, share of
+    /// what was offered and the setting in force, beside the words.
     #[arg(long)]
     json: bool,
+    /// Also judge the machine's history: drops since boot, since an interface came up
+    /// (by default findings are about the captures' lifetimes).
+    #[arg(long)]
+    history: bool,
     /// For running captures, look twice this far apart to tell losses happening now (0: once).
     #[arg(long, default_value = "1s", value_parser = units::parse_duration)]
     interval: Duration,
@@ -413,7 +418,8 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         sys::remount_sysfs().map_err(|e| anyhow::anyhow!("cannot mount the namespace's sysfs: {e}"))?;
     }
     linecap::doctor::read_namespace(&mut facts);
-    let mut findings = linecap::doctor::diagnose(&facts, &caps);
+    linecap::doctor::read_placement(&mut facts, &caps);
+    let mut findings = linecap::doctor::diagnose(&facts, &caps, a.history);
     // Running captures: what they lose now, from two looks `interval` apart.
     let running = caps.iter().any(|c| c.running);
     if running && !a.interval.is_zero() {
@@ -433,7 +439,9 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
         print!("{}", linecap::doctor::render(&findings));
     }
-    Ok(ExitCode::SUCCESS)
+    // For cron, CI and monitoring: a loss found is status 3.
+    let lost = findings.iter().any(|f| f.level == linecap::doctor::Level::Loss);
+    Ok(if lost { ExitCode::from(strict::exit::LOSS) } else { ExitCode::SUCCESS })
 }
 
 /// Moves the whole process into a network namespace before any thread starts.

@@ -70,31 +70,7 @@ fn usable_cpus() -> Vec<usize> {
     parse_cpu_list(online.trim()).unwrap_or_default()
 }
 
-/// Parses a CPU list as the kernel writes them: `1`, `2,3`, `0-3,6`.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
-    let mut cpus = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let number = |t: &str| {
-            t.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("'{t}' in '{s}' is not a CPU number (e.g. 1, 2,3 or 0-3,6)"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (number(a)?, number(b)?);
-                if a > b {
-                    return Err(format!("'{part}': a range goes from the lower CPU to the higher"));
-                }
-                if b - a > 4096 {
-                    return Err(format!("'{part}': more CPUs than a machine has"));
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(number(part)?),
-        }
-    }
-    Ok(cpus)
-}
+pub use linecap::units::parse_cpu_list;
 
 /// A `--cpus` value, in the order threads take them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
