@@ -256,7 +256,7 @@ fn publish_settings(c: &StageCounters, cfg: &CaptureConfig, info: &SourceInfo) {
     c.set(SettingsIdx::RcvbufForced as usize, u64::from(info.buffer_forced));
     c.set(SettingsIdx::Filter as usize, u64::from(filter));
     c.set(SettingsIdx::Gro as usize, u64::from(gro));
-    c.set(SettingsIdx::BusyPollUs as usize, u64::from(busy_poll.unwrap_or(0)));
+    c.set(SettingsIdx::BusyPollNs as usize, u64::from(busy_poll.unwrap_or(0)) * 1000);
     c.set(SettingsIdx::Threads as usize, cfg.threads as u64);
     c.set(SettingsIdx::CpuMask as usize, mask);
     c.set(SettingsIdx::RingBytes as usize, ring);

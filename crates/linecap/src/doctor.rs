@@ -347,7 +347,7 @@ fn settings_of(c: &Snapshot) -> Settings {
         rcvbuf: get("rcvbuf_bytes"),
         forced: get("rcvbuf_forced") != 0,
         filter: get("filter") != 0,
-        busy_poll: get("busy_poll_us") != 0,
+        busy_poll: get("busy_poll_ns") != 0,
         cpu_mask: get("cpu_mask"),
         port: get("port"),
     }
@@ -396,8 +396,11 @@ impl<'a> CaptureView<'a> {
         format!("capture '{}': {stage}", self.c.name)
     }
 
+    /// Whether UDP GRO coalesced datagrams for this capture (its messages
+    /// carried more than one), so that its socket counted super-packets.
     fn gro_was_on(&self) -> bool {
-        self.c.sum("rx.", "gro_on") > 0 || self.c.sum("rx.", "gro_switches") > 0
+        let asked = self.c.sum("rx.", "gro_on") > 0 || self.c.sum("rx.", "gro_switches") > 0;
+        asked && self.c.sum("rx.", "datagrams") < self.received
     }
 
     /// "use --cpus 0 (or --busy-poll ...)" when the receive thread shares

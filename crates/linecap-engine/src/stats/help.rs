@@ -102,9 +102,7 @@ pub fn counter_help(kind: &str, name: &str) -> &'static str {
         ("settings", "rcvbuf_forced") => "1 if the receive buffer was forced above net.core.rmem_max.",
         ("settings", "filter") => "1 if a packet filter (--filter, --bpf-file) drops what it excludes.",
         ("settings", "gro") => "1 if UDP GRO was asked for.",
-        ("settings", "busy_poll_us") => {
-            "Busy-poll time per poll (microseconds; 0: the kernel's NAPI receives)."
-        }
+        ("settings", "busy_poll_ns") => "Busy-poll time per poll (0: the kernel's NAPI receives).",
         ("settings", "threads") => "Receive threads.",
         ("settings", "cpu_mask") => "CPUs the receive threads are pinned to, as a bit mask (0: not pinned).",
         ("settings", "port") => "UDP port the capture takes (0: a whole interface).",

@@ -87,7 +87,7 @@ enum Cmd {
 
 #[derive(Args)]
 struct DoctorArgs {
-    /// Capture to explain (default: every capture whose counters exist, running or finished).
+    /// Capture to explain, running or ended (default: every running capture).
     name: Option<String>,
     /// Judge the interfaces of this network namespace (`ip netns` name).
     #[arg(long)]
@@ -400,8 +400,12 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         None => stats::list_names(),
     };
     let mut caps = Vec::new();
+    let mut ended = 0;
     for n in &names {
         match Snapshot::read(n, &stats::stats_path(n)) {
+            // Unnamed, doctor judges what runs now: an ended capture's
+            // losses are old news unless it is named.
+            Ok(s) if a.name.is_none() && !s.running => ended += 1,
             Ok(s) => caps.push(s),
             Err(e) if a.name.is_some() => {
                 bail!(
@@ -435,7 +439,10 @@ fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&findings)?);
     } else {
         if caps.is_empty() {
-            println!("no capture counters to explain (start one, or name it); judging this machine only");
+            println!("no running capture to explain (start one, or name it); judging this machine only");
+        }
+        if ended > 0 {
+            println!("({ended} ended capture(s) not judged: name one, e.g. linecap doctor NAME)");
         }
         print!("{}", linecap::doctor::render(&findings));
     }
