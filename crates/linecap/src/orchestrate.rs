@@ -157,48 +157,110 @@ pub struct Identity {
     pub drops: BTreeMap<String, u64>,
     /// Offered minus delivered minus drops (0 when every packet is accounted for).
     pub unaccounted: i64,
+    /// Counts of the same loss from two sources, checked against each
+    /// other: an identity whose terms were derived from one another could
+    /// not fail, these can.
+    pub checks: Vec<CrossCheck>,
 }
+
+/// Two independent counts of one loss and whether they agree.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CrossCheck {
+    /// What is compared, with the numbers.
+    pub what: String,
+    /// Whether they agree within what each can know.
+    pub holds: bool,
+}
+
+/// The most datagrams UDP GRO merges into one super-packet (UDP_GRO_CNT_MAX).
+const GRO_MAX_SEGMENTS: u64 = 64;
 
 impl Identity {
     /// Builds the books from the sender's count, the capture's report and
     /// the network's own drop counters over the run. A network entry with
     /// the same name as a capture entry replaces it (a better count of the
-    /// same place, see [`TestbedCounters::drops`]).
+    /// same place, see [`TestbedCounters::drops`]), and the two are checked
+    /// against each other, as the verifier's gaps are against the drops.
     pub fn close(sent: &SendReport, cap: &CaptureReport, network_drops: &[(&str, u64)]) -> Self {
         let mut drops = cap.drops.clone();
+        let mut checks = Vec::new();
         for (k, v) in network_drops {
+            if let Some(&own) = cap.drops.get(*k) {
+                checks.push(socket_check(k, own, *v, cap.gro));
+            }
             drops.insert((*k).to_string(), *v);
         }
         let total: u64 = drops.values().sum();
+        if let Some(v) = &cap.verify
+            && sent.threads <= 1
+        {
+            // The verifier sits beside the pcap writer, not after it: it
+            // sees the packets the writer drops.
+            let before_sinks: u64 =
+                drops.iter().filter(|(k, _)| !k.starts_with("pcap_")).map(|(_, v)| v).sum();
+            checks.push(verifier_check(sent.packets, before_sinks, v));
+        }
         Self {
             offered: sent.packets,
             delivered: cap.packets,
             unaccounted: sent.packets as i64 - cap.packets as i64 - total as i64,
             drops,
+            checks,
         }
     }
 
-    /// Whether offered = delivered + every counted drop.
+    /// Whether offered = delivered + every counted drop, and every cross
+    /// check agrees.
     pub fn holds(&self) -> bool {
-        self.unaccounted == 0
+        self.unaccounted == 0 && self.checks.iter().all(|c| c.holds)
     }
 
     /// One line for people.
     pub fn line(&self) -> String {
         let drops: Vec<String> =
             self.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
+        let failed: Vec<&str> = self.checks.iter().filter(|c| !c.holds).map(|c| c.what.as_str()).collect();
         format!(
             "offered {} = delivered {} + drops {} [{}]{}",
             self.offered,
             self.delivered,
             self.drops.values().sum::<u64>(),
             if drops.is_empty() { "none".to_string() } else { drops.join(", ") },
-            if self.holds() {
-                "  ✓ every packet accounted for".to_string()
-            } else {
-                format!("  ✗ {} unaccounted", self.unaccounted)
+            match (self.unaccounted, failed.is_empty()) {
+                (0, true) => "  ✓ every packet accounted for".to_string(),
+                (0, false) => format!("  ✗ counts disagree: {}", failed.join("; ")),
+                (n, _) => format!("  ✗ {n} unaccounted"),
             }
         )
+    }
+}
+
+/// The socket's own drop count (in messages: a GRO super-packet counts
+/// once) against the count derived from datagrams that crossed the wire:
+/// own ≤ derived ≤ own × the most datagrams a message can hold.
+fn socket_check(place: &str, own: u64, derived: u64, gro: bool) -> CrossCheck {
+    let most = own.saturating_mul(if gro { GRO_MAX_SEGMENTS } else { 1 });
+    CrossCheck {
+        what: format!(
+            "{place}: the socket counted {own}, the datagrams that crossed the wire say {derived} \
+             (agree when {own} ≤ {derived} ≤ {most})"
+        ),
+        holds: own <= derived && derived <= most,
+    }
+}
+
+/// The verifier's missing numbers against every drop counted: it cannot
+/// see more losses than were counted, and what it does not see can only
+/// be the stream's tail after the last number it received.
+fn verifier_check(offered: u64, drops: u64, v: &crate::sink::verify::VerifyCounts) -> CrossCheck {
+    let received_up_to = if v.packets == 0 { 0 } else { v.highest_seq.saturating_add(1) };
+    let tail = offered.saturating_sub(received_up_to);
+    CrossCheck {
+        what: format!(
+            "the verifier found {} missing of {offered}; {drops} drops were counted, {tail} of them possibly after its last number",
+            v.missing
+        ),
+        holds: v.missing <= drops && drops - v.missing <= tail,
     }
 }
 

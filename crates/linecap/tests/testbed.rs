@@ -221,7 +221,10 @@ fn doctor_judges_a_namespaces_interfaces() {
     assert_eq!(o.status.code(), Some(1), "a named capture that does not exist is an error");
     let o = linecap(&["doctor", "--netns", &tb.ns_rx, "--interval", "0s"]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    // Unnamed, doctor judges every running capture: another test's may be
+    // losing packets right now (status 3); the machine's part is what this
+    // test is about.
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{text}{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.contains(&format!("interface {}: interrupts deferred to busy pollers", tb.if_rx)), "{text}");
     // The host's own /sys is untouched.
     assert!(!std::path::Path::new(&format!("/sys/class/net/{}", tb.if_rx)).exists());
