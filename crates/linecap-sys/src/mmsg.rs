@@ -167,26 +167,19 @@ impl MmsgRx {
         if !self.wants.control {
             return meta;
         }
-        // SAFETY: the kernel filled msg_control/msg_controllen of this header;
-        // CMSG_FIRSTHDR/NXTHDR stay within that buffer and return null at its end.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&h.msg_hdr);
-            while !cmsg.is_null() {
-                let c = &*cmsg;
-                let data = libc::CMSG_DATA(cmsg);
-                match (c.cmsg_level, c.cmsg_type) {
-                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
-                        let ts = data.cast::<libc::timespec>().read_unaligned();
-                        meta.ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-                    }
-                    (libc::SOL_UDP, libc::UDP_GRO) => {
-                        meta.gso_size = data.cast::<libc::c_int>().read_unaligned() as u16;
-                    }
-                    _ => {}
-                }
-                cmsg = libc::CMSG_NXTHDR(&h.msg_hdr, cmsg);
-            }
-        }
+        let words = &self.ctrl[i];
+        // SAFETY: a [u64] array is readable as its bytes (u8 has no
+        // alignment or validity requirement); the kernel wrote
+        // msg_controllen of them, clamped to the buffer's size.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                words.as_ptr().cast::<u8>(),
+                (h.msg_hdr.msg_controllen).min(size_of_val(words)),
+            )
+        };
+        let control = super::cmsg::parse_control(bytes);
+        meta.ts_ns = control.ts_ns;
+        meta.gso_size = control.gro_segment;
         meta
     }
 
