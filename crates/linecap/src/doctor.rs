@@ -115,18 +115,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// One CPU's line of `/proc/net/softnet_stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SoftnetCpu {
-    /// CPU (line number).
-    pub cpu: usize,
-    /// Packets processed.
-    pub processed: u64,
-    /// Packets dropped because the CPU's backlog was full.
-    pub dropped: u64,
-    /// Times NAPI stopped with work left (budget or time ran out).
-    pub time_squeeze: u64,
-}
+pub use crate::stats::kernel::{SoftnetCpu, parse_softnet};
 
 /// What the doctor knows of an interface.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -223,23 +212,6 @@ pub fn read_placement(s: &mut SystemFacts, caps: &[Snapshot]) {
     s.napi_threads = read_napi_threads();
     s.capture_cpus =
         caps.iter().filter(|c| c.running).map(|c| (c.name.clone(), read_capture_cpus(c.pid))).collect();
-}
-
-/// Parses `/proc/net/softnet_stat` (hex columns: processed, dropped,
-/// time_squeeze, ...), one line per CPU. Never panics.
-pub fn parse_softnet(text: &str) -> Vec<SoftnetCpu> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(cpu, line)| {
-            let mut cols = line.split_whitespace().map(|c| u64::from_str_radix(c, 16).ok());
-            Some(SoftnetCpu {
-                cpu,
-                processed: cols.next()??,
-                dropped: cols.next()??,
-                time_squeeze: cols.next()??,
-            })
-        })
-        .collect()
 }
 
 fn sysctl(name: &str) -> Option<u64> {

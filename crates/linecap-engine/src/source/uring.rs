@@ -94,8 +94,3 @@ impl Source for UringSource {
         sys::socket_drops(&self.fd)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

@@ -69,13 +69,41 @@ pub fn parse_net_dev(text: &str) -> BTreeMap<String, IfaceCounters> {
     out
 }
 
+/// One CPU's line of `/proc/net/softnet_stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SoftnetCpu {
+    /// CPU (line number).
+    pub cpu: usize,
+    /// Packets processed.
+    pub processed: u64,
+    /// Packets dropped because the CPU's backlog was full.
+    pub dropped: u64,
+    /// Times NAPI stopped with work left (budget or time ran out).
+    pub time_squeeze: u64,
+}
+
+/// Parses `/proc/net/softnet_stat` (hex columns: processed, dropped,
+/// time_squeeze, ...), one line per CPU; a line without the first two
+/// columns is skipped. Never panics.
+pub fn parse_softnet(text: &str) -> Vec<SoftnetCpu> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(cpu, line)| {
+            let mut cols = line.split_whitespace().map(|c| u64::from_str_radix(c, 16).ok());
+            Some(SoftnetCpu {
+                cpu,
+                processed: cols.next()??,
+                dropped: cols.next()??,
+                time_squeeze: cols.next().flatten().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 /// Sum of the `dropped` column of `/proc/net/softnet_stat` (all CPUs).
 pub fn parse_softnet_dropped(text: &str) -> u64 {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter_map(|h| u64::from_str_radix(h, 16).ok())
-        // Saturating: a garbled file must not overflow (found by cargo fuzz).
-        .fold(0u64, u64::saturating_add)
+    // Saturating: a garbled file must not overflow (found by cargo fuzz).
+    parse_softnet(text).iter().map(|c| c.dropped).fold(0u64, u64::saturating_add)
 }
 
 /// Everything read at one moment, in the current network namespace.
