@@ -185,20 +185,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     }
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
-    let pps = sent as f64 / elapsed.max(1e-9);
-    Ok(SendReport {
-        backend: "afpacket".into(),
-        packets: sent,
-        bytes: sent * cfg.size as u64,
-        duration_s: elapsed,
-        pps,
-        payload_bps: pps * cfg.size as f64 * 8.0,
-        threads: 1,
-        gso: false,
-        send_errors: errors,
-        refused: 0,
-        cpu_ns_per_packet: if sent > 0 { (u + s) as f64 / sent as f64 } else { 0.0 },
-    })
+    Ok(SendReport::frames("afpacket", sent, cfg.size, elapsed, u + s, errors))
 }
 
 #[cfg(test)]

@@ -108,6 +108,35 @@ pub struct SendReport {
     pub cpu_ns_per_packet: f64,
 }
 
+impl SendReport {
+    /// The report of a single-threaded frame generator (`afpacket`, `xdp`,
+    /// `xdp-live`): `packets` of `size` payload bytes in `elapsed_s`
+    /// seconds, `cpu_ns` of its thread's CPU time, `send_errors` retried.
+    pub fn frames(
+        backend: &str,
+        packets: u64,
+        size: usize,
+        elapsed_s: f64,
+        cpu_ns: u64,
+        send_errors: u64,
+    ) -> Self {
+        let pps = packets as f64 / elapsed_s.max(1e-9);
+        SendReport {
+            backend: backend.into(),
+            packets,
+            bytes: packets * size as u64,
+            duration_s: elapsed_s,
+            pps,
+            payload_bps: pps * size as f64 * 8.0,
+            threads: 1,
+            gso: false,
+            send_errors,
+            refused: 0,
+            cpu_ns_per_packet: if packets > 0 { cpu_ns as f64 / packets as f64 } else { 0.0 },
+        }
+    }
+}
+
 struct ThreadResult {
     packets: u64,
     errors: u64,

@@ -56,18 +56,5 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     }
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
-    let pps = completed as f64 / elapsed.max(1e-9);
-    Ok(SendReport {
-        backend: "xdp".into(),
-        packets: completed,
-        bytes: completed * cfg.size as u64,
-        duration_s: elapsed,
-        pps,
-        payload_bps: pps * cfg.size as f64 * 8.0,
-        threads: 1,
-        gso: false,
-        send_errors: posted - completed,
-        refused: 0,
-        cpu_ns_per_packet: if completed > 0 { (u + s) as f64 / completed as f64 } else { 0.0 },
-    })
+    Ok(SendReport::frames("xdp", completed, cfg.size, elapsed, u + s, posted - completed))
 }
