@@ -629,6 +629,18 @@ pub fn prune() -> Vec<Pruned> {
     out
 }
 
+/// The counters of capture `name` (a readable error naming the captures
+/// that have counters when it has none), or of every capture whose file
+/// reads (others are skipped: a file may vanish as it is listed).
+pub fn read_captures(name: Option<&str>) -> Result<Vec<Snapshot>, String> {
+    match name {
+        Some(n) => Snapshot::read(n, &stats_path(n)).map(|s| vec![s]).map_err(|e| {
+            format!("no counters for capture '{n}' ({e}); captures with counters: {:?}", list_names())
+        }),
+        None => Ok(list_names().iter().filter_map(|n| Snapshot::read(n, &stats_path(n)).ok()).collect()),
+    }
+}
+
 /// Names of the captures whose counters files exist.
 pub fn list_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(stats_dir())

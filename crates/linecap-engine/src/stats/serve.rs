@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Snapshot, list_names, render, stats_path};
+use super::{Snapshot, render, stats_path};
 use crate::sys;
 
 /// Longest request head read; anything longer is refused.
@@ -34,11 +34,8 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// for `linecap stats NAME`, a killed one leaves its file): those are not
 /// targets any more, so they are left out rather than exported forever.
 pub fn metrics_text() -> String {
-    let snaps: Vec<Snapshot> = list_names()
-        .iter()
-        .filter_map(|n| Snapshot::read(n, &stats_path(n)).ok())
-        .filter(|s| s.running)
-        .collect();
+    let mut snaps = super::read_captures(None).unwrap_or_default();
+    snaps.retain(|s| s.running);
     render::prometheus(&snaps)
 }
 

@@ -395,26 +395,12 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 
 fn cmd_doctor(a: DoctorArgs) -> anyhow::Result<ExitCode> {
     // Captures' counters live in /dev/shm, shared by every namespace.
-    let names = match &a.name {
-        Some(n) => vec![n.clone()],
-        None => stats::list_names(),
-    };
-    let mut caps = Vec::new();
-    let mut ended = 0;
-    for n in &names {
-        match Snapshot::read(n, &stats::stats_path(n)) {
-            // Unnamed, doctor judges what runs now: an ended capture's
-            // losses are old news unless it is named.
-            Ok(s) if a.name.is_none() && !s.running => ended += 1,
-            Ok(s) => caps.push(s),
-            Err(e) if a.name.is_some() => {
-                bail!(
-                    "no counters for capture '{n}' ({e}); captures with counters: {:?}",
-                    stats::list_names()
-                )
-            }
-            Err(_) => {}
-        }
+    let mut caps = stats::read_captures(a.name.as_deref()).map_err(anyhow::Error::msg)?;
+    // Unnamed, doctor judges what runs now: an ended capture's losses are
+    // old news unless it is named.
+    let ended = if a.name.is_none() { caps.iter().filter(|c| !c.running).count() } else { 0 };
+    if a.name.is_none() {
+        caps.retain(|c| c.running);
     }
     let mut facts = linecap::doctor::read_global();
     if a.netns.is_some() {
@@ -501,20 +487,7 @@ fn cmd_stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut previous: Vec<Snapshot> = Vec::new();
     let mut previous_at = std::time::Instant::now();
     loop {
-        let names = match &a.name {
-            Some(n) => vec![n.clone()],
-            None => stats::list_names(),
-        };
-        let mut snaps = Vec::new();
-        for n in &names {
-            match Snapshot::read(n, &stats::stats_path(n)) {
-                Ok(s) => snaps.push(s),
-                Err(e) if a.name.is_some() => {
-                    bail!("no counters for capture '{n}' ({e}); running captures: {:?}", stats::list_names())
-                }
-                Err(_) => {}
-            }
-        }
+        let snaps = stats::read_captures(a.name.as_deref()).map_err(anyhow::Error::msg)?;
         if a.json {
             println!("{}", serde_json::to_string(&snaps)?);
         } else if a.prometheus {
