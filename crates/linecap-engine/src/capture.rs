@@ -21,9 +21,9 @@ use crate::source::uring::UringSource;
 use crate::source::xdp::{XdpOptions, XdpSource};
 use crate::stats::kernel::KernelSnapshot;
 use crate::stats::{
-    BLOCKS_COUNTERS, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, RELAY_COUNTERS, RX_COUNTERS, RxIdx,
-    SETTINGS_COUNTERS, SettingsIdx, Snapshot, StageCounters, StageSpec, StatsFile, VERIFY_COUNTERS,
-    WRITER_COUNTERS,
+    BLOCKS_COUNTERS, BlocksIdx, KERNEL_COUNTERS, KernelIdx, QUEUE_COUNTERS, QueueIdx, RELAY_COUNTERS,
+    RX_COUNTERS, RelayIdx, RxIdx, SETTINGS_COUNTERS, SettingsIdx, Snapshot, StageCounters, StageSpec,
+    StatsFile, VERIFY_COUNTERS, VerifyIdx, WRITER_COUNTERS, WriterIdx,
 };
 use crate::sys;
 
@@ -398,8 +398,8 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
                 && let Ok(snapshot) = Snapshot::read(&cfg.name, stats_file.path())
             {
                 let dt = last_line.elapsed().as_secs_f64();
-                let p = snapshot.sum("rx.", "packets");
-                let b = snapshot.sum("rx.", "bytes");
+                let p = snapshot.total(RxIdx::Packets);
+                let b = snapshot.total(RxIdx::Bytes);
                 let pps = p.saturating_sub(last_packets) as f64 / dt;
                 let bps = b.saturating_sub(last_bytes) as f64 * 8.0 / dt;
                 (w.0)(&CaptureEvent::Progress { snapshot: &snapshot, pps, bps });
@@ -442,42 +442,42 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     }
     report.verify = verify_total;
     if cfg.relay.is_some() {
-        let g = |c: &str| snap.sum("relay.", c);
+        let g = |c: RelayIdx| snap.total(c);
         report.relay = Some(RelayCounts {
-            offered: g("offered"),
-            relayed: g("relayed"),
-            dropped: g("dropped"),
-            errors: g("errors"),
-            not_udp: g("not_udp"),
-            syscalls: g("syscalls"),
-            messages: g("messages"),
+            offered: g(RelayIdx::Offered),
+            relayed: g(RelayIdx::Relayed),
+            dropped: g(RelayIdx::Dropped),
+            errors: g(RelayIdx::Errors),
+            not_udp: g(RelayIdx::NotUdp),
+            syscalls: g(RelayIdx::Syscalls),
+            messages: g(RelayIdx::Messages),
         });
     }
     if cfg.blocks.is_some() {
-        let g = |c: &str| snap.sum("blocks.", c);
+        let g = |c: BlocksIdx| snap.total(c);
         report.blocks = Some(BlockReport {
             assembly: AssemblyCounts {
-                packets: g("packets"),
-                placed: g("placed"),
-                duplicates: g("duplicates"),
-                late: g("late"),
-                malformed: g("malformed"),
-                invalid: g("invalid"),
-                bad_channel: g("bad_channel"),
-                no_buffer: g("no_buffer"),
-                resyncs: g("resyncs"),
-                out_of_window: g("out_of_window"),
-                blocks: g("blocks"),
-                slots_lost: g("slots_lost"),
+                packets: g(BlocksIdx::Packets),
+                placed: g(BlocksIdx::Placed),
+                duplicates: g(BlocksIdx::Duplicates),
+                late: g(BlocksIdx::Late),
+                malformed: g(BlocksIdx::Malformed),
+                invalid: g(BlocksIdx::Invalid),
+                bad_channel: g(BlocksIdx::BadChannel),
+                no_buffer: g(BlocksIdx::NoBuffer),
+                resyncs: g(BlocksIdx::Resyncs),
+                out_of_window: g(BlocksIdx::OutOfWindow),
+                blocks: g(BlocksIdx::Blocks),
+                slots_lost: g(BlocksIdx::SlotsLost),
             },
-            written: g("written"),
-            dropped_blocks: g("dropped_blocks"),
-            dropped_packets: g("dropped_packets"),
-            write_errors: g("write_errors"),
-            wraps: g("wraps"),
-            ring_overwritten: g("ring_overwritten"),
-            ring_waits: g("ring_waits"),
-            ring_dropped: g("ring_dropped"),
+            written: g(BlocksIdx::Written),
+            dropped_blocks: g(BlocksIdx::DroppedBlocks),
+            dropped_packets: g(BlocksIdx::DroppedPackets),
+            write_errors: g(BlocksIdx::WriteErrors),
+            wraps: g(BlocksIdx::Wraps),
+            ring_overwritten: g(BlocksIdx::RingOverwritten),
+            ring_waits: g(BlocksIdx::RingWaits),
+            ring_dropped: g(BlocksIdx::RingDropped),
         });
     }
     if let Some(e) = results.iter().find_map(|r| r.sink_error.clone()) {
@@ -660,9 +660,9 @@ fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
 
 /// The one-line live display.
 pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
-    let drops = s.sum("rx.", "kernel_drops");
-    let ring = s.sum("pcap.queue.", "ring_full_drops");
-    let werr = s.sum("pcap.writer.", "write_error_drops");
+    let drops = s.total(RxIdx::KernelDrops);
+    let ring = s.total(QueueIdx::RingFullDrops);
+    let werr = s.total(WriterIdx::WriteErrorDrops);
     let k = s.stages.iter().find(|st| st.name == "kernel");
     let kv = |n: &str| k.map_or(0, |st| st.get(n));
     let mut line = format!(
@@ -670,7 +670,7 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
         s.name,
         crate::units::si_scaled(pps, "pps"),
         crate::units::si_scaled(bps, "b/s"),
-        s.sum("rx.", "packets") - ring - werr,
+        s.total(RxIdx::Packets) - ring - werr,
     );
     if s.stages.iter().any(|st| st.name.starts_with("pcap.")) {
         line += &format!(" ring {ring} disk {werr}");
@@ -678,17 +678,17 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
     if s.stages.iter().any(|st| st.name.starts_with("blocks.")) {
         line += &format!(
             " | blocks {} slots lost {} late {} dup {} resync {} dropped {}",
-            s.sum("blocks.", "blocks"),
-            s.sum("blocks.", "slots_lost"),
-            s.sum("blocks.", "late"),
-            s.sum("blocks.", "duplicates"),
-            s.sum("blocks.", "resyncs"),
-            s.sum("blocks.", "dropped_blocks")
+            s.total(BlocksIdx::Blocks),
+            s.total(BlocksIdx::SlotsLost),
+            s.total(BlocksIdx::Late),
+            s.total(BlocksIdx::Duplicates),
+            s.total(BlocksIdx::Resyncs),
+            s.total(BlocksIdx::DroppedBlocks)
         );
     }
     if s.stages.iter().any(|st| st.name.starts_with("verify.")) {
         line +=
-            &format!(" | seq gaps {} dup {}", s.sum("verify.", "missing"), s.sum("verify.", "duplicates"));
+            &format!(" | seq gaps {} dup {}", s.total(VerifyIdx::Missing), s.total(VerifyIdx::Duplicates));
     }
     line += &format!(" | kernel rcvbuf {} ifdrop {}", kv("udp_rcvbuf_errors"), kv("iface_rx_dropped"));
     line
@@ -703,15 +703,15 @@ fn build_report(
     duration: Duration,
     stopped_by: String,
 ) -> CaptureReport {
-    let received = s.sum("rx.", "packets");
-    let ring = s.sum("pcap.queue.", "ring_full_drops");
-    let werr = s.sum("pcap.writer.", "write_error_drops");
+    let received = s.total(RxIdx::Packets);
+    let ring = s.total(QueueIdx::RingFullDrops);
+    let werr = s.total(WriterIdx::WriteErrorDrops);
     let mut drops = BTreeMap::new();
-    let kernel_drops = s.sum("rx.", "kernel_drops");
+    let kernel_drops = s.total(RxIdx::KernelDrops);
     if info.backend == "xdp" {
         // Each place an AF_XDP socket loses frames, by the kernel's own counts.
-        let ring_full = s.sum("rx.", "ring_full_drops");
-        let no_buffer = s.sum("rx.", "no_buffer_drops");
+        let ring_full = s.total(RxIdx::RingFullDrops);
+        let no_buffer = s.total(RxIdx::NoBufferDrops);
         drops.insert("xsk_rx_ring_full".into(), ring_full);
         drops.insert("xsk_no_fill_frame".into(), no_buffer);
         drops.insert("xsk_invalid_descs".into(), kernel_drops.saturating_sub(ring_full + no_buffer));
@@ -732,20 +732,20 @@ fn build_report(
     if info.backend == "xdp" {
         // Times a frame found the fill ring empty (a warning sign: the
         // frames it would have used sat unreleased or in the rx ring).
-        kernel.insert("xsk_fill_ring_empty_descs".into(), s.sum("rx.", "ring_freezes"));
+        kernel.insert("xsk_fill_ring_empty_descs".into(), s.total(RxIdx::FillRingEmpty));
     }
     if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some())
         || matches!(&cfg.backend, BackendConfig::Socket(o) if o.busy_poll.is_some())
     {
-        kernel.insert("busy_poll_gaps_over_100us".into(), s.sum("rx.", "poll_gaps"));
-        kernel.insert("busy_poll_gap_us".into(), s.sum("rx.", "poll_gap_ns") / 1000);
+        kernel.insert("busy_poll_gaps_over_100us".into(), s.total(RxIdx::PollGaps));
+        kernel.insert("busy_poll_gap_us".into(), s.total(RxIdx::PollGapNs) / 1000);
     }
     if info.backend == "afpacket" {
-        kernel.insert("ring_freezes".into(), s.sum("rx.", "ring_freezes"));
-        kernel.insert("losing_blocks".into(), s.sum("rx.", "losing_blocks"));
+        kernel.insert("ring_freezes".into(), s.total(RxIdx::RingFreezes));
+        kernel.insert("losing_blocks".into(), s.total(RxIdx::LosingBlocks));
     }
-    let user = s.sum("rx.", "cpu_user_ns");
-    let sys_ns = s.sum("rx.", "cpu_sys_ns");
+    let user = s.total(RxIdx::CpuUserNs);
+    let sys_ns = s.total(RxIdx::CpuSysNs);
     CaptureReport {
         name: cfg.name.clone(),
         backend: info.backend.into(),
@@ -755,13 +755,13 @@ fn build_report(
         listen: info.listen.clone(),
         packets: received - ring - werr,
         bytes: s
-            .sum("rx.", "bytes")
-            .saturating_sub(s.sum("pcap.queue.", "ring_full_bytes"))
-            .saturating_sub(s.sum("pcap.writer.", "write_error_bytes")),
-        received_bytes: s.sum("rx.", "bytes"),
+            .total(RxIdx::Bytes)
+            .saturating_sub(s.total(QueueIdx::RingFullBytes))
+            .saturating_sub(s.total(WriterIdx::WriteErrorBytes)),
+        received_bytes: s.total(RxIdx::Bytes),
         received,
-        datagrams: s.sum("rx.", "datagrams"),
-        syscalls: s.sum("rx.", "syscalls"),
+        datagrams: s.total(RxIdx::Datagrams),
+        syscalls: s.total(RxIdx::Syscalls),
         drops,
         kernel,
         duration_s: duration.as_secs_f64(),
@@ -783,6 +783,7 @@ fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
         rx.set(RxIdx::KernelDrops as usize, d);
     }
     rx.set(RxIdx::RingFreezes as usize, source.ring_freezes());
+    rx.set(RxIdx::FillRingEmpty as usize, source.fill_ring_empty());
     rx.set(RxIdx::LosingBlocks as usize, source.losing_blocks());
     if let Some((gaps, gap_ns)) = source.poll_gaps() {
         rx.set(RxIdx::PollGaps as usize, gaps);
@@ -861,7 +862,7 @@ fn rx_loop(
         rx.add(RxIdx::Packets as usize, n);
         rx.add(RxIdx::Bytes as usize, bytes);
         rx.add(RxIdx::Datagrams as usize, last.datagrams);
-        rx.add(RxIdx::Syscalls as usize, 1);
+        rx.add(RxIdx::Syscalls as usize, last.syscalls);
         rx.add(RxIdx::Truncated as usize, last.truncated);
         if last_tick.elapsed() >= Duration::from_millis(100) {
             for s in &mut sinks {

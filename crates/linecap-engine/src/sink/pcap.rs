@@ -408,6 +408,9 @@ impl super::Sink for PcapSink {
         // writes what is queued and exits.
         if let Some(mut p) = self.producer.take() {
             let _ = p.flush();
+            // The last flush is a chunk passed too: the queue's count and
+            // the writer's agree at the end.
+            self.queue.set(QueueIdx::Chunks as usize, p.passed());
         }
         if let Some(h) = self.writer.take() {
             h.join().map_err(|_| anyhow::anyhow!("pcap writer thread panicked"))??;

@@ -260,7 +260,9 @@ impl Source for AfPacketSource {
             self.ring.release(b);
         }
         let i = self.next;
+        let mut polls = 0;
         if self.ring.status(i) & TP_STATUS_USER == 0 {
+            polls = 1;
             // Non-blocking (draining) still waits one retire period, so the
             // block being filled is handed over instead of left behind.
             let wait = if nonblocking { self.retire_ms as i32 + 5 } else { 100 };
@@ -270,6 +272,7 @@ impl Source for AfPacketSource {
             }
         }
         self.parse_block(i);
+        self.last.syscalls = polls;
         self.held = Some(i);
         self.next = (i + 1) % self.ring.blocks();
         let slab = self.ring.block(i).unwrap_or(&[]);

@@ -45,6 +45,9 @@ pub struct RecvStats {
     pub datagrams: u64,
     /// Packets cut because they did not fit (slot or snap length).
     pub truncated: u64,
+    /// System calls the receive made (a ring handed over without waiting
+    /// makes none).
+    pub syscalls: u64,
 }
 
 /// A receive backend, owned by one receive thread.
@@ -64,6 +67,10 @@ pub trait Source: Send {
     }
     /// Times a packet ring froze because every block was held (rings only).
     fn ring_freezes(&self) -> u64 {
+        0
+    }
+    /// Times the kernel found the AF_XDP fill ring empty (AF_XDP only).
+    fn fill_ring_empty(&self) -> u64 {
         0
     }
     /// Ring blocks the kernel retired while it was losing packets (rings only).

@@ -273,7 +273,7 @@ impl Source for SocketSource {
         };
         self.metas.clear();
         self.sources.clear();
-        let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
+        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
         let slot = self.rx.slot_size();
         for i in 0..n {
             let m = *self.rx.meta(i);

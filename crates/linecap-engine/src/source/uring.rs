@@ -66,7 +66,8 @@ impl Source for UringSource {
         }
         self.metas.clear();
         self.sources.clear();
-        let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
+        // One io_uring_enter per batch (waiting for or reaping completions).
+        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
         let slab_start = self.recv.slab().as_ptr() as usize;
         for c in self.recv.completions() {
             let buf = self.recv.buffer(c);

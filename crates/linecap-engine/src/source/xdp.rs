@@ -338,6 +338,7 @@ impl Source for XdpSource {
         self.held.clear();
         let mut descs = std::mem::take(&mut self.descs);
         let mut n = self.xsk.peek(&mut descs, self.batch);
+        let mut syscalls = 0;
         if let (Some(bp), 0) = (&mut self.busy, n) {
             // The receive call runs the device's NAPI poll in this thread,
             // only once the rx ring is drained: a poll moves up to two
@@ -347,10 +348,12 @@ impl Source for XdpSource {
             // (polling) while nothing comes.
             let until = sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 };
             loop {
+                syscalls += 1;
                 if !bp.poll(&self.xsk) {
                     // No NAPI context known yet: the kernel's softirq delivers.
                     self.xsk.wake();
                     sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 1 })?;
+                    syscalls += 1;
                 }
                 n = self.xsk.peek(&mut descs, self.batch);
                 if n > 0 || sys::monotonic_ns() >= until {
@@ -362,6 +365,7 @@ impl Source for XdpSource {
             // waking is cheap insurance; then wait for the rx ring.
             self.xsk.wake();
             sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 100 })?;
+            syscalls += 2;
             n = self.xsk.peek(&mut descs, self.batch);
         }
         self.descs = descs;
@@ -408,7 +412,7 @@ impl Source for XdpSource {
             self.metas.push(m);
         }
         self.held.extend_from_slice(&self.descs);
-        self.last = RecvStats { datagrams: n as u64, ..RecvStats::default() };
+        self.last = RecvStats { datagrams: n as u64, syscalls, ..RecvStats::default() };
         Ok(Some(Batch::new(
             self.xsk.umem(),
             &self.metas,
@@ -438,7 +442,7 @@ impl Source for XdpSource {
         self.busy.as_ref().map(|b| (b.gaps.count, b.gaps.total_ns))
     }
 
-    fn ring_freezes(&self) -> u64 {
+    fn fill_ring_empty(&self) -> u64 {
         self.xsk.stats().map_or(0, |s| s.rx_fill_ring_empty_descs)
     }
 }

@@ -55,6 +55,7 @@ pub const RX_COUNTERS: &[&str] = &[
     "poll_gap_ns",
     "gro_on",
     "gro_switches",
+    "fill_ring_empty",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -76,6 +77,7 @@ pub enum RxIdx {
     PollGapNs,
     GroOn,
     GroSwitches,
+    FillRingEmpty,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
@@ -256,8 +258,44 @@ pub enum SettingsIdx {
     Port,
 }
 
+/// A counter of one kind of stage, named by its index enum: the engine
+/// reads its own counters through these, so a misspelt counter does not
+/// compile (reading by name would silently give 0).
+pub trait Counter: Copy {
+    /// The prefix of the stages that carry it (`rx.` matches `rx.0`, `rx.1`).
+    const STAGE: &'static str;
+    /// The names of the stage kind's counters, in file order.
+    const NAMES: &'static [&'static str];
+    /// Its position in the stage.
+    fn index(self) -> usize;
+    /// Its name.
+    fn name(self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
+}
+
+macro_rules! counter_kind {
+    ($idx:ty, $stage:literal, $names:expr) => {
+        impl Counter for $idx {
+            const STAGE: &'static str = $stage;
+            const NAMES: &'static [&'static str] = $names;
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+counter_kind!(RxIdx, "rx.", RX_COUNTERS);
+counter_kind!(VerifyIdx, "verify.", VERIFY_COUNTERS);
+counter_kind!(QueueIdx, "pcap.queue.", QUEUE_COUNTERS);
+counter_kind!(WriterIdx, "pcap.writer.", WRITER_COUNTERS);
+counter_kind!(BlocksIdx, "blocks.", BLOCKS_COUNTERS);
+counter_kind!(RelayIdx, "relay.", RELAY_COUNTERS);
+counter_kind!(KernelIdx, "kernel", KERNEL_COUNTERS);
+counter_kind!(SettingsIdx, "settings", SETTINGS_COUNTERS);
+
 // Each index enum must cover its name array exactly (last variant = len - 1).
-const _: () = assert!(RxIdx::GroSwitches as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(RxIdx::FillRingEmpty as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());
@@ -340,6 +378,9 @@ pub struct StatsFile {
 pub struct StageCounters {
     map: Arc<SharedMap>,
     base: usize,
+    /// Counters this stage declared: an index past them is a bug, and
+    /// fails loudly instead of landing on another counter.
+    len: usize,
 }
 
 fn write_str(words: &[AtomicU64], s: &str) {
@@ -407,7 +448,7 @@ impl StatsFile {
                 let at = base + NAME_WORDS + j * CNAME_WORDS;
                 write_str(&w[at..at + CNAME_WORDS], c);
             }
-            handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT });
+            handles.push(StageCounters { map: map.clone(), base: base + VALUES_AT, len: st.counters.len() });
         }
         // The magic is stored by `publish`: until then readers see no
         // counters file (a capture is "ready" once its sources are open).
@@ -461,8 +502,10 @@ impl Drop for StatsFile {
 impl StageCounters {
     #[inline]
     fn cell(&self, idx: usize) -> &AtomicU64 {
-        debug_assert!(idx < MAX_COUNTERS, "counter index {idx} outside the stage");
-        &self.map.words()[self.base + idx.min(MAX_COUNTERS - 1)]
+        // One predictable branch per batch update; a wrong index would
+        // otherwise corrupt another counter's books.
+        assert!(idx < self.len, "counter index {idx} outside its stage of {}", self.len);
+        &self.map.words()[self.base + idx]
     }
 
     /// Adds to a counter (single writer: a load and a store, no lock prefix).
@@ -590,6 +633,15 @@ impl Snapshot {
     }
 
     /// Sum of a counter over all stages whose name starts with `prefix`.
+    /// The sum of counter `c` over every stage of its kind.
+    pub fn total<C: Counter>(&self, c: C) -> u64 {
+        self.sum(C::STAGE, c.name())
+    }
+
+    /// The sum of the counter named `counter` over the stages whose name
+    /// starts with `prefix` (0 where a stage has no such counter: files of
+    /// other versions are read too). The engine's own code reads through
+    /// [`Snapshot::total`].
     pub fn sum(&self, prefix: &str, counter: &str) -> u64 {
         // Saturating: a counters file may hold anything (another process wrote it).
         self.stages

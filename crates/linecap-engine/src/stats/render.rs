@@ -83,7 +83,7 @@ fn applies(backend: &str, kind: &str, name: &str) -> bool {
         "socket" => &["datagrams", "truncated", "gro_on", "gro_switches", "poll_gaps", "poll_gap_ns"],
         "uring" => &["datagrams", "truncated", "no_buffer_drops", "gro_on"],
         "afpacket" => &["truncated", "ring_freezes", "losing_blocks"],
-        "xdp" => &["ring_full_drops", "no_buffer_drops", "poll_gaps", "poll_gap_ns"],
+        "xdp" => &["ring_full_drops", "no_buffer_drops", "poll_gaps", "poll_gap_ns", "fill_ring_empty"],
         // An unknown backend (a file written by another version): all.
         _ => return true,
     };
