@@ -300,44 +300,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     stats_file.publish();
 
     // Sinks per thread, built here so file errors surface before traffic.
-    let mut per_thread = Vec::new();
-    let mut stage_iter = stages.into_iter();
-    for t in 0..cfg.threads {
-        let rx = stage_iter.next().expect("rx stage");
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        let mut verify = None;
-        if cfg.verify {
-            verify = Some(VerifySink::new(stage_iter.next().expect("verify stage")));
-        }
-        if let Some(p) = &cfg.pcap {
-            let q = stage_iter.next().expect("queue stage");
-            let w = stage_iter.next().expect("writer stage");
-            let opts = pcap_for_thread(p, t, cfg.threads);
-            sinks.push(Box::new(PcapSink::start(opts, q, w)?));
-        }
-        if let Some(b) = &cfg.blocks {
-            let st = stage_iter.next().expect("blocks stage");
-            let mut o = b.clone();
-            if cfg.threads > 1 {
-                match &mut o.output {
-                    BlockOutput::Dir(d) => {
-                        *d = d.join(format!("t{t}"));
-                        std::fs::create_dir_all(&*d)?;
-                    }
-                    BlockOutput::Shm(r) => r.name = format!("{}.t{t}", r.name),
-                }
-            }
-            sinks.push(Box::new(BlockSink::start(o, st)?));
-        }
-        if let Some(r) = &cfg.relay {
-            let st = stage_iter.next().expect("relay stage");
-            sinks.push(Box::new(RelaySink::start(r, st)?));
-        }
-        if sinks.is_empty() && verify.is_none() {
-            sinks.push(Box::new(NullSink));
-        }
-        per_thread.push((rx, verify, sinks));
-    }
+    let per_thread = build_sinks(cfg, stages)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let delivered_total = Arc::new(AtomicU64::new(0));
@@ -364,51 +327,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         });
     }
 
-    // Monitor: stop conditions, kernel counters, live line.
-    let mut stopped_by = "count".to_string();
-    let mut last_line = Instant::now();
-    let mut last_packets = 0u64;
-    let mut last_bytes = 0u64;
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if handles.iter().all(|h| h.is_finished()) {
-            break;
-        }
-        // One thread ended on its own (count reached, a receive error, a
-        // panic): the others stop and drain too.
-        if handles.iter().any(|h| h.is_finished()) {
-            stop.store(true, Ordering::Release);
-        }
-        if sys::stop_requested() {
-            stopped_by = match sys::stop_signal() {
-                Some(s) if s == libc::SIGTERM as u32 => "SIGTERM".into(),
-                Some(_) => "SIGINT".into(),
-                None => "request".into(),
-            };
-            stop.store(true, Ordering::Release);
-        }
-        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
-            stopped_by = "duration".into();
-            stop.store(true, Ordering::Release);
-        }
-        if last_line.elapsed() >= Duration::from_millis(500) {
-            publish_kernel(&kernel_counters, &start_kernel);
-            stats_file.touch();
-            if let Some(w) = &cfg.watcher
-                && let Ok(snapshot) = Snapshot::read(&cfg.name, stats_file.path())
-            {
-                let dt = last_line.elapsed().as_secs_f64();
-                let p = snapshot.total(RxIdx::Packets);
-                let b = snapshot.total(RxIdx::Bytes);
-                let pps = p.saturating_sub(last_packets) as f64 / dt;
-                let bps = b.saturating_sub(last_bytes) as f64 * 8.0 / dt;
-                (w.0)(&CaptureEvent::Progress { snapshot: &snapshot, pps, bps });
-                last_packets = p;
-                last_bytes = b;
-            }
-            last_line = Instant::now();
-        }
-    }
+    let stopped_by = monitor(cfg, &handles, &stop, started, &stats_file, &kernel_counters, &start_kernel);
     let duration = started.elapsed();
     // A panic in a receive thread is a bug; it must not cost the books of
     // the others: they stop and drain, the report is built from what was
@@ -484,6 +403,113 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
         tracing::error!("{e}");
     }
     Ok(report)
+}
+
+/// The sinks of each receive thread, in the order of its stages.
+type ThreadSinks = (StageCounters, Option<VerifySink>, Vec<Box<dyn Sink>>);
+
+/// Starts every receive thread's sinks (writers, rings, relays) on the
+/// stages made for them.
+fn build_sinks(cfg: &CaptureConfig, stages: Vec<StageCounters>) -> anyhow::Result<Vec<ThreadSinks>> {
+    let mut per_thread = Vec::new();
+    let mut stage_iter = stages.into_iter();
+    for t in 0..cfg.threads {
+        let rx = stage_iter.next().expect("rx stage");
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut verify = None;
+        if cfg.verify {
+            verify = Some(VerifySink::new(stage_iter.next().expect("verify stage")));
+        }
+        if let Some(p) = &cfg.pcap {
+            let q = stage_iter.next().expect("queue stage");
+            let w = stage_iter.next().expect("writer stage");
+            let opts = pcap_for_thread(p, t, cfg.threads);
+            sinks.push(Box::new(PcapSink::start(opts, q, w)?));
+        }
+        if let Some(b) = &cfg.blocks {
+            let st = stage_iter.next().expect("blocks stage");
+            let mut o = b.clone();
+            if cfg.threads > 1 {
+                match &mut o.output {
+                    BlockOutput::Dir(d) => {
+                        *d = d.join(format!("t{t}"));
+                        std::fs::create_dir_all(&*d)?;
+                    }
+                    BlockOutput::Shm(r) => r.name = format!("{}.t{t}", r.name),
+                }
+            }
+            sinks.push(Box::new(BlockSink::start(o, st)?));
+        }
+        if let Some(r) = &cfg.relay {
+            let st = stage_iter.next().expect("relay stage");
+            sinks.push(Box::new(RelaySink::start(r, st)?));
+        }
+        if sinks.is_empty() && verify.is_none() {
+            sinks.push(Box::new(NullSink));
+        }
+        per_thread.push((rx, verify, sinks));
+    }
+    Ok(per_thread)
+}
+
+/// Watches a running capture until every receive thread has ended: stops
+/// them on a signal, the duration or the first to end; publishes the
+/// kernel's counters and tells the watcher every half second. Returns why
+/// it stopped.
+fn monitor(
+    cfg: &CaptureConfig,
+    handles: &[std::thread::JoinHandle<RxThreadResult>],
+    stop: &AtomicBool,
+    started: Instant,
+    stats_file: &StatsFile,
+    kernel_counters: &StageCounters,
+    start_kernel: &KernelSnapshot,
+) -> String {
+    let mut stopped_by = "count".to_string();
+    let mut last_line = Instant::now();
+    let mut last_packets = 0u64;
+    let mut last_bytes = 0u64;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        // One thread ended on its own (count reached, a receive error, a
+        // panic): the others stop and drain too.
+        if handles.iter().any(|h| h.is_finished()) {
+            stop.store(true, Ordering::Release);
+        }
+        if sys::stop_requested() {
+            stopped_by = match sys::stop_signal() {
+                Some(s) if s == libc::SIGTERM as u32 => "SIGTERM".into(),
+                Some(_) => "SIGINT".into(),
+                None => "request".into(),
+            };
+            stop.store(true, Ordering::Release);
+        }
+        if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+            stopped_by = "duration".into();
+            stop.store(true, Ordering::Release);
+        }
+        if last_line.elapsed() >= Duration::from_millis(500) {
+            publish_kernel(kernel_counters, start_kernel);
+            stats_file.touch();
+            if let Some(w) = &cfg.watcher
+                && let Ok(snapshot) = Snapshot::read(&cfg.name, stats_file.path())
+            {
+                let dt = last_line.elapsed().as_secs_f64();
+                let p = snapshot.total(RxIdx::Packets);
+                let b = snapshot.total(RxIdx::Bytes);
+                let pps = p.saturating_sub(last_packets) as f64 / dt;
+                let bps = b.saturating_sub(last_bytes) as f64 * 8.0 / dt;
+                (w.0)(&CaptureEvent::Progress { snapshot: &snapshot, pps, bps });
+                last_packets = p;
+                last_bytes = b;
+            }
+            last_line = Instant::now();
+        }
+    }
+    stopped_by
 }
 
 /// What the opened sources are, for messages and the report.

@@ -216,7 +216,17 @@ fn a_capture_serves_its_own_metrics_and_promtool_accepts_them() {
     let metrics = free_loopback_tcp();
     let child = spawn_capture(&name, &["--listen", &addr, "--verify", "seq", "--metrics", &metrics]);
     let sent = send(None, &["--to", &addr, "--count", "500", "--rate", "50kpps"]);
-    let (status, body) = http_get(&metrics, "/metrics");
+    // The counters are published as the capture goes (every batch, every
+    // 100 ms at the latest): ask until the last packets show.
+    let valid = format!("linecap_verify_valid_total{{capture=\"{name}\",thread=\"0\"}} {}", sent.packets);
+    let until = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = http_get(&metrics, "/metrics");
+        if body.contains(&valid) || Instant::now() > until {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(status.contains("200"), "{status}");
     assert!(body.contains(&format!("linecap_up{{capture=\"{name}\"}} 1")), "{body}");
     assert!(body.contains("linecap_info{") && body.contains("backend=\"socket\""), "{body}");

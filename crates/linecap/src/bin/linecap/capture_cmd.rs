@@ -400,17 +400,9 @@ fn over_max_loss(report: &CaptureReport, max: MaxLoss) -> Option<String> {
     over.then(|| format!("the capture lost {lost} of {offered} packets, more than --max-loss {limit}"))
 }
 
-pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
-    check_applicable(&a, m)?;
-    enter_netns(&a.netns)?;
-    sys::install_stop_handler()?;
-    if a.plain_loop {
-        if !matches!(a.backend, Backend::Socket | Backend::Xdp) {
-            strict::usage!("--plain-loop is the socket and xdp backends' benchmark baseline");
-        }
-        return plain_loop(&a);
-    }
-    let pcap = match &a.write {
+/// The pcap sink's options from `--write` and its companions.
+fn pcap_options(a: &CaptureArgs) -> anyhow::Result<Option<PcapOptions>> {
+    Ok(match &a.write {
         Some(p) => {
             check_output_dir(p)?;
             let mut o = PcapOptions::new(p.clone());
@@ -439,15 +431,154 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
             Some(o)
         }
         None => None,
-    };
-    let account = match &a.user {
-        Some(u) => Some(
-            sys::user::lookup_user(u).with_context(|| format!("cannot look up --user {u}"))?.ok_or_else(
-                || strict::usage_error(format!("--user {u}: no such user (see getent passwd)")),
-            )?,
-        ),
-        None => None,
-    };
+    })
+}
+
+/// The backend and its options.
+fn backend_config(a: &CaptureArgs) -> anyhow::Result<BackendConfig> {
+    Ok(match a.backend {
+        Backend::Socket | Backend::Uring => {
+            let o = SocketOptions {
+                listen: a.listen,
+                mode: a.mode,
+                gro: !a.no_gro,
+                gro_adaptive: !a.gro_always,
+                batch: a.batch,
+                rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+                reuseport: false,
+                join: a.join,
+                busy_poll: a.busy_poll,
+                // Only what the sinks use: timestamps for a pcap, the
+                // sender for a pcap's headers and the verifier's flows.
+                timestamps: a.write.is_some(),
+                sources: a.write.is_some() || a.verify.is_some(),
+                filter: match (&a.filter, &a.bpf_file) {
+                    (Some(expr), _) => Some(
+                        filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
+                            .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
+                            .0,
+                    ),
+                    (None, Some(_)) => unreachable!("--bpf-file is refused for this backend"),
+                    (None, None) => None,
+                },
+            };
+            if let Backend::Uring = a.backend { BackendConfig::Uring(o) } else { BackendConfig::Socket(o) }
+        }
+        Backend::Xdp => {
+            let Some(iface) = &a.iface else {
+                strict::usage!("--backend xdp needs --iface IF (see 'ip link')");
+            };
+            if !a.xdp_ring.is_power_of_two() {
+                strict::usage!("--xdp-ring must be a power of two");
+            }
+            if !(1..=256).contains(&a.queues) {
+                strict::usage!("--queues must be 1 to 256");
+            }
+            BackendConfig::Xdp(XdpOptions {
+                iface: iface.clone(),
+                queue: a.queue,
+                listen: a.listen,
+                ring: a.xdp_ring,
+                frame_size: 2048,
+                batch: a.batch,
+                busy_poll: a.busy_poll,
+                queues: a.queues,
+                force: a.force,
+            })
+        }
+        Backend::Afpacket => {
+            let Some(iface) = &a.iface else {
+                strict::usage!("--backend afpacket needs --iface IF (see 'ip link')");
+            };
+            let mut opts = AfPacketOptions::new(iface);
+            opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
+            opts.ring.block_nr = a.ring_blocks;
+            opts.ring.retire_ms = a.retire_ms;
+            linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
+            opts.filter = match (&a.filter, &a.bpf_file) {
+                (Some(expr), _) => Some(
+                    filter::compile_inbound(expr)
+                        .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
+                        .0,
+                ),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
+                    let prog = filter::ddd::parse(&text)
+                        .map_err(|e| strict::usage_error(format!("--bpf-file {}: {e}", path.display())))?;
+                    Some(filter::inbound(&prog).0)
+                }
+                (None, None) => None,
+            };
+            BackendConfig::AfPacket { opts, fanout: a.fanout }
+        }
+    })
+}
+
+/// The block sink's options from `--blocks` or `--shm` and the layout.
+fn block_options(a: &CaptureArgs) -> anyhow::Result<Option<BlockSinkOptions>> {
+    Ok(match (&a.blocks, &a.shm) {
+        (None, None) => None,
+        (dir, shm) => {
+            let format = match a.format {
+                StreamKind::Seq => StreamFormat::Seq,
+                StreamKind::Raw => {
+                    let spec = a
+                        .raw
+                        .as_deref()
+                        .ok_or_else(|| strict::usage_error("--format raw needs --raw SPEC"))?;
+                    StreamFormat::Raw(
+                        RawSpec::parse(spec).map_err(|e| strict::usage_error(format!("--raw: {e}")))?,
+                    )
+                }
+                StreamKind::Vdif => StreamFormat::Vdif { fps: a.frames_per_second.max(1) },
+                StreamKind::Spead => StreamFormat::Spead,
+                StreamKind::SpeadHeap => StreamFormat::SpeadHeap,
+            };
+            let slot_bytes = match format {
+                StreamFormat::Raw(spec) => spec.payload,
+                _ => a.slot_bytes,
+            };
+            let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(strict::usage_error)?;
+            let output = match (dir, shm) {
+                (Some(d), _) => BlockOutput::Dir(d.clone()),
+                (None, Some(name)) => BlockOutput::Shm(RingOptions {
+                    name: name.clone(),
+                    slots: a.shm_slots,
+                    lossless: a.shm_lossless,
+                    mode: a.file_mode,
+                    keep: a.name.is_some(),
+                }),
+                (None, None) => unreachable!("matched above"),
+            };
+            Some(BlockSinkOptions {
+                output,
+                layout,
+                assembler: AsmOptions {
+                    window: a.window,
+                    resync_gap: a.resync_gap,
+                    zero_fill: !a.no_zero_fill,
+                    pool: a.window + a.block_queue + 2,
+                },
+                format,
+                queue: a.block_queue,
+            })
+        }
+    })
+}
+
+pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    check_applicable(&a, m)?;
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    if a.plain_loop {
+        if !matches!(a.backend, Backend::Socket | Backend::Xdp) {
+            strict::usage!("--plain-loop is the socket and xdp backends' benchmark baseline");
+        }
+        return plain_loop(&a);
+    }
+    let pcap = pcap_options(&a)?;
+    let account = a.user.as_deref().map(lookup_account).transpose()?;
     let name = a.name.clone().unwrap_or_else(|| format!("cap-{}", std::process::id()));
     // Bound before anything opens, so a taken port fails at once.
     let metrics = a.metrics.map(linecap::stats::serve::bind).transpose()?;
@@ -461,88 +592,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
     };
     let cfg = CaptureConfig {
         name: name.clone(),
-        backend: match a.backend {
-            Backend::Socket | Backend::Uring => {
-                let o = SocketOptions {
-                    listen: a.listen,
-                    mode: a.mode,
-                    gro: !a.no_gro,
-                    gro_adaptive: !a.gro_always,
-                    batch: a.batch,
-                    rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
-                    reuseport: false,
-                    join: a.join,
-                    busy_poll: a.busy_poll,
-                    // Only what the sinks use: timestamps for a pcap, the
-                    // sender for a pcap's headers and the verifier's flows.
-                    timestamps: a.write.is_some(),
-                    sources: a.write.is_some() || a.verify.is_some(),
-                    filter: match (&a.filter, &a.bpf_file) {
-                        (Some(expr), _) => Some(
-                            filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
-                                .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
-                                .0,
-                        ),
-                        (None, Some(_)) => unreachable!("--bpf-file is refused for this backend"),
-                        (None, None) => None,
-                    },
-                };
-                if let Backend::Uring = a.backend {
-                    BackendConfig::Uring(o)
-                } else {
-                    BackendConfig::Socket(o)
-                }
-            }
-            Backend::Xdp => {
-                let Some(iface) = &a.iface else {
-                    strict::usage!("--backend xdp needs --iface IF (see 'ip link')");
-                };
-                if !a.xdp_ring.is_power_of_two() {
-                    strict::usage!("--xdp-ring must be a power of two");
-                }
-                if !(1..=256).contains(&a.queues) {
-                    strict::usage!("--queues must be 1 to 256");
-                }
-                BackendConfig::Xdp(XdpOptions {
-                    iface: iface.clone(),
-                    queue: a.queue,
-                    listen: a.listen,
-                    ring: a.xdp_ring,
-                    frame_size: 2048,
-                    batch: a.batch,
-                    busy_poll: a.busy_poll,
-                    queues: a.queues,
-                    force: a.force,
-                })
-            }
-            Backend::Afpacket => {
-                let Some(iface) = &a.iface else {
-                    strict::usage!("--backend afpacket needs --iface IF (see 'ip link')");
-                };
-                let mut opts = AfPacketOptions::new(iface);
-                opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
-                opts.ring.block_nr = a.ring_blocks;
-                opts.ring.retire_ms = a.retire_ms;
-                linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
-                opts.filter = match (&a.filter, &a.bpf_file) {
-                    (Some(expr), _) => Some(
-                        filter::compile_inbound(expr)
-                            .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
-                            .0,
-                    ),
-                    (None, Some(path)) => {
-                        let text = std::fs::read_to_string(path)
-                            .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
-                        let prog = filter::ddd::parse(&text).map_err(|e| {
-                            strict::usage_error(format!("--bpf-file {}: {e}", path.display()))
-                        })?;
-                        Some(filter::inbound(&prog).0)
-                    }
-                    (None, None) => None,
-                };
-                BackendConfig::AfPacket { opts, fanout: a.fanout }
-            }
-        },
+        backend: backend_config(&a)?,
         // With --backend xdp, a thread per queue.
         threads: if matches!(a.backend, Backend::Xdp) && a.queues > 1 {
             a.queues as usize
@@ -559,91 +609,72 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
             gso: !a.relay_no_gso,
             sndbuf: 32 << 20,
         }),
-        blocks: match (&a.blocks, &a.shm) {
-            (None, None) => None,
-            (dir, shm) => {
-                let format = match a.format {
-                    StreamKind::Seq => StreamFormat::Seq,
-                    StreamKind::Raw => {
-                        let spec = a
-                            .raw
-                            .as_deref()
-                            .ok_or_else(|| strict::usage_error("--format raw needs --raw SPEC"))?;
-                        StreamFormat::Raw(
-                            RawSpec::parse(spec).map_err(|e| strict::usage_error(format!("--raw: {e}")))?,
-                        )
-                    }
-                    StreamKind::Vdif => StreamFormat::Vdif { fps: a.frames_per_second.max(1) },
-                    StreamKind::Spead => StreamFormat::Spead,
-                    StreamKind::SpeadHeap => StreamFormat::SpeadHeap,
-                };
-                let slot_bytes = match format {
-                    StreamFormat::Raw(spec) => spec.payload,
-                    _ => a.slot_bytes,
-                };
-                let layout = Layout::new(slot_bytes, a.slots, a.channels).map_err(strict::usage_error)?;
-                let output = match (dir, shm) {
-                    (Some(d), _) => BlockOutput::Dir(d.clone()),
-                    (None, Some(name)) => BlockOutput::Shm(RingOptions {
-                        name: name.clone(),
-                        slots: a.shm_slots,
-                        lossless: a.shm_lossless,
-                        mode: a.file_mode,
-                        keep: a.name.is_some(),
-                    }),
-                    (None, None) => unreachable!("matched above"),
-                };
-                Some(BlockSinkOptions {
-                    output,
-                    layout,
-                    assembler: AsmOptions {
-                        window: a.window,
-                        resync_gap: a.resync_gap,
-                        zero_fill: !a.no_zero_fill,
-                        pool: a.window + a.block_queue + 2,
-                    },
-                    format,
-                    queue: a.block_queue,
-                })
-            }
-        },
+        blocks: block_options(&a)?,
         watcher: Some(watcher),
         file_mode: a.file_mode,
         // A capture named by the user keeps its counters file (`linecap
         // stats NAME` shows the final numbers); an unnamed one cleans up.
         keep_stats: a.name.is_some(),
     };
-    let exporter = metrics.map(|listener| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let what = linecap::stats::serve::Exported::Capture(name.clone());
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || linecap::stats::serve::serve_until(&listener, &what, &flag));
-        (stop, thread)
-    });
+    let exporter = metrics.map(|listener| Exporter::start(listener, &name));
     let report = capture::run(&cfg);
     crate::live::finish();
-    if let Some((stop, thread)) = exporter {
-        stop.store(true, Ordering::Relaxed);
-        let _ = thread.join();
-    }
+    drop(exporter);
     if let Some(why) = dropped.lock().unwrap_or_else(|p| p.into_inner()).take() {
         bail!("{why}");
     }
-    let report = report?;
+    report_and_status(&a, &report?)
+}
+
+/// Prints the report and turns it into the exit status.
+fn report_and_status(a: &CaptureArgs, report: &CaptureReport) -> anyhow::Result<ExitCode> {
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
-        print!("{}", summary(&report));
+        print!("{}", summary(report));
     }
     if let Some(f) = &report.failure {
         bail!("{f} (the report above holds what was counted until then)");
     }
     let max_loss = if a.fail_on_loss { Some(MaxLoss::Packets(0)) } else { a.max_loss };
-    if let Some(why) = max_loss.and_then(|max| over_max_loss(&report, max)) {
+    if let Some(why) = max_loss.and_then(|max| over_max_loss(report, max)) {
         eprintln!("linecap: {why}");
         return Ok(ExitCode::from(strict::exit::LOSS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--user`'s account, looked up before anything opens.
+fn lookup_account(user: &str) -> anyhow::Result<sys::user::Account> {
+    sys::user::lookup_user(user)
+        .with_context(|| format!("cannot look up --user {user}"))?
+        .ok_or_else(|| strict::usage_error(format!("--user {user}: no such user (see getent passwd)")))
+}
+
+/// `--metrics`: the capture's own exporter on a thread of its own, stopped
+/// (and joined) when dropped.
+struct Exporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Exporter {
+    fn start(listener: std::net::TcpListener, name: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let what = linecap::stats::serve::Exported::Capture(name.to_string());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || linecap::stats::serve::serve_until(&listener, &what, &flag));
+        Exporter { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
