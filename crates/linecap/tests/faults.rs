@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
@@ -119,18 +119,7 @@ fn bad_values_are_refused_by_name() {
 /// Runs linecap as user nobody, to check the messages for missing privileges.
 fn as_nobody(args: &[&str]) -> Option<Output> {
     assert!(linecap::sys::is_root(), "dropping privileges needs root (the test is ignored elsewhere)");
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(exe())
-        .args(args)
-        .output();
-    match o {
-        Ok(o) => Some(o),
-        Err(e) => {
-            skip_or_fail(&format!("setpriv unavailable ({e})"));
-            None
-        }
-    }
+    run_as_nobody(&exe(), args)
 }
 
 #[test]

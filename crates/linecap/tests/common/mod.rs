@@ -174,3 +174,21 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
     let (head, body) = all.split_once("\r\n\r\n").unwrap();
     (head.lines().next().unwrap().to_string(), body.to_string())
 }
+
+/// Runs `exe` as user nobody with no inherited capabilities (only the
+/// file capabilities of `exe` apply); `None` (skipped, or failed where
+/// peers are required) without setpriv.
+pub fn run_as_nobody(exe: &std::path::Path, args: &[&str]) -> Option<Output> {
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(exe)
+        .args(args)
+        .output();
+    match o {
+        Ok(o) => Some(o),
+        Err(e) => {
+            skip_or_fail(&format!("setpriv unavailable ({e})"));
+            None
+        }
+    }
+}
