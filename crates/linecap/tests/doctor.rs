@@ -181,3 +181,94 @@ fn a_capture_on_the_napi_core_that_loses_is_told_to_move_with_the_exact_count() 
         "{counted} vs {report:?}"
     );
 }
+
+/// Stops the capture for 300 ms in the middle of a 60,000-packet stream,
+/// so that whatever buffers it has overflow for certain.
+fn stall_during_stream(tb: &Testbed, cap: &Capture) {
+    let ns_tx = tb.ns_tx.clone();
+    let sender = std::thread::spawn(move || {
+        send(Some(&ns_tx), &["--to", "198.18.0.2:9000", "--count", "60000", "--rate", "100kpps"])
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    linecap::sys::send_signal(cap.pid(), libc::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    linecap::sys::send_signal(cap.pid(), libc::SIGCONT).unwrap();
+    assert_eq!(sender.join().unwrap().packets, 60_000);
+    std::thread::sleep(Duration::from_millis(800));
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth): run the tests as root")]
+fn a_packet_ring_too_small_is_named_with_its_size() {
+    let tb = testbed();
+    let mut cap = Capture::start(
+        &tb,
+        &["--backend", "afpacket", "--iface", &tb.if_rx, "--ring-blocks", "2", "--ring-block-size", "4096"],
+    );
+    stall_during_stream(&tb, &cap);
+    let (code, v) = doctor(&cap.name);
+    let report = cap.stop();
+    assert_eq!(code, Some(3), "{v:#?}");
+    let f = losses(&v)[0];
+    assert_eq!(f["counter"], "kernel_drops", "{v:#?}");
+    assert_eq!(f["count"].as_u64().unwrap(), report.drops["packet_ring_dropped"], "{v:#?}");
+    assert!(f["fix"].as_str().unwrap().contains("--ring-blocks"), "{v:#?}");
+    assert_eq!(f["setting"], "ring 8 KiB per thread", "{v:#?}");
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn an_af_xdp_ring_too_small_is_named_once() {
+    let tb = testbed();
+    let mut cap = Capture::start(
+        &tb,
+        &["--backend", "xdp", "--iface", &tb.if_rx, "--listen", "198.18.0.2:9000", "--xdp-ring", "64"],
+    );
+    stall_during_stream(&tb, &cap);
+    let (code, v) = doctor(&cap.name);
+    let report = cap.stop();
+    assert_eq!(code, Some(3), "{v:#?}");
+    let found = losses(&v);
+    let f = found[0];
+    assert!(f["fix"].as_str().unwrap().contains("--xdp-ring"), "{v:#?}");
+    assert!(f["setting"].as_str().unwrap().starts_with("UMEM 128 KiB"), "{v:#?}");
+    let xsk: u64 = report.drops.iter().filter(|(k, _)| k.starts_with("xsk_")).map(|(_, n)| n).sum();
+    assert_eq!(f["count"].as_u64().unwrap(), xsk, "{v:#?}");
+    // veth counts the same frames as rx_dropped: not a second finding.
+    assert!(!found.iter().any(|f| f["counter"] == "iface_rx_dropped"), "{v:#?}");
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth): run the tests as root")]
+fn a_writer_slower_than_the_capture_is_named() {
+    let tb = testbed();
+    let dir = TempDir::new("drw");
+    let file = dir.0.join("slow.pcap");
+    // The writer may write 200 KB/s: a 100 kpps stream of 300-byte records
+    // overflows its 2 MiB hand-off within a second.
+    let mut cap = Capture::start(
+        &tb,
+        &[
+            "--listen",
+            "198.18.0.2:9000",
+            "--write",
+            file.to_str().unwrap(),
+            "--sink-buffer",
+            "2M",
+            "--sink-throttle",
+            "200K",
+        ],
+    );
+    let ns_tx = tb.ns_tx.clone();
+    let sent = send(Some(&ns_tx), &["--to", "198.18.0.2:9000", "--count", "60000", "--rate", "100kpps"]);
+    assert_eq!(sent.packets, 60_000);
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, v) = doctor(&cap.name);
+    let report = cap.stop();
+    assert_eq!(code, Some(3), "{v:#?}");
+    let f = losses(&v).into_iter().find(|f| f["stage"] == "pcap.queue").expect("the writer's queue is named");
+    assert!(f["fix"].as_str().unwrap().contains("--sink-buffer"), "{v:#?}");
+    assert!(
+        f["count"].as_u64().unwrap() > 0 && f["count"].as_u64().unwrap() <= report.drops["pcap_ring_full"]
+    );
+}
