@@ -26,7 +26,7 @@ fn wait_running(name: &str, child: &mut Child) {
     panic!("capture '{name}' did not start within 20 s");
 }
 
-fn spawn_capture(name: &str, args: &[&str]) -> Child {
+fn spawn_capture(name: &str, args: &[&str]) -> Reaped {
     let mut child = Command::new(exe())
         .args(["capture", "--name", name, "--json", "--quiet"])
         .args(args)
@@ -35,7 +35,7 @@ fn spawn_capture(name: &str, args: &[&str]) -> Child {
         .spawn()
         .unwrap();
     wait_running(name, &mut child);
-    child
+    Reaped::new(child)
 }
 
 /// Removes a named capture's kept counters file.
@@ -141,7 +141,7 @@ fn capture_losing_packets(extra: &[&str]) -> (std::process::Output, linecap::cap
     let sent = send(None, &["--to", &addr, "--count", "20000", "--rate", "max"]);
     assert_eq!(sent.packets, 20000);
     linecap::sys::send_signal(child.id(), libc::SIGCONT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     let report: linecap::capture::CaptureReport = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert!(report.total_drops() > 0, "a stopped reader with a 64 KiB buffer lost nothing: {report:?}");
@@ -183,8 +183,9 @@ fn a_config_file_sets_options_and_the_command_line_overrides_it() {
         .spawn()
         .unwrap();
     wait_running(&name, &mut child);
+    let child = Reaped::new(child);
     let sent = send(None, &["--to", &addr, "--count", "1000", "--rate", "50kpps"]);
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: linecap::capture::CaptureReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.verify.unwrap().valid, sent.packets);
@@ -241,7 +242,7 @@ fn a_capture_serves_its_own_metrics_and_promtool_accepts_them() {
     );
     promtool_check(&body);
     linecap::sys::send_signal(child.id(), libc::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The exporter ended with the capture.
     assert!(std::net::TcpStream::connect(&metrics).is_err());
@@ -287,7 +288,7 @@ fn user_drops_root_and_every_capability_once_open() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(stats_path(&name)).unwrap().uid(), nobody.uid);
     linecap::sys::send_signal(child.id(), libc::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: linecap::capture::CaptureReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.verify.unwrap().valid, sent.packets);

@@ -124,9 +124,39 @@ pub fn read_blocks(dir: &std::path::Path) -> Vec<(linecap::sink::blocks::Sidecar
     v
 }
 
+/// A child process that is killed and reaped when the test ends, also when
+/// it ends by a failed assertion: no test leaves a process behind.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    /// Takes charge of `child`.
+    pub fn new(child: std::process::Child) -> Self {
+        Reaped(Some(child))
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Waits for it to end by itself (after a signal the test sent).
+    pub fn wait_with_output(mut self) -> Output {
+        self.0.take().expect("child present").wait_with_output().expect("child waited for")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `linecap stats --serve` on a free loopback port: the child and
 /// the address it serves on.
-pub fn start_exporter() -> (std::process::Child, String) {
+pub fn start_exporter() -> (Reaped, String) {
     use std::io::BufRead;
     let mut exporter = Command::new(exe())
         .args(["stats", "--serve", "127.0.0.1:0"])
@@ -137,7 +167,7 @@ pub fn start_exporter() -> (std::process::Child, String) {
     let mut line = String::new();
     std::io::BufReader::new(exporter.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let at = line.trim().strip_prefix("serving http://").and_then(|l| l.strip_suffix("/metrics")).unwrap();
-    (exporter, at.to_string())
+    (Reaped::new(exporter), at.to_string())
 }
 
 /// Checks Prometheus text with `promtool check metrics`, when installed.
