@@ -532,143 +532,159 @@ struct Opened {
 fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
     let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(cfg.threads);
     let info = match &cfg.backend {
-        BackendConfig::Socket(o) | BackendConfig::Uring(o) => {
-            let uring = matches!(cfg.backend, BackendConfig::Uring(_));
-            let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
-            let mut setup = None;
-            for _ in 0..cfg.threads {
-                let opened: std::io::Result<(Box<dyn Source>, _)> = if uring {
-                    UringSource::open(&o).map(|s| {
-                        let st = s.setup().clone();
-                        (Box::new(s) as Box<dyn Source>, st)
-                    })
-                } else {
-                    SocketSource::open(&o).map(|s| {
-                        let st = s.setup().clone();
-                        (Box::new(s) as Box<dyn Source>, st)
-                    })
-                };
-                let (s, st) = opened.map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
-                        "{e}: another program holds this port; stop it or choose another --listen port"
-                    ),
-                    std::io::ErrorKind::AddrNotAvailable => {
-                        anyhow::anyhow!("{e}: no interface has this address in this network namespace")
-                    }
-                    _ => anyhow::anyhow!(e),
-                })?;
-                setup.get_or_insert(st);
-                sources.push(s);
-            }
-            let setup = setup.expect("at least one thread");
-            if o.gro && !setup.gro {
-                tracing::warn!("UDP GRO is not available on this kernel; receiving plain datagrams");
-            }
-            let mode = match (uring, o.mode) {
-                (true, _) => "multishot-recvmsg",
-                (false, RecvMode::Recv) => "recv",
-                (false, RecvMode::Recvmmsg) => "recvmmsg",
-            };
-            SourceInfo {
-                backend: if uring { "uring" } else { "socket" },
-                mode: mode.into(),
-                listen: setup.local.to_string(),
-                description: format!(
-                    "{}/{mode}{}, rcvbuf {} KiB{}",
-                    if uring { "uring" } else { "socket" },
-                    if setup.gro { "+gro" } else { "" },
-                    setup.rcvbuf / 1024,
-                    if setup.rcvbuf_forced { ", forced" } else { "" }
-                ),
-                gro: setup.gro,
-                buffer: i64::from(setup.rcvbuf),
-                buffer_forced: setup.rcvbuf_forced,
-                // The kernel counts datagrams a socket filter rejects in the
-                // same per-socket counter as overflows (and in UdpInErrors);
-                // only udp_rcvbuf_errors, namespace-wide, tells them apart.
-                drop_stage: if o.filter.is_some() {
-                    "socket_overflow_or_filtered"
-                } else {
-                    "socket_overflow"
-                },
-            }
-        }
-        BackendConfig::Xdp(o) => {
-            crate::ensure_valid!(
-                cfg.threads == o.queues.max(1) as usize,
-                "--backend xdp runs one thread per queue (--queues {}, --threads {})",
-                o.queues,
-                cfg.threads
-            );
-            let all = XdpSource::open_all(o).map_err(|e| anyhow::anyhow!(e))?;
-            let mode = all[0].mode();
-            sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
-            SourceInfo {
-                backend: "xdp",
-                mode: format!(
-                    "{}, {}",
-                    if mode.zero_copy { "zero-copy" } else { "copy" },
-                    if mode.native { "native" } else { "generic" }
-                ),
-                listen: if o.queues > 1 {
-                    format!(
-                        "interface {} queues {}-{} port {}",
-                        o.iface,
-                        o.queue,
-                        o.queue + o.queues - 1,
-                        o.listen.port()
-                    )
-                } else {
-                    format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port())
-                },
-                description: format!(
-                    "xdp/{} {} XDP, {} ring entries",
-                    if mode.zero_copy { "zero-copy" } else { "copy-mode" },
-                    if mode.native { "native" } else { "generic" },
-                    o.ring
-                ),
-                gro: false,
-                buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
-                buffer_forced: false,
-                drop_stage: "xsk_dropped",
-            }
-        }
-        BackendConfig::AfPacket { opts, fanout } => {
-            // Fanout group ids are per network namespace; the pid keeps
-            // concurrent captures apart.
-            let group = (std::process::id() & 0xffff) as u16;
-            for _ in 0..cfg.threads {
-                let mut o = opts.clone();
-                if cfg.threads > 1 {
-                    o.fanout = Some((group, *fanout));
-                }
-                sources.push(Box::new(AfPacketSource::open(&o).map_err(|e| anyhow::anyhow!(e))?));
-            }
-            let ring = u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr);
-            SourceInfo {
-                backend: "afpacket",
-                mode: "tpacket_v3".into(),
-                listen: format!("interface {}", opts.iface),
-                description: format!(
-                    "afpacket/tpacket_v3, {} blocks of {} KiB, retire {} ms{}{}",
-                    opts.ring.block_nr,
-                    opts.ring.block_size / 1024,
-                    opts.ring.retire_ms,
-                    if cfg.threads > 1 {
-                        format!(", fanout {fanout:?}").to_lowercase()
-                    } else {
-                        String::new()
-                    },
-                    if opts.filter.is_some() { ", filtered" } else { "" }
-                ),
-                gro: false,
-                buffer: ring as i64,
-                buffer_forced: false,
-                drop_stage: "packet_ring_dropped",
-            }
-        }
+        BackendConfig::Socket(o) => open_sockets(cfg, o, false, &mut sources)?,
+        BackendConfig::Uring(o) => open_sockets(cfg, o, true, &mut sources)?,
+        BackendConfig::Xdp(o) => open_xdp(cfg, o, &mut sources)?,
+        BackendConfig::AfPacket { opts, fanout } => open_afpacket(cfg, opts, *fanout, &mut sources)?,
     };
     Ok(Opened { sources, info })
+}
+
+/// One UDP socket per thread (SO_REUSEPORT when several), read with
+/// `recvmmsg` or io_uring; what they are, for messages and the report.
+fn open_sockets(
+    cfg: &CaptureConfig,
+    o: &SocketOptions,
+    uring: bool,
+    sources: &mut Vec<Box<dyn Source>>,
+) -> anyhow::Result<SourceInfo> {
+    let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
+    let mut setup = None;
+    for _ in 0..cfg.threads {
+        let opened: std::io::Result<(Box<dyn Source>, _)> = if uring {
+            UringSource::open(&o).map(|s| {
+                let st = s.setup().clone();
+                (Box::new(s) as Box<dyn Source>, st)
+            })
+        } else {
+            SocketSource::open(&o).map(|s| {
+                let st = s.setup().clone();
+                (Box::new(s) as Box<dyn Source>, st)
+            })
+        };
+        let (s, st) = opened.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                "{e}: another program holds this port; stop it or choose another --listen port"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                anyhow::anyhow!("{e}: no interface has this address in this network namespace")
+            }
+            _ => anyhow::anyhow!(e),
+        })?;
+        setup.get_or_insert(st);
+        sources.push(s);
+    }
+    let setup = setup.expect("at least one thread");
+    if o.gro && !setup.gro {
+        tracing::warn!("UDP GRO is not available on this kernel; receiving plain datagrams");
+    }
+    let mode = match (uring, o.mode) {
+        (true, _) => "multishot-recvmsg",
+        (false, RecvMode::Recv) => "recv",
+        (false, RecvMode::Recvmmsg) => "recvmmsg",
+    };
+    Ok(SourceInfo {
+        backend: if uring { "uring" } else { "socket" },
+        mode: mode.into(),
+        listen: setup.local.to_string(),
+        description: format!(
+            "{}/{mode}{}, rcvbuf {} KiB{}",
+            if uring { "uring" } else { "socket" },
+            if setup.gro { "+gro" } else { "" },
+            setup.rcvbuf / 1024,
+            if setup.rcvbuf_forced { ", forced" } else { "" }
+        ),
+        gro: setup.gro,
+        buffer: i64::from(setup.rcvbuf),
+        buffer_forced: setup.rcvbuf_forced,
+        // The kernel counts datagrams a socket filter rejects in the
+        // same per-socket counter as overflows (and in UdpInErrors);
+        // only udp_rcvbuf_errors, namespace-wide, tells them apart.
+        drop_stage: if o.filter.is_some() { "socket_overflow_or_filtered" } else { "socket_overflow" },
+    })
+}
+
+/// One AF_XDP socket and thread per queue.
+fn open_xdp(
+    cfg: &CaptureConfig,
+    o: &XdpOptions,
+    sources: &mut Vec<Box<dyn Source>>,
+) -> anyhow::Result<SourceInfo> {
+    crate::ensure_valid!(
+        cfg.threads == o.queues.max(1) as usize,
+        "--backend xdp runs one thread per queue (--queues {}, --threads {})",
+        o.queues,
+        cfg.threads
+    );
+    let all = XdpSource::open_all(o).map_err(|e| anyhow::anyhow!(e))?;
+    let mode = all[0].mode();
+    sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
+    Ok(SourceInfo {
+        backend: "xdp",
+        mode: format!(
+            "{}, {}",
+            if mode.zero_copy { "zero-copy" } else { "copy" },
+            if mode.native { "native" } else { "generic" }
+        ),
+        listen: if o.queues > 1 {
+            format!(
+                "interface {} queues {}-{} port {}",
+                o.iface,
+                o.queue,
+                o.queue + o.queues - 1,
+                o.listen.port()
+            )
+        } else {
+            format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port())
+        },
+        description: format!(
+            "xdp/{} {} XDP, {} ring entries",
+            if mode.zero_copy { "zero-copy" } else { "copy-mode" },
+            if mode.native { "native" } else { "generic" },
+            o.ring
+        ),
+        gro: false,
+        buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
+        buffer_forced: false,
+        drop_stage: "xsk_dropped",
+    })
+}
+
+/// One TPACKET_V3 ring per thread, in one fanout group when several.
+fn open_afpacket(
+    cfg: &CaptureConfig,
+    opts: &AfPacketOptions,
+    fanout: FanoutMode,
+    sources: &mut Vec<Box<dyn Source>>,
+) -> anyhow::Result<SourceInfo> {
+    // Fanout group ids are per network namespace; the pid keeps
+    // concurrent captures apart.
+    let group = (std::process::id() & 0xffff) as u16;
+    for _ in 0..cfg.threads {
+        let mut o = opts.clone();
+        if cfg.threads > 1 {
+            o.fanout = Some((group, fanout));
+        }
+        sources.push(Box::new(AfPacketSource::open(&o).map_err(|e| anyhow::anyhow!(e))?));
+    }
+    let ring = u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr);
+    Ok(SourceInfo {
+        backend: "afpacket",
+        mode: "tpacket_v3".into(),
+        listen: format!("interface {}", opts.iface),
+        description: format!(
+            "afpacket/tpacket_v3, {} blocks of {} KiB, retire {} ms{}{}",
+            opts.ring.block_nr,
+            opts.ring.block_size / 1024,
+            opts.ring.retire_ms,
+            if cfg.threads > 1 { format!(", fanout {fanout:?}").to_lowercase() } else { String::new() },
+            if opts.filter.is_some() { ", filtered" } else { "" }
+        ),
+        gro: false,
+        buffer: ring as i64,
+        buffer_forced: false,
+        drop_stage: "packet_ring_dropped",
+    })
 }
 
 fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
