@@ -53,7 +53,7 @@ struct Cli {
 /// Exit statuses, for scripts (also in the README).
 const EXIT_STATUS: &str = "Exit status: 0 done as asked; 1 a runtime error (an interface, a privilege, a disk); \
 2 a usage error (an option wrong or not applicable); 3 the capture lost more than --max-loss allows \
-(capture --fail-on-loss or --max-loss) or doctor found a loss.";
+(capture --fail-on-loss or --max-loss), doctor found a loss, or the books of demo or soak do not close.";
 
 #[derive(Subcommand)]
 enum Cmd {
