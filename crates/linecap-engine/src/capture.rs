@@ -14,6 +14,7 @@ use crate::sink::pcap::{PcapOptions, PcapSink};
 use crate::sink::relay::{RelayCounts, RelayOptions, RelaySink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
 use crate::sink::{NullSink, Sink};
+use crate::source::BackendKind;
 use crate::source::Source;
 use crate::source::afpacket::{AfPacketOptions, AfPacketSource, FanoutMode};
 use crate::source::socket::{RecvMode, SocketOptions, SocketSource};
@@ -200,6 +201,11 @@ pub struct CaptureReport {
 }
 
 impl CaptureReport {
+    /// The backend it read from (`None` for a bench peer's report).
+    pub fn kind(&self) -> Option<BackendKind> {
+        BackendKind::parse(&self.backend)
+    }
+
     /// Sum of all attributed drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.values().sum()
@@ -293,7 +299,7 @@ pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
     let opened = open_sources(cfg)?;
     let sources = opened.sources;
     let info = opened.info;
-    stats_file.set_backend(info.backend);
+    stats_file.set_backend(info.backend.name());
     let kernel_counters = stages.pop().expect("kernel stage is last");
     publish_settings(&stages.pop().expect("settings stage is before it"), cfg, &info);
     // Readers (and `orchestrate`, waiting for readiness) see the file from here.
@@ -514,7 +520,7 @@ fn monitor(
 
 /// What the opened sources are, for messages and the report.
 struct SourceInfo {
-    backend: &'static str,
+    backend: BackendKind,
     mode: String,
     listen: String,
     description: String,
@@ -584,7 +590,7 @@ fn open_sockets(
         (false, RecvMode::Recvmmsg) => "recvmmsg",
     };
     Ok(SourceInfo {
-        backend: if uring { "uring" } else { "socket" },
+        backend: if uring { BackendKind::Uring } else { BackendKind::Socket },
         mode: mode.into(),
         listen: setup.local.to_string(),
         description: format!(
@@ -620,7 +626,7 @@ fn open_xdp(
     let mode = all[0].mode();
     sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
     Ok(SourceInfo {
-        backend: "xdp",
+        backend: BackendKind::Xdp,
         mode: format!(
             "{}, {}",
             if mode.zero_copy { "zero-copy" } else { "copy" },
@@ -669,7 +675,7 @@ fn open_afpacket(
     }
     let ring = u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr);
     Ok(SourceInfo {
-        backend: "afpacket",
+        backend: BackendKind::AfPacket,
         mode: "tpacket_v3".into(),
         listen: format!("interface {}", opts.iface),
         description: format!(
@@ -750,7 +756,7 @@ fn build_report(
     let werr = s.total(WriterIdx::WriteErrorDrops);
     let mut drops = BTreeMap::new();
     let kernel_drops = s.total(RxIdx::KernelDrops);
-    if info.backend == "xdp" {
+    if info.backend == BackendKind::Xdp {
         // Each place an AF_XDP socket loses frames, by the kernel's own counts.
         let ring_full = s.total(RxIdx::RingFullDrops);
         let no_buffer = s.total(RxIdx::NoBufferDrops);
@@ -771,7 +777,7 @@ fn build_report(
     kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
     kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
     kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
-    if info.backend == "xdp" {
+    if info.backend == BackendKind::Xdp {
         // Times a frame found the fill ring empty (a warning sign: the
         // frames it would have used sat unreleased or in the rx ring).
         kernel.insert("xsk_fill_ring_empty_descs".into(), s.total(RxIdx::FillRingEmpty));
@@ -782,7 +788,7 @@ fn build_report(
         kernel.insert("busy_poll_gaps_over_100us".into(), s.total(RxIdx::PollGaps));
         kernel.insert("busy_poll_gap_us".into(), s.total(RxIdx::PollGapNs) / 1000);
     }
-    if info.backend == "afpacket" {
+    if info.backend == BackendKind::AfPacket {
         kernel.insert("ring_freezes".into(), s.total(RxIdx::RingFreezes));
         kernel.insert("losing_blocks".into(), s.total(RxIdx::LosingBlocks));
     }
@@ -790,7 +796,7 @@ fn build_report(
     let sys_ns = s.total(RxIdx::CpuSysNs);
     CaptureReport {
         name: cfg.name.clone(),
-        backend: info.backend.into(),
+        backend: info.backend.name().into(),
         mode: info.mode.clone(),
         gro: info.gro,
         threads: cfg.threads,

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use crate::source::BackendKind;
 use crate::stats::Snapshot;
 use crate::stats::kernel::{self, IfaceCounters, UdpSnmp};
 use crate::sys;
@@ -349,7 +350,7 @@ impl<'a> CaptureView<'a> {
     fn new(sys: &SystemFacts, c: &'a Snapshot) -> Self {
         let drops = c.sum("rx.", "kernel_drops");
         let mut iface = kernel_stage(c, "iface_rx_dropped");
-        if c.backend == "xdp" {
+        if c.kind() == Some(BackendKind::Xdp) {
             // veth counts a frame its redirect could not hand to the AF_XDP
             // socket as an rx drop too: the socket's own count names it.
             iface = iface.saturating_sub(drops);
@@ -479,7 +480,7 @@ fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<Finding>
         }
         return;
     }
-    let (mut overflow, excluded) = if v.settings.filter && matches!(c.backend.as_str(), "socket" | "uring") {
+    let (mut overflow, excluded) = if v.settings.filter && c.kind().is_some_and(BackendKind::is_socket) {
         // The socket counts what its filter rejects with its overflows; the
         // namespace's UDP buffer errors count only the overflows.
         let overflow = v.drops.min(kernel_stage(c, "udp_rcvbuf_errors"));
@@ -511,7 +512,7 @@ fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<Finding>
     if overflow == 0 {
         return;
     }
-    let gro = matches!(c.backend.as_str(), "socket" | "uring") && v.gro_was_on();
+    let gro = c.kind().is_some_and(BackendKind::is_socket) && v.gro_was_on();
     if gro && v.missing > overflow {
         // The verifier counts datagrams; the socket counted super-packets.
         overflow = overflow.max(v.missing.saturating_sub(v.iface + v.softnet));
@@ -541,15 +542,15 @@ fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<Finding>
 /// Where a capture's own receive drops happen, the fix, and the setting in force.
 fn receive_place(sys: &SystemFacts, v: &CaptureView<'_>) -> (String, String, String) {
     let c = v.c;
-    match c.backend.as_str() {
-        "afpacket" => (
+    match c.kind() {
+        Some(BackendKind::AfPacket) => (
             "the packet ring was full".into(),
             "a larger ring (--ring-blocks, --ring-block-size), more receive threads (--threads N --fanout), \
              and a receive core apart from the NIC's interrupts (--cpus)"
                 .into(),
             format!("ring {} per thread", bytes(c.stages.iter().find(|s| s.name == "settings").map_or(0, |s| s.get("ring_bytes")))),
         ),
-        "xdp" => (
+        Some(BackendKind::Xdp) => (
             format!(
                 "the AF_XDP socket's rings ({} rx ring full, {} no fill frame)",
                 thousands(c.sum("rx.", "ring_full_drops")),
@@ -585,7 +586,7 @@ fn receive_place(sys: &SystemFacts, v: &CaptureView<'_>) -> (String, String, Str
 /// stream goes somewhere the capture is not listening.
 fn listen_mismatch(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
     let no_ports = kernel_stage(v.c, "udp_no_ports");
-    if no_ports == 0 || !matches!(v.c.backend.as_str(), "socket" | "uring" | "xdp") {
+    if no_ports == 0 || !v.c.kind().is_some_and(|k| k.is_socket() || k == BackendKind::Xdp) {
         return;
     }
     let level = if no_ports > v.received { Level::Loss } else { Level::Warn };
@@ -616,7 +617,7 @@ fn upstream_losses(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
         return;
     }
     let extra = v.missing - kernel_seen;
-    let gro = matches!(v.c.backend.as_str(), "socket" | "uring") && v.gro_was_on() && v.drops > 0;
+    let gro = v.c.kind().is_some_and(BackendKind::is_socket) && v.gro_was_on() && v.drops > 0;
     if gro {
         // Already attributed to the socket by `receive_losses`.
         return;
@@ -823,7 +824,7 @@ fn kernel_stage(c: &Snapshot, counter: &str) -> u64 {
 fn diagnose_settings(sys: &SystemFacts, caps: &[Snapshot], out: &mut Vec<Finding>) {
     // rmem_max matters to a socket capture whose buffer was not forced.
     let unforced_socket =
-        caps.iter().any(|c| matches!(c.backend.as_str(), "socket" | "uring") && !settings_of(c).forced);
+        caps.iter().any(|c| c.kind().is_some_and(BackendKind::is_socket) && !settings_of(c).forced);
     if caps.is_empty() || unforced_socket {
         match sys.rmem_max {
             Some(v) if v < RMEM_ADVISED => out.push(

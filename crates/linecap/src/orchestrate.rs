@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::capture::CaptureReport;
 use crate::send::socket::SendReport;
+use crate::source::BackendKind;
 use crate::stats::{self, Snapshot};
 use crate::sys;
 
@@ -306,10 +307,10 @@ impl TestbedCounters {
     ) -> Vec<(&'static str, u64)> {
         let crossed = after.rx.rx_packets - self.rx.rx_packets;
         let mut rx_dropped = after.rx.rx_dropped - self.rx.rx_dropped;
-        if sender.is_some_and(|s| s.backend == "xdp-live") {
+        if sender.is_some_and(SendReport::from_kernel_generator) {
             rx_dropped = rx_dropped.saturating_sub(after.tx.tx_dropped - self.tx.tx_dropped);
         }
-        if cap.backend == "xdp" {
+        if cap.kind() == Some(BackendKind::Xdp) {
             // veth also counts a frame its XDP redirect could not hand to
             // the AF_XDP socket as an rx drop: the socket's own counters
             // (xsk_*) name that place; the rest had other causes.
@@ -322,7 +323,7 @@ impl TestbedCounters {
         ];
         // Only a socket sits behind the IP stack; a packet ring's own
         // counter is exact and per packet.
-        if matches!(cap.backend.as_str(), "socket" | "uring") {
+        if cap.kind().is_some_and(BackendKind::is_socket) {
             v.push(("socket_overflow", crossed.saturating_sub(cap.received)));
         }
         v

@@ -79,6 +79,9 @@ impl SendConfig {
     }
 }
 
+/// The kernel-side generator's backend name (`send --backend xdp-live`).
+pub const KERNEL_GENERATOR: &str = "xdp-live";
+
 /// What was sent.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SendReport {
@@ -109,6 +112,12 @@ pub struct SendReport {
 }
 
 impl SendReport {
+    /// Whether the kernel-side generator (BPF_PROG_RUN live frames) sent
+    /// the stream: veth counts its refused frames on both ends.
+    pub fn from_kernel_generator(&self) -> bool {
+        self.backend == KERNEL_GENERATOR
+    }
+
     /// The report of a single-threaded frame generator (`afpacket`, `xdp`,
     /// `xdp-live`): `packets` of `size` payload bytes in `elapsed_s`
     /// seconds, `cpu_ns` of its thread's CPU time, `send_errors` retried.

@@ -50,6 +50,48 @@ pub struct RecvStats {
     pub syscalls: u64,
 }
 
+/// The kernel interfaces a capture reads from. Printed and stored by
+/// [`BackendKind::name`] (the report's and the counters file's `backend`),
+/// parsed back by [`BackendKind::parse`]; code branches on the kind, never
+/// on the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// UDP sockets with `recvmmsg`.
+    Socket,
+    /// UDP sockets read through io_uring.
+    Uring,
+    /// AF_PACKET TPACKET_V3 rings.
+    AfPacket,
+    /// AF_XDP sockets fed by linecap's XDP program.
+    Xdp,
+}
+
+impl BackendKind {
+    /// Its name, as the CLI's `--backend` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Socket => "socket",
+            BackendKind::Uring => "uring",
+            BackendKind::AfPacket => "afpacket",
+            BackendKind::Xdp => "xdp",
+        }
+    }
+
+    /// The kind a name stands for (`None`: not a capture backend, e.g. a
+    /// bench peer's report, or a file of another version).
+    pub fn parse(name: &str) -> Option<Self> {
+        [BackendKind::Socket, BackendKind::Uring, BackendKind::AfPacket, BackendKind::Xdp]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
+    /// A UDP socket behind the kernel's IP stack (its drops are the
+    /// socket's, its filter runs at the UDP header).
+    pub fn is_socket(self) -> bool {
+        matches!(self, BackendKind::Socket | BackendKind::Uring)
+    }
+}
+
 /// A receive backend, owned by one receive thread.
 pub trait Source: Send {
     /// Receives one batch. `Ok(None)`: nothing arrived within the source's

@@ -633,6 +633,12 @@ impl Snapshot {
     }
 
     /// Sum of a counter over all stages whose name starts with `prefix`.
+    /// The backend the capture read from (`None` if the file does not say
+    /// or names one this version does not know).
+    pub fn kind(&self) -> Option<crate::source::BackendKind> {
+        crate::source::BackendKind::parse(&self.backend)
+    }
+
     /// The sum of counter `c` over every stage of its kind.
     pub fn total<C: Counter>(&self, c: C) -> u64 {
         self.sum(C::STAGE, c.name())
