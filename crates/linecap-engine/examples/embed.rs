@@ -10,7 +10,7 @@ use linecap_engine::send::socket::{self as sender, SendConfig};
 use linecap_engine::source::socket::SocketOptions;
 use linecap_engine::units::{Rate, si_scaled};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = 19_000 + (std::process::id() % 1000) as u16;
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut cfg =

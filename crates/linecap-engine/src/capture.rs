@@ -284,14 +284,13 @@ fn pcap_for_thread(opts: &PcapOptions, t: usize, threads: usize) -> PcapOptions 
 }
 
 /// Runs a capture until its duration or count is reached, or SIGINT/SIGTERM.
-pub fn run(cfg: &CaptureConfig) -> anyhow::Result<CaptureReport> {
+pub fn run(cfg: &CaptureConfig) -> crate::Result<CaptureReport> {
     crate::ensure_valid!(cfg.threads >= 1, "--threads must be at least 1");
-    crate::stats::check_name(&cfg.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    crate::stats::check_name(&cfg.name).map_err(|e| crate::failed!("--name: {e}"))?;
     // Hold the name first: a second capture with the same name is refused
     // here, before it opens a socket (a reuseport member would steal the
     // first one's packets) or touches any file.
-    let (mut stats_file, mut stages) =
-        StatsFile::create(&cfg.name, &stage_specs(cfg), cfg.file_mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut stats_file, mut stages) = StatsFile::create(&cfg.name, &stage_specs(cfg), cfg.file_mode)?;
     // Until the capture runs, a failure leaves nothing behind.
     stats_file.set_remove_on_drop(true);
     // Open every source before starting anything, so a bad address, a
@@ -416,7 +415,7 @@ type ThreadSinks = (StageCounters, Option<VerifySink>, Vec<Box<dyn Sink>>);
 
 /// Starts every receive thread's sinks (writers, rings, relays) on the
 /// stages made for them.
-fn build_sinks(cfg: &CaptureConfig, stages: Vec<StageCounters>) -> anyhow::Result<Vec<ThreadSinks>> {
+fn build_sinks(cfg: &CaptureConfig, stages: Vec<StageCounters>) -> crate::Result<Vec<ThreadSinks>> {
     let mut per_thread = Vec::new();
     let mut stage_iter = stages.into_iter();
     for t in 0..cfg.threads {
@@ -535,7 +534,7 @@ struct Opened {
     info: SourceInfo,
 }
 
-fn open_sources(cfg: &CaptureConfig) -> anyhow::Result<Opened> {
+fn open_sources(cfg: &CaptureConfig) -> crate::Result<Opened> {
     let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(cfg.threads);
     let info = match &cfg.backend {
         BackendConfig::Socket(o) => open_sockets(cfg, o, false, &mut sources)?,
@@ -553,7 +552,7 @@ fn open_sockets(
     o: &SocketOptions,
     uring: bool,
     sources: &mut Vec<Box<dyn Source>>,
-) -> anyhow::Result<SourceInfo> {
+) -> crate::Result<SourceInfo> {
     let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
     let mut setup = None;
     for _ in 0..cfg.threads {
@@ -569,13 +568,13 @@ fn open_sockets(
             })
         };
         let (s, st) = opened.map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            std::io::ErrorKind::AddrInUse => crate::failed!(
                 "{e}: another program holds this port; stop it or choose another --listen port"
             ),
             std::io::ErrorKind::AddrNotAvailable => {
-                anyhow::anyhow!("{e}: no interface has this address in this network namespace")
+                crate::failed!("{e}: no interface has this address in this network namespace")
             }
-            _ => anyhow::anyhow!(e),
+            _ => crate::Error::from(e),
         })?;
         setup.get_or_insert(st);
         sources.push(s);
@@ -615,14 +614,14 @@ fn open_xdp(
     cfg: &CaptureConfig,
     o: &XdpOptions,
     sources: &mut Vec<Box<dyn Source>>,
-) -> anyhow::Result<SourceInfo> {
+) -> crate::Result<SourceInfo> {
     crate::ensure_valid!(
         cfg.threads == o.queues.max(1) as usize,
         "--backend xdp runs one thread per queue (--queues {}, --threads {})",
         o.queues,
         cfg.threads
     );
-    let all = XdpSource::open_all(o).map_err(|e| anyhow::anyhow!(e))?;
+    let all = XdpSource::open_all(o)?;
     let mode = all[0].mode();
     sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
     Ok(SourceInfo {
@@ -662,7 +661,7 @@ fn open_afpacket(
     opts: &AfPacketOptions,
     fanout: FanoutMode,
     sources: &mut Vec<Box<dyn Source>>,
-) -> anyhow::Result<SourceInfo> {
+) -> crate::Result<SourceInfo> {
     // Fanout group ids are per network namespace; the pid keeps
     // concurrent captures apart.
     let group = (std::process::id() & 0xffff) as u16;
@@ -671,7 +670,7 @@ fn open_afpacket(
         if cfg.threads > 1 {
             o.fanout = Some((group, fanout));
         }
-        sources.push(Box::new(AfPacketSource::open(&o).map_err(|e| anyhow::anyhow!(e))?));
+        sources.push(Box::new(AfPacketSource::open(&o)?));
     }
     let ring = u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr);
     Ok(SourceInfo {

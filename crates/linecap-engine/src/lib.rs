@@ -15,22 +15,50 @@
 
 pub use linecap_sys as sys;
 
-/// A configuration the engine refuses before it opens anything (a
-/// capture's or a generator's options that contradict each other or the
-/// kernel's limits): the CLI reports it as a usage error (exit status 2).
+/// What can go wrong in the engine, typed so that a program embedding it
+/// can tell a refused configuration from a failing machine.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidConfig(pub String);
+pub enum Error {
+    /// A configuration refused before anything opened (options that
+    /// contradict each other or the kernel's limits): the CLI reports it
+    /// as a usage error (exit status 2).
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The counters file could not be claimed (a name in use, a planted file).
+    #[error(transparent)]
+    Name(#[from] stats::StatsFileError),
+    /// A system call failed; the message says which and what to do.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The kernel's verifier refused an XDP program (its log inside).
+    #[error(transparent)]
+    Program(#[from] sys::bpf::LoadError),
+    /// Anything else the engine ran into, in words (a sender that keeps
+    /// failing, a thread that panicked, a generator the kernel refused).
+    #[error("{0}")]
+    Failed(String),
+}
 
-/// Returns an [`InvalidConfig`] error unless `cond` holds.
+/// The engine's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Returns an [`Error::InvalidConfig`] unless `cond` holds.
 macro_rules! ensure_valid {
     ($cond:expr, $($arg:tt)+) => {
         if !$cond {
-            return Err($crate::InvalidConfig(format!($($arg)+)).into());
+            return Err($crate::Error::InvalidConfig(format!($($arg)+)));
         }
     };
 }
 pub(crate) use ensure_valid;
+
+/// An [`Error::Failed`] with a formatted message.
+macro_rules! failed {
+    ($($arg:tt)+) => {
+        $crate::Error::Failed(format!($($arg)+))
+    };
+}
+pub(crate) use failed;
 
 pub mod assemble;
 pub mod bpf;

@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub use linecap_engine::InvalidConfig;
+pub use linecap_engine::Error as EngineError;
 pub use linecap_engine::{
     assemble, bpf, capture, filter, format, packet, send, sink, source, stats, sys, units,
 };

@@ -145,7 +145,7 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
         || name.len() > 12
         || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        return Err(crate::InvalidConfig(format!(
+        return Err(crate::EngineError::InvalidConfig(format!(
             "testbed name '{name}' must be 1-12 characters of a-z, 0-9 and '-'"
         ))
         .into());

@@ -9,8 +9,6 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
-use anyhow::{Context, bail};
-
 use super::pacing::Pacer;
 use super::socket::{SendConfig, SendReport};
 use crate::format::l2l4::ipv4_checksum;
@@ -81,19 +79,19 @@ pub struct FrameTarget {
 impl FrameTarget {
     /// Resolves the interface's MAC and IPv4 address and the destination's
     /// MAC (from the neighbour table), for UDP source port `src_port`.
-    pub fn resolve(iface: &str, cfg: &SendConfig, src_port: u16, backend: &str) -> anyhow::Result<Self> {
+    pub fn resolve(iface: &str, cfg: &SendConfig, src_port: u16, backend: &str) -> crate::Result<Self> {
         let SocketAddr::V4(to) = cfg.to else {
-            return Err(crate::InvalidConfig(format!("--backend {backend} sends IPv4 only for now")).into());
+            return Err(crate::Error::InvalidConfig(format!("--backend {backend} sends IPv4 only for now")));
         };
         let ifindex = pk::if_index(iface).map_err(|_| {
-            anyhow::anyhow!("interface '{iface}' not found in this network namespace (see 'ip link')")
+            crate::failed!("interface '{iface}' not found in this network namespace (see 'ip link')")
         })?;
         let src_mac = pk::if_hwaddr(iface)?;
         let src_ip =
-            pk::if_ipv4(iface).with_context(|| format!("interface '{iface}' has no IPv4 address"))?;
+            pk::if_ipv4(iface).map_err(|e| crate::failed!("interface '{iface}' has no IPv4 address: {e}"))?;
         let arp = std::fs::read_to_string("/proc/thread-self/net/arp").unwrap_or_default();
-        let dst_mac = parse_arp(&arp, *to.ip(), iface).with_context(|| {
-            format!(
+        let dst_mac = parse_arp(&arp, *to.ip(), iface).ok_or_else(|| {
+            crate::failed!(
                 "no neighbour entry for {} on {iface}: ping it once, or add one with 'ip neigh add'",
                 to.ip()
             )
@@ -104,26 +102,27 @@ impl FrameTarget {
     }
 }
 
-fn open(iface: &str, cfg: &SendConfig) -> anyhow::Result<(OwnedFd, TxRing, [u8; HDR])> {
+fn open(iface: &str, cfg: &SendConfig) -> crate::Result<(OwnedFd, TxRing, [u8; HDR])> {
     let target = FrameTarget::resolve(iface, cfg, 40_000, "afpacket")?;
     let fd = pk::packet_socket().map_err(|e| {
         if e.raw_os_error() == Some(libc::EPERM) {
-            anyhow::anyhow!("AF_PACKET needs CAP_NET_RAW: run as root or grant it with setcap")
+            crate::failed!("AF_PACKET needs CAP_NET_RAW: run as root or grant it with setcap")
         } else {
-            anyhow::anyhow!("cannot open an AF_PACKET socket: {e}")
+            crate::failed!("cannot open an AF_PACKET socket: {e}")
         }
     })?;
     pk::set_v2(&fd)?;
     pk::set_qdisc_bypass(&fd)?;
     let frame = (HDR + cfg.size + 32).next_multiple_of(64) as u32;
-    let ring = TxRing::setup(&fd, frame.max(256), TX_FRAMES).context("cannot set up the TX ring")?;
+    let ring = TxRing::setup(&fd, frame.max(256), TX_FRAMES)
+        .map_err(|e| crate::failed!("cannot set up the TX ring: {e}"))?;
     pk::bind_iface(&fd, target.ifindex)?;
     Ok((fd, ring, target.header))
 }
 
 /// What every frame-building generator (afpacket, xdp, xdp-live) asks of
 /// its options: seq payloads, a bounded run, one sending thread (`why`).
-pub fn check_frame_sender(cfg: &SendConfig, why_one_thread: &str) -> anyhow::Result<()> {
+pub fn check_frame_sender(cfg: &SendConfig, why_one_thread: &str) -> crate::Result<()> {
     crate::ensure_valid!(
         cfg.size >= seq::MIN_LEN,
         "--size must be at least {} bytes for the seq format",
@@ -138,7 +137,7 @@ pub fn check_frame_sender(cfg: &SendConfig, why_one_thread: &str) -> anyhow::Res
 }
 
 /// Sends through the TX ring until the count or duration is reached, or SIGINT.
-pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     check_frame_sender(cfg, "--backend afpacket sends from one thread (one TX ring)")?;
     crate::ensure_valid!(!cfg.gso, "--gso applies to the socket backend only");
     let (fd, mut ring, header) = open(iface, cfg)?;
@@ -170,7 +169,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)) => {
                 errors += 1
             }
-            Err(e) => bail!("AF_PACKET send on {iface} failed: {e}"),
+            Err(e) => return Err(crate::failed!("AF_PACKET send on {iface} failed: {e}")),
         }
         // The kick is blocking: every submitted frame is done or refused now.
         let refused =

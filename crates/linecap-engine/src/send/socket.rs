@@ -155,7 +155,7 @@ struct ThreadResult {
 }
 
 /// Sends until the count or duration is reached, or SIGINT/SIGTERM.
-pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
+pub fn run(cfg: &SendConfig) -> crate::Result<SendReport> {
     crate::ensure_valid!(
         cfg.size >= seq::MIN_LEN,
         "--size must be at least {} bytes for the seq format",
@@ -175,7 +175,7 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
         let fd = sys::udp_socket(&cfg.to)?;
         let _ = sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
         sys::connect(&fd, &cfg.to).map_err(|e| {
-            anyhow::anyhow!(
+            crate::failed!(
                 "cannot send to {}: {e} (is there a route to it in this network namespace?)",
                 cfg.to
             )
@@ -200,7 +200,7 @@ pub fn run(cfg: &SendConfig) -> anyhow::Result<SendReport> {
     let mut cpu = 0;
     let mut first_err = None;
     for h in handles {
-        match h.join().map_err(|_| anyhow::anyhow!("a send thread panicked"))? {
+        match h.join().map_err(|_| crate::failed!("a send thread panicked"))? {
             Ok(r) => {
                 report.packets += r.packets;
                 report.send_errors += r.errors;
@@ -232,7 +232,7 @@ fn send_thread(
     fd: OwnedFd,
     deadline: Option<u64>,
     stop: &AtomicBool,
-) -> anyhow::Result<ThreadResult> {
+) -> crate::Result<ThreadResult> {
     super::pin_sender(cfg.cpus.get(t).copied());
     if cfg.plain_loop {
         return plain_loop(cfg, &fd, deadline, stop);
@@ -295,10 +295,10 @@ fn send_thread(
                         gso = false;
                     }
                     _ if transient(&e) => std::thread::yield_now(),
-                    _ => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
+                    _ => return Err(crate::failed!("send to {} failed: {e}", cfg.to)),
                 }
                 if consecutive_errors > 100_000 {
-                    return Err(anyhow::anyhow!("send to {} keeps failing: {e}", cfg.to));
+                    return Err(crate::failed!("send to {} keeps failing: {e}", cfg.to));
                 }
             }
         }
@@ -320,7 +320,7 @@ fn plain_loop(
     fd: &OwnedFd,
     deadline: Option<u64>,
     stop: &AtomicBool,
-) -> anyhow::Result<ThreadResult> {
+) -> crate::Result<ThreadResult> {
     let batch = cfg.batch.clamp(1, 1024);
     let mut tx = MmsgTx::new(batch, cfg.size);
     for m in 0..batch {
@@ -336,7 +336,7 @@ fn plain_loop(
         match tx.send(fd, 0, batch) {
             Ok(n) => packets += n as u64,
             Err(e) if transient(&e) => errors += 1,
-            Err(e) => return Err(anyhow::anyhow!("send to {} failed: {e}", cfg.to)),
+            Err(e) => return Err(crate::failed!("send to {} failed: {e}", cfg.to)),
         }
     }
     let (u, s) = sys::thread_cpu_ns();

@@ -13,7 +13,7 @@ const FRAMES: u32 = 4096;
 const FRAME: u32 = 2048;
 
 /// Sends through an AF_XDP tx ring until the count or duration is reached, or SIGINT.
-pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     super::afpacket::check_frame_sender(cfg, "--backend xdp sends from one socket")?;
     crate::ensure_valid!(
         HDR + cfg.size <= FRAME as usize,

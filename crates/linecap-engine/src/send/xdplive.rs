@@ -34,7 +34,7 @@ const LIVE_BATCH: u32 = 64;
 
 /// Sends through the kernel's live-frames test run until the count or
 /// duration is reached, or SIGINT.
-pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
+pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     super::afpacket::check_frame_sender(cfg, "--backend xdp-live runs one generator")?;
     crate::ensure_valid!(
         matches!(cfg.format, super::PayloadFormat::Seq),
@@ -47,8 +47,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
     frame.resize(HDR + cfg.size, 0);
     let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state")?;
     let prog = seq_program(map.as_raw_fd(), HDR, cfg.size);
-    let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")?;
     super::pin_sender(cfg.cpus.first().copied());
     let rate = cfg.rate.pps(cfg.size);
     let period_fp = rate.map_or(0, |r| ((256e9 / r) as u64).max(1));
@@ -77,7 +76,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         ..GenState::default()
     };
     bpf::map_update_bytes(&map, &0u32.to_ne_bytes(), &state.to_bytes())?;
-    let read_state = || -> anyhow::Result<GenState> {
+    let read_state = || -> crate::Result<GenState> {
         let mut b = [0u8; GenState::SIZE];
         bpf::map_lookup_bytes(&map, &0u32.to_ne_bytes(), &mut b)?;
         Ok(GenState::from_bytes(&b))
@@ -116,7 +115,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> anyhow::Result<SendReport> {
         let per_run_ns = took.max(1) as f64 / repeat as f64;
         runs = ((budget_ns as f64 / per_run_ns) as u64).clamp(1 << 10, u32::MAX as u64);
         if rate.is_none() && sent == sent_before {
-            anyhow::bail!("the kernel sent nothing through {iface}: is it up, with a peer?");
+            return Err(crate::failed!("the kernel sent nothing through {iface}: is it up, with a peer?"));
         }
     }
     // The rate is over the stream itself, first frame to last (a paced

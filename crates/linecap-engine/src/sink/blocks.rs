@@ -547,7 +547,7 @@ impl super::Sink for BlockSink {
         self.publish();
     }
 
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> crate::Result<()> {
         self.close();
         Ok(())
     }

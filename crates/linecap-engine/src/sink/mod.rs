@@ -20,7 +20,7 @@ pub trait Sink: Send {
     /// Called about every 100 ms, with or without traffic (flush partial buffers).
     fn tick(&mut self) {}
     /// Flushes and closes; returns an error that the user must see (disk full...).
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> crate::Result<()> {
         Ok(())
     }
     /// Packets this sink dropped so far (they were not delivered).

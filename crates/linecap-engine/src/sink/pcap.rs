@@ -403,7 +403,7 @@ impl super::Sink for PcapSink {
         }
     }
 
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> crate::Result<()> {
         // Flushing, then dropping the producer closes the channel: the writer
         // writes what is queued and exits.
         if let Some(mut p) = self.producer.take() {
@@ -413,7 +413,7 @@ impl super::Sink for PcapSink {
             self.queue.set(QueueIdx::Chunks as usize, p.passed());
         }
         if let Some(h) = self.writer.take() {
-            h.join().map_err(|_| anyhow::anyhow!("pcap writer thread panicked"))??;
+            h.join().map_err(|_| crate::failed!("pcap writer thread panicked"))??;
         }
         Ok(())
     }

@@ -147,7 +147,7 @@ impl Sink for RelaySink {
         self.publish();
     }
 
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> crate::Result<()> {
         self.publish();
         Ok(())
     }

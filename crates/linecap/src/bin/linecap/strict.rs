@@ -40,7 +40,13 @@ pub mod exit {
 /// The status for an error: 2 if any cause in its chain is a usage error
 /// (ours, or a configuration the engine or the testbed refused).
 pub fn status_of(e: &anyhow::Error) -> u8 {
-    let usage = |c: &(dyn std::error::Error + 'static)| c.is::<Usage>() || c.is::<linecap::InvalidConfig>();
+    let usage = |c: &(dyn std::error::Error + 'static)| {
+        c.is::<Usage>()
+            || matches!(
+                c.downcast_ref::<linecap::EngineError>(),
+                Some(linecap::EngineError::InvalidConfig(_))
+            )
+    };
     if e.chain().any(usage) { exit::USAGE } else { exit::RUNTIME }
 }
 
