@@ -7,11 +7,33 @@
 
 use std::path::Path;
 
-/// The arguments `--config FILE` stands for.
+/// The most a config file may hold: options, not data.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The arguments `--config FILE` stands for. It must be a regular file of
+/// at most 1 MiB: a FIFO or a device under the name is refused, never
+/// opened (opening a FIFO for reading waits for a writer), and the open
+/// itself does not block should one be swapped in meanwhile.
 pub fn args_from_file(path: &Path) -> Result<Vec<String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
-    args_from_toml(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let cannot = |e: std::io::Error| format!("cannot read --config {shown}: {e}");
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(format!("--config {shown} is not a regular file"));
+    }
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("--config {shown} is not a regular file"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(format!("--config {shown} is larger than 1 MiB: a config file holds options"));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES).read_to_string(&mut text).map_err(cannot)?;
+    args_from_toml(&text).map_err(|e| format!("--config {shown}: {e}"))
 }
 
 /// The arguments a TOML table stands for (in key order: each option
@@ -99,7 +121,12 @@ mod tests {
         let line =
             ["linecap", "capture", "--config", f.to_str().unwrap(), "--quiet"].map(String::from).to_vec();
         assert_eq!(expand(line).unwrap(), ["linecap", "capture", "--listen", ":9001", "--quiet"]);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert!(expand(vec!["--config".into()]).is_err());
+        // A FIFO under the name is refused at once, not waited on.
+        let fifo = dir.join("fifo.toml");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(args_from_file(&fifo).unwrap_err().contains("not a regular file"));
+        assert!(args_from_file(&dir).unwrap_err().contains("not a regular file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
