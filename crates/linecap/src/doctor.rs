@@ -380,6 +380,14 @@ impl<'a> CaptureView<'a> {
     /// its core with the kernel's receive work.
     fn placement_fix(&self) -> Option<String> {
         let (cpu, napi) = self.shares_core.as_ref()?;
+        if self.settings.busy_poll {
+            // It polls its own device already: the NAPI thread on its core
+            // is another interface's, competing for the CPU.
+            let to = self.free_cpu.map_or("a CPU of its own".to_string(), |c| format!("--cpus {c}"));
+            return Some(format!(
+                "the busy-polling receive thread shares CPU {cpu} with {napi}, another interface's receive work: use {to}"
+            ));
+        }
         let other =
             self.free_cpu.map_or(String::new(), |c| format!("--cpus {c} (a CPU without NAPI threads), or "));
         Some(format!(
@@ -1215,6 +1223,21 @@ mod tests {
         assert!(fix.starts_with("the receive thread shares CPU 1 with napi/veth1-8193"), "{fix}");
         assert!(fix.contains("--cpus 0") && fix.contains("--busy-poll"), "{fix}");
         assert!(fix.contains("rather than a larger buffer"), "the buffer is already large: {fix}");
+        // A busy poller is not told to busy-poll.
+        let polling = cap(
+            "xdp",
+            vec![
+                ("rx.0", vec![("packets", 900), ("kernel_drops", 100)]),
+                settings(vec![("busy_poll_ns", 20_000)]),
+            ],
+        );
+        let f = diagnose(&s, &[polling], false);
+        let fix = f[0].fix.as_deref().unwrap();
+        assert!(
+            fix.starts_with("the busy-polling receive thread shares CPU 1") && fix.contains("use --cpus 0"),
+            "{fix}"
+        );
+        assert!(!fix.contains("use --cpus 0 (a CPU without NAPI threads), or --busy-poll"), "{fix}");
         // Sharing without loss is worth a line, not an alarm.
         let fine = cap("socket", vec![("rx.0", vec![("packets", 900)])]);
         let f = diagnose(&s, &[fine], false);
