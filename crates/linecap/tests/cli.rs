@@ -86,6 +86,8 @@ fn options_that_do_not_apply_are_refused_by_name() {
             "--heap-packets needs --format spead",
         ),
         (&["send", "--to", "198.18.0.2", "--count", "1"][..], "needs a port"),
+        (&["soak", "--rate", "max", "--duration", "1s"][..], "steady rate"),
+        (&["soak", "--rate", "0", "--duration", "1s"][..], "must be positive"),
     ] {
         assert_usage_error(linecap(args), needle);
     }

@@ -145,24 +145,10 @@ fn a_stream_to_another_port_or_excluded_by_the_filter_is_named() {
 fn a_capture_on_the_napi_core_that_loses_is_told_to_move_with_the_exact_count() {
     let tb = testbed();
     let rx_cpu = tb.rx_cpu.to_string();
-    let mut cap = Capture::start(
+    let (code, v, report) = stalled(
         &tb,
         &["--listen", "198.18.0.2:9000", "--verify", "seq", "--rcvbuf", "64K", "--cpus", &rx_cpu],
     );
-    // Stopped for 300 ms in the middle of a stream: its buffer overflows
-    // for certain, and the stream's later numbers show the gap.
-    let ns_tx = tb.ns_tx.clone();
-    let sender = std::thread::spawn(move || {
-        send(Some(&ns_tx), &["--to", "198.18.0.2:9000", "--count", "60000", "--rate", "100kpps"])
-    });
-    std::thread::sleep(Duration::from_millis(150));
-    linecap::sys::send_signal(cap.pid(), libc::SIGSTOP).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    linecap::sys::send_signal(cap.pid(), libc::SIGCONT).unwrap();
-    assert_eq!(sender.join().unwrap().packets, 60_000);
-    std::thread::sleep(Duration::from_millis(800));
-    let (code, v) = doctor(&cap.name);
-    let report = cap.stop();
     assert_eq!(code, Some(3));
     let f = losses(&v)[0];
     assert_eq!(f["counter"], "kernel_drops", "{v:#?}");
@@ -181,8 +167,17 @@ fn a_capture_on_the_napi_core_that_loses_is_told_to_move_with_the_exact_count() 
     assert!(counted >= socket && counted <= socket.max(missing), "{counted} vs {report:?}");
 }
 
-/// Stops the capture for 300 ms in the middle of a 60,000-packet stream,
-/// so that whatever buffers it has overflow for certain.
+/// A capture with `args`, stopped for 300 ms in the middle of a
+/// 60,000-packet stream so that whatever buffers it has overflow for
+/// certain (and the stream's later numbers show the gap): doctor's status
+/// and findings while it still runs, then its report.
+fn stalled(tb: &Testbed, args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>, CaptureReport) {
+    let mut cap = Capture::start(tb, args);
+    stall_during_stream(tb, &cap);
+    let (code, v) = doctor(&cap.name);
+    (code, v, cap.stop())
+}
+
 fn stall_during_stream(tb: &Testbed, cap: &Capture) {
     let ns_tx = tb.ns_tx.clone();
     let sender = std::thread::spawn(move || {
@@ -200,13 +195,10 @@ fn stall_during_stream(tb: &Testbed, cap: &Capture) {
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth): run the tests as root")]
 fn a_packet_ring_too_small_is_named_with_its_size() {
     let tb = testbed();
-    let mut cap = Capture::start(
+    let (code, v, report) = stalled(
         &tb,
         &["--backend", "afpacket", "--iface", &tb.if_rx, "--ring-blocks", "2", "--ring-block-size", "4096"],
     );
-    stall_during_stream(&tb, &cap);
-    let (code, v) = doctor(&cap.name);
-    let report = cap.stop();
     assert_eq!(code, Some(3), "{v:#?}");
     let f = losses(&v)[0];
     assert_eq!(f["counter"], "kernel_drops", "{v:#?}");
@@ -219,13 +211,10 @@ fn a_packet_ring_too_small_is_named_with_its_size() {
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn an_af_xdp_ring_too_small_is_named_once() {
     let tb = testbed();
-    let mut cap = Capture::start(
+    let (code, v, report) = stalled(
         &tb,
         &["--backend", "xdp", "--iface", &tb.if_rx, "--listen", "198.18.0.2:9000", "--xdp-ring", "64"],
     );
-    stall_during_stream(&tb, &cap);
-    let (code, v) = doctor(&cap.name);
-    let report = cap.stop();
     assert_eq!(code, Some(3), "{v:#?}");
     let found = losses(&v);
     let f = found[0];
