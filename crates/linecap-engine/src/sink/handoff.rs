@@ -9,8 +9,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 /// A buffer of whole records and how many packets they hold.
 pub struct Chunk {
-    /// Encoded records.
-    pub buf: Vec<u8>,
+    /// Room for `chunk_size` bytes, zeroed once when allocated: records are
+    /// encoded in place, so nothing is cleared or resized per record.
+    room: Box<[u8]>,
+    /// Bytes of `room` holding records.
+    filled: usize,
     /// Packets encoded in `buf`.
     pub packets: u64,
     /// Each record's payload length, in order: what a writer that could
@@ -20,6 +23,11 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// The encoded records.
+    pub fn bytes(&self) -> &[u8] {
+        &self.room[..self.filled]
+    }
+
     /// Payload bytes of all records.
     pub fn payload_bytes(&self) -> u64 {
         self.payloads.iter().map(|&l| u64::from(l)).sum()
@@ -54,7 +62,7 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
     for _ in 0..chunks {
         let payloads = Vec::with_capacity(chunk_size / MIN_RECORD + 1);
         free_tx
-            .send(Chunk { buf: Vec::with_capacity(chunk_size), packets: 0, payloads })
+            .send(Chunk { room: vec![0; chunk_size].into_boxed_slice(), filled: 0, packets: 0, payloads })
             .expect("channel has room");
     }
     (
@@ -92,7 +100,7 @@ impl Producer {
             return Err(Refused::Full);
         }
         if let Some(c) = &self.current
-            && c.buf.len() + len > self.chunk_size
+            && c.filled + len > self.chunk_size
         {
             self.flush()?;
         }
@@ -104,9 +112,9 @@ impl Producer {
             });
         }
         let c = self.current.as_mut().expect("set above");
-        let at = c.buf.len();
-        c.buf.resize(at + len, 0);
-        encode(&mut c.buf[at..]);
+        let at = c.filled;
+        encode(&mut c.room[at..at + len]);
+        c.filled = at + len;
         c.packets += 1;
         c.payloads.push(payload);
         Ok(())
@@ -115,7 +123,7 @@ impl Producer {
     /// Passes the current chunk (if any bytes) to the writer.
     pub fn flush(&mut self) -> Result<(), Refused> {
         match self.current.take() {
-            Some(c) if !c.buf.is_empty() => {
+            Some(c) if c.filled > 0 => {
                 self.full.try_send(c).map_err(|_| Refused::Closed)?;
                 self.passed += 1;
                 Ok(())
@@ -137,7 +145,7 @@ impl Consumer {
 
     /// Returns a written chunk for reuse.
     pub fn give_back(&self, mut c: Chunk) {
-        c.buf.clear();
+        c.filled = 0;
         c.packets = 0;
         c.payloads.clear();
         let _ = self.free.try_send(c);
@@ -158,8 +166,9 @@ mod tests {
         }
         assert_eq!(p.push(20, 5, |_| {}), Err(Refused::Full));
         let first = c.recv(Duration::from_millis(10)).unwrap();
-        assert_eq!((first.buf.len(), first.packets, first.payload_bytes()), (200, 10, 50));
-        assert!(first.buf[..20].iter().all(|&b| b == 0));
+        assert_eq!((first.bytes().len(), first.packets, first.payload_bytes()), (200, 10, 50));
+        assert!(first.bytes()[..20].iter().all(|&b| b == 0));
+        assert!(first.bytes()[20..40].iter().all(|&b| b == 1), "records in order");
         assert_eq!(p.passed(), 2, "both full chunks were passed on");
         c.give_back(first);
         assert_eq!(p.push(20, 5, |_| {}), Ok(()));

@@ -470,7 +470,7 @@ fn write_loop(
             Err(false) => continue,
         };
         if let Some(limit) = opts.throttle_bytes_per_sec {
-            throttle.wait(chunk.buf.len(), limit);
+            throttle.wait(chunk.bytes().len(), limit);
         }
         write_chunk(&opts, rotating, &header, &mut out, &mut health, &chunk, &counters);
         counters.add(WriterIdx::Chunks as usize, 1);
@@ -525,7 +525,7 @@ fn write_chunk(
     }
     health.tried = Instant::now();
     let file_ok = out.written >= header.len() as u64;
-    if rotating && (needs_rotation(&opts.rotation, out, chunk.buf.len(), header.len()) || !file_ok)
+    if rotating && (needs_rotation(&opts.rotation, out, chunk.bytes().len(), header.len()) || !file_ok)
         || !file_ok && health.failing.is_some()
     {
         match rotate(opts, out, header, rotating) {
@@ -537,11 +537,11 @@ fn write_chunk(
             }
         }
     }
-    let (done, err) = write_at_most(&out.file, &chunk.buf, out.written);
+    let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written);
     let (keep_bytes, keep_records) = if err.is_none() {
-        (chunk.buf.len(), chunk.packets as usize)
+        (chunk.bytes().len(), chunk.packets as usize)
     } else {
-        whole_records(opts.format, &chunk.buf, done)
+        whole_records(opts.format, chunk.bytes(), done)
     };
     if err.is_some() {
         // Cut the file back to its last whole record so it stays readable.
