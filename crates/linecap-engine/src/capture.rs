@@ -44,6 +44,8 @@ pub enum BackendConfig {
         /// How a fanout group spreads packets over the threads.
         fanout: FanoutMode,
     },
+    /// Capture files read back, one after the other, by one thread.
+    File(crate::source::file::FileOptions),
 }
 
 /// Everything a capture needs to know.
@@ -215,6 +217,9 @@ impl CaptureReport {
 struct RxThreadResult {
     verify: Option<VerifyCounts>,
     sink_error: Option<String>,
+    /// Why the source stopped giving packets, when it failed (a file that
+    /// turned out corrupt, an interface gone): the capture failed.
+    source_error: Option<String>,
 }
 
 fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
@@ -257,6 +262,7 @@ fn publish_settings(c: &StageCounters, cfg: &CaptureConfig, info: &SourceInfo) {
             u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr),
             0,
         ),
+        BackendConfig::File(o) => (o.filter.is_some(), false, None, 0, 0),
     };
     c.set(SettingsIdx::RcvbufBytes as usize, u64::try_from(info.buffer).unwrap_or(0));
     c.set(SettingsIdx::RcvbufForced as usize, u64::from(info.buffer_forced));
@@ -407,6 +413,9 @@ pub fn run(cfg: &CaptureConfig) -> crate::Result<CaptureReport> {
     if let Some(e) = results.iter().find_map(|r| r.sink_error.clone()) {
         tracing::error!("{e}");
     }
+    if let Some(e) = results.iter().find_map(|r| r.source_error.clone()) {
+        report.failure.get_or_insert(e);
+    }
     Ok(report)
 }
 
@@ -418,6 +427,8 @@ type ThreadSinks = (StageCounters, Option<VerifySink>, Vec<Box<dyn Sink>>);
 fn build_sinks(cfg: &CaptureConfig, stages: Vec<StageCounters>) -> crate::Result<Vec<ThreadSinks>> {
     let mut per_thread = Vec::new();
     let mut stage_iter = stages.into_iter();
+    // A file waits for its sinks' writers: nothing read back is dropped at a queue.
+    let can_wait = matches!(cfg.backend, BackendConfig::File(_));
     for t in 0..cfg.threads {
         let rx = stage_iter.next().expect("rx stage");
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -428,12 +439,14 @@ fn build_sinks(cfg: &CaptureConfig, stages: Vec<StageCounters>) -> crate::Result
         if let Some(p) = &cfg.pcap {
             let q = stage_iter.next().expect("queue stage");
             let w = stage_iter.next().expect("writer stage");
-            let opts = pcap_for_thread(p, t, cfg.threads);
+            let mut opts = pcap_for_thread(p, t, cfg.threads);
+            opts.wait_for_writer = can_wait;
             sinks.push(Box::new(PcapSink::start(opts, q, w)?));
         }
         if let Some(b) = &cfg.blocks {
             let st = stage_iter.next().expect("blocks stage");
             let mut o = b.clone();
+            o.wait_for_writer = can_wait;
             if cfg.threads > 1 {
                 match &mut o.output {
                     BlockOutput::Dir(d) => {
@@ -470,7 +483,9 @@ fn monitor(
     kernel_counters: &StageCounters,
     start_kernel: &KernelSnapshot,
 ) -> String {
-    let mut stopped_by = "count".to_string();
+    // Every thread ending on its own: the count reached, or the files read.
+    let ended = if matches!(cfg.backend, BackendConfig::File(_)) { "end of input" } else { "count" };
+    let mut stopped_by = ended.to_string();
     let mut last_line = Instant::now();
     let mut last_packets = 0u64;
     let mut last_bytes = 0u64;
@@ -541,6 +556,7 @@ fn open_sources(cfg: &CaptureConfig) -> crate::Result<Opened> {
         BackendConfig::Uring(o) => open_sockets(cfg, o, true, &mut sources)?,
         BackendConfig::Xdp(o) => open_xdp(cfg, o, &mut sources)?,
         BackendConfig::AfPacket { opts, fanout } => open_afpacket(cfg, opts, *fanout, &mut sources)?,
+        BackendConfig::File(o) => open_files(cfg, o, &mut sources)?,
     };
     Ok(Opened { sources, info })
 }
@@ -692,6 +708,32 @@ fn open_afpacket(
     })
 }
 
+/// The files to read back, by one thread (their order is the packets' order).
+fn open_files(
+    cfg: &CaptureConfig,
+    opts: &crate::source::file::FileOptions,
+    sources: &mut Vec<Box<dyn Source>>,
+) -> crate::Result<SourceInfo> {
+    crate::ensure_valid!(cfg.threads == 1, "--read: files are read by one thread (no --threads)");
+    sources.push(Box::new(crate::source::file::FileSource::open(opts.clone())?));
+    let inputs = opts.inputs.as_slice();
+    let listen = match inputs {
+        [one] => format!("{one}"),
+        [first, ..] => format!("{first} and {} more", inputs.len() - 1),
+        [] => String::new(),
+    };
+    Ok(SourceInfo {
+        backend: BackendKind::File,
+        mode: "read".into(),
+        listen,
+        description: format!("{} file(s) read back", inputs.len()),
+        gro: false,
+        buffer: 0,
+        buffer_forced: false,
+        drop_stage: "file_records_skipped",
+    })
+}
+
 fn publish_kernel(c: &StageCounters, start: &KernelSnapshot) {
     let now = KernelSnapshot::read();
     c.set(KernelIdx::UdpRcvbufErrors as usize, now.udp.rcvbuf_errors.saturating_sub(start.udp.rcvbuf_errors));
@@ -770,26 +812,11 @@ fn build_report(
         drops.insert("pcap_write_error".to_string(), werr);
     }
     let mut kernel = BTreeMap::new();
-    kernel.insert("udp_rcvbuf_errors".into(), k1.udp.rcvbuf_errors.saturating_sub(k0.udp.rcvbuf_errors));
-    kernel.insert("udp_in_errors".into(), k1.udp.in_errors.saturating_sub(k0.udp.in_errors));
-    kernel.insert("udp_csum_errors".into(), k1.udp.in_csum_errors.saturating_sub(k0.udp.in_csum_errors));
-    kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
-    kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
-    kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
-    if info.backend == BackendKind::Xdp {
-        // Times a frame found the fill ring empty (a warning sign: the
-        // frames it would have used sat unreleased or in the rx ring).
-        kernel.insert("xsk_fill_ring_empty_descs".into(), s.total(RxIdx::FillRingEmpty));
-    }
-    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some())
-        || matches!(&cfg.backend, BackendConfig::Socket(o) if o.busy_poll.is_some())
-    {
-        kernel.insert("busy_poll_gaps_over_100us".into(), s.total(RxIdx::PollGaps));
-        kernel.insert("busy_poll_gap_us".into(), s.total(RxIdx::PollGapNs) / 1000);
-    }
-    if info.backend == BackendKind::AfPacket {
-        kernel.insert("ring_freezes".into(), s.total(RxIdx::RingFreezes));
-        kernel.insert("losing_blocks".into(), s.total(RxIdx::LosingBlocks));
+    if info.backend == BackendKind::File {
+        // A file's packets never met the kernel: what the reader left out instead.
+        kernel.insert("records_filtered".into(), s.total(RxIdx::Filtered));
+    } else {
+        kernel_figures(&mut kernel, cfg, info, s, k0, k1);
     }
     let user = s.total(RxIdx::CpuUserNs);
     let sys_ns = s.total(RxIdx::CpuSysNs);
@@ -824,6 +851,39 @@ fn build_report(
     }
 }
 
+/// What the kernel counted over a live capture: the UDP stack's errors,
+/// the interface's and softnet's drops, and the backend's own warnings.
+fn kernel_figures(
+    kernel: &mut BTreeMap<String, u64>,
+    cfg: &CaptureConfig,
+    info: &SourceInfo,
+    s: &Snapshot,
+    k0: &KernelSnapshot,
+    k1: &KernelSnapshot,
+) {
+    kernel.insert("udp_rcvbuf_errors".into(), k1.udp.rcvbuf_errors.saturating_sub(k0.udp.rcvbuf_errors));
+    kernel.insert("udp_in_errors".into(), k1.udp.in_errors.saturating_sub(k0.udp.in_errors));
+    kernel.insert("udp_csum_errors".into(), k1.udp.in_csum_errors.saturating_sub(k0.udp.in_csum_errors));
+    kernel.insert("udp_no_ports".into(), k1.udp.no_ports.saturating_sub(k0.udp.no_ports));
+    kernel.insert("iface_rx_dropped".into(), k1.iface_rx_dropped().saturating_sub(k0.iface_rx_dropped()));
+    kernel.insert("softnet_dropped".into(), k1.softnet_dropped.saturating_sub(k0.softnet_dropped));
+    if info.backend == BackendKind::Xdp {
+        // Times a frame found the fill ring empty (a warning sign: the
+        // frames it would have used sat unreleased or in the rx ring).
+        kernel.insert("xsk_fill_ring_empty_descs".into(), s.total(RxIdx::FillRingEmpty));
+    }
+    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some())
+        || matches!(&cfg.backend, BackendConfig::Socket(o) if o.busy_poll.is_some())
+    {
+        kernel.insert("busy_poll_gaps_over_100us".into(), s.total(RxIdx::PollGaps));
+        kernel.insert("busy_poll_gap_us".into(), s.total(RxIdx::PollGapNs) / 1000);
+    }
+    if info.backend == BackendKind::AfPacket {
+        kernel.insert("ring_freezes".into(), s.total(RxIdx::RingFreezes));
+        kernel.insert("losing_blocks".into(), s.total(RxIdx::LosingBlocks));
+    }
+}
+
 /// The source's own kernel counters (a syscall: called every 100 ms, not per batch).
 fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
     if let Ok(d) = source.kernel_drops() {
@@ -831,6 +891,7 @@ fn publish_source(source: &mut dyn Source, rx: &StageCounters) {
     }
     rx.set(RxIdx::RingFreezes as usize, source.ring_freezes());
     rx.set(RxIdx::FillRingEmpty as usize, source.fill_ring_empty());
+    rx.set(RxIdx::Filtered as usize, source.filtered());
     rx.set(RxIdx::LosingBlocks as usize, source.losing_blocks());
     if let Some((gaps, gap_ns)) = source.poll_gaps() {
         rx.set(RxIdx::PollGaps as usize, gaps);
@@ -866,6 +927,7 @@ fn rx_loop(
     let mut draining = false;
     let mut drain_deadline = Instant::now();
     let mut count_reached = false;
+    let mut source_error = None;
     loop {
         if count_reached {
             break;
@@ -882,12 +944,12 @@ fn rx_loop(
         let batch = match source.recv_batch(draining) {
             Ok(b) => b,
             Err(e) => {
-                tracing::warn!("receive failed: {e}");
+                source_error = Some(format!("receive failed: {e}"));
                 break;
             }
         };
         let Some(batch) = batch else {
-            if draining {
+            if draining || source.finished() {
                 break;
             }
             for s in &mut sinks {
@@ -938,5 +1000,5 @@ fn rx_loop(
     let (u, k) = sys::thread_cpu_ns();
     rx.set(RxIdx::CpuUserNs as usize, u);
     rx.set(RxIdx::CpuSysNs as usize, k);
-    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error }
+    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error, source_error }
 }

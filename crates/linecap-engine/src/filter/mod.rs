@@ -26,6 +26,7 @@
 //! the other IP version) folds to a constant.
 
 pub mod ddd;
+pub mod interp;
 
 use std::net::IpAddr;
 

@@ -5,76 +5,7 @@
 use super::*;
 use etherparse::PacketBuilder;
 
-struct Meta {
-    vlan: Option<u16>,
-    outgoing: bool,
-}
-
-/// Runs a program over `pkt` (Link: a frame; Udp: from the UDP header, with
-/// `net` the IP header reachable through SKF_NET_OFF). Returns the verdict.
-fn run(prog: &[Insn], pkt: &[u8], net: &[u8], m: &Meta) -> u32 {
-    let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
-    let load = |k: u32, size: usize| -> Option<u32> {
-        let (buf, off) = if k >= SKF_AD_OFF {
-            return Some(match k - SKF_AD_OFF {
-                SKF_AD_PKTTYPE => {
-                    if m.outgoing {
-                        4
-                    } else {
-                        0
-                    }
-                }
-                SKF_AD_VLAN_TAG => u32::from(m.vlan.unwrap_or(0)),
-                SKF_AD_VLAN_TAG_PRESENT => u32::from(m.vlan.is_some()),
-                _ => panic!("ancillary {k:#x}"),
-            });
-        } else if k >= SKF_NET_OFF {
-            (net, (k - SKF_NET_OFF) as usize)
-        } else {
-            (pkt, k as usize)
-        };
-        let b = buf.get(off..off + size)?;
-        Some(b.iter().fold(0u32, |acc, &v| (acc << 8) | u32::from(v)))
-    };
-    loop {
-        let (code, jt, jf, k) = prog[pc];
-        pc += 1;
-        match code {
-            LD_W_ABS | LD_H_ABS | LD_B_ABS => {
-                let size = match code {
-                    LD_W_ABS => 4,
-                    LD_H_ABS => 2,
-                    _ => 1,
-                };
-                match load(k, size) {
-                    Some(v) => a = v,
-                    None => return 0, // out of bounds: the kernel rejects the packet
-                }
-            }
-            LD_H_IND => match load(x + k, 2) {
-                Some(v) => a = v,
-                None => return 0,
-            },
-            LDX_MSH => match pkt.get(k as usize) {
-                Some(&b) => x = 4 * u32::from(b & 0x0f),
-                None => return 0,
-            },
-            ALU_AND_K => a &= k,
-            JA => pc += k as usize,
-            JEQ_K | JGT_K | JGE_K | JSET_K => {
-                let c = match code {
-                    JEQ_K => a == k,
-                    JGT_K => a > k,
-                    JGE_K => a >= k,
-                    _ => a & k != 0,
-                };
-                pc += usize::from(if c { jt } else { jf });
-            }
-            RET_K => return k,
-            other => panic!("opcode {other:#x}"),
-        }
-    }
-}
+use super::interp::{Ancillary as Meta, run};
 
 fn frames() -> Vec<(&'static str, Vec<u8>, Meta)> {
     let eth = || PacketBuilder::ethernet2([1; 6], [2; 6]);

@@ -139,6 +139,9 @@ pub struct BlockSinkOptions {
     pub format: StreamFormat,
     /// Completed blocks that may wait for the writer.
     pub queue: usize,
+    /// When the queue is full, wait for the writer instead of dropping the
+    /// block (a source that can wait: a file read back loses nothing).
+    pub wait_for_writer: bool,
 }
 
 /// What the sidecar of a block file says.
@@ -301,6 +304,7 @@ pub struct BlockSink {
     dropped_packets: u64,
     layout: Layout,
     zero_fill: bool,
+    wait_for_writer: bool,
     closing: Arc<AtomicBool>,
 }
 
@@ -440,6 +444,7 @@ impl BlockSink {
             dropped_packets: 0,
             layout: opts.layout,
             zero_fill: opts.assembler.zero_fill,
+            wait_for_writer: opts.wait_for_writer,
             closing,
         })
     }
@@ -519,7 +524,13 @@ impl BlockSink {
             data: format!("block-{:020}.bin", block.first_seq),
         };
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(Job { block, sidecar }) {
+        let job = Job { block, sidecar };
+        let sent = if self.wait_for_writer {
+            tx.send(job).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            tx.try_send(job)
+        };
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 self.dropped_blocks += 1;

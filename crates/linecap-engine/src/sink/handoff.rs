@@ -46,6 +46,8 @@ pub struct Producer {
     chunk_size: usize,
     /// Chunks passed to the writer (full or flushed).
     passed: u64,
+    /// Wait for a free chunk instead of refusing the record.
+    wait: bool,
 }
 
 /// The writer's end.
@@ -66,7 +68,7 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
             .expect("channel has room");
     }
     (
-        Producer { full: full_tx, free: free_rx, current: None, chunk_size, passed: 0 },
+        Producer { full: full_tx, free: free_rx, current: None, chunk_size, passed: 0, wait: false },
         Consumer { full: full_rx, free: free_tx },
     )
 }
@@ -84,6 +86,12 @@ impl Producer {
     /// Size of one chunk: the largest record that can ever be taken.
     pub fn chunk_size(&self) -> usize {
         self.chunk_size
+    }
+
+    /// With `true`, a push waits for the writer to give a chunk back
+    /// instead of refusing the record (for sources that can wait).
+    pub fn wait_when_full(&mut self, wait: bool) {
+        self.wait = wait;
     }
 
     /// Chunks passed to the writer so far (because full, or flushed).
@@ -107,6 +115,7 @@ impl Producer {
         if self.current.is_none() {
             self.current = Some(match self.free.try_recv() {
                 Ok(c) => c,
+                Err(TryRecvError::Empty) if self.wait => self.free.recv().map_err(|_| Refused::Closed)?,
                 Err(TryRecvError::Empty) => return Err(Refused::Full),
                 Err(TryRecvError::Disconnected) => return Err(Refused::Closed),
             });

@@ -284,6 +284,9 @@ pub struct PcapOptions {
     pub link: Link,
     /// pcap or pcapng.
     pub format: FileFormat,
+    /// When every chunk waits for the writer, wait for one instead of
+    /// dropping the packet (a source that can wait: a file read back).
+    pub wait_for_writer: bool,
 }
 
 impl PcapOptions {
@@ -297,6 +300,7 @@ impl PcapOptions {
             chunk_bytes: 1 << 20,
             throttle_bytes_per_sec: None,
             link: Link::SyntheticIp,
+            wait_for_writer: false,
         }
     }
 }
@@ -336,7 +340,8 @@ impl PcapSink {
         })?;
         let (link, format) = (opts.link, opts.format);
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
-        let (producer, consumer) = handoff(chunks, opts.chunk_bytes);
+        let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes);
+        producer.wait_when_full(opts.wait_for_writer);
         let handle = std::thread::Builder::new()
             .name("linecap-pcap".into())
             .spawn(move || write_loop(opts, rotating, file, consumer, writer))?;

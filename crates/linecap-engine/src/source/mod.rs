@@ -3,6 +3,7 @@
 //! sinks are done with them.
 
 pub mod afpacket;
+pub mod file;
 pub mod gro;
 pub mod socket;
 pub mod uring;
@@ -64,6 +65,8 @@ pub enum BackendKind {
     AfPacket,
     /// AF_XDP sockets fed by linecap's XDP program.
     Xdp,
+    /// pcap or pcapng files read back (`capture --read`).
+    File,
 }
 
 impl BackendKind {
@@ -74,13 +77,14 @@ impl BackendKind {
             BackendKind::Uring => "uring",
             BackendKind::AfPacket => "afpacket",
             BackendKind::Xdp => "xdp",
+            BackendKind::File => "file",
         }
     }
 
     /// The kind a name stands for (`None`: not a capture backend, e.g. a
     /// bench peer's report, or a file of another version).
     pub fn parse(name: &str) -> Option<Self> {
-        [BackendKind::Socket, BackendKind::Uring, BackendKind::AfPacket, BackendKind::Xdp]
+        [BackendKind::Socket, BackendKind::Uring, BackendKind::AfPacket, BackendKind::Xdp, BackendKind::File]
             .into_iter()
             .find(|k| k.name() == name)
     }
@@ -124,6 +128,15 @@ pub trait Source: Send {
     /// tells them apart (AF_XDP).
     fn drop_detail(&mut self) -> Option<(u64, u64)> {
         None
+    }
+    /// Packets a filter run in user space refused (a file's `--filter`).
+    fn filtered(&self) -> u64 {
+        0
+    }
+    /// Whether the source has nothing more to give, ever (the end of its
+    /// files): the receive thread then ends, and the capture with it.
+    fn finished(&self) -> bool {
+        false
     }
     /// Busy polling: times the device went unpolled for longer than
     /// [`POLL_GAP_NS`] (the receiving thread was elsewhere: preempted, or

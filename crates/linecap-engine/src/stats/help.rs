@@ -24,6 +24,9 @@ pub fn counter_help(kind: &str, name: &str) -> &'static str {
         ("rx", "poll_gaps") => "Busy-poll gaps longer than 100 microseconds between two polls.",
         ("rx", "poll_gap_ns") => "Total time of the busy-poll gaps.",
         ("rx", "gro_on") => "1 while UDP GRO is switched on for this socket.",
+        ("rx", "filtered") => {
+            "Packets read back from a file that --filter refused (not lost: not asked for; a kernel filter's refusals are never seen)."
+        }
         ("rx", "fill_ring_empty") => {
             "Times the AF_XDP fill ring was found empty (the kernel had no frame to fill)."
         }

@@ -56,6 +56,7 @@ pub const RX_COUNTERS: &[&str] = &[
     "gro_on",
     "gro_switches",
     "fill_ring_empty",
+    "filtered",
 ];
 /// Index into [`RX_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -78,6 +79,7 @@ pub enum RxIdx {
     GroOn,
     GroSwitches,
     FillRingEmpty,
+    Filtered,
 }
 
 /// Counters of the `seq` verifier (`verify.N`).
@@ -295,7 +297,7 @@ counter_kind!(KernelIdx, "kernel", KERNEL_COUNTERS);
 counter_kind!(SettingsIdx, "settings", SETTINGS_COUNTERS);
 
 // Each index enum must cover its name array exactly (last variant = len - 1).
-const _: () = assert!(RxIdx::FillRingEmpty as usize + 1 == RX_COUNTERS.len());
+const _: () = assert!(RxIdx::Filtered as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
 const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());

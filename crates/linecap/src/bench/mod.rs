@@ -13,7 +13,7 @@ pub mod peers;
 pub mod report;
 pub mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,6 +60,11 @@ pub enum Row {
     /// The baseline of the xdp+busypoll row: the minimal loop busy-polling
     /// the device when the rx ring is empty (busy-poll placement).
     XdpMinimalBusyPoll,
+    /// The xdp row writing every packet to a pcap file in tmpfs
+    /// (`/dev/shm`); its baseline is the xdp row: the ratio is what writing costs.
+    XdpWriteTmpfs,
+    /// The same, writing into the bench's output folder (the disk).
+    XdpWriteDisk,
 }
 
 impl FromStr for Row {
@@ -81,9 +86,11 @@ impl FromStr for Row {
             "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
             "xdp-minimal" => Row::XdpMinimal,
             "xdp-minimal+busypoll" | "xdp-minimal+bp" => Row::XdpMinimalBusyPoll,
+            "xdp+write" | "xdp+write-tmpfs" => Row::XdpWriteTmpfs,
+            "xdp+write-disk" => Row::XdpWriteDisk,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal, xdp-minimal+busypoll)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal, xdp-minimal+busypoll, xdp+write, xdp+write-disk)"
                 ));
             }
         })
@@ -104,6 +111,7 @@ impl Row {
             Row::Afpacket | Row::Afpacket2 => Some(Row::Tcpdump),
             Row::Xdp => Some(Row::XdpMinimal),
             Row::XdpBusyPoll => Some(Row::XdpMinimalBusyPoll),
+            Row::XdpWriteTmpfs | Row::XdpWriteDisk => Some(Row::Xdp),
             _ => None,
         }
     }
@@ -126,12 +134,24 @@ impl Row {
             Row::PlainRecvmmsg => "plain-recvmmsg",
             Row::XdpMinimal => "xdp-minimal",
             Row::XdpMinimalBusyPoll => "xdp-minimal+busypoll",
+            Row::XdpWriteTmpfs => "xdp+write (tmpfs)",
+            Row::XdpWriteDisk => "xdp+write (disk)",
         }
     }
 
     /// Whether the row runs on a testbed with the busy-poll placement.
     pub fn busy_polls(&self) -> bool {
         matches!(self, Row::XdpBusyPoll | Row::RecvmmsgGroBusyPoll | Row::XdpMinimalBusyPoll)
+    }
+
+    /// The pcap file a writing row writes (removed after each point).
+    fn write_path(&self, tb: &Testbed, out: &Path) -> Option<PathBuf> {
+        let file = format!("{}.pcap", tb.name);
+        match self {
+            Row::XdpWriteTmpfs => Some(Path::new("/dev/shm").join(file)),
+            Row::XdpWriteDisk => Some(out.join(file)),
+            _ => None,
+        }
     }
 
     fn capture_args(&self, tb: &Testbed) -> Vec<String> {
@@ -155,6 +175,7 @@ impl Row {
             Row::XdpMinimalBusyPoll => {
                 vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--busy-poll", "20", "--plain-loop"]
             }
+            Row::XdpWriteTmpfs | Row::XdpWriteDisk => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str()],
         };
         // Every receive thread on the receive core: the kernel side (NAPI,
         // the copy into a ring) runs there whatever the threads do.
@@ -430,6 +451,10 @@ impl Bench<'_> {
         }
         let mut cap_args = vec!["--listen".to_string(), listen];
         cap_args.extend(row.capture_args(tb));
+        let written = row.write_path(tb, &self.cfg.out).map(RemovedAfter);
+        if let Some(w) = &written {
+            cap_args.extend(["--write".into(), w.0.display().to_string()]);
+        }
         let name = format!("bench-{}", std::process::id());
         let cap = CaptureChild::spawn(&self.cfg.exe, Some(&tb.ns_rx), &name, &cap_args, false)?;
         if matches!(row, Row::XdpBusyPoll | Row::XdpMinimalBusyPoll) {
@@ -582,6 +607,16 @@ impl Bench<'_> {
             points.push(p);
         }
         Ok(RowResult { row, size, zero_loss: best, max, generator_bound: false, points })
+    }
+}
+
+/// A file a bench point writes, removed when the point is done (a
+/// point at 1 Mpps writes 300 MB a second).
+struct RemovedAfter(PathBuf);
+
+impl Drop for RemovedAfter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -34,6 +34,11 @@ pub(crate) struct CaptureArgs {
     /// Kernel interface to read from.
     #[arg(long, value_enum, default_value = "socket")]
     backend: Backend,
+    /// Read packets back from these pcap or pcapng files instead of the network
+    /// (`-`: standard input; a quoted glob such as 'out-*.pcap' reads a rotated
+    /// set in name order), through the same sinks and books.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    read: Vec<String>,
     /// Address and UDP port to listen on (socket backend).
     #[arg(long, default_value = "0.0.0.0:9000", value_parser = strict::parse_listen)]
     listen: SocketAddr,
@@ -296,8 +301,22 @@ const SINK_RULES: &[(&str, &str)] = &[
     ("shm_lossless", "needs --shm"),
 ];
 
+/// Options that choose or tune a network source: none applies to --read.
+const NETWORK_ONLY: &[&str] = &["backend", "threads", "netns", "batch", "plain_loop", "user"];
+
 /// Refuses every option given that the chosen backend or sinks ignore.
 fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow::Result<()> {
+    if !a.read.is_empty() {
+        let network = NETWORK_ONLY.iter().copied().chain(BACKEND_RULES.iter().map(|(id, ..)| *id));
+        for id in network {
+            if strict::given(m, id) {
+                strict::usage!(
+                    "--{}: --read takes packets from files, not from the network",
+                    id.replace('_', "-")
+                );
+            }
+        }
+    }
     strict::refuse_inapplicable(
         m,
         &BACKEND_RULES.iter().map(|(id, _, why)| (*id, *why)).collect::<Vec<_>>(),
@@ -425,7 +444,7 @@ fn pcap_options(a: &CaptureArgs) -> anyhow::Result<Option<PcapOptions>> {
             if let Some(f) = a.write_format {
                 o.format = f;
             }
-            if let Backend::Afpacket | Backend::Xdp = a.backend {
+            if matches!(a.backend, Backend::Afpacket | Backend::Xdp) || !a.read.is_empty() {
                 o.link = Link::Ethernet;
             }
             Some(o)
@@ -434,8 +453,33 @@ fn pcap_options(a: &CaptureArgs) -> anyhow::Result<Option<PcapOptions>> {
     })
 }
 
+/// What `--read` reads: the files (globs expanded) and the filter, run
+/// over each frame as the kernel would run it on an AF_PACKET socket.
+fn file_options(a: &CaptureArgs) -> anyhow::Result<linecap::source::file::FileOptions> {
+    let mut inputs = Vec::new();
+    for r in &a.read {
+        if r == "-" {
+            inputs.push(linecap::source::file::Input::Stdin);
+            continue;
+        }
+        let paths = linecap::source::file::expand(r).map_err(|e| anyhow::anyhow!("--read: {e}"))?;
+        inputs.extend(paths.into_iter().map(linecap::source::file::Input::Path));
+    }
+    let filter = match &a.filter {
+        Some(expr) => Some(
+            filter::compile(expr, filter::Target::Link)
+                .map_err(|e| strict::usage_error(format!("--filter: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(linecap::source::file::FileOptions { inputs, filter })
+}
+
 /// The backend and its options.
 fn backend_config(a: &CaptureArgs) -> anyhow::Result<BackendConfig> {
+    if !a.read.is_empty() {
+        return Ok(BackendConfig::File(file_options(a)?));
+    }
     Ok(match a.backend {
         Backend::Socket | Backend::Uring => {
             let o = SocketOptions {
@@ -562,6 +606,8 @@ fn block_options(a: &CaptureArgs) -> anyhow::Result<Option<BlockSinkOptions>> {
                 },
                 format,
                 queue: a.block_queue,
+                // The capture sets it for sources that can wait (files).
+                wait_for_writer: false,
             })
         }
     })
@@ -752,18 +798,23 @@ pub(crate) fn summary(r: &CaptureReport) -> String {
         r.bytes,
         r.packets as f64 / r.duration_s.max(1e-9) / 1e3
     );
-    let _ = writeln!(
-        s,
-        "  rx         {} packets in {} datagrams, {} syscalls ({:.1} packets/syscall)",
-        r.received,
-        r.datagrams,
-        r.syscalls,
-        r.received as f64 / r.syscalls.max(1) as f64
-    );
     let drops: Vec<String> = r.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(s, "  drops      {}", drops.join(", "));
     let kernel: Vec<String> = r.kernel.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(s, "  kernel     {}", kernel.join(", "));
+    if r.kind() == Some(linecap::source::BackendKind::File) {
+        let _ = writeln!(s, "  read       {} packets; {}", r.received, kernel.join(", "));
+        let _ = writeln!(s, "  skipped    {}", drops.join(", "));
+    } else {
+        let _ = writeln!(
+            s,
+            "  rx         {} packets in {} datagrams, {} syscalls ({:.1} packets/syscall)",
+            r.received,
+            r.datagrams,
+            r.syscalls,
+            r.received as f64 / r.syscalls.max(1) as f64
+        );
+        let _ = writeln!(s, "  drops      {}", drops.join(", "));
+        let _ = writeln!(s, "  kernel     {}", kernel.join(", "));
+    }
     if let Some(v) = &r.verify {
         let _ = writeln!(
             s,
