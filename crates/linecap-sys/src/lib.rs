@@ -408,11 +408,19 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
 
 /// Restores the default action of SIGPIPE (the Rust runtime ignores it):
 /// `linecap stats | head -1` then ends quietly, as a C tool would, instead
-/// of panicking in `println!` on the closed pipe. linecap never writes
-/// capture data to a pipe, so nothing is left half-written by it.
+/// of panicking in `println!` on the closed pipe. A capture that writes its
+/// packets to a pipe (`--write -`) ignores it again ([`ignore_sigpipe`]).
 pub fn default_sigpipe() {
     // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Ignores SIGPIPE: a write to a pipe whose reader left fails with EPIPE,
+/// which the pcap writer counts and answers by stopping the capture, so
+/// its books and summary survive `linecap capture --write - | head`.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Installs SIGINT/SIGTERM handlers that set a flag instead of killing the

@@ -10,8 +10,9 @@
 //! after SIGINT, SIGTERM or a full disk.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -290,6 +291,12 @@ pub struct PcapOptions {
 }
 
 impl PcapOptions {
+    /// `-`: the file is a stream on standard output (`--write -`), written
+    /// in order, never rotated or cut back.
+    pub fn to_stdout(&self) -> bool {
+        self.path == Path::new("-")
+    }
+
     /// Defaults: 64 MiB of buffer in 1 MiB chunks, no rotation.
     pub fn new(path: PathBuf) -> Self {
         Self {
@@ -334,10 +341,18 @@ impl PcapSink {
     /// and starts the writer thread.
     pub fn start(opts: PcapOptions, queue: StageCounters, writer: StageCounters) -> io::Result<Self> {
         let rotating = opts.rotation.max_bytes.is_some() || opts.rotation.max_age.is_some();
-        let first = numbered_path(&opts.path, 0, rotating);
-        let file = File::create(&first).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
-        })?;
+        let file = if opts.to_stdout() {
+            if rotating {
+                let why = "--write -: a stream to standard output cannot rotate";
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+            }
+            File::from(io::stdout().as_fd().try_clone_to_owned()?)
+        } else {
+            let first = numbered_path(&opts.path, 0, rotating);
+            File::create(&first).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
+            })?
+        };
         let (link, format) = (opts.link, opts.format);
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
         let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes);
@@ -434,6 +449,8 @@ impl super::Sink for PcapSink {
 
 struct Output {
     file: File,
+    /// A pipe or terminal (`--write -`): written in order, never cut back.
+    stream: bool,
     written: u64,
     opened: Instant,
     index: u32,
@@ -459,12 +476,13 @@ fn write_loop(
     consumer: Consumer,
     counters: StageCounters,
 ) -> io::Result<()> {
-    let mut out = Output { file: first, written: 0, opened: Instant::now(), index: 0, files: 1 };
+    let stream = opts.to_stdout();
+    let mut out = Output { file: first, stream, written: 0, opened: Instant::now(), index: 0, files: 1 };
     let mut health = Health { failing: None, tried: Instant::now() };
     let mut throttle = Throttle { start: Instant::now(), bytes: 0 };
     counters.set(WriterIdx::Files as usize, 1);
     let header = opts.format.file_header(opts.link);
-    match out.file.write_all_at(&header, 0) {
+    match write_at_most(&out.file, &header, 0, stream).1.map_or(Ok(()), Err) {
         Ok(()) => out.written = header.len() as u64,
         Err(e) => health.failing = Some(e),
     }
@@ -530,8 +548,9 @@ fn write_chunk(
     }
     health.tried = Instant::now();
     let file_ok = out.written >= header.len() as u64;
-    if rotating && (needs_rotation(&opts.rotation, out, chunk.bytes().len(), header.len()) || !file_ok)
-        || !file_ok && health.failing.is_some()
+    if !out.stream
+        && (rotating && (needs_rotation(&opts.rotation, out, chunk.bytes().len(), header.len()) || !file_ok)
+            || !file_ok && health.failing.is_some())
     {
         match rotate(opts, out, header, rotating) {
             Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
@@ -542,13 +561,13 @@ fn write_chunk(
             }
         }
     }
-    let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written);
+    let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written, out.stream);
     let (keep_bytes, keep_records) = if err.is_none() {
         (chunk.bytes().len(), chunk.packets as usize)
     } else {
         whole_records(opts.format, chunk.bytes(), done)
     };
-    if err.is_some() {
+    if err.is_some() && !out.stream {
         // Cut the file back to its last whole record so it stays readable.
         let _ = out.file.set_len(out.written + keep_bytes as u64);
     }
@@ -565,6 +584,16 @@ fn write_chunk(
                     counters.get(WriterIdx::WriteErrorDrops as usize)
                 );
             }
+        }
+        Some(e) if out.stream && e.kind() == io::ErrorKind::BrokenPipe => {
+            // Whoever read the stream is gone (`| head`): nothing more can
+            // be delivered, so the capture ends, its books whole.
+            if health.failing.is_none() {
+                tracing::warn!("the reader of standard output closed the pipe: the capture stops");
+                crate::sys::request_stop();
+            }
+            health.failing = Some(e);
+            drop_all(keep_records);
         }
         Some(e) => {
             fail(opts, out, rotating, health, e);
@@ -584,11 +613,14 @@ fn fail(opts: &PcapOptions, out: &Output, rotating: bool, health: &mut Health, e
     health.failing = Some(e);
 }
 
-/// Writes `buf` at `at` until done or an error: (bytes written, the error).
-fn write_at_most(file: &File, buf: &[u8], at: u64) -> (usize, Option<io::Error>) {
+/// Writes `buf` at `at` (a stream: where it stands) until done or an
+/// error: (bytes written, the error).
+fn write_at_most(file: &File, buf: &[u8], at: u64, stream: bool) -> (usize, Option<io::Error>) {
     let mut done = 0;
     while done < buf.len() {
-        match file.write_at(&buf[done..], at + done as u64) {
+        let wrote =
+            if stream { (&*file).write(&buf[done..]) } else { file.write_at(&buf[done..], at + done as u64) };
+        match wrote {
             Ok(0) => return (done, Some(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"))),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -647,6 +679,7 @@ fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotating: bool) -
     }
     *out = Output {
         file,
+        stream: false,
         written: header.len() as u64,
         opened: Instant::now(),
         index: out.index + 1,

@@ -36,6 +36,8 @@ pub enum Input {
     Path(PathBuf),
     /// Standard input (`-`).
     Stdin,
+    /// Bytes already in memory (an embedding program's buffer, a test).
+    Memory(std::sync::Arc<[u8]>),
 }
 
 impl Input {
@@ -47,6 +49,7 @@ impl Input {
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         match self {
             Input::Stdin => Ok(Box::new(io::stdin())),
+            Input::Memory(bytes) => Ok(Box::new(io::Cursor::new(bytes.clone()))),
             Input::Path(p) => {
                 let f = std::fs::File::open(p).map_err(|e| with_name(e, p))?;
                 if f.metadata()?.is_dir() {
@@ -66,6 +69,7 @@ impl std::fmt::Display for Input {
         match self {
             Input::Path(p) => write!(f, "{}", p.display()),
             Input::Stdin => f.write_str("standard input"),
+            Input::Memory(b) => write!(f, "{} bytes in memory", b.len()),
         }
     }
 }
@@ -157,6 +161,9 @@ pub struct FileSource {
     last: RecvStats,
     files: u64,
     done: bool,
+    /// A file turned out corrupt after the packets before the damage were
+    /// parsed: they are delivered first, then this ends the capture.
+    failed: Option<io::Error>,
 }
 
 impl FileSource {
@@ -181,6 +188,7 @@ impl FileSource {
             last: RecvStats::default(),
             files: 0,
             done: false,
+            failed: None,
         };
         s.next_file()?;
         Ok(s)
@@ -261,10 +269,14 @@ impl FileSource {
         self.sources.clear();
         let Some(open) = self.open.as_mut() else { return Ok(()) };
         while self.metas.len() < BATCH {
-            let step = open
-                .reader
-                .next(&self.buf[self.start..self.end])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", open.input)))?;
+            let step = match open.reader.next(&self.buf[self.start..self.end]) {
+                Ok(step) => step,
+                Err(e) => {
+                    let e = io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", open.input));
+                    self.failed = Some(e);
+                    break;
+                }
+            };
             match step {
                 Step::NeedMore => break,
                 Step::Skip(n) => self.start += n,
@@ -377,6 +389,10 @@ impl Source for FileSource {
             if !self.metas.is_empty() {
                 break;
             }
+            if let Some(e) = self.failed.take() {
+                self.done = true;
+                return Err(e);
+            }
             if !self.refill()? {
                 if self.end > self.start {
                     // The file ended inside a record.
@@ -415,9 +431,57 @@ impl Source for FileSource {
     }
 }
 
+/// Reads `bytes` as a capture file to the end: the packets delivered and
+/// the records skipped, or the error that stopped it. What the fuzzer and
+/// the property tests drive; it must never panic.
+pub fn read_all(bytes: &[u8]) -> (u64, Skipped, Option<io::Error>) {
+    let opts = FileOptions { inputs: vec![Input::Memory(bytes.into())], filter: None };
+    let mut src = match FileSource::open(opts) {
+        Ok(s) => s,
+        Err(e) => return (0, Skipped::default(), Some(e)),
+    };
+    let mut packets = 0;
+    loop {
+        match src.recv_batch(false) {
+            Ok(Some(b)) => packets += b.iter().filter(|p| p.is_udp || p.frame.is_some()).count() as u64,
+            Ok(None) => return (packets, src.skipped(), None),
+            Err(e) => return (packets, src.skipped(), Some(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any bytes after a pcap or pcapng header: packets, counted
+        /// skips or an error, never a panic, never more records than bytes.
+        #[test]
+        fn any_bytes_after_a_header_never_panic(
+            ng in proptest::prelude::any::<bool>(),
+            link in proptest::prelude::any::<u16>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000),
+        ) {
+            let mut f = if ng {
+                let mut shb = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0];
+                shb.extend(u64::MAX.to_le_bytes());
+                shb.extend(28u32.to_le_bytes());
+                let mut idb = vec![1, 0, 0, 0, 20, 0, 0, 0];
+                idb.extend(link.to_le_bytes());
+                idb.extend([0, 0, 0, 0, 0, 0, 20, 0, 0, 0]);
+                [shb, idb].concat()
+            } else {
+                let mut h = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0];
+                h.extend(u32::from(link % 300).to_le_bytes());
+                h
+            };
+            f.extend_from_slice(&body);
+            let (packets, skipped, _) = read_all(&f);
+            proptest::prop_assert!(packets + skipped.link + skipped.truncated <= body.len() as u64 / 12 + 1);
+        }
+    }
 
     #[test]
     fn wildcards() {

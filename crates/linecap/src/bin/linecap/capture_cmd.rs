@@ -423,7 +423,14 @@ fn over_max_loss(report: &CaptureReport, max: MaxLoss) -> Option<String> {
 fn pcap_options(a: &CaptureArgs) -> anyhow::Result<Option<PcapOptions>> {
     Ok(match &a.write {
         Some(p) => {
-            check_output_dir(p)?;
+            if p.as_os_str() == "-" {
+                if a.rotate_size.is_some() || a.rotate_time.is_some() {
+                    strict::usage!("--write -: a stream to standard output cannot rotate (give a file)");
+                }
+                sys::ignore_sigpipe();
+            } else {
+                check_output_dir(p)?;
+            }
             let mut o = PcapOptions::new(p.clone());
             o.rotation = Rotation { max_bytes: a.rotate_size, max_age: a.rotate_time };
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
@@ -674,10 +681,13 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
 
 /// Prints the report and turns it into the exit status.
 fn report_and_status(a: &CaptureArgs, report: &CaptureReport) -> anyhow::Result<ExitCode> {
-    if a.json {
-        println!("{}", serde_json::to_string(report)?);
+    // With the packets on stdout (`--write -`), the summary goes to stderr.
+    let packets_on_stdout = a.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let text = if a.json { format!("{}\n", serde_json::to_string(report)?) } else { summary(report) };
+    if packets_on_stdout {
+        eprint!("{text}");
     } else {
-        print!("{}", summary(report));
+        print!("{text}");
     }
     if let Some(f) = &report.failure {
         bail!("{f} (the report above holds what was counted until then)");
