@@ -1,6 +1,7 @@
 //! The traffic generator: emulates the FPGA's stream with exact pacing.
 
 pub mod afpacket;
+pub mod impair;
 pub mod pacing;
 pub mod socket;
 pub mod xdp;

@@ -54,6 +54,8 @@ pub struct SendConfig {
     /// UDP source port of the frames the frame-building backends write
     /// (afpacket, xdp, xdp-live); None: their default (40000, 40002, 40001).
     pub src_port: Option<u16>,
+    /// Damage done to the stream on purpose (socket backend), counted.
+    pub impair: super::impair::Impairments,
 }
 
 impl SendConfig {
@@ -75,6 +77,7 @@ impl SendConfig {
             format: super::PayloadFormat::Seq,
             plain_loop: false,
             src_port: None,
+            impair: super::impair::Impairments::default(),
         }
     }
 }
@@ -109,6 +112,10 @@ pub struct SendReport {
     pub refused: u64,
     /// Sender CPU time per packet (all threads).
     pub cpu_ns_per_packet: f64,
+    /// What was done to the stream on purpose (`--drop`, `--reorder`,
+    /// `--duplicate`), exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impaired: Option<super::impair::ImpairCounts>,
 }
 
 impl SendReport {
@@ -142,11 +149,13 @@ impl SendReport {
             send_errors,
             refused: 0,
             cpu_ns_per_packet: if packets > 0 { cpu_ns as f64 / packets as f64 } else { 0.0 },
+            impaired: None,
         }
     }
 }
 
 struct ThreadResult {
+    impaired: Option<super::impair::ImpairCounts>,
     packets: u64,
     errors: u64,
     refused: u64,
@@ -207,6 +216,9 @@ pub fn run(cfg: &SendConfig) -> crate::Result<SendReport> {
                 report.refused += r.refused;
                 report.gso &= r.gso;
                 cpu += r.cpu_ns;
+                if let Some(c) = r.impaired {
+                    report.impaired.get_or_insert_with(Default::default).add(&c);
+                }
             }
             Err(e) => {
                 stop.store(true, Ordering::Release);
@@ -253,6 +265,7 @@ fn send_thread(
     let mut consecutive_errors = 0u32;
     // Datagrams carried by each message of the current call (allocated once).
     let mut counts = vec![0u64; batch];
+    let mut dealer = Dealer::new(cfg, t, batch * segs);
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -271,7 +284,8 @@ fn send_thread(
             let n = per_msg.min(want - (k - next_index));
             let slot = tx.slot_mut(m);
             for j in 0..n as usize {
-                cfg.format.fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], k);
+                let seq = dealer.deal(k, quota.map_or(u64::MAX, |q| q - k));
+                cfg.format.fill(&mut slot[j * cfg.size..(j + 1) * cfg.size], seq);
                 k += 1;
             }
             let seg = if gso && n > 1 { Some(cfg.size as u16) } else { None };
@@ -281,11 +295,13 @@ fn send_thread(
         match tx.send(&fd, 0, msgs) {
             Ok(sent_msgs) => {
                 let sent: u64 = counts[..sent_msgs].iter().sum();
+                dealer.unsent_after(sent as usize);
                 next_index += sent;
                 pacer.sent(sent);
                 consecutive_errors = 0;
             }
             Err(e) => {
+                dealer.unsent_after(0);
                 errors += 1;
                 refused += u64::from(e.raw_os_error() == Some(libc::ECONNREFUSED));
                 consecutive_errors += 1;
@@ -304,7 +320,52 @@ fn send_thread(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult { packets: next_index, errors, refused, gso, cpu_ns: u + s })
+    let impaired = dealer.finish();
+    Ok(ThreadResult { impaired, packets: next_index, errors, refused, gso, cpu_ns: u + s })
+}
+
+/// Which sequence number each datagram carries: the wire index itself, or
+/// with impairments the impairer's choice. Numbers dealt into a call the
+/// kernel did not take are dealt again first, so a partial send never
+/// turns into an uncounted gap.
+struct Dealer {
+    impairer: Option<super::impair::Impairer>,
+    /// Numbers of the current call, in order (allocated once).
+    dealt: Vec<u64>,
+    /// Numbers dealt before and not sent, to deal again.
+    again: std::collections::VecDeque<u64>,
+}
+
+impl Dealer {
+    fn new(cfg: &SendConfig, t: usize, per_call: usize) -> Self {
+        let impairer = cfg.impair.any().then(|| super::impair::Impairer::new(cfg.impair, t as u64));
+        let room = if impairer.is_some() { per_call } else { 0 };
+        Dealer { impairer, dealt: Vec::with_capacity(room), again: std::collections::VecDeque::with_capacity(room) }
+    }
+
+    /// The number of the datagram with wire index `k`, `remaining`
+    /// datagrams (this one included) before the thread's quota.
+    #[inline]
+    fn deal(&mut self, k: u64, remaining: u64) -> u64 {
+        let Some(imp) = self.impairer.as_mut() else { return k };
+        let seq = self.again.pop_front().unwrap_or_else(|| imp.next(remaining));
+        self.dealt.push(seq);
+        seq
+    }
+
+    /// The call sent its first `sent` datagrams: the rest are dealt again.
+    fn unsent_after(&mut self, sent: usize) {
+        for &s in self.dealt.iter().skip(sent).rev() {
+            self.again.push_front(s);
+        }
+        self.dealt.clear();
+    }
+
+    /// What was done; what is still held or owed counts as dropped.
+    fn finish(self) -> Option<super::impair::ImpairCounts> {
+        let mut imp = self.impairer?;
+        Some(imp.abandon())
+    }
 }
 
 /// Whether a send error is worth retrying (queue full, a late ICMP error).
@@ -340,5 +401,5 @@ fn plain_loop(
         }
     }
     let (u, s) = sys::thread_cpu_ns();
-    Ok(ThreadResult { packets, errors, refused: 0, gso: false, cpu_ns: u + s })
+    Ok(ThreadResult { impaired: None, packets, errors, refused: 0, gso: false, cpu_ns: u + s })
 }

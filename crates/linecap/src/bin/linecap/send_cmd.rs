@@ -2,6 +2,8 @@
 
 use super::*;
 
+use linecap::send::impair::Impairments;
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SendBackend {
     /// sendmmsg on a UDP socket (UDP GSO with --gso).
@@ -79,6 +81,56 @@ pub(crate) struct SendArgs {
     /// Benchmark baseline: a plain sendmmsg loop of one prebuilt batch (no pacing, no seq).
     #[arg(long, hide = true)]
     plain_loop: bool,
+    /// Leave out this share of sequence numbers (`1%`, `0.01`), counted in the report
+    /// (socket backend; never the first packet, so a receiver sees every gap).
+    #[arg(long, value_name = "P", value_parser = parse_share)]
+    drop: Option<f64>,
+    /// Hold back this share of packets and send each after DEPTH later ones
+    /// (`1%:16`; DEPTH 8 if not given), counted.
+    #[arg(long, value_name = "P[:DEPTH]", value_parser = parse_reorder)]
+    reorder: Option<(f64, u32)>,
+    /// Send this share of packets twice, counted.
+    #[arg(long, value_name = "P", value_parser = parse_share)]
+    duplicate: Option<f64>,
+    /// Seed of --drop, --reorder and --duplicate: the same seed, the same damage.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// A share: `1%` or `0.01`, within 0..=1.
+pub(crate) fn parse_share(s: &str) -> Result<f64, String> {
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("'{s}' is not a share (e.g. 1% or 0.01)"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("'{s}' is not between 0 and 100%"));
+    }
+    Ok(v)
+}
+
+/// `P` or `P:DEPTH`.
+fn parse_reorder(s: &str) -> Result<(f64, u32), String> {
+    let (p, depth) = match s.split_once(':') {
+        Some((p, d)) => (p, d.parse::<u32>().map_err(|_| format!("depth '{d}' is not a whole number"))?),
+        None => (s, 8),
+    };
+    if depth == 0 {
+        return Err("depth must be at least 1".into());
+    }
+    Ok((parse_share(p)?, depth))
+}
+
+/// The damage `--drop`, `--reorder` and `--duplicate` ask for.
+pub(crate) fn impairments(drop: Option<f64>, reorder: Option<(f64, u32)>, duplicate: Option<f64>, seed: u64) -> Impairments {
+    Impairments {
+        drop: drop.unwrap_or(0.0),
+        reorder: reorder.map_or(0.0, |r| r.0),
+        depth: reorder.map_or(8, |r| r.1),
+        duplicate: duplicate.unwrap_or(0.0),
+        seed,
+    }
 }
 
 /// Options that apply to some send backends only.
@@ -89,6 +141,9 @@ const SEND_BACKEND_RULES: &[(&str, &[SendBackend], &str)] = &[
         "applies to the afpacket, xdp and xdp-live backends (the socket backend routes by --to)",
     ),
     ("gso", &[SendBackend::Socket], "applies to --backend socket"),
+    ("drop", &[SendBackend::Socket], "applies to --backend socket"),
+    ("reorder", &[SendBackend::Socket], "applies to --backend socket"),
+    ("duplicate", &[SendBackend::Socket], "applies to --backend socket"),
 ];
 
 /// Refuses every send option given that the backend or format ignores.
@@ -159,6 +214,7 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
         gso: a.gso,
         plain_loop: a.plain_loop,
         src_port: a.src_port,
+        impair: impairments(a.drop, a.reorder, a.duplicate, a.seed),
     };
     if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() {
         strict::usage!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
@@ -199,6 +255,9 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
 }
 
 pub(crate) fn send_line(r: &SendReport) -> String {
+    let impaired = r.impaired.map_or(String::new(), |c| {
+        format!("; impaired: {} dropped, {} reordered, {} duplicated", c.dropped, c.reordered, c.duplicated)
+    });
     format!(
         "sent {} packets, {} bytes in {:.2} s: {:.3} Mpps, {:.3} Gbit/s payload ({}{}, {} thread(s), {:.0} ns CPU/packet, {} retried errors)",
         r.packets,
@@ -211,5 +270,5 @@ pub(crate) fn send_line(r: &SendReport) -> String {
         r.threads,
         r.cpu_ns_per_packet,
         r.send_errors
-    )
+    ) + &impaired
 }
