@@ -199,7 +199,7 @@ impl Identity {
             // sees the packets the writer drops.
             let before_sinks: u64 =
                 drops.iter().filter(|(k, _)| !k.starts_with("pcap_")).map(|(_, v)| v).sum();
-            checks.push(verifier_check(sent.packets, before_sinks, v));
+            checks.push(verifier_check(sent, before_sinks, v));
         }
         Self {
             offered: sent.packets,
@@ -253,15 +253,21 @@ fn socket_check(place: &str, own: u64, derived: u64, gro: bool) -> CrossCheck {
 /// The verifier's missing numbers against every drop counted: it cannot
 /// see more losses than were counted, and what it does not see can only
 /// be the stream's tail after the last number it received.
-fn verifier_check(offered: u64, drops: u64, v: &crate::sink::verify::VerifyCounts) -> CrossCheck {
+fn verifier_check(sent: &SendReport, drops: u64, v: &crate::sink::verify::VerifyCounts) -> CrossCheck {
+    // Numbers the sender left out on purpose are missing too; its copies
+    // are packets without numbers of their own.
+    let imp = sent.impaired.unwrap_or_default();
+    let numbers = (sent.packets + imp.dropped).saturating_sub(imp.duplicated);
     let received_up_to = if v.packets == 0 { 0 } else { v.highest_seq.saturating_add(1) };
-    let tail = offered.saturating_sub(received_up_to);
+    let tail = numbers.saturating_sub(received_up_to);
+    let gaps = drops + imp.dropped;
+    let left_out = if imp.dropped > 0 { format!(" and {} left out by the sender", imp.dropped) } else { String::new() };
     CrossCheck {
         what: format!(
-            "the verifier found {} missing of {offered}; {drops} drops were counted, {tail} of them possibly after its last number",
+            "the verifier found {} missing of {numbers}; {drops} drops were counted{left_out}, {tail} of them possibly after its last number",
             v.missing
         ),
-        holds: v.missing <= drops && drops - v.missing <= tail,
+        holds: v.missing <= gaps && gaps - v.missing <= tail,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod afpacket;
 pub mod impair;
 pub mod pacing;
+pub mod replay;
 pub mod socket;
 pub mod xdp;
 pub mod xdplive;

@@ -20,7 +20,7 @@ use crate::units::Rate;
 /// Most datagrams the kernel accepts in one GSO super-packet.
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Largest UDP payload.
-const MAX_UDP_PAYLOAD: usize = 65_507;
+pub(crate) const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -340,7 +340,11 @@ impl Dealer {
     fn new(cfg: &SendConfig, t: usize, per_call: usize) -> Self {
         let impairer = cfg.impair.any().then(|| super::impair::Impairer::new(cfg.impair, t as u64));
         let room = if impairer.is_some() { per_call } else { 0 };
-        Dealer { impairer, dealt: Vec::with_capacity(room), again: std::collections::VecDeque::with_capacity(room) }
+        Dealer {
+            impairer,
+            dealt: Vec::with_capacity(room),
+            again: std::collections::VecDeque::with_capacity(room),
+        }
     }
 
     /// The number of the datagram with wire index `k`, `remaining`

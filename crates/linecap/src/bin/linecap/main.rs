@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod live;
 mod log;
+mod replay_cmd;
 mod send_cmd;
 mod strict;
 
@@ -35,6 +36,7 @@ use linecap::{bench, filter, sys};
 
 pub(crate) use capture_cmd::summary;
 use capture_cmd::{CaptureArgs, cmd_capture};
+use replay_cmd::{ReplayArgs, cmd_replay};
 pub(crate) use send_cmd::send_line;
 use send_cmd::{SendArgs, cmd_send};
 
@@ -61,6 +63,8 @@ enum Cmd {
     Capture(Box<CaptureArgs>),
     /// Send a paced, sequence-numbered UDP stream (emulates the FPGA).
     Send(SendArgs),
+    /// Send the UDP payloads of recorded captures again: at their recorded timing, a multiple of it, a rate, or unpaced.
+    Replay(ReplayArgs),
     /// Show the live counters of running (or finished) captures.
     Stats(StatsArgs),
     /// Manage the two-namespace veth testbed.
@@ -383,6 +387,7 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Send(a) => cmd_send(a, sub),
+        Cmd::Replay(a) => cmd_replay(a),
         Cmd::Stats(a) => cmd_stats(a),
         Cmd::Testbed(a) => cmd_testbed(a),
         Cmd::Demo(a) => demo::run(a),

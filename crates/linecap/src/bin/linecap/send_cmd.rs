@@ -123,7 +123,12 @@ fn parse_reorder(s: &str) -> Result<(f64, u32), String> {
 }
 
 /// The damage `--drop`, `--reorder` and `--duplicate` ask for.
-pub(crate) fn impairments(drop: Option<f64>, reorder: Option<(f64, u32)>, duplicate: Option<f64>, seed: u64) -> Impairments {
+pub(crate) fn impairments(
+    drop: Option<f64>,
+    reorder: Option<(f64, u32)>,
+    duplicate: Option<f64>,
+    seed: u64,
+) -> Impairments {
     Impairments {
         drop: drop.unwrap_or(0.0),
         reorder: reorder.map_or(0.0, |r| r.0),

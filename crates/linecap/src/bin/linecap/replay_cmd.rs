@@ -1,0 +1,102 @@
+//! `linecap replay`: recorded payloads sent again, and the line it prints.
+
+use super::*;
+
+use linecap::send::replay::{self, ReplayConfig, ReplayReport, Timing};
+use linecap::source::file::{self, Input};
+
+#[derive(Args)]
+pub(crate) struct ReplayArgs {
+    /// pcap or pcapng files (`-`: standard input; a quoted glob reads a rotated set in order).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Destination address (or host name) and UDP port of every payload; `:9000` is this machine.
+    #[arg(long, value_parser = strict::parse_destination)]
+    to: SocketAddr,
+    /// A multiple of the recorded timing (2: twice as fast) [default: 1, as recorded].
+    #[arg(long, conflicts_with_all = ["rate", "max"])]
+    speed: Option<f64>,
+    /// A fixed rate instead of the recorded timing: `100kpps`, `2.35Mpps`.
+    #[arg(long, value_parser = units::parse_rate, conflicts_with = "max")]
+    rate: Option<Rate>,
+    /// Unpaced: as fast as the socket takes them.
+    #[arg(long)]
+    max: bool,
+    /// Go through the files this many times.
+    #[arg(long = "loop", value_name = "N", default_value_t = 1, value_parser = strict::parse_positive)]
+    loops: u64,
+    /// Datagrams per sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// CPU to pin the sender to.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Run inside this network namespace.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn cmd_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    let mut inputs = Vec::new();
+    for f in &a.files {
+        if f == "-" {
+            inputs.push(Input::Stdin);
+        } else {
+            inputs.extend(file::expand(f).map_err(|e| anyhow::anyhow!("{e}"))?.into_iter().map(Input::Path));
+        }
+    }
+    let timing = match (a.speed, a.rate, a.max) {
+        (_, _, true) | (_, Some(Rate::Unlimited), _) => Timing::Max,
+        (_, Some(Rate::Pps(p)), _) => Timing::Rate(p),
+        (_, Some(Rate::Bits(_)), _) => {
+            strict::usage!("--rate: give packets per second (kpps, Mpps): recorded payloads vary in size")
+        }
+        (speed, None, false) => Timing::Recorded(speed.unwrap_or(1.0)),
+    };
+    let cfg = ReplayConfig {
+        inputs,
+        to: a.to,
+        timing,
+        loops: u32::try_from(a.loops).unwrap_or(u32::MAX),
+        batch: a.batch,
+        cpu: a.cpu,
+    };
+    let r = replay::run(&cfg)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{}", replay_line(&r));
+    }
+    if r.sent.refused > 0 {
+        eprintln!(
+            "linecap: nothing listens at {}: the kernel refused {} send calls; start the receiver first",
+            a.to, r.sent.refused
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay_line(r: &ReplayReport) -> String {
+    let late = r.lateness.map_or(String::new(), |l| {
+        format!(
+            "; late against the recording: median {} ns, p99 {} ns, max {} ns",
+            l.p50_ns, l.p99_ns, l.max_ns
+        )
+    });
+    format!(
+        "replayed {} of {} records ({} not UDP, {} skipped): {} bytes in {:.2} s, {:.3} Mpps, {} retried errors{late}",
+        r.sent.packets,
+        r.records,
+        r.not_udp,
+        r.skipped,
+        r.sent.bytes,
+        r.sent.duration_s,
+        r.sent.pps / 1e6,
+        r.sent.send_errors
+    )
+}
