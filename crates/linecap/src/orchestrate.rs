@@ -261,7 +261,8 @@ fn verifier_check(sent: &SendReport, drops: u64, v: &crate::sink::verify::Verify
     let received_up_to = if v.packets == 0 { 0 } else { v.highest_seq.saturating_add(1) };
     let tail = numbers.saturating_sub(received_up_to);
     let gaps = drops + imp.dropped;
-    let left_out = if imp.dropped > 0 { format!(" and {} left out by the sender", imp.dropped) } else { String::new() };
+    let left_out =
+        if imp.dropped > 0 { format!(" and {} left out by the sender", imp.dropped) } else { String::new() };
     CrossCheck {
         what: format!(
             "the verifier found {} missing of {numbers}; {drops} drops were counted{left_out}, {tail} of them possibly after its last number",
