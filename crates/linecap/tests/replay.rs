@@ -208,4 +208,29 @@ fn tcpreplay_replays_a_linecap_recording_into_a_linecap_capture() {
     // What tcpreplay sent is the recording; what the socket did not take is counted.
     assert_eq!(rep.received + rep.total_drops(), rec.packets, "{rep:#?}");
     assert_eq!((v.valid, v.corrupt, v.duplicates), (rep.received, 0, 0));
+
+    // The same frames through linecap's own AF_PACKET replay.
+    let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
+    let out = Command::new(exe())
+        .args([
+            "replay",
+            "--json",
+            "--netns",
+            &tb.ns_tx,
+            "--backend",
+            "afpacket",
+            "--iface",
+            &tb.if_tx,
+            "--rate",
+            "20kpps",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: ReplayReport = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = stop(cap);
+    assert_eq!((r.records, r.sent.packets, r.unsendable), (rec.packets, rec.packets, 0));
+    assert_books(&r.sent, &rep, &[]);
+    assert_eq!(rep.verify.unwrap().valid, rep.received);
 }

@@ -387,7 +387,7 @@ fn dispatch(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Send(a) => cmd_send(a, sub),
-        Cmd::Replay(a) => cmd_replay(a),
+        Cmd::Replay(a) => cmd_replay(a, sub),
         Cmd::Stats(a) => cmd_stats(a),
         Cmd::Testbed(a) => cmd_testbed(a),
         Cmd::Demo(a) => demo::run(a),

@@ -2,17 +2,56 @@
 
 use super::*;
 
-use linecap::send::replay::{self, ReplayConfig, ReplayReport, Timing};
+use linecap::send::replay::{self, ReplayConfig, ReplayReport, Rewrite, Target, Timing};
 use linecap::source::file::{self, Input};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReplayBackend {
+    /// UDP payloads through a socket, to --to.
+    Socket,
+    /// Whole frames through an AF_PACKET TX ring on --iface, as tcpreplay sends them.
+    Afpacket,
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("'{s}' is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    Ok(mac)
+}
 
 #[derive(Args)]
 pub(crate) struct ReplayArgs {
     /// pcap or pcapng files (`-`: standard input; a quoted glob reads a rotated set in order).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<String>,
-    /// Destination address (or host name) and UDP port of every payload; `:9000` is this machine.
+    /// Destination address (or host name) and UDP port of every payload; `:9000` is this machine
+    /// (socket backend).
     #[arg(long, value_parser = strict::parse_destination)]
-    to: SocketAddr,
+    to: Option<SocketAddr>,
+    /// `socket`: the UDP payloads to --to; `afpacket`: the whole frames as recorded, on --iface.
+    #[arg(long, value_enum, default_value = "socket")]
+    backend: ReplayBackend,
+    /// Interface to send the frames on (afpacket backend).
+    #[arg(long)]
+    iface: Option<String>,
+    /// Write this source MAC into every frame (afpacket backend).
+    #[arg(long, value_parser = parse_mac)]
+    src_mac: Option<[u8; 6]>,
+    /// Write this destination MAC into every frame (afpacket backend).
+    #[arg(long, value_parser = parse_mac)]
+    dst_mac: Option<[u8; 6]>,
+    /// Write this IPv4 destination into every UDP datagram (afpacket backend; the
+    /// header checksum is recomputed, the UDP checksum cleared).
+    #[arg(long)]
+    dst_ip: Option<std::net::Ipv4Addr>,
     /// A multiple of the recorded timing (2: twice as fast) [default: 1, as recorded].
     #[arg(long, conflicts_with_all = ["rate", "max"])]
     speed: Option<f64>,
@@ -39,7 +78,31 @@ pub(crate) struct ReplayArgs {
     json: bool,
 }
 
-pub(crate) fn cmd_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn cmd_replay(a: ReplayArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let frames_only =
+        ["iface", "src_mac", "dst_mac", "dst_ip"].map(|id| (id, "applies to --backend afpacket"));
+    strict::refuse_inapplicable(m, &frames_only, |_| a.backend == ReplayBackend::Afpacket)?;
+    strict::refuse_inapplicable(
+        m,
+        &[(
+            "to",
+            "applies to --backend socket (frames carry their addresses: rewrite them with --dst-ip, --dst-mac)",
+        )],
+        |_| a.backend == ReplayBackend::Socket,
+    )?;
+    let target = match (a.backend, a.to, &a.iface) {
+        (ReplayBackend::Socket, Some(to), _) => Target::Socket(to),
+        (ReplayBackend::Socket, None, _) => {
+            strict::usage!("replay needs --to ADDR:PORT (or --backend afpacket --iface IF)")
+        }
+        (ReplayBackend::Afpacket, _, Some(iface)) => Target::Frames {
+            iface: iface.clone(),
+            rewrite: Rewrite { src_mac: a.src_mac, dst_mac: a.dst_mac, dst_ip: a.dst_ip },
+        },
+        (ReplayBackend::Afpacket, _, None) => {
+            strict::usage!("--backend afpacket needs --iface IF (see 'ip link')")
+        }
+    };
     enter_netns(&a.netns)?;
     sys::install_stop_handler()?;
     let mut inputs = Vec::new();
@@ -60,7 +123,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = ReplayConfig {
         inputs,
-        to: a.to,
+        target,
         timing,
         loops: u32::try_from(a.loops).unwrap_or(u32::MAX),
         batch: a.batch,
@@ -75,7 +138,8 @@ pub(crate) fn cmd_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if r.sent.refused > 0 {
         eprintln!(
             "linecap: nothing listens at {}: the kernel refused {} send calls; start the receiver first",
-            a.to, r.sent.refused
+            a.to.map_or_else(String::new, |t| t.to_string()),
+            r.sent.refused
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -89,11 +153,12 @@ fn replay_line(r: &ReplayReport) -> String {
         )
     });
     format!(
-        "replayed {} of {} records ({} not UDP, {} skipped): {} bytes in {:.2} s, {:.3} Mpps, {} retried errors{late}",
+        "replayed {} of {} records ({} not UDP, {} skipped, {} too large to send): {} bytes in {:.2} s, {:.3} Mpps, {} retried errors{late}",
         r.sent.packets,
         r.records,
         r.not_udp,
         r.skipped,
+        r.unsendable,
         r.sent.bytes,
         r.sent.duration_s,
         r.sent.pps / 1e6,
