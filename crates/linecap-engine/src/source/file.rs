@@ -22,7 +22,7 @@ use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 
 /// Bytes read from a file per read: large enough that reading costs
 /// little per packet, small enough to stay in the caches' reach.
-const READ_BYTES: usize = 4 << 20;
+const READ_BYTES: usize = 256 << 10;
 
 /// Packets per batch.
 const BATCH: usize = 512;
