@@ -64,9 +64,9 @@ pub(crate) struct ReplayArgs {
     /// Go through the files this many times.
     #[arg(long = "loop", value_name = "N", default_value_t = 1, value_parser = strict::parse_positive)]
     loops: u64,
-    /// Datagrams per sendmmsg call.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    /// Datagrams per sendmmsg call, or frames per TX-ring kick [default: 64, afpacket 512].
+    #[arg(long)]
+    batch: Option<usize>,
     /// CPU to pin the sender to.
     #[arg(long)]
     cpu: Option<usize>,
@@ -126,7 +126,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs, m: &clap::ArgMatches) -> anyhow::Result<
         target,
         timing,
         loops: u32::try_from(a.loops).unwrap_or(u32::MAX),
-        batch: a.batch,
+        batch: a.batch.unwrap_or(if a.backend == ReplayBackend::Afpacket { 512 } else { 64 }),
         cpu: a.cpu,
     };
     let r = replay::run(&cfg)?;
