@@ -234,3 +234,36 @@ fn tcpreplay_replays_a_linecap_recording_into_a_linecap_capture() {
     assert_books(&r.sent, &rep, &[]);
     assert_eq!(rep.verify.unwrap().valid, rep.received);
 }
+
+#[test]
+fn a_replay_damaged_on_purpose_is_counted_exactly_by_the_receiver() {
+    let dir = TempDir::new("replaydmg");
+    let (file, live) = (dir.0.join("rec.pcap"), dir.0.join("live"));
+    std::fs::create_dir_all(&live).unwrap();
+    let rec = record(&file, &live, "20000");
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--verify", "seq"]);
+    let r = replay(&[
+        file.to_str().unwrap(),
+        "--to",
+        &addr,
+        "--rate",
+        "40kpps",
+        "--drop",
+        "1%",
+        "--reorder",
+        "1%:8",
+        "--duplicate",
+        "0.5%",
+    ]);
+    let rep = stop(cap);
+    let done = r.sent.impaired.expect("the replay reports its damage");
+    assert!(done.dropped > 0 && done.reordered > 0 && done.duplicated > 0, "{done:?}");
+    assert_eq!(r.sent.packets, rec.packets - done.dropped + done.duplicated);
+    assert_books(&r.sent, &rep, &[]);
+    assert_eq!(rep.total_drops(), 0, "{rep:#?}");
+    let v = rep.verify.unwrap();
+    // A last packet left out shows no gap: the books allow for that tail.
+    assert!(v.missing == done.dropped || v.missing + 1 == done.dropped, "{v:?} {done:?}");
+    assert_eq!((v.reordered, v.duplicates), (done.reordered, done.duplicated), "{v:?}");
+}

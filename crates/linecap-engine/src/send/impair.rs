@@ -88,6 +88,11 @@ impl Impairer {
         }
     }
 
+    /// The number [`fate`](Self::fate) decides next.
+    pub fn next_fresh(&self) -> u64 {
+        self.next_seq
+    }
+
     /// What was done so far.
     pub fn counts(&self) -> ImpairCounts {
         self.counts
@@ -119,50 +124,87 @@ impl Impairer {
     /// The sequence number of the next packet to send, when `remaining`
     /// packets (this one included) are left to send.
     pub fn next(&mut self, remaining: u64) -> u64 {
-        let copy = self.copy.take();
-        let s = copy.unwrap_or_else(|| self.pick(remaining));
+        if let Some(s) = self.copy.take() {
+            self.sent(s, true);
+            return s;
+        }
+        let (s, copy) = match self.release(remaining) {
+            Some(held) => held,
+            None => loop {
+                let s = self.next_seq;
+                if let Fate::Sent { copy } = self.fate(remaining) {
+                    break (s, copy);
+                }
+            },
+        };
+        if copy {
+            self.copy = Some(s);
+        }
+        self.sent(s, false);
+        s
+    }
+
+    /// A held packet whose turn has come (all of them once `remaining`
+    /// leaves no room to wait): its number, and whether to send it twice.
+    /// The caller sends it and says so with [`sent`](Self::sent).
+    pub fn release(&mut self, remaining: u64) -> Option<(u64, bool)> {
+        let flush = remaining <= self.held.len() as u64;
+        let &(due, s) = self.held.front()?;
+        if due > self.emitted && !flush {
+            return None;
+        }
+        self.held.pop_front();
+        Some((s, self.roll_copy(remaining)))
+    }
+
+    /// What becomes of the stream's next fresh packet (number
+    /// `next_seq`, which this consumes). A [`Fate::Held`] packet comes
+    /// back from [`release`](Self::release).
+    pub fn fate(&mut self, remaining: u64) -> Fate {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        let first = self.emitted == 0;
+        let last = remaining <= 1 + self.held.len() as u64;
+        if !first && !last && self.cfg.drop > 0.0 && self.draw() < self.cfg.drop {
+            self.counts.dropped += 1;
+            return Fate::Dropped;
+        }
+        if !first && !last && self.cfg.reorder > 0.0 && self.draw() < self.cfg.reorder {
+            self.held.push_back((self.emitted + u64::from(self.cfg.depth.max(1)), s));
+            return Fate::Held;
+        }
+        Fate::Sent { copy: self.roll_copy(remaining) }
+    }
+
+    /// Notes that number `s` went out (`copy`: its second time).
+    pub fn sent(&mut self, s: u64, copy: bool) {
         self.emitted += 1;
-        if copy.is_none() && self.highest.is_some_and(|h| s < h) {
+        if !copy && self.highest.is_some_and(|h| s < h) {
             self.counts.reordered += 1;
         }
         self.highest = Some(self.highest.map_or(s, |h| h.max(s)));
-        s
     }
 
-    fn pick(&mut self, remaining: u64) -> u64 {
-        // Held packets go out when due, and all of them before the end.
-        let flush = remaining <= self.held.len() as u64;
-        if let Some(&(due, s)) = self.held.front()
-            && (due <= self.emitted || flush)
-        {
-            self.held.pop_front();
-            return self.maybe_copy(s, remaining);
-        }
-        loop {
-            let s = self.next_seq;
-            self.next_seq += 1;
-            let first = self.emitted == 0;
-            let last = remaining <= 1 + self.held.len() as u64;
-            if !first && !last && self.cfg.drop > 0.0 && self.draw() < self.cfg.drop {
-                self.counts.dropped += 1;
-                continue;
-            }
-            if !first && !last && self.cfg.reorder > 0.0 && self.draw() < self.cfg.reorder {
-                self.held.push_back((self.emitted + u64::from(self.cfg.depth.max(1)), s));
-                continue;
-            }
-            return self.maybe_copy(s, remaining);
-        }
-    }
-
-    fn maybe_copy(&mut self, s: u64, remaining: u64) -> u64 {
+    fn roll_copy(&mut self, remaining: u64) -> bool {
         let room = remaining > 1 + self.held.len() as u64;
-        if room && self.cfg.duplicate > 0.0 && self.draw() < self.cfg.duplicate {
-            self.counts.duplicated += 1;
-            self.copy = Some(s);
-        }
-        s
+        let copy = room && self.cfg.duplicate > 0.0 && self.draw() < self.cfg.duplicate;
+        self.counts.duplicated += u64::from(copy);
+        copy
     }
+}
+
+/// What becomes of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Never sent.
+    Dropped,
+    /// Sent later, when [`Impairer::release`] gives it back.
+    Held,
+    /// Sent now (`copy`: twice).
+    Sent {
+        /// Send it a second time right after.
+        copy: bool,
+    },
 }
 
 #[cfg(test)]

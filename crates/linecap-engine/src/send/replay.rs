@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 
+use super::impair::{Fate, ImpairCounts, Impairer, Impairments};
 use super::pacing::Pacer;
 use super::socket::MAX_UDP_PAYLOAD;
 use super::socket::SendReport;
@@ -50,6 +51,8 @@ pub struct ReplayConfig {
     pub batch: usize,
     /// CPU to pin the sender to.
     pub cpu: Option<usize>,
+    /// Damage done on purpose, counted (`--drop`, `--reorder`, `--duplicate`).
+    pub impair: Impairments,
 }
 
 /// Where replayed packets go.
@@ -455,6 +458,7 @@ pub fn run(cfg: &ReplayConfig) -> crate::Result<ReplayReport> {
         pacer: Pacer::new(rate, 32, start),
     };
     let mut report = ReplayReport::default();
+    let mut damage = cfg.impair.any().then(|| Damage::new(cfg.impair));
     'loops: for _ in 0..cfg.loops {
         let mut src = FileSource::open(FileOptions { inputs: cfg.inputs.clone(), filter: None })?;
         loop {
@@ -468,11 +472,18 @@ pub fn run(cfg: &ReplayConfig) -> crate::Result<ReplayReport> {
                 continue;
             };
             report.records += b.len() as u64;
-            send_batch(&b, out.as_mut(), &mut clock, &mut report, &cfg.target)?;
+            send_batch(&b, out.as_mut(), &mut clock, &mut report, &cfg.target, damage.as_mut())?;
         }
         report.skipped += src.skipped().link + src.skipped().truncated;
         clock.next_loop();
     }
+    let impaired: Option<ImpairCounts> = match damage.as_mut() {
+        Some(d) => {
+            d.release(out.as_mut(), 0)?;
+            Some(d.imp.counts())
+        }
+        None => None,
+    };
     out.flush()?;
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
@@ -482,6 +493,7 @@ pub fn run(cfg: &ReplayConfig) -> crate::Result<ReplayReport> {
     sent.bytes = t.bytes;
     sent.payload_bps = t.bytes as f64 * 8.0 / elapsed.max(1e-9);
     sent.refused = t.refused;
+    sent.impaired = impaired;
     report.sent = sent;
     report.unsendable = t.unsendable;
     if matches!(cfg.timing, Timing::Recorded(_)) {
@@ -497,6 +509,7 @@ fn send_batch(
     clock: &mut Clock,
     report: &mut ReplayReport,
     target: &Target,
+    mut damage: Option<&mut Damage>,
 ) -> crate::Result<()> {
     let whole_frames = matches!(target, Target::Frames { .. });
     for p in b.iter() {
@@ -525,9 +538,93 @@ fn send_batch(
             }
             clock.pacer.sent(1);
         }
-        out.push(&p, due)?;
+        match damage.as_deref_mut() {
+            Some(d) => d.push(out, &p, due)?,
+            None => out.push(&p, due)?,
+        }
     }
     Ok(())
+}
+
+/// A packet held back by `--reorder`, copied out of the file's buffer.
+struct HeldPacket {
+    seq: u64,
+    /// The frame (when the file had one) or the payload.
+    bytes: Vec<u8>,
+    /// Where the payload starts in `bytes`.
+    payload_at: usize,
+    has_frame: bool,
+    ts_ns: u64,
+}
+
+impl HeldPacket {
+    fn packet(&self) -> Packet<'_> {
+        Packet {
+            data: &self.bytes[self.payload_at..],
+            ts_ns: self.ts_ns,
+            src: None,
+            frame: self.has_frame.then_some(&self.bytes[..]),
+            wire_len: self.bytes.len() as u32,
+            is_udp: true,
+        }
+    }
+}
+
+/// `--drop/--reorder/--duplicate` on a replayed stream: the impairer
+/// decides each packet's fate in file order (its number is its place in
+/// the replay); held packets wait here as copies.
+struct Damage {
+    imp: Impairer,
+    held: Vec<HeldPacket>,
+}
+
+impl Damage {
+    fn new(cfg: Impairments) -> Self {
+        Damage { imp: Impairer::new(cfg, 0), held: Vec::new() }
+    }
+
+    fn push(&mut self, out: &mut dyn Output, p: &Packet<'_>, due: Option<u64>) -> crate::Result<()> {
+        self.release(out, u64::MAX)?;
+        let seq = self.imp.next_fresh();
+        match self.imp.fate(u64::MAX) {
+            Fate::Dropped => {}
+            Fate::Held => {
+                let (bytes, payload_at) = match p.frame {
+                    Some(f) => {
+                        let at = (p.data.as_ptr() as usize).saturating_sub(f.as_ptr() as usize).min(f.len());
+                        (f.to_vec(), at)
+                    }
+                    None => (p.data.to_vec(), 0),
+                };
+                let has_frame = p.frame.is_some();
+                self.held.push(HeldPacket { seq, bytes, payload_at, has_frame, ts_ns: p.ts_ns });
+            }
+            Fate::Sent { copy } => {
+                out.push(p, due)?;
+                self.imp.sent(seq, false);
+                if copy {
+                    out.push(p, due)?;
+                    self.imp.sent(seq, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the held packets whose turn came (`remaining` 0: all of them).
+    fn release(&mut self, out: &mut dyn Output, remaining: u64) -> crate::Result<()> {
+        while let Some((seq, copy)) = self.imp.release(remaining) {
+            let Some(i) = self.held.iter().position(|h| h.seq == seq) else { continue };
+            let h = self.held.swap_remove(i);
+            out.push(&h.packet(), None)?;
+            self.imp.sent(seq, false);
+            if copy {
+                out.push(&h.packet(), None)?;
+                self.imp.sent(seq, true);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How early a packet may leave so that packets due close together share

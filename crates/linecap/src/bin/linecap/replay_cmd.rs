@@ -76,6 +76,18 @@ pub(crate) struct ReplayArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Leave out this share of packets (`1%`, `0.01`), counted (never the first).
+    #[arg(long, value_name = "P", value_parser = crate::send_cmd::parse_share)]
+    drop: Option<f64>,
+    /// Hold back this share of packets and send each after DEPTH later ones (`1%:16`), counted.
+    #[arg(long, value_name = "P[:DEPTH]", value_parser = crate::send_cmd::parse_reorder)]
+    reorder: Option<(f64, u32)>,
+    /// Send this share of packets twice, counted.
+    #[arg(long, value_name = "P", value_parser = crate::send_cmd::parse_share)]
+    duplicate: Option<f64>,
+    /// Seed of --drop, --reorder and --duplicate: the same seed, the same damage.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 pub(crate) fn cmd_replay(a: ReplayArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
@@ -128,6 +140,7 @@ pub(crate) fn cmd_replay(a: ReplayArgs, m: &clap::ArgMatches) -> anyhow::Result<
         loops: u32::try_from(a.loops).unwrap_or(u32::MAX),
         batch: a.batch.unwrap_or(if a.backend == ReplayBackend::Afpacket { 512 } else { 64 }),
         cpu: a.cpu,
+        impair: crate::send_cmd::impairments(a.drop, a.reorder, a.duplicate, a.seed),
     };
     let r = replay::run(&cfg)?;
     if a.json {
@@ -146,6 +159,9 @@ pub(crate) fn cmd_replay(a: ReplayArgs, m: &clap::ArgMatches) -> anyhow::Result<
 }
 
 fn replay_line(r: &ReplayReport) -> String {
+    let impaired = r.sent.impaired.map_or(String::new(), |c| {
+        format!("; impaired: {} dropped, {} reordered, {} duplicated", c.dropped, c.reordered, c.duplicated)
+    });
     let late = r.lateness.map_or(String::new(), |l| {
         format!(
             "; late against the recording: median {} ns, p99 {} ns, max {} ns",
@@ -153,7 +169,7 @@ fn replay_line(r: &ReplayReport) -> String {
         )
     });
     format!(
-        "replayed {} of {} records ({} not UDP, {} skipped, {} too large to send): {} bytes in {:.2} s, {:.3} Mpps, {} retried errors{late}",
+        "replayed {} of {} records ({} not UDP, {} skipped, {} too large to send): {} bytes in {:.2} s, {:.3} Mpps, {} retried errors{late}{impaired}",
         r.sent.packets,
         r.records,
         r.not_udp,

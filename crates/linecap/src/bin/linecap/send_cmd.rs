@@ -111,7 +111,7 @@ pub(crate) fn parse_share(s: &str) -> Result<f64, String> {
 }
 
 /// `P` or `P:DEPTH`.
-fn parse_reorder(s: &str) -> Result<(f64, u32), String> {
+pub(crate) fn parse_reorder(s: &str) -> Result<(f64, u32), String> {
     let (p, depth) = match s.split_once(':') {
         Some((p, d)) => (p, d.parse::<u32>().map_err(|_| format!("depth '{d}' is not a whole number"))?),
         None => (s, 8),
