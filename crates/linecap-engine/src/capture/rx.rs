@@ -2,6 +2,8 @@
 //! each sink, count once) and its drain at the end.
 
 use super::*;
+use crate::packet::Batch;
+use crate::source::RecvStats;
 
 pub(super) struct RxThreadResult {
     pub(super) verify: Option<VerifyCounts>,
@@ -119,24 +121,18 @@ pub(super) fn rx_loop(
         tracing::warn!("cannot pin receive thread to CPU {c}: {e}");
     }
     let mut last_tick = Instant::now();
-    let mut draining = false;
-    let mut drain_deadline = Instant::now();
-    let mut count_reached = false;
+    let mut drain: Option<Instant> = None;
     let mut source_error = None;
     loop {
-        if count_reached {
-            break;
-        }
-        if !draining && stop.load(Ordering::Acquire) {
+        if drain.is_none() && stop.load(Ordering::Acquire) {
             // Take what is already queued in the socket before stopping, so
             // packets the kernel accepted are delivered, not lost.
-            draining = true;
-            drain_deadline = Instant::now() + Duration::from_secs(2);
+            drain = Some(Instant::now() + Duration::from_secs(2));
         }
-        if draining && Instant::now() > drain_deadline {
+        if drain.is_some_and(|deadline| Instant::now() > deadline) {
             break;
         }
-        let batch = match source.recv_batch(draining) {
+        let batch = match source.recv_batch(drain.is_some()) {
             Ok(b) => b,
             Err(e) => {
                 source_error = Some(format!("receive failed: {e}"));
@@ -144,45 +140,25 @@ pub(super) fn rx_loop(
             }
         };
         let Some(batch) = batch else {
-            if draining || source.finished() {
+            if drain.is_some() || source.finished() {
                 break;
             }
-            for s in &mut sinks {
-                s.tick();
-            }
-            publish_source(source.as_mut(), &rx);
+            tick(source.as_mut(), &mut sinks, &rx, false);
             last_tick = Instant::now();
             continue;
         };
         let n = batch.len() as u64;
-        if let Some(v) = &mut verify {
-            v.consume(&batch);
-        }
-        for s in &mut sinks {
-            s.consume(&batch);
-        }
-        let bytes = batch.bytes();
-        let last = source.last();
-        rx.add(RxIdx::Packets as usize, n);
-        rx.add(RxIdx::Bytes as usize, bytes);
-        rx.add(RxIdx::Datagrams as usize, last.datagrams);
-        rx.add(RxIdx::Syscalls as usize, last.syscalls);
-        rx.add(RxIdx::Truncated as usize, last.truncated);
+        hand_over(&batch, &mut verify, &mut sinks, &rx);
+        count_call(source.last(), &rx);
         if last_tick.elapsed() >= Duration::from_millis(100) {
-            for s in &mut sinks {
-                s.tick();
-            }
-            publish_source(source.as_mut(), &rx);
-            let (u, k) = sys::thread_cpu_ns();
-            rx.set(RxIdx::CpuUserNs as usize, u);
-            rx.set(RxIdx::CpuSysNs as usize, k);
+            tick(source.as_mut(), &mut sinks, &rx, true);
             last_tick = Instant::now();
         }
         if let Some(limit) = count
             && total.fetch_add(n, Ordering::Relaxed) + n >= limit
         {
-            count_reached = true;
             stop.store(true, Ordering::Release);
+            break;
         }
     }
     publish_source(source.as_mut(), &rx);
@@ -192,8 +168,50 @@ pub(super) fn rx_loop(
             sink_error = Some(format!("{} sink: {e:#}", s.name()));
         }
     }
+    publish_cpu(&rx);
+    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error, source_error }
+}
+
+/// One batch to the verifier and every sink, then counted once.
+#[inline]
+fn hand_over(
+    batch: &Batch<'_>,
+    verify: &mut Option<VerifySink>,
+    sinks: &mut [Box<dyn Sink>],
+    rx: &StageCounters,
+) {
+    if let Some(v) = verify {
+        v.consume(batch);
+    }
+    for s in sinks.iter_mut() {
+        s.consume(batch);
+    }
+    rx.add(RxIdx::Packets as usize, batch.len() as u64);
+    rx.add(RxIdx::Bytes as usize, batch.bytes());
+}
+
+/// What the receive call that brought the batch did.
+#[inline]
+fn count_call(last: RecvStats, rx: &StageCounters) {
+    rx.add(RxIdx::Datagrams as usize, last.datagrams);
+    rx.add(RxIdx::Syscalls as usize, last.syscalls);
+    rx.add(RxIdx::Truncated as usize, last.truncated);
+}
+
+/// Every 100 ms (or when nothing arrived): the sinks' timers, the
+/// source's own counters and, while busy, the thread's CPU time.
+fn tick(source: &mut dyn Source, sinks: &mut [Box<dyn Sink>], rx: &StageCounters, cpu: bool) {
+    for s in sinks.iter_mut() {
+        s.tick();
+    }
+    publish_source(source, rx);
+    if cpu {
+        publish_cpu(rx);
+    }
+}
+
+fn publish_cpu(rx: &StageCounters) {
     let (u, k) = sys::thread_cpu_ns();
     rx.set(RxIdx::CpuUserNs as usize, u);
     rx.set(RxIdx::CpuSysNs as usize, k);
-    RxThreadResult { verify: verify.map(|v| v.counts()), sink_error, source_error }
 }
