@@ -1,0 +1,245 @@
+//! The writer thread: whole chunks to the file, rotation between chunks,
+//! a failing disk cut back to the last whole record and tried again.
+
+use super::*;
+
+pub(super) struct Output {
+    file: File,
+    /// A pipe or terminal (`--write -`): written in order, never cut back.
+    stream: bool,
+    written: u64,
+    opened: Instant,
+    index: u32,
+    files: u64,
+}
+
+/// After a failed write, how long the writer drops chunks (counted) before
+/// it tries the disk again.
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The writer's state about the disk.
+pub(super) struct Health {
+    /// The last error, while writing fails.
+    failing: Option<io::Error>,
+    /// When the disk was last tried.
+    tried: Instant,
+}
+
+pub(super) fn write_loop(
+    opts: PcapOptions,
+    rotating: bool,
+    first: File,
+    consumer: Consumer,
+    counters: StageCounters,
+) -> io::Result<()> {
+    let stream = opts.to_stdout();
+    let mut out = Output { file: first, stream, written: 0, opened: Instant::now(), index: 0, files: 1 };
+    let mut health = Health { failing: None, tried: Instant::now() };
+    let mut throttle = Throttle { start: Instant::now(), bytes: 0 };
+    counters.set(WriterIdx::Files as usize, 1);
+    let header = opts.format.file_header(opts.link);
+    match write_at_most(&out.file, &header, 0, stream).1.map_or(Ok(()), Err) {
+        Ok(()) => out.written = header.len() as u64,
+        Err(e) => health.failing = Some(e),
+    }
+    loop {
+        let chunk = match consumer.recv(Duration::from_millis(100)) {
+            Ok(c) => c,
+            Err(true) => break,
+            Err(false) => continue,
+        };
+        if let Some(limit) = opts.throttle_bytes_per_sec {
+            throttle.wait(chunk.bytes().len(), limit);
+        }
+        write_chunk(&opts, rotating, &header, &mut out, &mut health, &chunk, &counters);
+        counters.add(WriterIdx::Chunks as usize, 1);
+        consumer.give_back(chunk);
+    }
+    let _ = out.file.sync_data();
+    match health.failing {
+        Some(e) => Err(io::Error::new(e.kind(), format!("pcap writer: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// A testing aid: holds the writer to a byte rate.
+pub(super) struct Throttle {
+    start: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    fn wait(&mut self, bytes: usize, limit: u64) {
+        self.bytes += bytes as u64;
+        let due = Duration::from_secs_f64(self.bytes as f64 / limit.max(1) as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        if self.start.elapsed() > Duration::from_secs(10) {
+            *self = Self { start: Instant::now(), bytes: 0 };
+        }
+    }
+}
+
+/// Writes one chunk, or as many of its whole records as the disk takes.
+/// While the disk fails, chunks are dropped (counted) and the disk is
+/// tried again every [`RETRY_AFTER`]; writing resumes when it takes data.
+pub(super) fn write_chunk(
+    opts: &PcapOptions,
+    rotating: bool,
+    header: &[u8],
+    out: &mut Output,
+    health: &mut Health,
+    chunk: &Chunk,
+    counters: &StageCounters,
+) {
+    let drop_all = |from: usize| {
+        counters.add(WriterIdx::WriteErrorDrops as usize, chunk.packets - from as u64);
+        let lost: u64 = chunk.payloads[from.min(chunk.payloads.len())..].iter().map(|&l| u64::from(l)).sum();
+        counters.add(WriterIdx::WriteErrorBytes as usize, lost);
+    };
+    if health.failing.is_some() && health.tried.elapsed() < RETRY_AFTER {
+        drop_all(0);
+        return;
+    }
+    health.tried = Instant::now();
+    let file_ok = out.written >= header.len() as u64;
+    if !out.stream
+        && (rotating && (needs_rotation(&opts.rotation, out, chunk.bytes().len(), header.len()) || !file_ok)
+            || !file_ok && health.failing.is_some())
+    {
+        match rotate(opts, out, header, rotating) {
+            Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
+            Err(e) => {
+                fail(opts, out, rotating, health, e);
+                drop_all(0);
+                return;
+            }
+        }
+    }
+    let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written, out.stream);
+    let (keep_bytes, keep_records) = if err.is_none() {
+        (chunk.bytes().len(), chunk.packets as usize)
+    } else {
+        whole_records(opts.format, chunk.bytes(), done)
+    };
+    if err.is_some() && !out.stream {
+        // Cut the file back to its last whole record so it stays readable.
+        let _ = out.file.set_len(out.written + keep_bytes as u64);
+    }
+    out.written += keep_bytes as u64;
+    counters.add(WriterIdx::Packets as usize, keep_records as u64);
+    counters.add(WriterIdx::Bytes as usize, keep_bytes as u64);
+    match err {
+        None => {
+            if health.failing.take().is_some() {
+                counters.add(WriterIdx::Resumed as usize, 1);
+                tracing::warn!(
+                    "pcap writing to {} resumed ({} packets dropped meanwhile, counted)",
+                    numbered_path(&opts.path, out.index, rotating).display(),
+                    counters.get(WriterIdx::WriteErrorDrops as usize)
+                );
+            }
+        }
+        Some(e) if out.stream && e.kind() == io::ErrorKind::BrokenPipe => {
+            // Whoever read the stream is gone (`| head`): nothing more can
+            // be delivered, so the capture ends, its books whole.
+            if health.failing.is_none() {
+                tracing::warn!("the reader of standard output closed the pipe: the capture stops");
+                crate::sys::request_stop();
+            }
+            health.failing = Some(e);
+            drop_all(keep_records);
+        }
+        Some(e) => {
+            fail(opts, out, rotating, health, e);
+            drop_all(keep_records);
+        }
+    }
+}
+
+/// Records a write error (said once per failing spell).
+pub(super) fn fail(opts: &PcapOptions, out: &Output, rotating: bool, health: &mut Health, e: io::Error) {
+    if health.failing.is_none() {
+        tracing::warn!(
+            "pcap write to {} failed: {e}; packets are dropped and counted, and the disk is tried again every second (free space or choose another --write path)",
+            numbered_path(&opts.path, out.index, rotating).display()
+        );
+    }
+    health.failing = Some(e);
+}
+
+/// Writes `buf` at `at` (a stream: where it stands) until done or an
+/// error: (bytes written, the error).
+pub(super) fn write_at_most(file: &File, buf: &[u8], at: u64, stream: bool) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < buf.len() {
+        let wrote =
+            if stream { (&*file).write(&buf[done..]) } else { file.write_at(&buf[done..], at + done as u64) };
+        match wrote {
+            Ok(0) => return (done, Some(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"))),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// The longest prefix of whole records within the first `limit` bytes of a
+/// chunk: (bytes, records). Reads only the records' own length fields.
+pub fn whole_records(fmt: FileFormat, buf: &[u8], limit: usize) -> (usize, usize) {
+    let (mut at, mut n) = (0usize, 0usize);
+    loop {
+        let len = match fmt {
+            FileFormat::Pcap => {
+                buf.get(at + 8..at + 12).map(|b| 16 + u32::from_le_bytes(b.try_into().expect("4")) as usize)
+            }
+            FileFormat::Pcapng => {
+                buf.get(at + 4..at + 8).map(|b| u32::from_le_bytes(b.try_into().expect("4")) as usize)
+            }
+        };
+        match len {
+            Some(len) if len > 0 && at + len <= limit.min(buf.len()) => {
+                at += len;
+                n += 1;
+            }
+            _ => return (at, n),
+        }
+    }
+}
+
+pub(super) fn needs_rotation(r: &Rotation, out: &Output, next: usize, header: usize) -> bool {
+    let too_big = r.max_bytes.is_some_and(|m| out.written > header as u64 && out.written + next as u64 > m);
+    let too_old = r.max_age.is_some_and(|a| out.opened.elapsed() >= a);
+    too_big || too_old
+}
+
+/// Starts the next file, or rewrites the header of the current one when it
+/// never made it to disk (no file is left without one). `out` changes only
+/// on success.
+pub(super) fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotating: bool) -> io::Result<()> {
+    if !rotating || out.written < header.len() as u64 {
+        out.file.set_len(0)?;
+        out.file.write_all_at(header, 0)?;
+        out.written = header.len() as u64;
+        return Ok(());
+    }
+    let _ = out.file.sync_data();
+    let path = numbered_path(&opts.path, out.index + 1, true);
+    let file = File::create(&path)?;
+    if let Err(e) = file.write_all_at(header, 0) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    *out = Output {
+        file,
+        stream: false,
+        written: header.len() as u64,
+        opened: Instant::now(),
+        index: out.index + 1,
+        files: out.files + 1,
+    };
+    Ok(())
+}
