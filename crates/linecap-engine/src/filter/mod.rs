@@ -62,8 +62,6 @@ pub enum Target {
     },
 }
 
-// ---------------------------------------------------------------- code
-
 const LD_W_ABS: u16 = 0x20;
 const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;

@@ -35,8 +35,6 @@ pub(super) enum Expr {
     Outgoing,
 }
 
-// ---------------------------------------------------------------- parsing
-
 pub(super) struct Parser<'a> {
     toks: Vec<(usize, &'a str)>,
     at: usize,
