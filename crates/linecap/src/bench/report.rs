@@ -30,6 +30,19 @@ pub fn markdown(r: &BenchResults) -> String {
         "Run {} on {} ({}), {:.1} s per point, stream offered by {}.\n",
         r.date, r.machine, r.placement, r.duration_s, r.generator
     );
+    zero_loss_table(&mut s, r);
+    if !r.fixed.is_empty() {
+        ratios_table(&mut s, &r.fixed);
+        rounds_table(&mut s, &r.fixed);
+    }
+    if !r.senders.is_empty() {
+        senders_table(&mut s, r);
+    }
+    s
+}
+
+/// Each row's highest zero-loss rate and its unpaced point.
+fn zero_loss_table(s: &mut String, r: &BenchResults) {
     let _ = writeln!(
         s,
         "| row | payload | highest zero-loss rate | rx threads ns/pkt | rx core ns/pkt | pkts/syscall | pkts/datagram | sender max | delivered at sender max | loss at sender max | where lost |"
@@ -65,66 +78,66 @@ pub fn markdown(r: &BenchResults) -> String {
             if m.identity.holds() { "" } else { " (unaccounted!)" }
         );
     }
-    if !r.fixed.is_empty() {
-        ratios_table(&mut s, &r.fixed);
-        let _ = writeln!(s, "\nAt one rate, rows interleaved round by round (in measurement order):\n");
+}
+
+/// Every point of an `--at` run, round by round.
+fn rounds_table(s: &mut String, fixed: &[Point]) {
+    let _ = writeln!(s, "\nAt one rate, rows interleaved round by round (in measurement order):\n");
+    let _ = writeln!(
+        s,
+        "| round | row | payload | offered | delivered | × baseline | loss | where lost | books | rx threads ns/pkt | rx core ns/pkt | steal |"
+    );
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|");
+    for p in fixed {
+        let wh: Vec<String> =
+            p.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             s,
-            "| round | row | payload | offered | delivered | × baseline | loss | where lost | books | rx threads ns/pkt | rx core ns/pkt | steal |"
+            "| {} | {} | {} B | {:.1} kpps ({} pkts) | {} pkts | {} | {:.3}% | {} | {} | {:.0} | {:.0} | {:.1}% |",
+            p.round,
+            p.row.name(),
+            p.size,
+            p.offered_pps / 1e3,
+            p.sent,
+            p.delivered,
+            ratio_to_baseline(p, fixed).map_or("-".to_string(), |x| format!("{x:.2}×")),
+            100.0 * p.lost() as f64 / p.sent.max(1) as f64,
+            if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
+            if p.identity.holds() { "exact" } else { "UNACCOUNTED" },
+            p.rx_threads_ns_per_packet,
+            p.rx_core_ns_per_packet,
+            p.rx_core_steal_pct
         );
-        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|");
-        for p in &r.fixed {
-            let wh: Vec<String> =
-                p.identity.drops.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} B | {:.1} kpps ({} pkts) | {} pkts | {} | {:.3}% | {} | {} | {:.0} | {:.0} | {:.1}% |",
-                p.round,
-                p.row.name(),
-                p.size,
-                p.offered_pps / 1e3,
-                p.sent,
-                p.delivered,
-                ratio_to_baseline(p, &r.fixed).map_or("-".to_string(), |x| format!("{x:.2}×")),
-                100.0 * p.lost() as f64 / p.sent.max(1) as f64,
-                if wh.is_empty() { "-".to_string() } else { wh.join(", ") },
-                if p.identity.holds() { "exact" } else { "UNACCOUNTED" },
-                p.rx_threads_ns_per_packet,
-                p.rx_core_ns_per_packet,
-                p.rx_core_steal_pct
-            );
-        }
     }
-    if !r.senders.is_empty() {
-        let _ = writeln!(s, "\nGenerators, unpaced, one core, interleaved rounds (median, range):\n");
+}
+
+/// The generators against the plain sendmmsg loop.
+fn senders_table(s: &mut String, r: &BenchResults) {
+    let _ = writeln!(s, "\nGenerators, unpaced, one core, interleaved rounds (median, range):\n");
+    let _ =
+        writeln!(s, "| generator | payload | packets/s (median) | range | CPU ns/packet | vs plain loop |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    for g in &r.senders {
+        let base = r
+            .senders
+            .iter()
+            .find(|b| b.size == g.size && b.row == super::SenderRow::PlainLoop)
+            .map_or(0.0, |b| super::median(&b.pps));
+        let lo = g.pps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = g.pps.iter().copied().fold(0.0, f64::max);
+        let med = super::median(&g.pps);
         let _ = writeln!(
             s,
-            "| generator | payload | packets/s (median) | range | CPU ns/packet | vs plain loop |"
+            "| {} | {} B | {:.1} kpps | {:.1}-{:.1} kpps | {:.0} | {:.2}x |",
+            g.row.name(),
+            g.size,
+            med / 1e3,
+            lo / 1e3,
+            hi / 1e3,
+            super::median(&g.cpu_ns_per_packet),
+            if base > 0.0 { med / base } else { 0.0 }
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-        for g in &r.senders {
-            let base = r
-                .senders
-                .iter()
-                .find(|b| b.size == g.size && b.row == super::SenderRow::PlainLoop)
-                .map_or(0.0, |b| super::median(&b.pps));
-            let lo = g.pps.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = g.pps.iter().copied().fold(0.0, f64::max);
-            let med = super::median(&g.pps);
-            let _ = writeln!(
-                s,
-                "| {} | {} B | {:.1} kpps | {:.1}-{:.1} kpps | {:.0} | {:.2}x |",
-                g.row.name(),
-                g.size,
-                med / 1e3,
-                lo / 1e3,
-                hi / 1e3,
-                super::median(&g.cpu_ns_per_packet),
-                if base > 0.0 { med / base } else { 0.0 }
-            );
-        }
     }
-    s
 }
 
 /// An SVG line plot: x = offered kpps, y = receive-core ns per packet; for
