@@ -76,82 +76,89 @@ pub(super) fn backend_config(a: &CaptureArgs) -> anyhow::Result<BackendConfig> {
         return Ok(BackendConfig::File(file_options(a)?));
     }
     Ok(match a.backend {
-        Backend::Socket | Backend::Uring => {
-            let o = SocketOptions {
-                listen: a.listen,
-                mode: a.mode,
-                gro: !a.no_gro,
-                gro_adaptive: !a.gro_always,
-                batch: a.batch,
-                rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
-                reuseport: false,
-                join: a.join,
-                busy_poll: a.busy_poll,
-                // Only what the sinks use: timestamps for a pcap, the
-                // sender for a pcap's headers and the verifier's flows.
-                timestamps: a.write.is_some(),
-                sources: a.write.is_some() || a.verify.is_some(),
-                filter: match (&a.filter, &a.bpf_file) {
-                    (Some(expr), _) => Some(
-                        filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
-                            .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
-                            .0,
-                    ),
-                    (None, Some(_)) => unreachable!("--bpf-file is refused for this backend"),
-                    (None, None) => None,
-                },
-            };
-            if let Backend::Uring = a.backend { BackendConfig::Uring(o) } else { BackendConfig::Socket(o) }
-        }
-        Backend::Xdp => {
-            let Some(iface) = &a.iface else {
-                strict::usage!("--backend xdp needs --iface IF (see 'ip link')");
-            };
-            if !a.xdp_ring.is_power_of_two() {
-                strict::usage!("--xdp-ring must be a power of two");
-            }
-            if !(1..=256).contains(&a.queues) {
-                strict::usage!("--queues must be 1 to 256");
-            }
-            BackendConfig::Xdp(XdpOptions {
-                iface: iface.clone(),
-                queue: a.queue,
-                listen: a.listen,
-                ring: a.xdp_ring,
-                frame_size: 2048,
-                batch: a.batch,
-                busy_poll: a.busy_poll,
-                queues: a.queues,
-                force: a.force,
-            })
-        }
-        Backend::Afpacket => {
-            let Some(iface) = &a.iface else {
-                strict::usage!("--backend afpacket needs --iface IF (see 'ip link')");
-            };
-            let mut opts = AfPacketOptions::new(iface);
-            opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
-            opts.ring.block_nr = a.ring_blocks;
-            opts.ring.retire_ms = a.retire_ms;
-            linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
-            opts.filter = match (&a.filter, &a.bpf_file) {
-                (Some(expr), _) => Some(
-                    filter::compile_inbound(expr)
-                        .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
-                        .0,
-                ),
-                (None, Some(path)) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
-                    let prog = filter::ddd::parse(&text)
-                        .map_err(|e| strict::usage_error(format!("--bpf-file {}: {e}", path.display())))?;
-                    Some(filter::inbound(&prog).0)
-                }
-                (None, None) => None,
-            };
-            BackendConfig::AfPacket { opts, fanout: a.fanout }
-        }
+        Backend::Socket => BackendConfig::Socket(socket_options(a)?),
+        Backend::Uring => BackendConfig::Uring(socket_options(a)?),
+        Backend::Xdp => BackendConfig::Xdp(xdp_options(a)?),
+        Backend::Afpacket => BackendConfig::AfPacket { opts: afpacket_options(a)?, fanout: a.fanout },
     })
+}
+
+/// The socket and uring backends' options.
+fn socket_options(a: &CaptureArgs) -> anyhow::Result<SocketOptions> {
+    Ok(SocketOptions {
+        listen: a.listen,
+        mode: a.mode,
+        gro: !a.no_gro,
+        gro_adaptive: !a.gro_always,
+        batch: a.batch,
+        rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
+        reuseport: false,
+        join: a.join,
+        busy_poll: a.busy_poll,
+        // Only what the sinks use: timestamps for a pcap, the
+        // sender for a pcap's headers and the verifier's flows.
+        timestamps: a.write.is_some(),
+        sources: a.write.is_some() || a.verify.is_some(),
+        filter: match (&a.filter, &a.bpf_file) {
+            (Some(expr), _) => Some(
+                filter::compile(expr, filter::Target::Udp { ipv6: a.listen.is_ipv6() })
+                    .map_err(|e| strict::usage_error(format!("--filter: {e}")))?
+                    .0,
+            ),
+            (None, Some(_)) => unreachable!("--bpf-file is refused for this backend"),
+            (None, None) => None,
+        },
+    })
+}
+
+/// The AF_XDP backend's options.
+fn xdp_options(a: &CaptureArgs) -> anyhow::Result<XdpOptions> {
+    let Some(iface) = &a.iface else {
+        strict::usage!("--backend xdp needs --iface IF (see 'ip link')");
+    };
+    if !a.xdp_ring.is_power_of_two() {
+        strict::usage!("--xdp-ring must be a power of two");
+    }
+    if !(1..=256).contains(&a.queues) {
+        strict::usage!("--queues must be 1 to 256");
+    }
+    Ok(XdpOptions {
+        iface: iface.clone(),
+        queue: a.queue,
+        listen: a.listen,
+        ring: a.xdp_ring,
+        frame_size: 2048,
+        batch: a.batch,
+        busy_poll: a.busy_poll,
+        queues: a.queues,
+        force: a.force,
+    })
+}
+
+/// The AF_PACKET backend's ring and filter.
+fn afpacket_options(a: &CaptureArgs) -> anyhow::Result<AfPacketOptions> {
+    let Some(iface) = &a.iface else {
+        strict::usage!("--backend afpacket needs --iface IF (see 'ip link')");
+    };
+    let mut opts = AfPacketOptions::new(iface);
+    opts.ring.block_size = u32::try_from(a.ring_block_size).unwrap_or(u32::MAX);
+    opts.ring.block_nr = a.ring_blocks;
+    opts.ring.retire_ms = a.retire_ms;
+    linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
+    opts.filter = match (&a.filter, &a.bpf_file) {
+        (Some(expr), _) => {
+            Some(filter::compile_inbound(expr).map_err(|e| strict::usage_error(format!("--filter: {e}")))?.0)
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --bpf-file {}", path.display()))?;
+            let prog = filter::ddd::parse(&text)
+                .map_err(|e| strict::usage_error(format!("--bpf-file {}: {e}", path.display())))?;
+            Some(filter::inbound(&prog).0)
+        }
+        (None, None) => None,
+    };
+    Ok(opts)
 }
 
 /// The block sink's options from `--blocks` or `--shm` and the layout.
