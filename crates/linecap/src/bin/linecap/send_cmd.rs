@@ -175,11 +175,9 @@ fn check_send_applicable(a: &SendArgs, m: &clap::ArgMatches) -> anyhow::Result<(
     Ok(())
 }
 
-pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
-    check_send_applicable(&a, m)?;
-    enter_netns(&a.netns)?;
-    sys::install_stop_handler()?;
-    let (format, size) = match a.format {
+/// What goes into each packet, and the packet's size.
+fn payload_format(a: &SendArgs) -> anyhow::Result<(PayloadFormat, usize)> {
+    Ok(match a.format {
         StreamKind::Seq => (PayloadFormat::Seq, a.size as usize),
         StreamKind::Raw => {
             let spec =
@@ -201,7 +199,14 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
             }
             (PayloadFormat::Spead { parts: a.heap_packets.max(1) }, size)
         }
-    };
+    })
+}
+
+pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    check_send_applicable(&a, m)?;
+    enter_netns(&a.netns)?;
+    sys::install_stop_handler()?;
+    let (format, size) = payload_format(&a)?;
     let cfg = SendConfig {
         to: a.to,
         size,
