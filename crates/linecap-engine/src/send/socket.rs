@@ -305,17 +305,7 @@ fn send_thread(
                 errors += 1;
                 refused += u64::from(e.raw_os_error() == Some(libc::ECONNREFUSED));
                 consecutive_errors += 1;
-                match e.raw_os_error() {
-                    Some(libc::EIO | libc::EINVAL) if gso => {
-                        tracing::warn!("UDP GSO refused here ({e}); sending plain datagrams");
-                        gso = false;
-                    }
-                    _ if transient(&e) => std::thread::yield_now(),
-                    _ => return Err(crate::failed!("send to {} failed: {e}", cfg.to)),
-                }
-                if consecutive_errors > 100_000 {
-                    return Err(crate::failed!("send to {} keeps failing: {e}", cfg.to));
-                }
+                gso = after_send_error(&e, gso, consecutive_errors, cfg.to)?;
             }
         }
     }
@@ -369,6 +359,25 @@ impl Dealer {
     fn finish(self) -> Option<super::impair::ImpairCounts> {
         let mut imp = self.impairer?;
         Some(imp.abandon())
+    }
+}
+
+/// What a failed send call means: GSO refused (go on without it), a
+/// transient error (yield and retry), or the end. Returns whether GSO stays on.
+fn after_send_error(e: &std::io::Error, gso: bool, consecutive: u32, to: SocketAddr) -> crate::Result<bool> {
+    if consecutive > 100_000 {
+        return Err(crate::failed!("send to {to} keeps failing: {e}"));
+    }
+    match e.raw_os_error() {
+        Some(libc::EIO | libc::EINVAL) if gso => {
+            tracing::warn!("UDP GSO refused here ({e}); sending plain datagrams");
+            Ok(false)
+        }
+        _ if transient(e) => {
+            std::thread::yield_now();
+            Ok(gso)
+        }
+        _ => Err(crate::failed!("send to {to} failed: {e}")),
     }
 }
 
