@@ -35,20 +35,6 @@ fn tshark_count(file: &Path, display_filter: &str) -> Option<u64> {
     Some(String::from_utf8_lossy(&out.stdout).lines().count() as u64)
 }
 
-/// A live capture over loopback that writes `file` and assembles blocks
-/// into `blocks`: what it reported.
-fn record(file: &Path, blocks: &Path, count: &str) -> CaptureReport {
-    let addr = free_loopback();
-    let cap = capture(
-        None,
-        &["--listen", &addr, "--write", file.to_str().unwrap(), "--blocks", blocks.to_str().unwrap()],
-    );
-    let sent = send(None, &["--to", &addr, "--count", count, "--rate", "40kpps"]);
-    let rep = stop(cap);
-    assert_books(&sent, &rep, &[]);
-    rep
-}
-
 #[test]
 fn a_linecap_recording_assembles_into_the_blocks_the_live_capture_made() {
     let dir = TempDir::new("readback");
@@ -57,7 +43,7 @@ fn a_linecap_recording_assembles_into_the_blocks_the_live_capture_made() {
         let (live, again) = (dir.0.join(format!("{fmt}-live")), dir.0.join(format!("{fmt}-again")));
         std::fs::create_dir_all(&live).unwrap();
         std::fs::create_dir_all(&again).unwrap();
-        let rep = record(&file, &live, "20000");
+        let rep = record_loopback(&file, &live, "20000");
         // The books of the recording are what the comparison can rely on:
         // every packet reached both the file and the assembler.
         assert_eq!(rep.drops.get("pcap_ring_full"), Some(&0), "{rep:#?}");

@@ -5,11 +5,26 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use linecap::send::replay::ReplayReport;
+
+/// A stream of 30 000, damaged on purpose, the same way every time.
+const DAMAGE: &[&str] = &[
+    "--count",
+    "30000",
+    "--rate",
+    "40kpps",
+    "--drop",
+    "1%",
+    "--reorder",
+    "1%:4",
+    "--duplicate",
+    "0.1%",
+    "--seed",
+    "42",
+];
 
 #[test]
 fn a_receiver_counts_exactly_the_damage_the_sender_did() {
@@ -18,25 +33,7 @@ fn a_receiver_counts_exactly_the_damage_the_sender_did() {
     let blocks = dir.0.join("blocks");
     std::fs::create_dir_all(&blocks).unwrap();
     let cap = capture(None, &["--listen", &addr, "--verify", "seq", "--blocks", blocks.to_str().unwrap()]);
-    let sent = send(
-        None,
-        &[
-            "--to",
-            &addr,
-            "--count",
-            "30000",
-            "--rate",
-            "40kpps",
-            "--drop",
-            "1%",
-            "--reorder",
-            "1%:4",
-            "--duplicate",
-            "0.1%",
-            "--seed",
-            "42",
-        ],
-    );
+    let sent = send(None, &[&["--to", &addr][..], DAMAGE].concat());
     let rep = stop(cap);
     assert_books(&sent, &rep, &[]);
     let done = sent.impaired.expect("the sender reports its damage");
@@ -56,25 +53,7 @@ fn a_receiver_counts_exactly_the_damage_the_sender_did() {
         (done.dropped, done.duplicated, 0)
     );
     // The same seed, the same damage.
-    let again = send(
-        None,
-        &[
-            "--to",
-            &addr,
-            "--count",
-            "30000",
-            "--rate",
-            "40kpps",
-            "--drop",
-            "1%",
-            "--reorder",
-            "1%:4",
-            "--duplicate",
-            "0.1%",
-            "--seed",
-            "42",
-        ],
-    );
+    let again = send(None, &[&["--to", &addr][..], DAMAGE].concat());
     assert_eq!(again.impaired, Some(done));
 }
 
@@ -110,26 +89,13 @@ fn replay(args: &[&str]) -> ReplayReport {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-/// Records `count` packets over loopback into `file` and `blocks`.
-fn record(file: &Path, blocks: &Path, count: &str) -> linecap::capture::CaptureReport {
-    let addr = free_loopback();
-    let cap = capture(
-        None,
-        &["--listen", &addr, "--write", file.to_str().unwrap(), "--blocks", blocks.to_str().unwrap()],
-    );
-    let sent = send(None, &["--to", &addr, "--count", count, "--rate", "40kpps"]);
-    let rep = stop(cap);
-    assert_books(&sent, &rep, &[]);
-    assert_eq!(rep.total_drops(), 0, "{rep:#?}");
-    rep
-}
-
 #[test]
 fn a_replayed_recording_assembles_into_the_live_blocks() {
     let dir = TempDir::new("replay");
     let (file, live) = (dir.0.join("rec.pcap"), dir.0.join("live"));
     std::fs::create_dir_all(&live).unwrap();
-    let rec = record(&file, &live, "20000");
+    let rec = record_loopback(&file, &live, "20000");
+    assert_eq!(rec.total_drops(), 0, "{rec:#?}");
     for timing in [&["--speed", "2"][..], &["--rate", "50kpps"], &["--max"]] {
         let addr = free_loopback();
         let out = dir.0.join(format!("blocks{}", timing[0].trim_start_matches('-')));
@@ -240,7 +206,8 @@ fn a_replay_damaged_on_purpose_is_counted_exactly_by_the_receiver() {
     let dir = TempDir::new("replaydmg");
     let (file, live) = (dir.0.join("rec.pcap"), dir.0.join("live"));
     std::fs::create_dir_all(&live).unwrap();
-    let rec = record(&file, &live, "20000");
+    let rec = record_loopback(&file, &live, "20000");
+    assert_eq!(rec.total_drops(), 0, "{rec:#?}");
     let addr = free_loopback();
     let cap = capture(None, &["--listen", &addr, "--verify", "seq"]);
     let r = replay(&[

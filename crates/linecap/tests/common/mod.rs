@@ -222,3 +222,17 @@ pub fn run_as_nobody(exe: &std::path::Path, args: &[&str]) -> Option<Output> {
         }
     }
 }
+
+/// A live capture over loopback of `count` packets that writes `file` and
+/// assembles blocks into `blocks`: its report, books checked.
+pub fn record_loopback(file: &std::path::Path, blocks: &std::path::Path, count: &str) -> CaptureReport {
+    let addr = free_loopback();
+    let cap = capture(
+        None,
+        &["--listen", &addr, "--write", file.to_str().unwrap(), "--blocks", blocks.to_str().unwrap()],
+    );
+    let sent = send(None, &["--to", &addr, "--count", count, "--rate", "40kpps"]);
+    let rep = stop(cap);
+    assert_books(&sent, &rep, &[]);
+    rep
+}
