@@ -79,8 +79,6 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
     let drops = s.total(RxIdx::KernelDrops);
     let ring = s.total(QueueIdx::RingFullDrops);
     let werr = s.total(WriterIdx::WriteErrorDrops);
-    let k = s.stages.iter().find(|st| st.name == "kernel");
-    let kv = |n: &str| k.map_or(0, |st| st.get(n));
     let mut line = format!(
         "{} {:>10} {:>10} | delivered {} | drops: kernel {drops}",
         s.name,
@@ -106,7 +104,11 @@ pub fn live_line(s: &Snapshot, pps: f64, bps: f64) -> String {
         line +=
             &format!(" | seq gaps {} dup {}", s.total(VerifyIdx::Missing), s.total(VerifyIdx::Duplicates));
     }
-    line += &format!(" | kernel rcvbuf {} ifdrop {}", kv("udp_rcvbuf_errors"), kv("iface_rx_dropped"));
+    line += &format!(
+        " | kernel rcvbuf {} ifdrop {}",
+        s.total(KernelIdx::UdpRcvbufErrors),
+        s.total(KernelIdx::IfaceRxDropped)
+    );
     line
 }
 

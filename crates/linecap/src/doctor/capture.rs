@@ -16,15 +16,13 @@ pub(super) struct Settings {
 }
 
 pub(super) fn settings_of(c: &Snapshot) -> Settings {
-    let st = c.stages.iter().find(|s| s.name == "settings");
-    let get = |n: &str| st.map_or(0, |s| s.get(n));
     Settings {
-        rcvbuf: get("rcvbuf_bytes"),
-        forced: get("rcvbuf_forced") != 0,
-        filter: get("filter") != 0,
-        busy_poll: get("busy_poll_ns") != 0,
-        cpu_mask: get("cpu_mask"),
-        port: get("port"),
+        rcvbuf: c.total(SettingsIdx::RcvbufBytes),
+        forced: c.total(SettingsIdx::RcvbufForced) != 0,
+        filter: c.total(SettingsIdx::Filter) != 0,
+        busy_poll: c.total(SettingsIdx::BusyPollNs) != 0,
+        cpu_mask: c.total(SettingsIdx::CpuMask),
+        port: c.total(SettingsIdx::Port),
     }
 }
 
@@ -50,16 +48,16 @@ pub(super) struct CaptureView<'a> {
 
 impl<'a> CaptureView<'a> {
     fn new(sys: &SystemFacts, c: &'a Snapshot) -> Self {
-        let drops = c.sum("rx.", "kernel_drops");
-        let mut iface = kernel_stage(c, "iface_rx_dropped");
+        let drops = c.total(RxIdx::KernelDrops);
+        let mut iface = kernel_stage(c, KernelIdx::IfaceRxDropped);
         if c.kind() == Some(BackendKind::Xdp) {
             // veth counts a frame its redirect could not hand to the AF_XDP
             // socket as an rx drop too: the socket's own count names it.
             iface = iface.saturating_sub(drops);
         }
-        let softnet = kernel_stage(c, "softnet_dropped");
-        let received = c.sum("rx.", "packets");
-        let missing = c.sum("verify.", "missing");
+        let softnet = kernel_stage(c, KernelIdx::SoftnetDropped);
+        let received = c.total(RxIdx::Packets);
+        let missing = c.total(VerifyIdx::Missing);
         let counted = drops.saturating_add(iface).saturating_add(softnet);
         let offered = received.saturating_add(counted).saturating_add(missing.saturating_sub(counted));
         let settings = settings_of(c);
@@ -74,8 +72,8 @@ impl<'a> CaptureView<'a> {
     /// Whether UDP GRO coalesced datagrams for this capture (its messages
     /// carried more than one), so that its socket counted super-packets.
     fn gro_was_on(&self) -> bool {
-        let asked = self.c.sum("rx.", "gro_on") > 0 || self.c.sum("rx.", "gro_switches") > 0;
-        asked && self.c.sum("rx.", "datagrams") < self.received
+        let asked = self.c.total(RxIdx::GroOn) > 0 || self.c.total(RxIdx::GroSwitches) > 0;
+        asked && self.c.total(RxIdx::Datagrams) < self.received
     }
 
     /// "use --cpus 0 (or --busy-poll ...)" when the receive thread shares
@@ -126,7 +124,7 @@ pub(super) fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Fi
     sink_losses(&v, out);
     host_losses(sys, &v, out);
     busy_poll_gaps(&v, out);
-    let corrupt = c.sum("verify.", "corrupt").saturating_add(c.sum("verify.", "malformed"));
+    let corrupt = c.total(VerifyIdx::Corrupt).saturating_add(c.total(VerifyIdx::Malformed));
     if corrupt > 0 {
         out.push(
             finding(
@@ -193,7 +191,7 @@ pub(super) fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut V
     let (mut overflow, excluded) = if v.settings.filter && c.kind().is_some_and(BackendKind::is_socket) {
         // The socket counts what its filter rejects with its overflows; the
         // namespace's UDP buffer errors count only the overflows.
-        let overflow = v.drops.min(kernel_stage(c, "udp_rcvbuf_errors"));
+        let overflow = v.drops.min(kernel_stage(c, KernelIdx::UdpRcvbufErrors));
         (overflow, v.drops - overflow)
     } else {
         (v.drops, 0)
@@ -258,20 +256,20 @@ pub(super) fn receive_place(sys: &SystemFacts, v: &CaptureView<'_>) -> (String, 
             "a larger ring (--ring-blocks, --ring-block-size), more receive threads (--threads N --fanout), \
              and a receive core apart from the NIC's interrupts (--cpus)"
                 .into(),
-            format!("ring {} per thread", bytes(c.stages.iter().find(|s| s.name == "settings").map_or(0, |s| s.get("ring_bytes")))),
+            format!("ring {} per thread", bytes(c.total(SettingsIdx::RingBytes))),
         ),
         Some(BackendKind::Xdp) => (
             format!(
                 "the AF_XDP socket's rings ({} rx ring full, {} no fill frame)",
-                thousands(c.sum("rx.", "ring_full_drops")),
-                thousands(c.sum("rx.", "no_buffer_drops"))
+                thousands(c.total(RxIdx::RingFullDrops)),
+                thousands(c.total(RxIdx::NoBufferDrops))
             ),
             "larger rings and UMEM (--xdp-ring), faster sinks, busy polling (--busy-poll) so the receiver runs \
              the device's NAPI itself, or more queues (--queues)"
                 .into(),
             format!(
                 "UMEM {}{}",
-                bytes(c.stages.iter().find(|s| s.name == "settings").map_or(0, |s| s.get("ring_bytes"))),
+                bytes(c.total(SettingsIdx::RingBytes)),
                 if v.settings.busy_poll { ", busy polling" } else { ", no busy polling" }
             ),
         ),
@@ -295,7 +293,7 @@ pub(super) fn receive_place(sys: &SystemFacts, v: &CaptureView<'_>) -> (String, 
 /// Datagrams for a port nobody listened on while the capture ran: the
 /// stream goes somewhere the capture is not listening.
 pub(super) fn listen_mismatch(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
-    let no_ports = kernel_stage(v.c, "udp_no_ports");
+    let no_ports = kernel_stage(v.c, KernelIdx::UdpNoPorts);
     if no_ports == 0 || !v.c.kind().is_some_and(|k| k.is_socket() || k == BackendKind::Xdp) {
         return;
     }
@@ -458,7 +456,7 @@ pub(super) fn host_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<
 }
 
 pub(super) fn busy_poll_gaps(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
-    let gaps = v.c.sum("rx.", "poll_gaps");
+    let gaps = v.c.total(RxIdx::PollGaps);
     if gaps == 0 {
         return;
     }
@@ -470,7 +468,7 @@ pub(super) fn busy_poll_gaps(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                 "the device went unpolled for over 100 µs {} times ({:.1} ms in all): the receiving thread \
                  was off its core",
                 thousands(gaps),
-                v.c.sum("rx.", "poll_gap_ns") as f64 / 1e6
+                v.c.total(RxIdx::PollGapNs) as f64 / 1e6
             ),
             Some(
                 "keep the receive core for the capture alone (isolcpus=, nohz_full=, irqaffinity= on the kernel \
@@ -482,6 +480,6 @@ pub(super) fn busy_poll_gaps(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
     );
 }
 
-pub(super) fn kernel_stage(c: &Snapshot, counter: &str) -> u64 {
-    c.stages.iter().filter(|s| s.name == "kernel").map(|s| s.get(counter)).fold(0, u64::saturating_add)
+pub(super) fn kernel_stage(c: &Snapshot, counter: KernelIdx) -> u64 {
+    c.total(counter)
 }

@@ -9,8 +9,10 @@
 use std::fmt::Write as _;
 
 use crate::source::BackendKind;
-use crate::stats::Snapshot;
 use crate::stats::kernel::{self, IfaceCounters, UdpSnmp};
+use crate::stats::{
+    BlocksIdx, Counter, KernelIdx, QueueIdx, RelayIdx, RxIdx, SettingsIdx, Snapshot, VerifyIdx, WriterIdx,
+};
 use crate::sys;
 
 mod capture;
@@ -172,18 +174,16 @@ pub fn diagnose_now(before: &[Snapshot], after: &[Snapshot], secs: f64) -> Vec<F
         let Some(b) = before.iter().find(|b| b.name == a.name && b.pid == a.pid && a.pid != 0) else {
             continue;
         };
-        let d = |prefix: &str, counter: &str| a.sum(prefix, counter).saturating_sub(b.sum(prefix, counter));
-        let dk = |counter: &str| kernel_stage(a, counter).saturating_sub(kernel_stage(b, counter));
-        let received = d("rx.", "packets");
+        let received = delta(a, b, RxIdx::Packets);
         let places = [
-            ("the kernel at this capture's socket or ring", d("rx.", "kernel_drops")),
-            ("the pcap writer's queue", d("pcap.queue.", "ring_full_drops")),
-            ("the pcap file (write errors)", d("pcap.writer.", "write_error_drops")),
-            ("the relay (socket full)", d("relay.", "dropped")),
-            ("the relay (errors)", d("relay.", "errors")),
-            ("the block writer", d("blocks.", "dropped_packets")),
-            ("a CPU's backlog", dk("softnet_dropped")),
-            ("the interfaces", dk("iface_rx_dropped")),
+            ("the kernel at this capture's socket or ring", delta(a, b, RxIdx::KernelDrops)),
+            ("the pcap writer's queue", delta(a, b, QueueIdx::RingFullDrops)),
+            ("the pcap file (write errors)", delta(a, b, WriterIdx::WriteErrorDrops)),
+            ("the relay (socket full)", delta(a, b, RelayIdx::Dropped)),
+            ("the relay (errors)", delta(a, b, RelayIdx::Errors)),
+            ("the block writer", delta(a, b, BlocksIdx::DroppedPackets)),
+            ("a CPU's backlog", delta(a, b, KernelIdx::SoftnetDropped)),
+            ("the interfaces", delta(a, b, KernelIdx::IfaceRxDropped)),
         ];
         let losing: Vec<String> = places
             .iter()
@@ -204,6 +204,11 @@ pub fn diagnose_now(before: &[Snapshot], after: &[Snapshot], secs: f64) -> Vec<F
         }
     }
     out
+}
+
+/// How much counter `c` grew from snapshot `b` to `a`.
+fn delta<C: Counter>(a: &Snapshot, b: &Snapshot, c: C) -> u64 {
+    a.total(c).saturating_sub(b.total(c))
 }
 
 /// Settings that will cost packets, judged now (not counters of the past).
