@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::orchestrate::{self, CaptureChild, Identity, TestbedCounters};
-use crate::stats::{self, Snapshot};
+use crate::stats::{self, RxIdx, Snapshot, VerifyIdx};
 use crate::testbed::{self, Testbed, TestbedOptions};
 
 /// What to soak.
@@ -73,15 +73,14 @@ fn proc_status_field(pid: u32, field: &str) -> u64 {
 
 fn sample(pid: u32, name: &str, t_s: f64) -> Sample {
     let snap = Snapshot::read(name, &stats::stats_path(name)).ok();
-    let sum = |kind: &str, c: &str| snap.as_ref().map_or(0, |s| s.sum(kind, c));
     Sample {
         t_s,
         rss_kib: proc_status_field(pid, "VmRSS"),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
         threads: proc_status_field(pid, "Threads"),
-        delivered: sum("rx.", "packets"),
-        kernel_drops: sum("rx.", "kernel_drops"),
-        missing: sum("verify.", "missing"),
+        delivered: snap.as_ref().map_or(0, |s| s.total(RxIdx::Packets)),
+        kernel_drops: snap.as_ref().map_or(0, |s| s.total(RxIdx::KernelDrops)),
+        missing: snap.as_ref().map_or(0, |s| s.total(VerifyIdx::Missing)),
     }
 }
 
