@@ -169,7 +169,7 @@ fn tx_ring_generator_is_verified_by_a_socket_capture() {
     let rep = stop(cap);
     let after = TestbedCounters::read(&tb).unwrap();
     assert_eq!(sent.packets, 30000);
-    assert_eq!(sent.backend, "afpacket");
+    assert_eq!(sent.backend.name(), "afpacket");
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     assert_eq!(before.sender_frames(&after), sent.packets, "every frame reached the veth");
     let v = rep.verify.unwrap();

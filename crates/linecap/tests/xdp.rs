@@ -368,7 +368,7 @@ fn xdp_live_generator_is_verified_and_accounted() {
         &tb,
         &["--backend", "xdp-live", "--iface", &tb.if_tx, "--count", "20000", "--rate", "50kpps"],
     );
-    assert_eq!((sent.backend.as_str(), sent.packets), ("xdp-live", 20000));
+    assert_eq!((sent.backend.name(), sent.packets), ("xdp-live", 20000));
     // Bursts may overflow veth's ring: every such frame is counted there.
     assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
     let v = rep.verify.unwrap();
@@ -384,7 +384,7 @@ fn af_xdp_sender_is_verified_and_accounted() {
         &tb,
         &["--backend", "xdp", "--iface", &tb.if_tx, "--count", "30000", "--rate", "100kpps"],
     );
-    assert_eq!((sent.backend.as_str(), sent.packets), ("xdp", 30000), "every posted frame completed");
+    assert_eq!((sent.backend.name(), sent.packets), ("xdp", 30000), "every posted frame completed");
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     let v = rep.verify.unwrap();
     assert_eq!((v.valid, v.corrupt, v.malformed, v.duplicates), (rep.received, 0, 0, 0));

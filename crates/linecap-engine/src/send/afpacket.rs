@@ -184,7 +184,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     }
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
-    Ok(SendReport::frames("afpacket", sent, cfg.size, elapsed, u + s, errors))
+    Ok(SendReport::frames(super::socket::Generator::Afpacket, sent, cfg.size, elapsed, u + s, errors))
 }
 
 #[cfg(test)]

@@ -82,14 +82,51 @@ impl SendConfig {
     }
 }
 
-/// The kernel-side generator's backend name (`send --backend xdp-live`).
-pub const KERNEL_GENERATOR: &str = "xdp-live";
+/// Which generator sent a stream. Serialized (and printed) by the name
+/// the CLI's `--backend` gives it; code branches on the variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Generator {
+    /// `sendmmsg` on UDP sockets.
+    #[default]
+    Socket,
+    /// Frames in an AF_PACKET TX ring.
+    Afpacket,
+    /// The kernel-side generator (BPF_PROG_RUN live frames).
+    XdpLive,
+    /// Frames on an AF_XDP socket's tx ring.
+    Xdp,
+    /// `replay` through a socket.
+    Replay,
+    /// `replay --backend afpacket`.
+    ReplayAfpacket,
+}
+
+impl Generator {
+    /// Its name, as `--backend` and the JSON report spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Generator::Socket => "socket",
+            Generator::Afpacket => "afpacket",
+            Generator::XdpLive => "xdp-live",
+            Generator::Xdp => "xdp",
+            Generator::Replay => "replay",
+            Generator::ReplayAfpacket => "replay-afpacket",
+        }
+    }
+}
+
+impl std::fmt::Display for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What was sent.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SendReport {
-    /// Backend name.
-    pub backend: String,
+    /// The generator that sent it.
+    pub backend: Generator,
     /// Datagrams the kernel accepted.
     pub packets: u64,
     /// UDP payload bytes the kernel accepted.
@@ -122,14 +159,14 @@ impl SendReport {
     /// Whether the kernel-side generator (BPF_PROG_RUN live frames) sent
     /// the stream: veth counts its refused frames on both ends.
     pub fn from_kernel_generator(&self) -> bool {
-        self.backend == KERNEL_GENERATOR
+        self.backend == Generator::XdpLive
     }
 
     /// The report of a single-threaded frame generator (`afpacket`, `xdp`,
     /// `xdp-live`): `packets` of `size` payload bytes in `elapsed_s`
     /// seconds, `cpu_ns` of its thread's CPU time, `send_errors` retried.
     pub fn frames(
-        backend: &str,
+        backend: Generator,
         packets: u64,
         size: usize,
         elapsed_s: f64,
@@ -138,7 +175,7 @@ impl SendReport {
     ) -> Self {
         let pps = packets as f64 / elapsed_s.max(1e-9);
         SendReport {
-            backend: backend.into(),
+            backend,
             packets,
             bytes: packets * size as u64,
             duration_s: elapsed_s,
@@ -205,7 +242,7 @@ pub fn run(cfg: &SendConfig) -> crate::Result<SendReport> {
         );
     }
     let mut report =
-        SendReport { backend: "socket".into(), threads: cfg.threads, gso: cfg.gso, ..Default::default() };
+        SendReport { backend: Generator::Socket, threads: cfg.threads, gso: cfg.gso, ..Default::default() };
     let mut cpu = 0;
     let mut first_err = None;
     for h in handles {

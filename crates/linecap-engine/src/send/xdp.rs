@@ -56,5 +56,12 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     }
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
-    Ok(SendReport::frames("xdp", completed, cfg.size, elapsed, u + s, posted - completed))
+    Ok(SendReport::frames(
+        super::socket::Generator::Xdp,
+        completed,
+        cfg.size,
+        elapsed,
+        u + s,
+        posted - completed,
+    ))
 }

@@ -127,5 +127,5 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
         (sys::monotonic_ns() - start) as f64 / 1e9
     };
     let (u, s) = sys::thread_cpu_ns();
-    Ok(SendReport::frames(super::socket::KERNEL_GENERATOR, sent, cfg.size, elapsed, u + s, 0))
+    Ok(SendReport::frames(super::socket::Generator::XdpLive, sent, cfg.size, elapsed, u + s, 0))
 }

@@ -24,7 +24,7 @@ use out::{Output, RingOut, SocketOut};
 
 use super::impair::{ImpairCounts, Impairments};
 use super::pacing::Pacer;
-use super::socket::SendReport;
+use super::socket::{Generator, SendReport};
 use crate::packet::Batch;
 use crate::source::Source;
 use crate::source::file::{FileOptions, FileSource, Input};
@@ -248,7 +248,10 @@ pub fn run(cfg: &ReplayConfig) -> crate::Result<ReplayReport> {
     let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
     let (u, s) = sys::thread_cpu_ns();
     let t = out.tally();
-    let backend = if matches!(cfg.target, Target::Socket(_)) { "replay" } else { "replay-afpacket" };
+    let backend = match cfg.target {
+        Target::Socket(_) => Generator::Replay,
+        Target::Frames { .. } => Generator::ReplayAfpacket,
+    };
     let mut sent = SendReport::frames(backend, t.packets, 0, elapsed, u + s, t.errors);
     sent.bytes = t.bytes;
     sent.payload_bps = t.bytes as f64 * 8.0 / elapsed.max(1e-9);
