@@ -162,33 +162,10 @@ pub(super) fn buffer_setting(sys: &SystemFacts, s: &Settings) -> String {
 pub(super) fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<Finding>) {
     let c = v.c;
     if v.drops == 0 {
-        if v.received > 0 {
-            out.push(
-                finding(
-                    Level::Ok,
-                    v.place("receive"),
-                    format!("{} received, no kernel drops", thousands(v.received)),
-                    None,
-                )
-                .counted(&c.name, "rx", "packets", v.received, v.offered),
-            );
-        } else if v.settings.filter {
-            out.push(
-                finding(
-                    Level::Warn,
-                    v.place("filter"),
-                    "received nothing: its filter may exclude the stream".to_string(),
-                    Some(
-                        "check --filter against the stream (tcpdump -ni IF with the same expression)".into(),
-                    ),
-                )
-                .about(&c.name)
-                .with_setting("a filter is attached".into()),
-            );
-        }
+        quiet_receive(v, out);
         return;
     }
-    let (mut overflow, excluded) = if v.settings.filter && c.kind().is_some_and(BackendKind::is_socket) {
+    let (overflow, excluded) = if v.settings.filter && c.kind().is_some_and(BackendKind::is_socket) {
         // The socket counts what its filter rejects with its overflows; the
         // namespace's UDP buffer errors count only the overflows.
         let overflow = v.drops.min(kernel_stage(c, KernelIdx::UdpRcvbufErrors));
@@ -197,29 +174,67 @@ pub(super) fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut V
         (v.drops, 0)
     };
     if excluded > 0 {
-        let level = if v.received == 0 { Level::Loss } else { Level::Ok };
-        // With UDP GRO the filter sees super-packets: one count each.
-        let bound = if v.gro_was_on() { "at least " } else { "" };
-        let mut f = finding(
-            level,
-            v.place("filter"),
-            format!(
-                "{bound}{} datagrams excluded by its filter, {} received",
-                thousands(excluded),
-                thousands(v.received)
-            ),
-            (v.received == 0).then(|| "its filter excludes the whole stream: check --filter".to_string()),
-        )
-        .counted(&c.name, "rx", "kernel_drops", excluded, v.offered)
-        .with_setting("a filter is attached".into());
-        if v.gro_was_on() {
-            f = f.at_least();
-        }
-        out.push(f);
+        out.push(filtered_out(v, excluded));
     }
-    if overflow == 0 {
-        return;
+    if overflow > 0 {
+        out.push(overflowed(sys, v, overflow));
     }
+}
+
+/// No receive drops: all is well, or nothing came (a filter may be why).
+fn quiet_receive(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
+    let c = v.c;
+    if v.received > 0 {
+        out.push(
+            finding(
+                Level::Ok,
+                v.place("receive"),
+                format!("{} received, no kernel drops", thousands(v.received)),
+                None,
+            )
+            .counted(&c.name, "rx", "packets", v.received, v.offered),
+        );
+    } else if v.settings.filter {
+        out.push(
+            finding(
+                Level::Warn,
+                v.place("filter"),
+                "received nothing: its filter may exclude the stream".to_string(),
+                Some("check --filter against the stream (tcpdump -ni IF with the same expression)".into()),
+            )
+            .about(&c.name)
+            .with_setting("a filter is attached".into()),
+        );
+    }
+}
+
+/// Datagrams the socket's filter excluded (counted with its drops).
+fn filtered_out(v: &CaptureView<'_>, excluded: u64) -> Finding {
+    let c = v.c;
+    let level = if v.received == 0 { Level::Loss } else { Level::Ok };
+    // With UDP GRO the filter sees super-packets: one count each.
+    let bound = if v.gro_was_on() { "at least " } else { "" };
+    let mut f = finding(
+        level,
+        v.place("filter"),
+        format!(
+            "{bound}{} datagrams excluded by its filter, {} received",
+            thousands(excluded),
+            thousands(v.received)
+        ),
+        (v.received == 0).then(|| "its filter excludes the whole stream: check --filter".to_string()),
+    )
+    .counted(&c.name, "rx", "kernel_drops", excluded, v.offered)
+    .with_setting("a filter is attached".into());
+    if v.gro_was_on() {
+        f = f.at_least();
+    }
+    f
+}
+
+/// The kernel dropped packets at the capture's own socket or ring.
+fn overflowed(sys: &SystemFacts, v: &CaptureView<'_>, mut overflow: u64) -> Finding {
+    let c = v.c;
     let gro = c.kind().is_some_and(BackendKind::is_socket) && v.gro_was_on();
     if gro && v.missing > overflow {
         // The verifier counts datagrams; the socket counted super-packets.
@@ -244,7 +259,7 @@ pub(super) fn receive_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut V
     if gro && v.missing == 0 {
         f = f.at_least();
     }
-    out.push(f);
+    f
 }
 
 /// Where a capture's own receive drops happen, the fix, and the setting in force.
