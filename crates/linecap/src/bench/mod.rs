@@ -216,6 +216,44 @@ impl CoreMeter {
 }
 
 impl Bench<'_> {
+    /// Interleaved rounds at one rate: drift over minutes hits every row alike.
+    fn rounds_at(&self, rows: &[Row], at: f64) -> anyhow::Result<Vec<Point>> {
+        let mut fixed = Vec::new();
+        for round in 0..self.cfg.rounds {
+            for &size in &self.cfg.sizes {
+                for &row in rows {
+                    if sys::stop_requested() {
+                        return Ok(fixed);
+                    }
+                    let mut p = self.measure(row, size, Some(at))?;
+                    p.round = round + 1;
+                    tracing::info!(
+                        "  {:<13} {size:>5} B  round {}: {}",
+                        row.name(),
+                        round + 1,
+                        point_line(&p)
+                    );
+                    fixed.push(p);
+                }
+            }
+        }
+        Ok(fixed)
+    }
+
+    /// Each row's zero-loss search, size by size.
+    fn searches(&self, rows: &[Row]) -> anyhow::Result<Vec<RowResult>> {
+        let mut results = Vec::new();
+        for &size in &self.cfg.sizes {
+            for &row in rows {
+                if sys::stop_requested() {
+                    return Ok(results);
+                }
+                results.push(self.row(row, size)?);
+            }
+        }
+        Ok(results)
+    }
+
     fn testbed_for(&self, row: Row) -> &Testbed {
         match (&self.tb_busy, row.busy_polls()) {
             (Some(tb), true) => tb,
@@ -484,38 +522,10 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
             senders.extend(bench.senders(size, cfg.sender_rounds)?);
         }
     }
-    let mut results = Vec::new();
-    let mut fixed = Vec::new();
-    if let Some(at) = cfg.at_pps {
-        // Interleaved rounds at one rate: drift over minutes hits every row alike.
-        for round in 0..cfg.rounds {
-            for &size in &cfg.sizes {
-                for &row in &rows {
-                    if sys::stop_requested() {
-                        break;
-                    }
-                    let mut p = bench.measure(row, size, Some(at))?;
-                    p.round = round + 1;
-                    tracing::info!(
-                        "  {:<13} {size:>5} B  round {}: {}",
-                        row.name(),
-                        round + 1,
-                        point_line(&p)
-                    );
-                    fixed.push(p);
-                }
-            }
-        }
-    } else {
-        for &size in &cfg.sizes {
-            for &row in &rows {
-                if sys::stop_requested() {
-                    break;
-                }
-                results.push(bench.row(row, size)?);
-            }
-        }
-    }
+    let (results, fixed) = match cfg.at_pps {
+        Some(at) => (Vec::new(), bench.rounds_at(&rows, at)?),
+        None => (bench.searches(&rows)?, Vec::new()),
+    };
     let _ = std::fs::remove_file(crate::sink::shmring::ring_path(&format!("{}-ring", bench.tb.name)));
     let res = BenchResults {
         date: report::utc_now(),
