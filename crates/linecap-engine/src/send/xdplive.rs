@@ -32,6 +32,46 @@ const MAX_LAG_FRAMES: u64 = 64;
 /// Frames the kernel sends per batch (and per flush) in live-frames mode.
 const LIVE_BATCH: u32 = 64;
 
+/// A paced run of known length has a known frame count: the program
+/// stops there by itself, so the count is exact whatever the call sizes.
+fn frame_limit(cfg: &SendConfig, rate: Option<f64>) -> u64 {
+    match (cfg.count, cfg.duration, rate) {
+        (Some(c), _, _) => c,
+        (None, Some(d), Some(r)) => (d.as_secs_f64() * r).round() as u64,
+        _ => u64::MAX,
+    }
+}
+
+/// When to stop calling. Paced with a duration, the frame count ends the
+/// run; the deadline is then only a guard, in case the schedule slipped.
+fn deadline(cfg: &SendConfig, rate: Option<f64>, start: u64) -> Option<u64> {
+    cfg.duration.map(|d| {
+        let d = d.as_nanos() as u64;
+        start + if rate.is_some() && cfg.count.is_none() { d + d / 2 + 1_000_000_000 } else { d }
+    })
+}
+
+/// Runs in the first call. Paced, calls are long from the first, or each
+/// call's set-up would show as a gap in the stream.
+fn first_runs(cfg: &SendConfig, rate: Option<f64>) -> u64 {
+    if rate.is_some() {
+        let first_ns = cfg.duration.map_or(MAX_CALL_NS, |d| d.as_nanos() as u64).min(MAX_CALL_NS);
+        (first_ns / FIRST_RUN_NS_GUESS).max(FIRST_RUNS)
+    } else {
+        FIRST_RUNS
+    }
+}
+
+/// The stream's own length, first frame to last (a paced call may go on
+/// idling after the last frame), else the wall time since `start`.
+fn stream_seconds(st: &GenState, sent: u64, start: u64) -> f64 {
+    if sent > 1 && st.last_ns > st.first_ns {
+        (st.last_ns - st.first_ns) as f64 / 1e9 * sent as f64 / (sent - 1) as f64
+    } else {
+        (sys::monotonic_ns() - start) as f64 / 1e9
+    }
+}
+
 /// Sends through the kernel's live-frames test run until the count or
 /// duration is reached, or SIGINT.
 pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
@@ -51,20 +91,9 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     super::pin_sender(cfg.cpus.first().copied());
     let rate = cfg.rate.pps(cfg.size);
     let period_fp = rate.map_or(0, |r| ((256e9 / r) as u64).max(1));
-    // A paced run of known length has a known frame count: the program
-    // stops there by itself, so the count is exact whatever the call sizes.
-    let limit = match (cfg.count, cfg.duration, rate) {
-        (Some(c), _, _) => c,
-        (None, Some(d), Some(r)) => (d.as_secs_f64() * r).round() as u64,
-        _ => u64::MAX,
-    };
+    let limit = frame_limit(cfg, rate);
     let start = sys::monotonic_ns();
-    // Paced with a duration, the frame count ends the run; the deadline is
-    // then only a guard, in case the schedule slipped.
-    let deadline = cfg.duration.map(|d| {
-        let d = d.as_nanos() as u64;
-        start + if rate.is_some() && cfg.count.is_none() { d + d / 2 + 1_000_000_000 } else { d }
-    });
+    let deadline = deadline(cfg, rate, start);
     let state = GenState {
         next_seq: 0,
         limit,
@@ -84,14 +113,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     // Runs per call: sized from the speed of the previous call so a call
     // lasts until the run is due to end (or MAX_CALL_NS). Paced, most runs
     // are early and drop; their speed is measured, not assumed.
-    let mut runs = if rate.is_some() {
-        // Paced, calls are long from the first, or each call's set-up
-        // would show as a gap in the stream.
-        let first_ns = cfg.duration.map_or(MAX_CALL_NS, |d| d.as_nanos() as u64).min(MAX_CALL_NS);
-        (first_ns / FIRST_RUN_NS_GUESS).max(FIRST_RUNS)
-    } else {
-        FIRST_RUNS
-    };
+    let mut runs = first_runs(cfg, rate);
     let mut sent = 0u64;
     let period_ns = period_fp as f64 / 256.0;
     loop {
@@ -118,14 +140,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
             return Err(crate::failed!("the kernel sent nothing through {iface}: is it up, with a peer?"));
         }
     }
-    // The rate is over the stream itself, first frame to last (a paced
-    // call may go on idling after the last frame).
-    let st = read_state()?;
-    let elapsed = if sent > 1 && st.last_ns > st.first_ns {
-        (st.last_ns - st.first_ns) as f64 / 1e9 * sent as f64 / (sent - 1) as f64
-    } else {
-        (sys::monotonic_ns() - start) as f64 / 1e9
-    };
+    let elapsed = stream_seconds(&read_state()?, sent, start);
     let (u, s) = sys::thread_cpu_ns();
     Ok(SendReport::frames(super::socket::Generator::XdpLive, sent, cfg.size, elapsed, u + s, 0))
 }
