@@ -146,27 +146,7 @@ impl Gen {
                 }
                 self.jump(JEQ_K, u32::from(a), t, f);
             }
-            Expr::Host(dir, IpAddr::V6(a)) => {
-                let off = if dir == Dir::Src { 8 } else { 24 };
-                let base = if link {
-                    self.ethertype(0x86dd, f);
-                    14 + off
-                } else {
-                    SKF_NET_OFF + off
-                };
-                let o = a.octets();
-                for w in 0..4 {
-                    let word = u32::from_be_bytes([o[4 * w], o[4 * w + 1], o[4 * w + 2], o[4 * w + 3]]);
-                    self.ld(LD_W_ABS, base + 4 * w as u32);
-                    if w == 3 {
-                        self.jump(JEQ_K, word, t, f);
-                    } else {
-                        let next = self.label();
-                        self.jump(JEQ_K, word, next, f);
-                        self.place(next);
-                    }
-                }
-            }
+            Expr::Host(dir, IpAddr::V6(a)) => self.host6(dir, a, t, f),
             Expr::Net(dir, net, mask) => {
                 let off = if dir == Dir::Src { 12 } else { 16 };
                 if link {
@@ -178,58 +158,12 @@ impl Gen {
                 self.ld(ALU_AND_K, mask);
                 self.jump(JEQ_K, net, t, f);
             }
-            Expr::Port(proto, dir, lo, hi) => {
-                let off = if dir == Dir::Src { 0 } else { 2 };
-                if !link {
-                    // A UDP socket's filter starts at the UDP header.
-                    self.ld(LD_H_ABS, off);
-                    self.range(lo, hi, t, f);
-                    return;
-                }
-                let p = if proto == Proto::Tcp { 6 } else { 17 };
-                // IPv4: protocol, first fragment only, then the port after the options.
-                let try6 = self.label();
-                let v4 = self.label();
-                self.ld(LD_H_ABS, 12);
-                self.jump(JEQ_K, 0x0800, v4, try6);
-                self.place(v4);
-                let frag_ok = self.label();
-                let proto_ok = self.label();
-                self.ld(LD_B_ABS, 14 + 9);
-                self.jump(JEQ_K, p, proto_ok, f);
-                self.place(proto_ok);
-                self.ld(LD_H_ABS, 14 + 6);
-                self.jump(JSET_K, 0x1fff, f, frag_ok);
-                self.place(frag_ok);
-                self.ld(LDX_MSH, 14);
-                self.ld(LD_H_IND, 14 + off);
-                self.range(lo, hi, t, f);
-                // IPv6 without extension headers.
-                self.place(try6);
-                let v6 = self.label();
-                let next_ok = self.label();
-                self.ld(LD_H_ABS, 12);
-                self.jump(JEQ_K, 0x86dd, v6, f);
-                self.place(v6);
-                self.ld(LD_B_ABS, 14 + 6);
-                self.jump(JEQ_K, p, next_ok, f);
-                self.place(next_ok);
-                self.ld(LD_H_ABS, 14 + 40 + off);
-                self.range(lo, hi, t, f);
-            }
+            Expr::Port(proto, dir, lo, hi) => self.port(proto, dir, lo, hi, t, f),
             Expr::Vlan(None) => {
                 self.ld(LD_W_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
                 self.jump(JEQ_K, 1, t, f);
             }
-            Expr::Vlan(Some(id)) => {
-                let present = self.label();
-                self.ld(LD_W_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
-                self.jump(JEQ_K, 1, present, f);
-                self.place(present);
-                self.ld(LD_W_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG);
-                self.ld(ALU_AND_K, 0x0fff);
-                self.jump(JEQ_K, u32::from(id), t, f);
-            }
+            Expr::Vlan(Some(id)) => self.vlan_id(id, t, f),
             Expr::Outgoing => {
                 self.ld(LD_H_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE);
                 self.jump(JEQ_K, 4, t, f);
@@ -238,6 +172,85 @@ impl Gen {
                 unreachable!("lowered before emission")
             }
         }
+    }
+
+    /// An IPv6 address, one 32-bit word at a time.
+    fn host6(&mut self, dir: Dir, a: std::net::Ipv6Addr, t: Label, f: Label) {
+        let link = self.target == Target::Link;
+        let off = if dir == Dir::Src { 8 } else { 24 };
+        let base = if link {
+            self.ethertype(0x86dd, f);
+            14 + off
+        } else {
+            SKF_NET_OFF + off
+        };
+        let o = a.octets();
+        for w in 0..4 {
+            let word = u32::from_be_bytes([o[4 * w], o[4 * w + 1], o[4 * w + 2], o[4 * w + 3]]);
+            self.ld(LD_W_ABS, base + 4 * w as u32);
+            if w == 3 {
+                self.jump(JEQ_K, word, t, f);
+            } else {
+                let next = self.label();
+                self.jump(JEQ_K, word, next, f);
+                self.place(next);
+            }
+        }
+    }
+
+    /// A port or port range of TCP or UDP: after the IPv4 options (first
+    /// fragments only), or right after an IPv6 header; at a socket, the
+    /// UDP header itself.
+    fn port(&mut self, proto: Proto, dir: Dir, lo: u16, hi: u16, t: Label, f: Label) {
+        let link = self.target == Target::Link;
+        let off = if dir == Dir::Src { 0 } else { 2 };
+        if !link {
+            // A UDP socket's filter starts at the UDP header.
+            self.ld(LD_H_ABS, off);
+            self.range(lo, hi, t, f);
+            return;
+        }
+        let p = if proto == Proto::Tcp { 6 } else { 17 };
+        // IPv4: protocol, first fragment only, then the port after the options.
+        let try6 = self.label();
+        let v4 = self.label();
+        self.ld(LD_H_ABS, 12);
+        self.jump(JEQ_K, 0x0800, v4, try6);
+        self.place(v4);
+        let frag_ok = self.label();
+        let proto_ok = self.label();
+        self.ld(LD_B_ABS, 14 + 9);
+        self.jump(JEQ_K, p, proto_ok, f);
+        self.place(proto_ok);
+        self.ld(LD_H_ABS, 14 + 6);
+        self.jump(JSET_K, 0x1fff, f, frag_ok);
+        self.place(frag_ok);
+        self.ld(LDX_MSH, 14);
+        self.ld(LD_H_IND, 14 + off);
+        self.range(lo, hi, t, f);
+        // IPv6 without extension headers.
+        self.place(try6);
+        let v6 = self.label();
+        let next_ok = self.label();
+        self.ld(LD_H_ABS, 12);
+        self.jump(JEQ_K, 0x86dd, v6, f);
+        self.place(v6);
+        self.ld(LD_B_ABS, 14 + 6);
+        self.jump(JEQ_K, p, next_ok, f);
+        self.place(next_ok);
+        self.ld(LD_H_ABS, 14 + 40 + off);
+        self.range(lo, hi, t, f);
+    }
+
+    /// A VLAN id, from the tag the kernel keeps beside the frame.
+    fn vlan_id(&mut self, id: u16, t: Label, f: Label) {
+        let present = self.label();
+        self.ld(LD_W_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
+        self.jump(JEQ_K, 1, present, f);
+        self.place(present);
+        self.ld(LD_W_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG);
+        self.ld(ALU_AND_K, 0x0fff);
+        self.jump(JEQ_K, u32::from(id), t, f);
     }
 
     /// Resolves labels into relative jumps; appends accept/reject returns.
