@@ -155,6 +155,54 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
+    /// `vlan` [ID].
+    fn vlan(&mut self) -> Result<Expr, FilterError> {
+        let id = match self.peek() {
+            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => {
+                let v = self.number("a VLAN id")?;
+                if v > 4095 {
+                    self.at -= 1;
+                    return Err(self.err("VLAN id must be 0-4095"));
+                }
+                Some(v)
+            }
+            _ => None,
+        };
+        Ok(Expr::Vlan(id))
+    }
+
+    /// `net A.B.C.D/LEN` (after `net`).
+    fn net(&mut self, dir: Dir) -> Result<Expr, FilterError> {
+        let a = self.peek().ok_or_else(|| self.err("expected a network"))?;
+        let (addr, len) = a.split_once('/').unwrap_or((a, "32"));
+        let ip = addr
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|_| self.err("expected an IPv4 network A.B.C.D/LEN"))?;
+        let len: u32 =
+            len.parse().ok().filter(|l| *l <= 32).ok_or_else(|| self.err("prefix length must be 0-32"))?;
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let net = u32::from(ip);
+        if net & !mask != 0 {
+            return Err(self.err("network has host bits set"));
+        }
+        self.next();
+        Ok(Expr::Net(dir, net, mask))
+    }
+
+    /// `portrange N-M` (after `portrange`).
+    fn port_range(&mut self, proto: Proto, dir: Dir) -> Result<Expr, FilterError> {
+        let r = self.peek().ok_or_else(|| self.err("expected a port range N-M"))?;
+        let (a, b) = r.split_once('-').ok_or_else(|| self.err("expected a port range N-M"))?;
+        let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
+            return Err(self.err("expected a port range N-M of numbers 0-65535"));
+        };
+        if a > b {
+            return Err(self.err("port range is reversed"));
+        }
+        self.next();
+        Ok(Expr::Port(proto, dir, a, b))
+    }
+
     fn primitive(&mut self) -> Result<Expr, FilterError> {
         let t = self.peek().expect("checked by caller");
         let simple = match t {
@@ -170,18 +218,7 @@ impl<'a> Parser<'a> {
         }
         if t == "vlan" {
             self.next();
-            let id = match self.peek() {
-                Some(n) if n.chars().all(|c| c.is_ascii_digit()) => {
-                    let v = self.number("a VLAN id")?;
-                    if v > 4095 {
-                        self.at -= 1;
-                        return Err(self.err("VLAN id must be 0-4095"));
-                    }
-                    Some(v)
-                }
-                _ => None,
-            };
-            return Ok(Expr::Vlan(id));
+            return self.vlan();
         }
         let proto = match t {
             "udp" => Proto::Udp,
@@ -203,41 +240,12 @@ impl<'a> Parser<'a> {
                 self.next();
                 Ok(Expr::Host(dir, ip))
             }
-            Some("net") if proto == Proto::Any => {
-                let a = self.peek().ok_or_else(|| self.err("expected a network"))?;
-                let (addr, len) = a.split_once('/').unwrap_or((a, "32"));
-                let ip = addr
-                    .parse::<std::net::Ipv4Addr>()
-                    .map_err(|_| self.err("expected an IPv4 network A.B.C.D/LEN"))?;
-                let len: u32 = len
-                    .parse()
-                    .ok()
-                    .filter(|l| *l <= 32)
-                    .ok_or_else(|| self.err("prefix length must be 0-32"))?;
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                let net = u32::from(ip);
-                if net & !mask != 0 {
-                    return Err(self.err("network has host bits set"));
-                }
-                self.next();
-                Ok(Expr::Net(dir, net, mask))
-            }
+            Some("net") if proto == Proto::Any => self.net(dir),
             Some("port") => {
                 let p = self.number("a port number")?;
                 Ok(Expr::Port(proto, dir, p, p))
             }
-            Some("portrange") => {
-                let r = self.peek().ok_or_else(|| self.err("expected a port range N-M"))?;
-                let (a, b) = r.split_once('-').ok_or_else(|| self.err("expected a port range N-M"))?;
-                let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
-                    return Err(self.err("expected a port range N-M of numbers 0-65535"));
-                };
-                if a > b {
-                    return Err(self.err("port range is reversed"));
-                }
-                self.next();
-                Ok(Expr::Port(proto, dir, a, b))
-            }
+            Some("portrange") => self.port_range(proto, dir),
             _ => {
                 self.at -= 1;
                 Err(self.err("unknown or misplaced primitive"))
