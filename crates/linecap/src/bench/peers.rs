@@ -44,15 +44,11 @@ pub fn parse_tcpdump_stats(text: &str) -> Option<TcpdumpStats> {
     })
 }
 
-/// `tcpdump -w /dev/null` on the receiving veth, as a row.
-pub fn measure_tcpdump(
-    cfg: &BenchConfig,
+/// tcpdump on the receive side of `tb`, pinned to its receive core,
+/// once it says it listens: the child and its stderr.
+fn start_tcpdump(
     tb: &Testbed,
-    size: usize,
-    pps: Option<f64>,
-    send_args: &[String],
-    before: TestbedCounters,
-) -> anyhow::Result<Point> {
+) -> anyhow::Result<(std::process::Child, BufReader<std::process::ChildStderr>)> {
     let tcpdump = tcpdump_path().context("tcpdump is not installed")?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", &tb.ns_rx])
@@ -78,19 +74,11 @@ pub fn measure_tcpdump(
             break;
         }
     }
-    let core = super::CoreMeter::start(tb.rx_cpu);
-    let sent = orchestrate::send(&cfg.exe, Some(&tb.ns_tx), send_args)?;
-    // libpcap's TPACKET_V3 blocks retire after up to 1 s (tcpdump's default
-    // timeout): wait for the last one, or its packets look lost.
-    std::thread::sleep(Duration::from_millis(1200));
-    let core_ns = core.busy_ns();
-    let steal = core.steal_pct();
-    let cpu = sys::task_runtime_ns(pid as i32).unwrap_or(0);
-    sys::send_signal(pid, libc::SIGINT)?;
-    let mut rest = String::new();
-    err.read_to_string(&mut rest)?;
-    child.wait()?;
-    let st = parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    Ok((child, err))
+}
+
+/// tcpdump's figures as a capture report, for the books.
+fn tcpdump_report(st: &TcpdumpStats, tb: &Testbed, cfg: &BenchConfig, cpu: u64) -> CaptureReport {
     let captured = st.captured;
     let mut drops = std::collections::BTreeMap::new();
     drops.insert("packet_ring_dropped".to_string(), st.dropped_by_kernel);
@@ -99,7 +87,7 @@ pub fn measure_tcpdump(
         "unread_at_exit".to_string(),
         st.received_by_filter.saturating_sub(st.dropped_by_kernel).saturating_sub(captured),
     );
-    let rep = CaptureReport {
+    CaptureReport {
         failure: None,
         name: "tcpdump".into(),
         backend: "tcpdump".into(),
@@ -124,7 +112,35 @@ pub fn measure_tcpdump(
         blocks: None,
         relay: None,
         stopped_by: "SIGINT".into(),
-    };
+    }
+}
+
+/// `tcpdump -w /dev/null` on the receiving veth, as a row.
+pub fn measure_tcpdump(
+    cfg: &BenchConfig,
+    tb: &Testbed,
+    size: usize,
+    pps: Option<f64>,
+    send_args: &[String],
+    before: TestbedCounters,
+) -> anyhow::Result<Point> {
+    let (mut child, mut err) = start_tcpdump(tb)?;
+    let pid = child.id();
+    let core = super::CoreMeter::start(tb.rx_cpu);
+    let sent = orchestrate::send(&cfg.exe, Some(&tb.ns_tx), send_args)?;
+    // libpcap's TPACKET_V3 blocks retire after up to 1 s (tcpdump's default
+    // timeout): wait for the last one, or its packets look lost.
+    std::thread::sleep(Duration::from_millis(1200));
+    let core_ns = core.busy_ns();
+    let steal = core.steal_pct();
+    let cpu = sys::task_runtime_ns(pid as i32).unwrap_or(0);
+    sys::send_signal(pid, libc::SIGINT)?;
+    let mut rest = String::new();
+    err.read_to_string(&mut rest)?;
+    child.wait()?;
+    let st = parse_tcpdump_stats(&rest).with_context(|| format!("no statistics from tcpdump: {rest}"))?;
+    let captured = st.captured;
+    let rep = tcpdump_report(&st, tb, cfg, cpu);
     let after = TestbedCounters::read(tb)?;
     // tcpdump taps frames before IP/UDP: only the veth's own drops apply
     // (an xdp-live sender's refused frames counted once, as for the rows).
