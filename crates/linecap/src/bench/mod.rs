@@ -285,7 +285,8 @@ impl Bench<'_> {
         if row == Row::Tcpdump {
             return peers::measure_tcpdump(self.cfg, tb, size, pps, &send_args, before);
         }
-        let mut cap_args = vec!["--listen".to_string(), listen];
+        // AF_PACKET takes the whole interface (its rows filter instead).
+        let mut cap_args = if row.is_afpacket() { Vec::new() } else { vec!["--listen".to_string(), listen] };
         cap_args.extend(row.capture_args(tb));
         let written = row.write_path(tb, &self.cfg.out).map(RemovedAfter);
         if let Some(w) = &written {

@@ -119,6 +119,11 @@ impl Row {
         }
     }
 
+    /// Whether the row reads a whole interface through AF_PACKET (no --listen).
+    pub fn is_afpacket(&self) -> bool {
+        matches!(self, Row::Afpacket | Row::Afpacket2)
+    }
+
     /// Whether the row runs on a testbed with the busy-poll placement.
     pub fn busy_polls(&self) -> bool {
         matches!(self, Row::XdpBusyPoll | Row::RecvmmsgGroBusyPoll | Row::XdpMinimalBusyPoll)
@@ -136,7 +141,8 @@ impl Row {
 
     pub(super) fn capture_args(&self, tb: &Testbed) -> Vec<String> {
         let rx = tb.rx_cpu.to_string();
-        let afpacket = ["--backend", "afpacket", "--iface", tb.if_rx.as_str()];
+        // The same filter as the tcpdump row it is compared with.
+        let afpacket = ["--backend", "afpacket", "--iface", tb.if_rx.as_str(), "--filter", "udp port 9000"];
         let mut v: Vec<&str> = match self {
             Row::Recv => vec!["--mode", "recv", "--no-gro"],
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
