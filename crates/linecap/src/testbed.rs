@@ -252,6 +252,15 @@ impl Testbed {
     }
 
     fn build(&mut self) -> anyhow::Result<()> {
+        self.wire()?;
+        if self.placement != Placement::Sender {
+            self.place_receive_work()?;
+        }
+        Ok(())
+    }
+
+    /// Namespaces, the veth pair, addresses, routes and static neighbours.
+    fn wire(&mut self) -> anyhow::Result<()> {
         let (ntx, nrx, itx, irx) = (&self.ns_tx, &self.ns_rx, &self.if_tx, &self.if_rx);
         run("ip", &["netns", "add", ntx])?;
         run("ip", &["netns", "add", nrx])?;
@@ -306,50 +315,55 @@ impl Testbed {
             "ip",
             &["-n", nrx, "neigh", "replace", &tx_s, "lladdr", &mac_tx, "dev", irx, "nud", "permanent"],
         )?;
-        if self.placement != Placement::Sender {
-            // veth hands a locally sent skb to the peer's NAPI only when the
-            // sending device has no TSO feature (veth_skb_is_eligible_for_gro);
-            // otherwise UDP from a socket bypasses NAPI and the receive path
-            // runs on the sender's CPU after all. TSO is irrelevant to UDP.
-            let ifname = itx.clone();
-            kernel::in_netns(ntx, move || sys::set_tso(&ifname, false))?
-                .context("cannot turn TSO off on the sending veth (ethtool ioctl)")?;
-            let ifname = irx.clone();
-            kernel::in_netns(nrx, move || sys::set_gro(&ifname, true))?
-                .context("cannot turn GRO on for the receiving veth (ethtool ioctl)")?;
-            if self.placement == Placement::BusyPoll {
-                // The receiver polls; the device only defers to it.
-                for (file, value) in [
-                    ("napi_defer_hard_irqs", BUSY_POLL_DEFER_IRQS.to_string()),
-                    ("gro_flush_timeout", BUSY_POLL_FLUSH_NS.to_string()),
-                ] {
-                    write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/{file}"), &value)
-                        .with_context(|| format!("cannot set {file} on the receiving veth"))?;
-                }
-                return Ok(());
+        Ok(())
+    }
+
+    /// Where receive work runs: the receiving veth's NAPI deferred to a
+    /// busy-polling receiver, or a threaded NAPI pinned to the receive core.
+    fn place_receive_work(&mut self) -> anyhow::Result<()> {
+        let (ntx, nrx, itx, irx) = (&self.ns_tx, &self.ns_rx, &self.if_tx, &self.if_rx);
+        // veth hands a locally sent skb to the peer's NAPI only when the
+        // sending device has no TSO feature (veth_skb_is_eligible_for_gro);
+        // otherwise UDP from a socket bypasses NAPI and the receive path
+        // runs on the sender's CPU after all. TSO is irrelevant to UDP.
+        let ifname = itx.clone();
+        kernel::in_netns(ntx, move || sys::set_tso(&ifname, false))?
+            .context("cannot turn TSO off on the sending veth (ethtool ioctl)")?;
+        let ifname = irx.clone();
+        kernel::in_netns(nrx, move || sys::set_gro(&ifname, true))?
+            .context("cannot turn GRO on for the receiving veth (ethtool ioctl)")?;
+        if self.placement == Placement::BusyPoll {
+            // The receiver polls; the device only defers to it.
+            for (file, value) in [
+                ("napi_defer_hard_irqs", BUSY_POLL_DEFER_IRQS.to_string()),
+                ("gro_flush_timeout", BUSY_POLL_FLUSH_NS.to_string()),
+            ] {
+                write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/{file}"), &value)
+                    .with_context(|| format!("cannot set {file} on the receiving veth"))?;
             }
-            write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/threaded"), "1")
-                .context("cannot switch the receiving veth to threaded NAPI")?;
-            let pids = find_napi_threads(irx);
-            if pids.is_empty() {
-                bail!("no napi/{irx}-* kernel thread appeared");
-            }
-            for &pid in &pids {
-                sys::pin_to_cpu(pid, self.rx_cpu)
-                    .with_context(|| format!("cannot pin napi thread {pid} to CPU {}", self.rx_cpu))?;
-                // On a host with a NIC, NAPI runs in softirq context and
-                // preempts the receiving thread at once. A threaded NAPI
-                // kthread of normal priority instead waits for the receiver's
-                // time slice (ms), far longer than veth's 256-frame ring
-                // lasts. FIFO restores the NIC's behaviour: the kernel side
-                // runs promptly, the socket buffer absorbs the receiver's delays.
-                if self.napi_fifo {
-                    sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
-                        .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
-                }
-            }
-            self.napi_pid = pids.iter().copied().min();
+            return Ok(());
         }
+        write_netns_sysfs(nrx, &format!("/sys/class/net/{irx}/threaded"), "1")
+            .context("cannot switch the receiving veth to threaded NAPI")?;
+        let pids = find_napi_threads(irx);
+        if pids.is_empty() {
+            bail!("no napi/{irx}-* kernel thread appeared");
+        }
+        for &pid in &pids {
+            sys::pin_to_cpu(pid, self.rx_cpu)
+                .with_context(|| format!("cannot pin napi thread {pid} to CPU {}", self.rx_cpu))?;
+            // On a host with a NIC, NAPI runs in softirq context and
+            // preempts the receiving thread at once. A threaded NAPI
+            // kthread of normal priority instead waits for the receiver's
+            // time slice (ms), far longer than veth's 256-frame ring
+            // lasts. FIFO restores the NIC's behaviour: the kernel side
+            // runs promptly, the socket buffer absorbs the receiver's delays.
+            if self.napi_fifo {
+                sys::set_fifo(pid, NAPI_FIFO_PRIORITY)
+                    .with_context(|| format!("cannot make napi thread {pid} SCHED_FIFO"))?;
+            }
+        }
+        self.napi_pid = pids.iter().copied().min();
         Ok(())
     }
 
