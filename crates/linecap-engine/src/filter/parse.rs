@@ -155,7 +155,7 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    /// `vlan` [ID].
+    /// `vlan`, with or without an id.
     fn vlan(&mut self) -> Result<Expr, FilterError> {
         let id = match self.peek() {
             Some(n) if n.chars().all(|c| c.is_ascii_digit()) => {
