@@ -146,14 +146,44 @@ pub fn svg(r: &BenchResults) -> String {
     if r.rows.is_empty() && !ratio_summaries(&r.fixed).is_empty() {
         return svg_ratios(r);
     }
-    let (w, h, ml, mb, mt, mr) = (760.0, 440.0, 70.0, 50.0, 40.0, 170.0);
     let pts: Vec<_> = r.rows.iter().flat_map(|row| row.points.iter()).filter(|p| p.delivered > 0).collect();
-    let xmax = pts.iter().map(|p| p.offered_pps / 1e3).fold(1.0, f64::max) * 1.05;
-    let ymax = pts.iter().map(|p| p.rx_core_ns_per_packet).fold(1.0, f64::max) * 1.1;
-    let x = |v: f64| ml + v / xmax * (w - ml - mr);
-    let y = |v: f64| h - mb - v / ymax * (h - mb - mt);
-    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+    let plot = Plot {
+        xmax: pts.iter().map(|p| p.offered_pps / 1e3).fold(1.0, f64::max) * 1.05,
+        ymax: pts.iter().map(|p| p.rx_core_ns_per_packet).fold(1.0, f64::max) * 1.1,
+    };
     let mut s = String::new();
+    cpu_axes(&mut s, &plot, &r.machine);
+    cpu_lines(&mut s, &plot, r);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The CPU plot's frame: 760 x 440 px, margins for the axes and the legend.
+struct Plot {
+    xmax: f64,
+    ymax: f64,
+}
+
+const PLOT: (f64, f64, f64, f64, f64, f64) = (760.0, 440.0, 70.0, 50.0, 40.0, 170.0);
+
+impl Plot {
+    fn x(&self, v: f64) -> f64 {
+        let (w, _, ml, _, _, mr) = PLOT;
+        ml + v / self.xmax * (w - ml - mr)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let (_, h, _, mb, mt, _) = PLOT;
+        h - mb - v / self.ymax * (h - mb - mt)
+    }
+}
+
+/// The SVG header, title, axes, ticks and axis labels.
+fn cpu_axes(s: &mut String, plot: &Plot, machine: &str) {
+    let (w, h, ml, mb, mt, mr) = PLOT;
+    let (xmax, ymax) = (plot.xmax, plot.ymax);
+    let x = |v: f64| plot.x(v);
+    let y = |v: f64| plot.y(v);
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
@@ -162,7 +192,7 @@ pub fn svg(r: &BenchResults) -> String {
     let _ = writeln!(
         s,
         r#"<text x="{ml}" y="22" font-size="14">Receive-core CPU per packet vs offered rate ({})</text>"#,
-        esc(&r.machine)
+        esc(machine)
     );
     let _ =
         writeln!(s, r#"<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, h - mb, w - mr, h - mb);
@@ -197,6 +227,14 @@ pub fn svg(r: &BenchResults) -> String {
         (h - mb + mt) / 2.0,
         (h - mb + mt) / 2.0
     );
+}
+
+/// One line per row (filled points: zero loss; open: loss) and the legend.
+fn cpu_lines(s: &mut String, plot: &Plot, r: &BenchResults) {
+    let (w, _, _, _, mt, mr) = PLOT;
+    let x = |v: f64| plot.x(v);
+    let y = |v: f64| plot.y(v);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
     for (i, row) in r.rows.iter().enumerate() {
         let c = colors[i % colors.len()];
         let mut p: Vec<_> = row.points.iter().filter(|p| p.delivered > 0).collect();
@@ -237,8 +275,6 @@ pub fn svg(r: &BenchResults) -> String {
         w - mr + 10.0,
         mt + 20.0 + 18.0 * r.rows.len() as f64 + 6.0
     );
-    s.push_str("</svg>\n");
-    s
 }
 
 fn esc(s: &str) -> String {
