@@ -159,7 +159,14 @@ fn tcpreplay_replays_a_linecap_recording_into_a_linecap_capture() {
             file.to_str().unwrap(),
         ],
     );
-    send(Some(&tb.ns_tx), &["--to", &to, "--count", "5000", "--rate", "20kpps"]);
+    // Frames built by linecap's AF_PACKET generator: their UDP checksum is
+    // whole (0, "none"). A socket sender's frames cross veth with a partial
+    // checksum (offload), which a tap records as it is and a replay then
+    // delivers as checksum errors.
+    send(
+        Some(&tb.ns_tx),
+        &["--to", &to, "--count", "5000", "--rate", "20kpps", "--backend", "afpacket", "--iface", &tb.if_tx],
+    );
     let rec = stop(cap);
     assert!(rec.packets > 0);
     let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
@@ -173,6 +180,7 @@ fn tcpreplay_replays_a_linecap_recording_into_a_linecap_capture() {
     let v = rep.verify.unwrap();
     // What tcpreplay sent is the recording; what the socket did not take is counted.
     assert_eq!(rep.received + rep.total_drops(), rec.packets, "{rep:#?}");
+    assert!(rep.received > 0 && rep.kernel["udp_csum_errors"] == 0, "{rep:#?}");
     assert_eq!((v.valid, v.corrupt, v.duplicates), (rep.received, 0, 0));
 
     // The same frames through linecap's own AF_PACKET replay.
