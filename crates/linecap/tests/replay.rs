@@ -242,3 +242,36 @@ fn a_replay_damaged_on_purpose_is_counted_exactly_by_the_receiver() {
     assert!(v.missing == done.dropped || v.missing + 1 == done.dropped, "{v:?} {done:?}");
     assert_eq!((v.reordered, v.duplicates), (done.reordered, done.duplicated), "{v:?}");
 }
+
+#[test]
+fn replay_refuses_what_it_cannot_do_and_fails_clearly_on_bad_files() {
+    let dir = TempDir::new("replaybad");
+    let text = dir.0.join("notes.pcap");
+    std::fs::write(&text, b"not a capture file at all\n").unwrap();
+    let empty = dir.0.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let (t, e) = (text.to_str().unwrap(), empty.to_str().unwrap());
+    let to = free_loopback();
+    // Usage errors: what a backend needs or ignores, values that cannot be.
+    assert_usage_error(linecap(&["replay", t]), "needs --to");
+    assert_usage_error(linecap(&["replay", t, "--backend", "afpacket"]), "needs --iface");
+    assert_usage_error(
+        linecap(&["replay", t, "--backend", "afpacket", "--iface", "lo", "--to", &to]),
+        "--to",
+    );
+    assert_usage_error(linecap(&["replay", t, "--to", &to, "--dst-mac", "02:00:00:00:00:01"]), "--dst-mac");
+    assert_exit(
+        linecap(&["replay", t, "--backend", "afpacket", "--iface", "lo", "--dst-mac", "zz"]),
+        2,
+        "MAC",
+    );
+    assert_exit(linecap(&["replay", t, "--to", &to, "--loop", "0"]), 2, "positive");
+    assert_exit(linecap(&["replay", t, "--to", &to, "--drop", "2"]), 2, "between 0 and 100%");
+    // Files that are no capture: one line, exit 1, nothing sent.
+    assert_fails_with(linecap(&["replay", t, "--to", &to]), "not a pcap or pcapng file");
+    assert_fails_with(linecap(&["replay", e, "--to", &to]), "empty");
+    assert_fails_with(
+        linecap(&["replay", dir.0.join("none-*.pcap").to_str().unwrap(), "--to", &to]),
+        "no file matches",
+    );
+}
