@@ -13,6 +13,7 @@ pub mod cmsg;
 pub mod mmsg;
 pub mod packet;
 pub mod shm;
+pub mod slots;
 pub mod uring;
 pub mod user;
 pub mod xsk;

@@ -19,6 +19,7 @@
 //! drops, not a train of near-empty blocks. Block buffers come from a fixed
 //! pool: when none is free, the packet is dropped and counted.
 
+pub mod group;
 pub mod layout;
 
 pub use layout::Layout;
