@@ -110,6 +110,7 @@ fn blocks(path: &Path, dir: &Path, round: usize, ring: bool) -> f64 {
         format: StreamFormat::Seq,
         queue: 8,
         wait_for_writer: true,
+        policy: Default::default(),
     };
     let mut sink = BlockSink::start(opts, c.pop().unwrap()).unwrap();
     let pps = linecap(path, Some(&mut sink));

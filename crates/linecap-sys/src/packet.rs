@@ -203,6 +203,20 @@ pub fn packet_stats(fd: &impl AsRawFd) -> io::Result<PacketStats> {
 /// Attaches a classic BPF program (`SO_ATTACH_FILTER`); instructions are
 /// `(code, jt, jf, k)` as in `tcpdump -ddd`.
 pub fn attach_filter(fd: &impl AsRawFd, prog: &[(u16, u8, u8, u32)]) -> io::Result<()> {
+    attach_cbpf(fd, libc::SO_ATTACH_FILTER, prog)
+}
+
+/// Attaches a classic BPF program that picks, for each datagram, which
+/// socket of the `SO_REUSEPORT` group gets it (`SO_ATTACH_REUSEPORT_CBPF`,
+/// Linux 4.5): its return value is the socket's index in the group (the
+/// order they were bound); out of range, the kernel falls back to its hash.
+/// For UDP the program's data starts at the payload; headers are read at
+/// `SKF_NET_OFF`.
+pub fn attach_reuseport_filter(fd: &impl AsRawFd, prog: &[(u16, u8, u8, u32)]) -> io::Result<()> {
+    attach_cbpf(fd, libc::SO_ATTACH_REUSEPORT_CBPF, prog)
+}
+
+fn attach_cbpf(fd: &impl AsRawFd, option: libc::c_int, prog: &[(u16, u8, u8, u32)]) -> io::Result<()> {
     let mut insns: Vec<libc::sock_filter> =
         prog.iter().map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
     let fprog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_mut_ptr() };
@@ -211,7 +225,7 @@ pub fn attach_filter(fd: &impl AsRawFd, prog: &[(u16, u8, u8, u32)]) -> io::Resu
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
+            option,
             (&raw const fprog).cast(),
             size_of::<libc::sock_fprog>() as libc::socklen_t,
         )

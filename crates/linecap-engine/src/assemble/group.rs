@@ -47,10 +47,14 @@ pub enum Policy {
 /// Where completed blocks go, and where their buffers come back from.
 /// Called under the group's lock, so neither may wait for a member.
 pub trait BlockOut: Send {
-    /// A completed block, in block order.
-    fn take(&mut self, block: Block);
+    /// A completed block, in block order, and the group's counts with it.
+    fn take(&mut self, block: Block, counts: &GroupCounts);
     /// A block buffer handed back (written, or dropped), if there is one.
     fn give_back(&mut self) -> Option<PageBuf>;
+    /// Every member has left and every block was taken: the last call.
+    fn finish(&mut self, counts: &GroupCounts) {
+        let _ = counts;
+    }
 }
 
 /// Counts kept by the group itself (the members count their packets).
@@ -270,7 +274,8 @@ impl Group {
         }
         st.counts.blocks += 1;
         st.counts.slots_lost += lost;
-        st.out.take(Block { number, first_seq, data, present, filled, lost });
+        let counts = st.counts;
+        st.out.take(Block { number, first_seq, data, present, filled, lost }, &counts);
     }
 
     /// The block `number` for member `id`: found open, or opened now.
@@ -345,10 +350,14 @@ impl Group {
             );
         }
         if st.alive == 0 {
-            // The last one out completes what is left.
+            // The last one out completes what is left, and closes the output.
             for b in st.live.iter_mut() {
                 b.holders = 0;
             }
+            self.retire(&mut st);
+            let counts = st.counts;
+            st.out.finish(&counts);
+            return;
         }
         self.retire(&mut st);
     }
@@ -379,6 +388,11 @@ impl Member {
     /// see [`Group::counts`]).
     pub fn counts(&self) -> AssemblyCounts {
         self.counts
+    }
+
+    /// This member's index in its group.
+    pub fn id(&self) -> usize {
+        self.id
     }
 
     /// The group.

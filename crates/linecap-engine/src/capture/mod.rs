@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::assemble::AssemblyCounts;
-use crate::sink::blocks::{BlockOutput, BlockReport, BlockSink, BlockSinkOptions};
+use crate::sink::blocks::{BlockReport, BlockSink, BlockSinkOptions};
 use crate::sink::pcap::{PcapOptions, PcapSink};
 use crate::sink::relay::{RelayCounts, RelayOptions, RelaySink};
 use crate::sink::verify::{VerifyCounts, VerifySink};
@@ -152,6 +152,9 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
+/// The stage of a group assembly's own counters (several receive threads, one block sequence).
+pub const GROUP_STAGE: &str = "blocks.group";
+
 fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
     let mut v = Vec::new();
     for t in 0..cfg.threads {
@@ -169,6 +172,10 @@ fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
         if cfg.relay.is_some() {
             v.push(StageSpec { name: format!("relay.{t}"), counters: RELAY_COUNTERS });
         }
+    }
+    if cfg.blocks.is_some() && cfg.threads > 1 {
+        // The group's blocks, lost slots and writer (its members' packets are on blocks.N).
+        v.push(StageSpec { name: GROUP_STAGE.into(), counters: BLOCKS_COUNTERS });
     }
     v.push(StageSpec { name: "settings".into(), counters: SETTINGS_COUNTERS });
     v.push(StageSpec { name: "kernel".into(), counters: KERNEL_COUNTERS });

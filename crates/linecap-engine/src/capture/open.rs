@@ -3,6 +3,7 @@
 //! fails at once with one message.
 
 use super::*;
+use crate::source::socket::Spread;
 
 /// What the opened sources are, for messages and the report.
 pub(super) struct SourceInfo {
@@ -41,7 +42,11 @@ fn open_sockets(
     uring: bool,
     sources: &mut Vec<Box<dyn Source>>,
 ) -> crate::Result<SourceInfo> {
-    let o = SocketOptions { reuseport: cfg.threads > 1, ..o.clone() };
+    let spread = match o.spread {
+        Spread::SourcePort(_) => Spread::SourcePort(cfg.threads as u32),
+        Spread::Hash => Spread::Hash,
+    };
+    let o = SocketOptions { reuseport: cfg.threads > 1, spread, ..o.clone() };
     let mut setup = None;
     for _ in 0..cfg.threads {
         let opened: std::io::Result<(Box<dyn Source>, _)> = if uring {

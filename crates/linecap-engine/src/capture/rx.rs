@@ -38,6 +38,7 @@ pub(super) fn build_sinks(
 ) -> crate::Result<Vec<ThreadSinks>> {
     let mut per_thread = Vec::new();
     let mut stage_iter = stages.into_iter();
+    let mut member_stages = Vec::new();
     // A file waits for its sinks' writers: nothing read back is dropped at a queue.
     let can_wait = matches!(cfg.backend, BackendConfig::File(_));
     for t in 0..cfg.threads {
@@ -56,27 +57,34 @@ pub(super) fn build_sinks(
         }
         if let Some(b) = &cfg.blocks {
             let st = stage_iter.next().expect("blocks stage");
-            let mut o = b.clone();
-            o.wait_for_writer = can_wait;
             if cfg.threads > 1 {
-                match &mut o.output {
-                    BlockOutput::Dir(d) => {
-                        *d = d.join(format!("t{t}"));
-                        std::fs::create_dir_all(&*d)?;
-                    }
-                    BlockOutput::Shm(r) => r.name = format!("{}.t{t}", r.name),
-                }
+                // Members of one group, started once every stage is known.
+                member_stages.push(st);
+            } else {
+                let mut o = b.clone();
+                o.wait_for_writer = can_wait;
+                sinks.push(Box::new(BlockSink::start(o, st)?));
             }
-            sinks.push(Box::new(BlockSink::start(o, st)?));
         }
         if let Some(r) = &cfg.relay {
             let st = stage_iter.next().expect("relay stage");
             sinks.push(Box::new(RelaySink::start(r, st)?));
         }
-        if sinks.is_empty() && verify.is_none() {
+        if sinks.is_empty() && verify.is_none() && member_stages.is_empty() {
             sinks.push(Box::new(NullSink));
         }
         per_thread.push((rx, verify, sinks));
+    }
+    if let Some(b) = &cfg.blocks
+        && !member_stages.is_empty()
+    {
+        let group_stage = stage_iter.next().expect("group stage");
+        let mut o = b.clone();
+        o.wait_for_writer = can_wait;
+        let members = BlockSink::start_group(o, member_stages, group_stage)?;
+        for ((_, _, sinks), member) in per_thread.iter_mut().zip(members) {
+            sinks.push(Box::new(member));
+        }
     }
     Ok(per_thread)
 }

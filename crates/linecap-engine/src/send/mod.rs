@@ -1,6 +1,7 @@
 //! The traffic generator: emulates the FPGA's stream with exact pacing.
 
 pub mod afpacket;
+pub mod flows;
 pub mod impair;
 pub mod pacing;
 pub mod replay;

@@ -56,6 +56,11 @@ pub struct SendConfig {
     pub src_port: Option<u16>,
     /// Damage done to the stream on purpose (socket backend), counted.
     pub impair: super::impair::Impairments,
+    /// Flows (source ports, from `src_port`) one stream is spread over
+    /// (socket backend, one thread); 1: one flow per thread.
+    pub flows: usize,
+    /// Consecutive numbers per flow before the next flow's turn.
+    pub flow_run: u64,
 }
 
 impl SendConfig {
@@ -78,6 +83,8 @@ impl SendConfig {
             plain_loop: false,
             src_port: None,
             impair: super::impair::Impairments::default(),
+            flows: 1,
+            flow_run: 1,
         }
     }
 }
@@ -191,13 +198,13 @@ impl SendReport {
     }
 }
 
-struct ThreadResult {
-    impaired: Option<super::impair::ImpairCounts>,
-    packets: u64,
-    errors: u64,
-    refused: u64,
-    gso: bool,
-    cpu_ns: u64,
+pub(super) struct ThreadResult {
+    pub(super) impaired: Option<super::impair::ImpairCounts>,
+    pub(super) packets: u64,
+    pub(super) errors: u64,
+    pub(super) refused: u64,
+    pub(super) gso: bool,
+    pub(super) cpu_ns: u64,
 }
 
 /// Sends until the count or duration is reached, or SIGINT/SIGTERM.
@@ -216,6 +223,9 @@ pub fn run(cfg: &SendConfig) -> crate::Result<SendReport> {
         cfg.count.is_some() || cfg.duration.is_some(),
         "give --count or --duration: every traffic run is bounded"
     );
+    if cfg.flows > 1 {
+        return run_flows(cfg);
+    }
     let mut sockets = Vec::new();
     for _ in 0..cfg.threads {
         let fd = sys::udp_socket(&cfg.to)?;
@@ -273,6 +283,37 @@ pub fn run(cfg: &SendConfig) -> crate::Result<SendReport> {
     report.payload_bps = report.pps * cfg.size as f64 * 8.0;
     report.cpu_ns_per_packet = if report.packets > 0 { cpu as f64 / report.packets as f64 } else { 0.0 };
     Ok(report)
+}
+
+/// `--flows N`: one thread, one stream, N source ports.
+fn run_flows(cfg: &SendConfig) -> crate::Result<SendReport> {
+    crate::ensure_valid!(cfg.threads == 1, "--flows spreads one thread's stream: give --threads 1");
+    crate::ensure_valid!(
+        !cfg.gso && !cfg.plain_loop,
+        "--flows sends plain datagrams: drop --gso and --plain-loop"
+    );
+    crate::ensure_valid!(!cfg.impair.any(), "--flows does not combine with --drop, --reorder or --duplicate");
+    let fds = super::flows::open_flow_sockets(cfg)?;
+    let stop = AtomicBool::new(false);
+    let start = sys::monotonic_ns();
+    let deadline = cfg.duration.map(|d| start + d.as_nanos() as u64);
+    let r = super::flows::flows_thread(cfg, &fds, deadline, &stop)?;
+    let elapsed = (sys::monotonic_ns() - start) as f64 / 1e9;
+    let pps = r.packets as f64 / elapsed.max(1e-9);
+    Ok(SendReport {
+        backend: Generator::Socket,
+        packets: r.packets,
+        bytes: r.packets * cfg.size as u64,
+        duration_s: elapsed,
+        pps,
+        payload_bps: pps * cfg.size as f64 * 8.0,
+        threads: 1,
+        gso: false,
+        send_errors: r.errors,
+        refused: r.refused,
+        cpu_ns_per_packet: if r.packets > 0 { r.cpu_ns as f64 / r.packets as f64 } else { 0.0 },
+        impaired: None,
+    })
 }
 
 fn send_thread(
@@ -401,7 +442,12 @@ impl Dealer {
 
 /// What a failed send call means: GSO refused (go on without it), a
 /// transient error (yield and retry), or the end. Returns whether GSO stays on.
-fn after_send_error(e: &std::io::Error, gso: bool, consecutive: u32, to: SocketAddr) -> crate::Result<bool> {
+pub(super) fn after_send_error(
+    e: &std::io::Error,
+    gso: bool,
+    consecutive: u32,
+    to: SocketAddr,
+) -> crate::Result<bool> {
     if consecutive > 100_000 {
         return Err(crate::failed!("send to {to} keeps failing: {e}"));
     }

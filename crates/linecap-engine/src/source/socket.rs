@@ -55,6 +55,8 @@ pub struct SocketOptions {
     pub rcvbuf: i32,
     /// Share the port with sibling sockets (one per thread).
     pub reuseport: bool,
+    /// How the kernel spreads datagrams over the sibling sockets.
+    pub spread: Spread,
     /// IPv4 multicast group to join.
     pub join: Option<Ipv4Addr>,
     /// Classic BPF program run at the UDP header (see `filter::Target::Udp`).
@@ -83,6 +85,7 @@ impl SocketOptions {
             batch: 64,
             rcvbuf: 32 << 20,
             reuseport: false,
+            spread: Spread::Hash,
             join: None,
             filter: None,
             busy_poll: None,
@@ -103,6 +106,39 @@ pub struct SocketSetup {
     pub rcvbuf_forced: bool,
     /// Whether UDP GRO is on.
     pub gro: bool,
+}
+
+/// How datagrams are spread over the sockets of a `SO_REUSEPORT` group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spread {
+    /// The kernel's hash of the addresses and ports.
+    #[default]
+    Hash,
+    /// Source port modulo the number of sockets (this many): consecutive
+    /// source ports land on consecutive sockets, as a sender that spreads
+    /// one stream over several flows expects (a NIC's RSS by port).
+    SourcePort(u32),
+}
+
+/// `SKF_NET_OFF`: classic BPF loads at this offset read the network header.
+const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
+
+/// The reuseport program of [`Spread::SourcePort`]: the UDP source port
+/// (after an IPv4 header of any length, or a fixed IPv6 header) modulo
+/// `sockets`.
+pub fn source_port_spread(ipv6: bool, sockets: u32) -> Vec<crate::filter::Insn> {
+    const LDX_MSH_B: u16 = 0xb1;
+    const LD_H_IND: u16 = 0x48;
+    const LD_H_ABS: u16 = 0x28;
+    const MOD_K: u16 = 0x94;
+    const RET_A: u16 = 0x16;
+    let load_port = if ipv6 {
+        vec![(LD_H_ABS, 0, 0, SKF_NET_OFF.wrapping_add(40))]
+    } else {
+        // X = 4 * (IHL), then A = the half-word at the network header + X.
+        vec![(LDX_MSH_B, 0, 0, SKF_NET_OFF), (LD_H_IND, 0, 0, SKF_NET_OFF)]
+    };
+    load_port.into_iter().chain([(MOD_K, 0, 0, sockets.max(1)), (RET_A, 0, 0, 0)]).collect()
 }
 
 /// Creates, configures and binds a UDP socket as the options say (shared
@@ -134,6 +170,12 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
     if let Some(group) = opts.join {
         sys::join_multicast_v4(&fd, group, Ipv4Addr::UNSPECIFIED)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot join multicast group {group}: {e}")))?;
+    }
+    if let (true, Spread::SourcePort(n)) = (opts.reuseport, opts.spread) {
+        // Every member attaches the same program: the group keeps one.
+        sys::packet::attach_reuseport_filter(&fd, &source_port_spread(opts.listen.is_ipv6(), n)).map_err(
+            |e| io::Error::new(e.kind(), format!("the kernel refused the reuseport program: {e}")),
+        )?;
     }
     let local = sys::local_addr(&fd)?;
     Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro }))
@@ -359,6 +401,7 @@ mod tests {
             batch: 8,
             rcvbuf: 1 << 20,
             reuseport: false,
+            spread: Spread::Hash,
             join: None,
             filter: None,
             busy_poll: None,

@@ -81,6 +81,17 @@ const HELP: &[(&str, &str, &str)] = &[
     ("blocks", "ring_dropped", "Blocks dropped at the ring."),
     ("blocks", "invalid", "Packets their sender flagged invalid (VDIF), counted and left empty."),
     ("blocks", "out_of_window", "Packets far outside the window, held until confirmed and then counted."),
+    (
+        "blocks",
+        "group_forced",
+        "Times the group completed blocks without this receive thread, which was behind (lossy group).",
+    ),
+    ("blocks", "group_waits", "Times this receive thread waited for a slower one (lossless group)."),
+    (
+        "blocks",
+        "members_left",
+        "Receive threads that ended while the group went on; their share of later blocks is lost.",
+    ),
     ("relay", "offered", "Packets offered to the relay."),
     ("relay", "relayed", "Packets relayed."),
     ("relay", "dropped", "Packets dropped because the relay's socket buffer was full."),

@@ -131,6 +131,9 @@ pub const BLOCKS_COUNTERS: &[&str] = &[
     "ring_dropped",
     "invalid",
     "out_of_window",
+    "group_forced",
+    "group_waits",
+    "members_left",
 ];
 /// Index into [`BLOCKS_COUNTERS`].
 #[derive(Clone, Copy)]
@@ -156,6 +159,9 @@ pub enum BlocksIdx {
     RingDropped,
     Invalid,
     OutOfWindow,
+    GroupForced,
+    GroupWaits,
+    MembersLeft,
 }
 
 /// Counters of a UDP relay (`relay.N`).
@@ -268,4 +274,4 @@ const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
 const _: () = assert!(SettingsIdx::Port as usize + 1 == SETTINGS_COUNTERS.len());
-const _: () = assert!(BlocksIdx::OutOfWindow as usize + 1 == BLOCKS_COUNTERS.len());
+const _: () = assert!(BlocksIdx::MembersLeft as usize + 1 == BLOCKS_COUNTERS.len());

@@ -56,6 +56,7 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         batch: BATCH,
         rcvbuf: p.rcvbuf,
         reuseport: false,
+        spread: Default::default(),
         join: None,
         filter: None,
         busy_poll: None,

@@ -40,7 +40,7 @@ struct Collect {
 }
 
 impl BlockOut for Collect {
-    fn take(&mut self, block: Block) {
+    fn take(&mut self, block: Block, _: &GroupCounts) {
         self.blocks.lock().unwrap().push(Out::from(&block));
         self.back.lock().unwrap().push(block.data);
     }

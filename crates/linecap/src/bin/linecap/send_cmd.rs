@@ -21,9 +21,18 @@ pub(crate) struct SendArgs {
     /// Destination address (or host name) and UDP port; `:9000` is this machine.
     #[arg(long, value_parser = strict::parse_destination)]
     to: SocketAddr,
-    /// UDP source port of the frames (afpacket, xdp, xdp-live backends): one flow per generator.
+    /// UDP source port of the frames (afpacket, xdp, xdp-live backends): one flow per
+    /// generator; with --flows, the first flow's port (default 41000).
     #[arg(long)]
     src_port: Option<u16>,
+    /// Spread the stream over this many flows (consecutive source ports from
+    /// --src-port), as an instrument does so that RSS hands it to several queues
+    /// (socket backend, one thread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    flows: u16,
+    /// Consecutive sequence numbers each flow carries before the next flow's turn.
+    #[arg(long, default_value_t = 1, value_parser = strict::parse_positive)]
+    flow_run: u64,
     /// UDP payload bytes per packet.
     #[arg(long, default_value = "272", value_parser = units::parse_size)]
     size: u64,
@@ -225,9 +234,22 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
         plain_loop: a.plain_loop,
         src_port: a.src_port,
         impair: impairments(a.drop, a.reorder, a.duplicate, a.seed),
+        flows: usize::from(a.flows),
+        flow_run: a.flow_run,
     };
-    if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() {
-        strict::usage!("--src-port applies to the frame-building backends (afpacket, xdp, xdp-live)");
+    if matches!(a.backend, SendBackend::Socket) && a.src_port.is_some() && a.flows == 1 {
+        strict::usage!(
+            "--src-port applies to the frame-building backends (afpacket, xdp, xdp-live), or with --flows"
+        );
+    }
+    if !matches!(a.backend, SendBackend::Socket) && (a.flows > 1 || strict::given(m, "flow_run")) {
+        strict::usage!("--flows applies to --backend socket (one thread, one socket per flow)");
+    }
+    if a.flows > 1 && a.threads > 1 {
+        strict::usage!("--flows spreads one thread's stream: give --threads 1");
+    }
+    if strict::given(m, "flow_run") && a.flows == 1 {
+        strict::usage!("--flow-run needs --flows N");
     }
     let r = match a.backend {
         SendBackend::Socket => send_socket::run(&cfg)?,

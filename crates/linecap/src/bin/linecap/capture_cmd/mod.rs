@@ -89,6 +89,12 @@ pub(crate) struct CaptureArgs {
     /// Receive threads (one SO_REUSEPORT socket each).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How the kernel spreads datagrams over the --threads sockets (socket and
+    /// uring): `hash` of addresses and ports, or `src-port` (source port modulo
+    /// the threads: a sender's consecutive source ports, `send --flows N`, land
+    /// on consecutive threads).
+    #[arg(long, value_enum, default_value = "hash")]
+    spread: SpreadArg,
     /// CPUs to pin receive threads to, in order: `1`, `2,3` or `0-3,6`.
     #[arg(long, value_parser = strict::parse_cpus)]
     cpus: Option<strict::Cpus>,
@@ -202,6 +208,11 @@ pub(crate) struct CaptureArgs {
     /// Completed blocks that may wait for the disk before blocks are dropped (counted).
     #[arg(long, default_value_t = 8)]
     block_queue: usize,
+    /// With several receive threads, which all fill one sequence of blocks: when
+    /// one falls behind, `lossy` sends the blocks out on time and counts its
+    /// missing slots lost; `lossless` makes the others wait for it (counted).
+    #[arg(long, value_enum, default_value = "lossy")]
+    group_policy: GroupPolicy,
     /// Name of the counters file (`linecap stats NAME`): 1-64 of A-Z a-z 0-9 . _ -;
     /// default `cap-<pid>`. A named capture's counters stay readable after it ends;
     /// a second capture with a running one's name is refused.
@@ -472,4 +483,22 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
         print!("{}", summary(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a group of receive threads does when one falls out of step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum GroupPolicy {
+    /// Blocks go out on time; the slow thread's missing slots are lost.
+    Lossy,
+    /// Blocks wait for the slow thread.
+    Lossless,
+}
+
+/// How datagrams are spread over several sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum SpreadArg {
+    /// The kernel's hash of addresses and ports.
+    Hash,
+    /// Source port modulo the number of threads.
+    SrcPort,
 }

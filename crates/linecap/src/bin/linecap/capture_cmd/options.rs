@@ -93,6 +93,11 @@ fn socket_options(a: &CaptureArgs) -> anyhow::Result<SocketOptions> {
         batch: a.batch,
         rcvbuf: i32::try_from(a.rcvbuf).unwrap_or(i32::MAX),
         reuseport: false,
+        // The capture sets the number of sockets.
+        spread: match a.spread {
+            super::SpreadArg::Hash => linecap_engine::source::socket::Spread::Hash,
+            super::SpreadArg::SrcPort => linecap_engine::source::socket::Spread::SourcePort(0),
+        },
         join: a.join,
         busy_poll: a.busy_poll,
         // Only what the sinks use: timestamps for a pcap, the
@@ -210,6 +215,10 @@ pub(super) fn block_options(a: &CaptureArgs) -> anyhow::Result<Option<BlockSinkO
                 queue: a.block_queue,
                 // The capture sets it for sources that can wait (files).
                 wait_for_writer: false,
+                policy: match a.group_policy {
+                    super::GroupPolicy::Lossy => linecap_engine::assemble::group::Policy::Lossy,
+                    super::GroupPolicy::Lossless => linecap_engine::assemble::group::Policy::Lossless,
+                },
             })
         }
     })

@@ -34,6 +34,11 @@ pub(super) const BACKEND_RULES: &[(&str, &[Backend], &str)] = &[
     ("xdp_ring", &[Backend::Xdp], "applies to --backend xdp"),
     ("busy_poll", &[Backend::Socket, Backend::Xdp], "applies to the socket and xdp backends"),
     ("mode", &[Backend::Socket], "applies to --backend socket"),
+    (
+        "spread",
+        &[Backend::Socket, Backend::Uring],
+        "applies to the socket and uring backends (afpacket: --fanout)",
+    ),
     ("no_gro", &[Backend::Socket, Backend::Uring], "applies to the socket and uring backends"),
     ("gro_always", &[Backend::Socket, Backend::Uring], "applies to the socket and uring backends"),
     (
@@ -59,6 +64,7 @@ pub(super) const SINK_RULES: &[(&str, &str)] = &[
     ("resync_gap", "needs --blocks or --shm"),
     ("no_zero_fill", "needs --blocks or --shm"),
     ("block_queue", "needs --blocks or --shm"),
+    ("group_policy", "needs --blocks or --shm (and several --threads or --queues)"),
     ("shm_slots", "needs --shm"),
     ("shm_lossless", "needs --shm"),
 ];
