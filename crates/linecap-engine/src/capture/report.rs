@@ -280,5 +280,8 @@ fn block_report(snap: &Snapshot) -> BlockReport {
         ring_overwritten: g(BlocksIdx::RingOverwritten),
         ring_waits: g(BlocksIdx::RingWaits),
         ring_dropped: g(BlocksIdx::RingDropped),
+        group_forced: g(BlocksIdx::GroupForced),
+        group_waits: g(BlocksIdx::GroupWaits),
+        members_left: g(BlocksIdx::MembersLeft),
     }
 }

@@ -5,7 +5,8 @@
 //! Counters: each member's stage holds its own packets (placed, late,
 //! duplicates... and how often it fell out of step: `group_forced`,
 //! `group_waits`); the group's stage (`blocks.group`) holds the blocks,
-//! the lost slots, the writer's figures and `members_left`.
+//! the lost slots, the writer's figures and `members_left`. A lossless
+//! group waits for the writer too, instead of dropping blocks at its queue.
 
 use super::outlet::Outlet;
 use super::{BlockSink, BlockSinkOptions, Mode, StreamFormat, set_writer_totals};
@@ -76,6 +77,11 @@ impl BlockSink {
                 format!("a group assembles for 1 to 64 receive threads, not {members}"),
             ));
         }
+        // Lossless all the way: blocks also wait for the writer, rather
+        // than being dropped at its queue (a lossless group that caught up
+        // with a slow thread completes many blocks at once).
+        let mut opts = opts;
+        opts.wait_for_writer |= opts.policy == crate::assemble::group::Policy::Lossless;
         let queue = opts.queue.max(1);
         let pool = opts.assembler.pool.max(2 * opts.assembler.window + queue + members + 1);
         let outlet = Outlet::start(&opts, pool)?;

@@ -89,6 +89,16 @@ pub struct BlockReport {
     /// Shared-memory ring: blocks given up at shutdown while the reader did not read (lossless).
     #[serde(default)]
     pub ring_dropped: u64,
+    /// Group of receive threads: times a slow thread was released from
+    /// blocks by force (lossy), summed over the threads.
+    #[serde(default)]
+    pub group_forced: u64,
+    /// Group of receive threads: times a thread waited for a slow one (lossless).
+    #[serde(default)]
+    pub group_waits: u64,
+    /// Group of receive threads: threads that ended while the others went on.
+    #[serde(default)]
+    pub members_left: u64,
 }
 
 /// Assembles on the receive thread, writes on its own thread.

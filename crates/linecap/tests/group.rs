@@ -1,0 +1,197 @@
+//! One stream, several receive threads, one block sequence: `send --flows 2`
+//! spreads a stream over two source ports, `capture --threads 2 --spread
+//! src-port` gives each flow its own socket and thread, and both threads
+//! fill the same blocks.
+
+mod common;
+
+use common::*;
+
+/// The number of a capture's counter in a stage, read while it runs.
+fn counter(name: &str, stage: &str, counter: &str) -> u64 {
+    let o = linecap(&["stats", name, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages = snaps[0]["stages"].as_array().unwrap();
+    let st = stages.iter().find(|s| s["name"] == stage).unwrap_or_else(|| panic!("no stage {stage}"));
+    st["counters"].as_array().unwrap().iter().find(|c| c[0] == counter).unwrap()[1].as_u64().unwrap()
+}
+
+fn group_args<'a>(addr: &'a str, dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--listen", addr, "--blocks", dir, "--slots", "256", "--slot-bytes", "192"];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// 20 000 packets of 200 bytes: 4 MB, which the capture's socket buffer
+/// (32 MiB asked) holds whole even if its thread is descheduled, so no
+/// run here loses a packet in the kernel.
+const COUNT: &str = "20000";
+
+/// An even source port whose next one is free too, for `send --flows 2`
+/// (tests run in parallel: each pair of flows gets its own ports).
+fn free_port_pair() -> String {
+    loop {
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let base = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let a = std::net::UdpSocket::bind(("0.0.0.0", base));
+        let b = std::net::UdpSocket::bind(("0.0.0.0", base + 1));
+        if a.is_ok() && b.is_ok() {
+            return base.to_string();
+        }
+    }
+}
+
+#[test]
+fn two_threads_fill_the_blocks_one_thread_fills() {
+    let (one, two) = (TempDir::new("grp1"), TempDir::new("grp2"));
+    let send_args = |addr: &str| {
+        let flows = ["--size", "200", "--flows", "2", "--src-port", &free_port_pair()].map(String::from);
+        ["--to", addr, "--count", COUNT, "--rate", "50kpps"]
+            .map(String::from)
+            .into_iter()
+            .chain(flows)
+            .collect::<Vec<_>>()
+    };
+    let addr = free_loopback();
+    let single = capture(None, &group_args(&addr, one.0.to_str().unwrap(), &[]));
+    let sent1 = send(None, &send_args(&addr).iter().map(String::as_str).collect::<Vec<_>>());
+    let r1 = stop(single);
+    let addr = free_loopback();
+    let name = unique("grp");
+    let grouped = capture_named(
+        None,
+        &name,
+        &group_args(&addr, two.0.to_str().unwrap(), &["--threads", "2", "--spread", "src-port"]),
+    );
+    let sent2 = send(None, &send_args(&addr).iter().map(String::as_str).collect::<Vec<_>>());
+    // Each thread got its flow: the even numbers on one, the odd on the
+    // other (read live, once both have taken what the sockets hold).
+    let placed = || (counter(&name, "blocks.0", "placed"), counter(&name, "blocks.1", "placed"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while placed().0 + placed().1 < sent2.packets && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (p0, p1) = placed();
+    let r2 = stop(grouped);
+    assert_books(&sent1, &r1, &[]);
+    assert_books(&sent2, &r2, &[]);
+    assert_eq!((sent1.packets, sent2.packets), (20_000, 20_000));
+    assert_eq!((p0, p1), (10_000, 10_000), "each flow reached its own thread");
+    let (b1, b2) = (r1.blocks.unwrap(), r2.blocks.unwrap());
+    assert_eq!(b2.assembly.placed, 20_000, "{b2:?}");
+    assert_eq!((b2.assembly.duplicates, b2.assembly.late, b2.group_forced, b2.members_left), (0, 0, 0, 0));
+    assert_eq!((b1.written, b2.written), (b1.assembly.blocks, b2.assembly.blocks));
+    // One folder, no per-thread ones, and the same bytes as one thread's.
+    let (f1, f2) = (read_blocks(&one.0), read_blocks(&two.0));
+    assert_eq!(f2.len() as u64, b2.written);
+    assert_eq!(f1.len(), f2.len());
+    for ((s1, d1), (s2, d2)) in f1.iter().zip(&f2) {
+        assert_eq!(s1, s2, "sidecars differ");
+        assert!(d1 == d2, "block {} differs", s1.first_seq);
+    }
+    assert!(std::fs::read_dir(&two.0).unwrap().flatten().all(|e| e.path().is_file()));
+}
+
+/// Flow 1 is filtered out, so thread 1 receives nothing: the policy decides.
+fn silent_member(
+    policy: &str,
+) -> (linecap::capture::CaptureReport, u64, u64, Vec<linecap::sink::blocks::Sidecar>) {
+    let dir = TempDir::new("grps");
+    let addr = free_loopback();
+    let name = unique("grs");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let base = free_port_pair();
+    let filter = format!("udp dst port {port} and src port {base}");
+    let cap = capture_named(
+        None,
+        &name,
+        &group_args(
+            &addr,
+            dir.0.to_str().unwrap(),
+            &["--threads", "2", "--spread", "src-port", "--group-policy", policy, "--filter", &filter],
+        ),
+    );
+    let sent = send(
+        None,
+        &[
+            "--to",
+            &addr,
+            "--count",
+            COUNT,
+            "--rate",
+            "50kpps",
+            "--size",
+            "200",
+            "--flows",
+            "2",
+            "--src-port",
+            &base,
+        ],
+    );
+    // A lossy group's thread 0 takes its whole flow while the capture runs
+    // (a lossless one waits for thread 1 until the capture stops).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while policy == "lossy"
+        && counter(&name, "blocks.0", "packets") < 10_000
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Live: the forced thread's own count (a waiting thread publishes its
+    // waits when it can go on, so those are read from the report).
+    let forced = counter(&name, "blocks.1", "group_forced");
+    let rep = cap.stop().expect("capture report");
+    assert_eq!(sent.packets, 20_000);
+    let waits = rep.blocks.unwrap().group_waits;
+    (rep, forced, waits, read_blocks(&dir.0).into_iter().map(|(s, _)| s).collect())
+}
+
+#[test]
+fn lossy_group_sends_blocks_on_without_a_silent_thread() {
+    let (rep, forced, waits, sidecars) = silent_member("lossy");
+    let b = rep.blocks.unwrap();
+    assert!(forced > 0, "thread 1 was never released by force");
+    assert_eq!(waits, 0);
+    // Every even number placed by thread 0; every odd slot counted lost.
+    assert_eq!(b.assembly.placed, 10_000, "{b:?}");
+    assert_eq!(b.assembly.placed + b.assembly.slots_lost, 20_000 - 1, "{b:?}");
+    assert_eq!(b.written + b.dropped_blocks, b.assembly.blocks);
+    assert_eq!(sidecars.len() as u64, b.written);
+    for s in &sidecars {
+        let sent = (0..256).filter(|i| s.first_seq + i < 20_000);
+        assert!(sent.clone().all(|i| s.is_present(0, i as usize) == (i % 2 == 0)), "block {}", s.first_seq);
+    }
+}
+
+#[test]
+fn lossless_group_waits_for_a_silent_thread_and_counts_it() {
+    let (rep, forced, waits, sidecars) = silent_member("lossless");
+    let b = rep.blocks.unwrap();
+    assert_eq!(forced, 0);
+    assert!(waits > 0, "thread 0 never waited");
+    // Nothing was lost to the wait: the socket buffer held the stream,
+    // and at the end the group let go of the silent thread.
+    assert_eq!(b.assembly.placed, 10_000, "{b:?}");
+    assert_eq!(b.assembly.placed + b.assembly.slots_lost, 20_000 - 1, "{b:?}");
+    // A lossless group waits for its writer too: no block dropped.
+    assert_eq!((b.written, b.dropped_blocks), (20_000 / 256 + 1, 0), "{b:?}");
+    assert_eq!(sidecars.len() as u64, b.written);
+}
+
+#[test]
+fn group_refusals_say_what_to_do() {
+    let dir = TempDir::new("grpr");
+    let addr = free_loopback();
+    let d = dir.0.to_str().unwrap();
+    let o =
+        linecap(&["capture", "--listen", &addr, "--threads", "2", "--blocks", d, "--format", "spead-heap"]);
+    assert_fails_with(o, "--threads 1");
+    let o = linecap(&["capture", "--listen", &addr, "--group-policy", "lossless"]);
+    assert_usage_error(o, "--group-policy");
+    let o = linecap(&["send", "--to", &addr, "--count", "1", "--flows", "2", "--threads", "2"]);
+    assert_usage_error(o, "--threads 1");
+    let o = linecap(&["send", "--to", &addr, "--count", "1", "--flow-run", "4"]);
+    assert_usage_error(o, "--flows");
+}
