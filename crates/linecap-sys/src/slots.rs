@@ -23,6 +23,12 @@ pub enum Fill {
     Duplicate,
 }
 
+/// One presence word (64 slots) alone on its cache line: threads that fill
+/// neighbouring runs of slots (a sender's flows in runs of 64) must not
+/// pass one line back and forth for their claims.
+#[repr(align(64))]
+struct Claims(AtomicU64);
+
 /// `slots` slots of `slot_bytes` over one page buffer, filled concurrently.
 pub struct SharedSlots {
     buf: PageBuf,
@@ -30,7 +36,7 @@ pub struct SharedSlots {
     base: *mut u8,
     slot_bytes: usize,
     slots: usize,
-    present: Box<[AtomicU64]>,
+    present: Box<[Claims]>,
 }
 
 // SAFETY: the buffer is owned by this value; moving it between threads
@@ -49,7 +55,7 @@ impl SharedSlots {
             return None;
         }
         let base = buf.as_mut_ptr();
-        let present = (0..slots.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        let present = (0..slots.div_ceil(64)).map(|_| Claims(AtomicU64::new(0))).collect();
         Some(Self { buf, base, slot_bytes, slots, present })
     }
 
@@ -61,7 +67,7 @@ impl SharedSlots {
     /// Whether `slot` was claimed (a snapshot: another thread may claim it
     /// right after).
     pub fn is_present(&self, slot: usize) -> bool {
-        self.present.get(slot / 64).is_some_and(|w| w.load(Ordering::Relaxed) >> (slot % 64) & 1 == 1)
+        self.present.get(slot / 64).is_some_and(|w| w.0.load(Ordering::Relaxed) >> (slot % 64) & 1 == 1)
     }
 
     /// Claims `slot` and copies `data` into it (cut at `slot_bytes`, the
@@ -74,7 +80,7 @@ impl SharedSlots {
         // Acquire/Release is not needed for the bytes (they are published by
         // the ownership hand-over in `into_parts`); the claim only has to be
         // unique, which any ordering of a read-modify-write guarantees.
-        if self.present[slot / 64].fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+        if self.present[slot / 64].0.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
             return Fill::Duplicate;
         }
         let n = data.len().min(self.slot_bytes);
@@ -92,7 +98,7 @@ impl SharedSlots {
 
     /// The buffer and its presence words, once no one else holds this value.
     pub fn into_parts(self) -> (PageBuf, Vec<u64>) {
-        let present = self.present.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        let present = self.present.iter().map(|w| w.0.load(Ordering::Relaxed)).collect();
         (self.buf, present)
     }
 }
