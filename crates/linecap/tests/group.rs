@@ -195,3 +195,40 @@ fn group_refusals_say_what_to_do() {
     let o = linecap(&["send", "--to", &addr, "--count", "1", "--flow-run", "4"]);
     assert_usage_error(o, "--flows");
 }
+
+#[test]
+fn threads_writing_pcap_are_told_how_to_merge_their_files() {
+    let dir = TempDir::new("grpm");
+    let addr = free_loopback();
+    let out = dir.0.join("cap.pcap");
+    let child = std::process::Command::new(exe())
+        .args(["capture", "--listen", &addr, "--threads", "2", "--spread", "src-port", "--count", "2000"])
+        .args(["--duration", "20s", "--write", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = Reaped::new(child);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let base = free_port_pair();
+    let sent = send(
+        None,
+        &["--to", &addr, "--count", "2000", "--rate", "20kpps", "--flows", "2", "--src-port", &base],
+    );
+    let o = child.wait_with_output();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let merged = dir.0.join("merged.pcap");
+    assert!(err.contains("mergecap -w"), "{err}");
+    let t: Vec<_> = (0..2).map(|t| dir.0.join(format!("cap.t{t}.pcap"))).collect();
+    assert!(t.iter().all(|p| p.is_file()), "one file per thread");
+    let Ok(m) = std::process::Command::new("mergecap").arg("-w").arg(&merged).args(&t).output() else {
+        return skip_or_fail("mergecap is not installed");
+    };
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let Ok(c) = std::process::Command::new("capinfos").args(["-c", "-M"]).arg(&merged).output() else {
+        return skip_or_fail("capinfos is not installed");
+    };
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(text.contains(&format!("{}", sent.packets)), "{text}");
+}

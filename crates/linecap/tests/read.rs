@@ -93,7 +93,7 @@ fn rotated_sets_by_glob_and_a_stream_on_stdin() {
     assert_eq!((v.valid, v.reordered, v.missing), (rep.packets, 0, 0), "{v:?}");
     assert!(all.listen.contains("more"), "{}", all.listen);
 
-    let first = dir.0.join("rot-000.pcap");
+    let first = dir.0.join("rot-000000.pcap");
     let mut child = Command::new(exe())
         .args(["capture", "--quiet", "--json", "--read", "-"])
         .stdin(std::fs::File::open(&first).unwrap())

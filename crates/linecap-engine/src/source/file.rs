@@ -80,7 +80,7 @@ fn with_name(e: io::Error, p: &Path) -> io::Error {
 
 /// The files of a pattern whose last component holds `*` or `?` (as a
 /// quoted glob reaches us), sorted by name: rotated sets
-/// (`out-000.pcap`, `out-001.pcap`, ...) come in the order they were
+/// (`out-000000.pcap`, `out-000001.pcap`, ...) come in the order they were
 /// written. A pattern without wildcards is itself.
 pub fn expand(pattern: &str) -> io::Result<Vec<PathBuf>> {
     let path = Path::new(pattern);

@@ -41,7 +41,7 @@ pub struct Rotation {
 /// Options of a pcap sink.
 #[derive(Debug, Clone)]
 pub struct PcapOptions {
-    /// The file (with rotation, files are numbered: `out.pcap` → `out-000.pcap`, ...).
+    /// The file (with rotation, files are numbered: `out.pcap` → `out-000000.pcap`, ...: six digits, so that names sort by time).
     pub path: PathBuf,
     /// Rotation policy.
     pub rotation: Rotation,
@@ -89,8 +89,8 @@ pub fn numbered_path(base: &Path, index: u32, rotating: bool) -> PathBuf {
     }
     let stem = base.file_stem().and_then(|s| s.to_str()).unwrap_or("capture");
     let name = match base.extension().and_then(|e| e.to_str()) {
-        Some(ext) => format!("{stem}-{index:03}.{ext}"),
-        None => format!("{stem}-{index:03}"),
+        Some(ext) => format!("{stem}-{index:06}.{ext}"),
+        None => format!("{stem}-{index:06}"),
     };
     base.with_file_name(name)
 }
@@ -300,7 +300,7 @@ mod tests {
     fn numbering() {
         let b = Path::new("/x/out.pcap");
         assert_eq!(numbered_path(b, 3, false), PathBuf::from("/x/out.pcap"));
-        assert_eq!(numbered_path(b, 3, true), PathBuf::from("/x/out-003.pcap"));
-        assert_eq!(numbered_path(Path::new("cap"), 1, true), PathBuf::from("cap-001"));
+        assert_eq!(numbered_path(b, 3, true), PathBuf::from("/x/out-000003.pcap"));
+        assert_eq!(numbered_path(Path::new("cap"), 1, true), PathBuf::from("cap-000001"));
     }
 }

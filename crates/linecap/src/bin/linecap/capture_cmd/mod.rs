@@ -397,6 +397,21 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
     report_and_status(&a, &report?)
 }
 
+/// How to merge the files that several receive threads wrote (one each,
+/// `NAME.tN.EXT`, rotated ones numbered after it).
+fn merge_hint(path: &std::path::Path, threads: usize) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("capture");
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let at = |name: String| dir.map_or(name.clone(), |d| d.join(&name).display().to_string());
+    format!(
+        "{threads} receive threads wrote one file each ({} ...); merge them in time order with: mergecap -w {} {}",
+        at(format!("{stem}.t0{ext}")),
+        at(format!("{stem}{ext}")),
+        at(format!("{stem}.t*{ext}"))
+    )
+}
+
 /// Prints the report and turns it into the exit status.
 fn report_and_status(a: &CaptureArgs, report: &CaptureReport) -> anyhow::Result<ExitCode> {
     // With the packets on stdout (`--write -`), the summary goes to stderr.
@@ -406,6 +421,9 @@ fn report_and_status(a: &CaptureArgs, report: &CaptureReport) -> anyhow::Result<
         eprint!("{text}");
     } else {
         print!("{text}");
+    }
+    if let Some(path) = a.write.as_ref().filter(|_| report.threads > 1 && !packets_on_stdout) {
+        eprintln!("linecap: {}", merge_hint(path, report.threads));
     }
     if let Some(f) = &report.failure {
         bail!("{f} (the report above holds what was counted until then)");

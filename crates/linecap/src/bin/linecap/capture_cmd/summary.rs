@@ -104,7 +104,8 @@ fn sink_lines(s: &mut String, r: &CaptureReport) {
             a.slots_lost
         );
         if r.threads > 1 {
-            eprintln!(
+            let _ = writeln!(
+                s,
                 "  group      {} threads filled one block sequence; a slow thread was released by force {} times, waited for {} times; {} left early",
                 r.threads, b.group_forced, b.group_waits, b.members_left
             );
