@@ -142,6 +142,15 @@ fn silent_member(
     // Live: the forced thread's own count (a waiting thread publishes its
     // waits when it can go on, so those are read from the report).
     let forced = counter(&name, "blocks.1", "group_forced");
+    if policy == "lossy" {
+        // doctor names the thread that fell behind.
+        let o = linecap(&["doctor", &name, "--json", "--interval", "0s"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let f = v.as_array().unwrap().iter().find(|f| f["counter"] == "group_forced");
+        let f = f.unwrap_or_else(|| panic!("doctor did not name the slow thread: {v:#}"));
+        assert_eq!((f["stage"].as_str(), f["count"].as_u64()), (Some("blocks.1"), Some(forced)), "{f:#}");
+        assert!(f["what"].as_str().unwrap().contains("receive thread 1 fell behind"), "{f:#}");
+    }
     let rep = cap.stop().expect("capture report");
     assert_eq!(sent.packets, 20_000);
     let waits = rep.blocks.unwrap().group_waits;

@@ -122,6 +122,7 @@ pub(super) fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Fi
     listen_mismatch(&v, out);
     upstream_losses(&v, out);
     sink_losses(&v, out);
+    group_out_of_step(&v, out);
     host_losses(sys, &v, out);
     busy_poll_gaps(&v, out);
     let corrupt = c.total(VerifyIdx::Corrupt).saturating_add(c.total(VerifyIdx::Malformed));
@@ -497,4 +498,46 @@ pub(super) fn busy_poll_gaps(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
 
 pub(super) fn kernel_stage(c: &Snapshot, counter: KernelIdx) -> u64 {
     c.total(counter)
+}
+
+/// Receive threads of one block group that fell out of step: each named,
+/// with what it cost.
+fn group_out_of_step(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
+    let members = v.c.stages.iter().filter(|st| st.name.starts_with(BlocksIdx::STAGE));
+    for st in members.filter(|st| st.name != crate::capture::GROUP_STAGE) {
+        let thread = st.name.trim_start_matches(BlocksIdx::STAGE);
+        let (forced, waits) = (st.get(BlocksIdx::GroupForced.name()), st.get(BlocksIdx::GroupWaits.name()));
+        if forced > 0 {
+            let late = st.get(BlocksIdx::Late.name());
+            out.push(
+                finding(
+                    Level::Loss,
+                    v.place(&st.name),
+                    format!(
+                        "receive thread {thread} fell behind the others: the group sent {forced} times blocks on without it (its missing slots lost, {} of its packets late)",
+                        thousands(late)
+                    ),
+                    Some("give each receive thread a core of its own (--cpus), spread the flows evenly (send --flows, RSS), or --group-policy lossless to wait for it".into()),
+                )
+                .counted(&v.c.name, &st.name, BlocksIdx::GroupForced.name(), forced, v.offered),
+            );
+        }
+        if waits > 0 {
+            out.push(finding(
+                Level::Warn,
+                v.place(&st.name),
+                format!("receive thread {thread} waited {waits} times for a slower one (lossless group): while it waits, its socket or ring fills"),
+                Some("find why the other thread is slow (its core, its share of the flows), or --group-policy lossy".into()),
+            ));
+        }
+    }
+    let left = v.c.total(BlocksIdx::MembersLeft);
+    if left > 0 {
+        out.push(finding(
+            Level::Loss,
+            v.place(crate::capture::GROUP_STAGE),
+            format!("{left} receive thread(s) ended while the others went on: their share of every later block was lost"),
+            Some("look for an error from that thread above (a receive failure, a panic)".into()),
+        ));
+    }
 }
