@@ -199,6 +199,10 @@ fn group_refusals_say_what_to_do() {
     assert_fails_with(o, "--threads 1");
     let o = linecap(&["capture", "--listen", &addr, "--group-policy", "lossless"]);
     assert_usage_error(o, "--group-policy");
+    let o = linecap(&["capture", "--listen", &addr, "--blocks", d, "--group-policy", "lossless"]);
+    assert_usage_error(o, "several receive threads");
+    let o = linecap(&["capture", "--listen", &addr, "--threads", "999"]);
+    assert_usage_error(o, "CPUs");
     let o = linecap(&["send", "--to", &addr, "--count", "1", "--flows", "2", "--threads", "2"]);
     assert_usage_error(o, "--threads 1");
     let o = linecap(&["send", "--to", &addr, "--count", "1", "--flow-run", "4"]);

@@ -99,6 +99,16 @@ pub(super) fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow:
     if strict::given(m, "threads") && a.backend == Backend::Xdp {
         strict::usage!("--threads: --backend xdp runs one thread per queue: give --queues N");
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.threads > cpus {
+        strict::usage!(
+            "--threads {}: this machine lets linecap use {cpus} CPUs; more receive threads than CPUs only take turns on them (give at most {cpus})",
+            a.threads
+        );
+    }
+    if strict::given(m, "group_policy") && a.threads == 1 && a.queues <= 1 {
+        strict::usage!("--group-policy applies to several receive threads filling one block sequence (--threads N or --queues N)");
+    }
     if a.threads == 0 {
         strict::usage!("--threads must be positive");
     }
