@@ -148,7 +148,9 @@ fn silent_member(
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let f = v.as_array().unwrap().iter().find(|f| f["counter"] == "group_forced");
         let f = f.unwrap_or_else(|| panic!("doctor did not name the slow thread: {v:#}"));
-        assert_eq!((f["stage"].as_str(), f["count"].as_u64()), (Some("blocks.1"), Some(forced)), "{f:#}");
+        // (Its count may have grown since: the thread publishes it on its own ticks.)
+        assert_eq!(f["stage"].as_str(), Some("blocks.1"), "{f:#}");
+        assert!(f["count"].as_u64().unwrap() >= forced, "{f:#}");
         assert!(f["what"].as_str().unwrap().contains("receive thread 1 fell behind"), "{f:#}");
     }
     let rep = cap.stop().expect("capture report");
@@ -244,4 +246,125 @@ fn threads_writing_pcap_are_told_how_to_merge_their_files() {
     };
     let text = String::from_utf8_lossy(&c.stdout);
     assert!(text.contains(&format!("{}", sent.packets)), "{text}");
+}
+
+/// A testbed (two namespaces joined by veth) with `queues` receive queues.
+fn testbed(queues: u32) -> linecap::testbed::Testbed {
+    let mut o = linecap::testbed::TestbedOptions::new(&unique("g"));
+    o.queues = queues;
+    linecap::testbed::Testbed::up(&o).expect("testbed up")
+}
+
+/// Sends `send_args` through the testbed into a capture assembling into
+/// `dir` with `cap_args`; checks the books and that every present slot
+/// holds the generator's bytes; returns the report and each thread's
+/// placed packets.
+fn through_testbed(
+    tb: &linecap::testbed::Testbed,
+    dir: &std::path::Path,
+    cap_args: &[&str],
+    send_args: &[&str],
+) -> (linecap::capture::CaptureReport, Vec<u64>) {
+    use linecap::orchestrate::TestbedCounters;
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let name = unique("gt");
+    let mut c = vec!["--blocks", dir.to_str().unwrap(), "--slots", "256"];
+    c.extend_from_slice(&["--slot-bytes", "264"]);
+    c.extend_from_slice(cap_args);
+    let before = TestbedCounters::read(tb).unwrap();
+    let cap = capture_named(Some(&tb.ns_rx), &name, &c);
+    let mut s = vec!["--to", to.as_str(), "--count", "40000", "--rate", "40kpps"];
+    s.extend_from_slice(send_args);
+    let sent = send(Some(&tb.ns_tx), &s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let placed = || (0..2).map(|t| counter(&name, &format!("blocks.{t}"), "packets")).collect::<Vec<_>>();
+    while placed().iter().sum::<u64>() < sent.packets && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let per_thread = (0..2).map(|t| counter(&name, &format!("blocks.{t}"), "placed")).collect();
+    let rep = stop(cap);
+    let after = TestbedCounters::read(tb).unwrap();
+    assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
+    let b = rep.blocks.unwrap();
+    assert_eq!(b.assembly.packets, rep.received);
+    // Flows that drift apart by more than the group's window (generators
+    // descheduled on a busy machine) make the slow thread's packets late:
+    // counted, with their slots lost, and the slow thread's forced count.
+    assert_eq!((b.assembly.duplicates, b.assembly.malformed), (0, 0), "{b:?}");
+    assert_eq!(b.assembly.placed + b.assembly.late, rep.received, "{b:?}");
+    assert!(
+        b.assembly.late == 0 || b.group_forced > 0,
+        "late packets come from a thread released by force: {b:?}"
+    );
+    assert_eq!(b.assembly.placed + b.assembly.slots_lost, sent.packets, "every slot present or lost: {b:?}");
+    if b.assembly.late > 0 {
+        eprintln!("note: the flows drifted apart here; {} packets arrived late, counted", b.assembly.late);
+    }
+    let mut want = vec![0u8; 272];
+    let mut present = 0;
+    for (s, data) in read_blocks(dir) {
+        for slot in (0..256).filter(|&i| s.is_present(0, i)) {
+            linecap::format::seq::fill(&mut want, s.first_seq + slot as u64);
+            assert_eq!(&data[slot * 264..(slot + 1) * 264], &want[8..], "block {} slot {slot}", s.first_seq);
+            present += 1;
+        }
+    }
+    assert_eq!(present + b.dropped_packets, b.assembly.placed, "{b:?}");
+    (rep, per_thread)
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn two_xdp_queues_fill_one_block_sequence() {
+    // Two kernel generators, one per CPU, each its flow's half of one
+    // stream; veth hands each CPU's frames to its own receive queue. The
+    // generators' schedules start together; a wide window absorbs the
+    // drift a busy machine puts between them.
+    let tb = testbed(2);
+    let dir = TempDir::new("gxdp");
+    let (rep, per_thread) = through_testbed(
+        &tb,
+        &dir.0,
+        &[
+            "--listen",
+            &format!("{}:9000", linecap::testbed::RX_ADDR),
+            "--backend",
+            "xdp",
+            "--iface",
+            &tb.if_rx,
+            "--queues",
+            "2",
+        ],
+        &["--backend", "xdp-live", "--iface", &tb.if_tx, "--flows", "2", "--cpus", "0,1"],
+    );
+    assert_eq!(rep.threads, 2);
+    assert!(per_thread.iter().all(|&p| p > 0), "each queue's thread placed its flow: {per_thread:?}");
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn an_afpacket_fanout_group_fills_one_block_sequence() {
+    // A load-balancing fanout deals packets to the threads in turn: the
+    // worst case for a group (neighbouring slots on both threads).
+    let tb = testbed(1);
+    let dir = TempDir::new("gafp");
+    let (rep, per_thread) = through_testbed(
+        &tb,
+        &dir.0,
+        &[
+            "--backend",
+            "afpacket",
+            "--iface",
+            &tb.if_rx,
+            "--threads",
+            "2",
+            "--fanout",
+            "lb",
+            "--filter",
+            "udp port 9000",
+        ],
+        &["--backend", "afpacket", "--iface", &tb.if_tx, "--flows", "2"],
+    );
+    assert_eq!(rep.threads, 2);
+    assert!(per_thread.iter().all(|&p| p > 0), "{per_thread:?}");
 }

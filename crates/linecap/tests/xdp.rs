@@ -361,6 +361,41 @@ fn generator_program_writes_verifiable_seq_payloads() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (BPF): run the tests as root")]
+fn generator_program_sends_its_flows_share_of_a_dealt_stream() {
+    use linecap::bpf::generator::{Deal, GenState, dealt_seq_program};
+    use linecap::send::flows::flow_of;
+    use std::os::fd::AsRawFd;
+    let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state").unwrap();
+    let mut f = udp4([198, 18, 0, 2], 9000)[..42].to_vec();
+    f.resize(42 + 64, 0);
+    for (flows, run) in [(2u32, 1u32), (3, 4)] {
+        for flow in 0..flows {
+            let prog = dealt_seq_program(map.as_raw_fd(), 42, 64, Deal { flows, flow, run });
+            let p = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen").unwrap();
+            bpf::map_update_bytes(
+                &map,
+                &0u32.to_ne_bytes(),
+                &GenState { limit: 20, ..GenState::default() }.to_bytes(),
+            )
+            .unwrap();
+            // The flow's frames carry exactly its numbers, in order.
+            let want: Vec<u64> = (0..200)
+                .filter(|&k| flow_of(k, flows as usize, u64::from(run)) == flow as usize)
+                .take(20)
+                .collect();
+            let got: Vec<u64> = (0..20)
+                .map(|_| {
+                    let (_, out) = bpf::xdp_test_run_out(&p, &f).unwrap();
+                    u64::from_le_bytes(out[42..50].try_into().unwrap())
+                })
+                .collect();
+            assert_eq!(got, want, "flows {flows}, flow {flow}, run {run}");
+        }
+    }
+}
+
+#[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn xdp_live_generator_is_verified_and_accounted() {
     let tb = xdp_testbed();

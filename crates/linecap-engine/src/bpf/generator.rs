@@ -77,9 +77,32 @@ impl GenState {
     }
 }
 
+/// Which numbers of a stream one generator sends: frame `i` carries
+/// number `((i / run) * flows + flow) * run + i % run`, its flow's share
+/// of a stream dealt over `flows` flows in runs of `run` (`send --flows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deal {
+    /// Flows the stream is dealt over.
+    pub flows: u32,
+    /// This generator's flow.
+    pub flow: u32,
+    /// Consecutive numbers per turn of a flow.
+    pub run: u32,
+}
+
+impl Deal {
+    /// The whole stream: frame `i` carries number `i`.
+    pub const WHOLE: Deal = Deal { flows: 1, flow: 0, run: 1 };
+}
+
 /// Builds the program for frames whose UDP payload starts at `payload_at`
 /// and is `payload` bytes long (≥ 8). `map_fd`: the [`GenState`] map.
 pub fn seq_program(map_fd: i32, payload_at: usize, payload: usize) -> Vec<Insn> {
+    dealt_seq_program(map_fd, payload_at, payload, Deal::WHOLE)
+}
+
+/// [`seq_program`] for one flow's share of a dealt stream.
+pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: Deal) -> Vec<Insn> {
     let mut a = Asm::default();
     let drop = a.label();
     let send = a.label();
@@ -127,6 +150,17 @@ pub fn seq_program(map_fd: i32, payload_at: usize, payload: usize) -> Vec<Insn> 
     a.alu_reg(Alu::Mov, R8, R7);
     a.alu_imm(Alu::Add, R8, 1);
     a.stx_dw(R9, 0, R8);
+    if deal != Deal::WHOLE {
+        // r7 = this flow's i-th number: ((i / run) * flows + flow) * run + i % run.
+        let run = deal.run.max(1) as i32;
+        a.alu_reg(Alu::Mov, R8, R7);
+        a.alu_imm(Alu::Div, R8, run);
+        a.alu_imm(Alu::Mul, R8, deal.flows as i32);
+        a.alu_imm(Alu::Add, R8, deal.flow as i32);
+        a.alu_imm(Alu::Mul, R8, run);
+        a.alu_imm(Alu::Mod, R7, run);
+        a.alu_reg(Alu::Add, R7, R8);
+    }
     // Packet pointers, bounds-checked over the whole payload.
     a.ldx(Size::W, R2, R6, 0);
     a.ldx(Size::W, R3, R6, 4);

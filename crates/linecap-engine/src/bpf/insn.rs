@@ -69,6 +69,10 @@ pub enum Alu {
     Xor = 0xa0,
     /// *
     Mul = 0x20,
+    /// / (unsigned)
+    Div = 0x30,
+    /// % (unsigned)
+    Mod = 0x90,
     /// =
     Mov = 0xb0,
 }

@@ -12,9 +12,10 @@ use std::os::fd::AsRawFd;
 
 use super::afpacket::{FrameTarget, HDR};
 use super::socket::{SendConfig, SendReport};
-use crate::bpf::generator::{GenState, seq_program};
+use crate::bpf::generator::{Deal, GenState, dealt_seq_program};
 use crate::bpf::insn::to_bytes;
 use crate::sys::{self, bpf};
+use crate::units::Rate;
 
 /// The longest one BPF_PROG_RUN call may last. Each call has a fixed cost
 /// (measured here: ~25 ms to set up and tear down its page pool, during
@@ -29,6 +30,9 @@ const FIRST_RUN_NS_GUESS: u64 = 100;
 /// A frame later than this many periods makes the schedule slip instead of
 /// a catch-up burst (64 frames fit in veth's 256-frame ring).
 const MAX_LAG_FRAMES: u64 = 64;
+/// How long after the start paced flows begin: time for every generator to
+/// load its program and set up its first call.
+const FLOWS_START_NS: u64 = 200_000_000;
 /// Frames the kernel sends per batch (and per flush) in live-frames mode.
 const LIVE_BATCH: u32 = 64;
 
@@ -73,9 +77,86 @@ fn stream_seconds(st: &GenState, sent: u64, start: u64) -> f64 {
 }
 
 /// Sends through the kernel's live-frames test run until the count or
-/// duration is reached, or SIGINT.
+/// duration is reached, or SIGINT. With `--flows N`, N generators, each on
+/// its own CPU (veth hands a frame sent from CPU c to receive queue c: N
+/// flows reach N queues, as RSS spreads flows on a NIC), each sending its
+/// flow's share of one stream from its own source port.
 pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
-    super::afpacket::check_frame_sender(cfg, "--backend xdp-live runs one generator")?;
+    super::afpacket::check_frame_sender(cfg, "--backend xdp-live runs one generator per flow (--flows N)")?;
+    if cfg.flows <= 1 {
+        return run_flow(cfg, iface, Deal::WHOLE, 0);
+    }
+    let flows = cfg.flows;
+    crate::ensure_valid!(
+        cfg.cpus.is_empty() || cfg.cpus.len() >= flows,
+        "--flows {flows} with --backend xdp-live runs a generator per flow: give --cpus with {flows} CPUs"
+    );
+    let base = cfg.src_port.unwrap_or(40_001);
+    crate::ensure_valid!(
+        usize::from(base) + flows <= 65_536,
+        "--src-port {base} with --flows {flows} runs past 65535"
+    );
+    let per_flow: Vec<SendConfig> = (0..flows)
+        .map(|f| {
+            let mut c = cfg.clone();
+            c.src_port = Some(base + f as u16);
+            c.cpus = vec![cfg.cpus.get(f).copied().unwrap_or(f % crate::sys::online_cpus().max(1))];
+            c.count = cfg.count.map(|n| flow_share(n, flows as u64, cfg.flow_run, f as u64));
+            c.rate = match cfg.rate {
+                Rate::Unlimited => Rate::Unlimited,
+                Rate::Pps(r) => Rate::Pps(r / flows as f64),
+                Rate::Bits(b) => Rate::Bits(b / flows as f64),
+            };
+            c
+        })
+        .collect();
+    // Paced flows start together, as one instrument's do: each generator's
+    // schedule begins at the same moment, after every one has had time to
+    // load its program (early runs drop until then).
+    let start_at =
+        if cfg.rate.pps(cfg.size).is_some() { crate::sys::monotonic_ns() + FLOWS_START_NS } else { 0 };
+    let reports = std::thread::scope(|s| {
+        let handles: Vec<_> = per_flow
+            .iter()
+            .enumerate()
+            .map(|(f, c)| {
+                let deal = Deal { flows: flows as u32, flow: f as u32, run: cfg.flow_run.max(1) as u32 };
+                s.spawn(move || run_flow(c, iface, deal, start_at))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| crate::failed!("a generator thread panicked"))?)
+            .collect::<Vec<_>>()
+    });
+    let mut total =
+        SendReport { backend: super::socket::Generator::XdpLive, threads: flows, ..Default::default() };
+    let mut cpu_ns = 0.0;
+    for r in reports {
+        let r = r?;
+        total.packets += r.packets;
+        total.bytes += r.bytes;
+        total.duration_s = total.duration_s.max(r.duration_s);
+        total.send_errors += r.send_errors;
+        cpu_ns += r.cpu_ns_per_packet * r.packets as f64;
+    }
+    total.pps = total.packets as f64 / total.duration_s.max(1e-9);
+    total.payload_bps = total.pps * cfg.size as f64 * 8.0;
+    total.cpu_ns_per_packet = if total.packets > 0 { cpu_ns / total.packets as f64 } else { 0.0 };
+    Ok(total)
+}
+
+/// How many of the first `count` numbers flow `flow` of `flows` carries,
+/// dealt in runs of `run`.
+pub fn flow_share(count: u64, flows: u64, run: u64, flow: u64) -> u64 {
+    let run = run.max(1);
+    let cycle = run * flows;
+    (count / cycle) * run + (count % cycle).saturating_sub(flow * run).min(run)
+}
+
+/// One generator: the frames of `deal`'s flow, its schedule starting at
+/// `start_at` (monotonic ns; 0: at its first run).
+fn run_flow(cfg: &SendConfig, iface: &str, deal: Deal, start_at: u64) -> crate::Result<SendReport> {
     crate::ensure_valid!(
         matches!(cfg.format, super::PayloadFormat::Seq),
         "--backend xdp-live writes the seq format"
@@ -86,7 +167,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     let mut frame = target.header.to_vec();
     frame.resize(HDR + cfg.size, 0);
     let map = bpf::map_create(bpf::MAP_TYPE_ARRAY, 4, GenState::SIZE as u32, 1, "lc_gen_state")?;
-    let prog = seq_program(map.as_raw_fd(), HDR, cfg.size);
+    let prog = dealt_seq_program(map.as_raw_fd(), HDR, cfg.size, deal);
     let prog = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_gen")?;
     super::pin_sender(cfg.cpus.first().copied());
     let rate = cfg.rate.pps(cfg.size);
@@ -99,7 +180,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
         limit,
         // Due long ago: the schedule starts (slips to) the first run, after
         // the first call's set-up.
-        due_fp: 0,
+        due_fp: start_at << 8,
         period_fp,
         max_lag_fp: period_fp * MAX_LAG_FRAMES,
         ..GenState::default()
@@ -143,4 +224,23 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     let elapsed = stream_seconds(&read_state()?, sent, start);
     let (u, s) = sys::thread_cpu_ns();
     Ok(SendReport::frames(super::socket::Generator::XdpLive, sent, cfg.size, elapsed, u + s, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::send::flows::flow_of;
+
+    #[test]
+    fn flow_shares_add_up_to_the_count() {
+        for (count, flows, run) in [(10u64, 2u64, 1u64), (11, 3, 4), (5, 4, 8), (0, 2, 1), (1000, 7, 3)] {
+            let shares: Vec<u64> = (0..flows).map(|f| flow_share(count, flows, run, f)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), count, "{count} {flows} {run}");
+            for f in 0..flows {
+                let want =
+                    (0..count).filter(|&k| flow_of(k, flows as usize, run) == f as usize).count() as u64;
+                assert_eq!(shares[f as usize], want);
+            }
+        }
+    }
 }

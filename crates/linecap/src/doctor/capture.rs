@@ -517,7 +517,7 @@ fn group_out_of_step(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                         "receive thread {thread} fell behind the others: the group sent {forced} times blocks on without it (its missing slots lost, {} of its packets late)",
                         thousands(late)
                     ),
-                    Some("give each receive thread a core of its own (--cpus), spread the flows evenly (send --flows, RSS), or --group-policy lossless to wait for it".into()),
+                    Some("a larger --window if its flow runs behind the others by more than two windows of blocks; a core of its own for each receive thread (--cpus); or --group-policy lossless to wait for it".into()),
                 )
                 .counted(&v.c.name, &st.name, BlocksIdx::GroupForced.name(), forced, v.offered),
             );

@@ -107,7 +107,9 @@ pub(super) fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow:
         );
     }
     if strict::given(m, "group_policy") && a.threads == 1 && a.queues <= 1 {
-        strict::usage!("--group-policy applies to several receive threads filling one block sequence (--threads N or --queues N)");
+        strict::usage!(
+            "--group-policy applies to several receive threads filling one block sequence (--threads N or --queues N)"
+        );
     }
     if a.threads == 0 {
         strict::usage!("--threads must be positive");
