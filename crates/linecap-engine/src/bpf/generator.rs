@@ -13,7 +13,7 @@
 //! does not make the generator catch up in a burst: like an FPGA, it goes
 //! on at the rate, and the shortfall shows in the achieved rate.
 
-use super::insn::{Alu, Asm, Cond, Insn, Size, reg::*};
+use super::insn::{Alu, Asm, Cond, Insn, Label, Size, reg::*};
 use super::xdp::{XDP_DROP, XDP_TX};
 
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
@@ -105,8 +105,20 @@ pub fn seq_program(map_fd: i32, payload_at: usize, payload: usize) -> Vec<Insn> 
 pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: Deal) -> Vec<Insn> {
     let mut a = Asm::default();
     let drop = a.label();
-    let send = a.label();
-    let on_time = a.label();
+    state_within_limit(&mut a, map_fd, drop);
+    pace(&mut a, drop);
+    take_number(&mut a, deal);
+    write_payload(&mut a, payload_at, payload, drop);
+    a.alu_imm(Alu::Mov, R0, XDP_TX);
+    a.exit();
+    a.place(drop);
+    a.alu_imm(Alu::Mov, R0, XDP_DROP);
+    a.exit();
+    a.finish().expect("labels placed")
+}
+
+/// r6 = the context, r9 = &state, r7 = next_seq; past the limit, to `drop`.
+fn state_within_limit(a: &mut Asm, map_fd: i32, drop: Label) {
     a.alu_reg(Alu::Mov, R6, R1);
     // r9 = &state (runs happen on one CPU at a time: plain loads and stores).
     a.st_w(10, -4, 0);
@@ -120,6 +132,13 @@ pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: D
     a.ldx_dw(R7, R9, 0);
     a.ldx_dw(R8, R9, 8);
     a.jmp_reg(Cond::Ge, R7, R8, drop);
+}
+
+/// Unpaced, nothing; paced, an early run goes to `drop`, and the schedule
+/// moves one period on (slipping when late by more than max_lag).
+fn pace(a: &mut Asm, drop: Label) {
+    let send = a.label();
+    let on_time = a.label();
     // Unpaced (period 0): no clock read at all, the frame goes.
     a.ldx_dw(R8, R9, 24);
     a.jmp_imm(Cond::Eq, R8, 0, send);
@@ -146,6 +165,10 @@ pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: D
     a.stx_dw(R9, 40, R0);
     a.place(not_first);
     a.place(send);
+}
+
+/// next_seq++, and r7 = the number this frame carries.
+fn take_number(a: &mut Asm, deal: Deal) {
     // r7 = next_seq++.
     a.alu_reg(Alu::Mov, R8, R7);
     a.alu_imm(Alu::Add, R8, 1);
@@ -161,6 +184,10 @@ pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: D
         a.alu_imm(Alu::Mod, R7, run);
         a.alu_reg(Alu::Add, R7, R8);
     }
+}
+
+/// The `seq` payload of number r7: the number, then its pattern words.
+fn write_payload(a: &mut Asm, payload_at: usize, payload: usize, drop: Label) {
     // Packet pointers, bounds-checked over the whole payload.
     a.ldx(Size::W, R2, R6, 0);
     a.ldx(Size::W, R3, R6, 4);
@@ -199,10 +226,4 @@ pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: D
             a.alu_imm(Alu::Rsh, R9, 8);
         }
     }
-    a.alu_imm(Alu::Mov, R0, XDP_TX);
-    a.exit();
-    a.place(drop);
-    a.alu_imm(Alu::Mov, R0, XDP_DROP);
-    a.exit();
-    a.finish().expect("labels placed")
 }
