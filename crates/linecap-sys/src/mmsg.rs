@@ -315,6 +315,8 @@ pub struct GatherSent {
     /// Why the rest was not sent, when it was an error (None: the socket
     /// buffer was full).
     pub error: Option<io::Error>,
+    /// Messages the kernel took.
+    messages_sent: usize,
 }
 
 /// Refusals in a row before the rest of a batch is given up: a connected
@@ -361,6 +363,17 @@ impl GatherTx {
         gso: bool,
         get: impl Fn(usize) -> &'a [u8],
     ) -> GatherSent {
+        self.gather(n, gso, get);
+        self.set_headers();
+        let mut out = self.send_messages(fd);
+        self.iovs.clear();
+        out.packets = self.groups[..out.messages_sent].iter().map(|g| g.1).sum();
+        out
+    }
+
+    /// One iovec per payload, grouped into messages (runs of equal length
+    /// into GSO super-packets when `gso`).
+    fn gather<'a>(&mut self, n: usize, gso: bool, get: impl Fn(usize) -> &'a [u8]) {
         self.iovs.clear();
         self.groups.clear();
         let mut i = 0;
@@ -384,6 +397,11 @@ impl GatherTx {
             self.groups.push((first, k, if k > 1 { p.len() as u16 } else { 0 }));
             i += k;
         }
+    }
+
+    /// Points each message's header at its iovecs, with a UDP_SEGMENT
+    /// control message for a super-packet.
+    fn set_headers(&mut self) {
         let msgs = self.groups.len();
         if self.hdrs.len() < msgs {
             // SAFETY: all-zero is a valid mmsghdr; its pointers are set below.
@@ -411,6 +429,11 @@ impl GatherTx {
                 h.msg_controllen = 0;
             }
         }
+    }
+
+    /// `sendmmsg` until every message went, the socket is full, or an error.
+    fn send_messages(&mut self, fd: &impl AsRawFd) -> GatherSent {
+        let msgs = self.groups.len();
         let mut out = GatherSent { messages: msgs, ..GatherSent::default() };
         let mut from = 0;
         let mut refusals = 0;
@@ -419,8 +442,9 @@ impl GatherTx {
         while from < msgs {
             out.calls += 1;
             // SAFETY: hdrs[from..msgs] point at iovecs whose bases are the
-            // caller's payloads, borrowed for this whole call; the socket is
-            // connected, so no address is needed.
+            // payloads `gather` took in this same `send` call, borrowed by its
+            // caller until `send` returns; the socket is connected, so no
+            // address is needed.
             let r = unsafe {
                 libc::sendmmsg(
                     fd.as_raw_fd(),
@@ -456,8 +480,7 @@ impl GatherTx {
                 }
             }
         }
-        self.iovs.clear();
-        out.packets = self.groups[..from].iter().map(|g| g.1).sum();
+        out.messages_sent = from;
         out
     }
 }
