@@ -337,7 +337,54 @@ impl Source for XdpSource {
         self.held = held;
         self.held.clear();
         let mut descs = std::mem::take(&mut self.descs);
-        let mut n = self.xsk.peek(&mut descs, self.batch);
+        let waited = self.take_frames(&mut descs, nonblocking);
+        self.descs = descs;
+        let (n, syscalls) = waited?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.describe_frames();
+        self.held.extend_from_slice(&self.descs);
+        self.last = RecvStats { datagrams: n as u64, syscalls, ..RecvStats::default() };
+        Ok(Some(Batch::new(
+            self.xsk.umem(),
+            &self.metas,
+            &self.sources,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        )))
+    }
+
+    fn last(&self) -> RecvStats {
+        self.last
+    }
+
+    /// Frames the kernel could not deliver to this socket: rx ring full,
+    /// fill ring empty, other drops, invalid descriptors.
+    fn kernel_drops(&mut self) -> io::Result<u64> {
+        let s = self.xsk.stats()?;
+        Ok(s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs)
+    }
+
+    /// rx ring full; no frame on the fill ring to copy into (copy mode's
+    /// `rx_dropped`: the fill ring was empty, or the frame too large).
+    fn drop_detail(&mut self) -> Option<(u64, u64)> {
+        self.xsk.stats().ok().map(|s| (s.rx_ring_full, s.rx_dropped))
+    }
+
+    fn poll_gaps(&self) -> Option<(u64, u64)> {
+        self.busy.as_ref().map(|b| (b.gaps.count, b.gaps.total_ns))
+    }
+
+    fn fill_ring_empty(&self) -> u64 {
+        self.xsk.stats().map_or(0, |s| s.rx_fill_ring_empty_descs)
+    }
+}
+
+impl XdpSource {
+    /// Takes up to a batch of frames from the rx ring into `descs`, waiting
+    /// (or busy-polling) when it is empty: (frames, syscalls made).
+    fn take_frames(&mut self, descs: &mut Vec<(u64, u32)>, nonblocking: bool) -> io::Result<(usize, u64)> {
+        let mut n = self.xsk.peek(descs, self.batch);
         let mut syscalls = 0;
         if let (Some(bp), 0) = (&mut self.busy, n) {
             // The receive call runs the device's NAPI poll in this thread,
@@ -355,7 +402,7 @@ impl Source for XdpSource {
                     sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 1 })?;
                     syscalls += 1;
                 }
-                n = self.xsk.peek(&mut descs, self.batch);
+                n = self.xsk.peek(descs, self.batch);
                 if n > 0 || sys::monotonic_ns() >= until {
                     break;
                 }
@@ -366,12 +413,13 @@ impl Source for XdpSource {
             self.xsk.wake();
             sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 100 })?;
             syscalls += 2;
-            n = self.xsk.peek(&mut descs, self.batch);
+            n = self.xsk.peek(descs, self.batch);
         }
-        self.descs = descs;
-        if n == 0 {
-            return Ok(None);
-        }
+        Ok((n, syscalls))
+    }
+
+    /// The batch's packet views: each frame decoded down to its UDP payload.
+    fn describe_frames(&mut self) {
         self.metas.clear();
         self.sources.clear();
         let ts = sys::realtime_ns();
@@ -411,38 +459,5 @@ impl Source for XdpSource {
             }
             self.metas.push(m);
         }
-        self.held.extend_from_slice(&self.descs);
-        self.last = RecvStats { datagrams: n as u64, syscalls, ..RecvStats::default() };
-        Ok(Some(Batch::new(
-            self.xsk.umem(),
-            &self.metas,
-            &self.sources,
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-        )))
-    }
-
-    fn last(&self) -> RecvStats {
-        self.last
-    }
-
-    /// Frames the kernel could not deliver to this socket: rx ring full,
-    /// fill ring empty, other drops, invalid descriptors.
-    fn kernel_drops(&mut self) -> io::Result<u64> {
-        let s = self.xsk.stats()?;
-        Ok(s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs)
-    }
-
-    /// rx ring full; no frame on the fill ring to copy into (copy mode's
-    /// `rx_dropped`: the fill ring was empty, or the frame too large).
-    fn drop_detail(&mut self) -> Option<(u64, u64)> {
-        self.xsk.stats().ok().map(|s| (s.rx_ring_full, s.rx_dropped))
-    }
-
-    fn poll_gaps(&self) -> Option<(u64, u64)> {
-        self.busy.as_ref().map(|b| (b.gaps.count, b.gaps.total_ns))
-    }
-
-    fn fill_ring_empty(&self) -> u64 {
-        self.xsk.stats().map_or(0, |s| s.rx_fill_ring_empty_descs)
     }
 }
