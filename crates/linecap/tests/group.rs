@@ -368,3 +368,47 @@ fn an_afpacket_fanout_group_fills_one_block_sequence() {
     assert_eq!(rep.threads, 2);
     assert!(per_thread.iter().all(|&p| p > 0), "{per_thread:?}");
 }
+
+#[test]
+fn two_threads_publish_into_one_ring() {
+    let name = unique("gring");
+    let addr = free_loopback();
+    let base = free_port_pair();
+    let cap_args = ["--slots", "32", "--slot-bytes", "56"];
+    let cap = capture(
+        None,
+        &[
+            &["--listen", &addr, "--threads", "2", "--spread", "src-port", "--shm", &name][..],
+            &cap_args,
+            &["--shm-slots", "64"],
+        ]
+        .concat(),
+    );
+    let sent = send(
+        None,
+        &[
+            "--to",
+            &addr,
+            "--count",
+            "640",
+            "--rate",
+            "20kpps",
+            "--size",
+            "64",
+            "--flows",
+            "2",
+            "--src-port",
+            &base,
+        ],
+    );
+    let b = stop(cap).blocks.unwrap();
+    assert_eq!((sent.packets, b.assembly.placed, b.assembly.blocks), (640, 640, 20), "{b:?}");
+    // Under load the writer's queue may drop a block: counted.
+    assert_eq!(b.written + b.dropped_blocks, 20, "{b:?}");
+    // One ring, by the capture's --shm name (no per-thread rings).
+    let o = linecap(&["blocks", "inspect", &name]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains(&format!("published {}", b.written)), "{text}");
+    assert!(!linecap::sink::shmring::ring_path(&format!("{name}.t0")).exists());
+    let _ = std::fs::remove_file(linecap::sink::shmring::ring_path(&name));
+}
