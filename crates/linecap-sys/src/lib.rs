@@ -582,3 +582,17 @@ fn cpu_times_ns(cpu: usize) -> Option<(u64, u64)> {
     let ns = |ticks: u64| ticks.saturating_mul(1_000_000_000) / hz;
     Some((ns(v[3].saturating_add(v[4])), ns(v.get(7).copied().unwrap_or(0))))
 }
+
+/// `TMPFS_MAGIC` (linux/magic.h): the `f_type` of a tmpfs.
+const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+
+/// Whether the open file `fd` lives in memory (tmpfs, /dev/shm): there,
+/// direct I/O buys nothing (Linux 6.6 accepts `O_DIRECT` on tmpfs and
+/// copies through the page cache anyway).
+pub fn on_tmpfs(fd: &impl AsRawFd) -> io::Result<bool> {
+    // SAFETY: all-zero is a valid statfs; the kernel fills it for a valid fd.
+    let mut st: libc::statfs = unsafe { zeroed() };
+    // SAFETY: `st` is a valid, writable statfs for the call.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type as libc::c_long == TMPFS_MAGIC)
+}

@@ -7,7 +7,8 @@
 //! into chunks of the [`handoff`](super::handoff); the writer thread writes
 //! whole chunks (large sequential writes) and rotates files by size or time
 //! between chunks, so every file holds only whole records and stays readable
-//! after SIGINT, SIGTERM or a full disk.
+//! after SIGINT, SIGTERM or a full disk. On a disk the writes bypass the
+//! page cache (`O_DIRECT`, large aligned writes: `direct.rs`).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -22,6 +23,7 @@ use super::handoff::{Chunk, Consumer, Producer, Refused, handoff};
 use crate::format::l2l4::ipv4_checksum;
 use crate::packet::{Batch, Packet};
 
+mod direct;
 mod encode;
 mod writer;
 
@@ -58,6 +60,9 @@ pub struct PcapOptions {
     /// When every chunk waits for the writer, wait for one instead of
     /// dropping the packet (a source that can wait: a file read back).
     pub wait_for_writer: bool,
+    /// Write files with `O_DIRECT` in large aligned writes where the file
+    /// system allows it (not tmpfs, not a pipe): see `direct.rs`.
+    pub direct_io: bool,
 }
 
 impl PcapOptions {
@@ -78,6 +83,9 @@ impl PcapOptions {
             throttle_bytes_per_sec: None,
             link: Link::SyntheticIp,
             wait_for_writer: false,
+            // Measured slower than the page cache with one write in flight
+            // (docs/BENCHMARKS.md): off until writes overlap.
+            direct_io: false,
         }
     }
 }

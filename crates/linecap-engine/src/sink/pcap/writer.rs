@@ -1,10 +1,13 @@
 //! The writer thread: whole chunks to the file, rotation between chunks,
 //! a failing disk cut back to the last whole record and tried again.
 
+use super::direct::{DirectFile, Pending, cut_point};
 use super::*;
 
 pub(super) struct Output {
     file: File,
+    /// The same file opened with `O_DIRECT`, while it is written that way.
+    direct: Option<DirectFile>,
     /// A pipe or terminal (`--write -`): written in order, never cut back.
     stream: bool,
     written: u64,
@@ -33,12 +36,14 @@ pub(super) fn write_loop(
     counters: StageCounters,
 ) -> io::Result<()> {
     let stream = opts.to_stdout();
-    let mut out = Output { file: first, stream, written: 0, opened: Instant::now(), index: 0, files: 1 };
+    let direct = open_direct(&opts, &numbered_path(&opts.path, 0, rotating));
+    let mut out =
+        Output { file: first, direct, stream, written: 0, opened: Instant::now(), index: 0, files: 1 };
     let mut health = Health { failing: None, tried: Instant::now() };
     let mut throttle = Throttle { start: Instant::now(), bytes: 0 };
     counters.set(WriterIdx::Files as usize, 1);
     let header = opts.format.file_header(opts.link);
-    match write_at_most(&out.file, &header, 0, stream).1.map_or(Ok(()), Err) {
+    match write_header(&mut out, &header) {
         Ok(()) => out.written = header.len() as u64,
         Err(e) => health.failing = Some(e),
     }
@@ -46,15 +51,20 @@ pub(super) fn write_loop(
         let chunk = match consumer.recv(Duration::from_millis(100)) {
             Ok(c) => c,
             Err(true) => break,
-            Err(false) => continue,
+            Err(false) => {
+                flush_stale(&opts, &mut out, rotating, &mut health, header.len(), &counters);
+                continue;
+            }
         };
         if let Some(limit) = opts.throttle_bytes_per_sec {
             throttle.wait(chunk.bytes().len(), limit);
         }
         write_chunk(&opts, rotating, &header, &mut out, &mut health, &chunk, &counters);
+        flush_stale(&opts, &mut out, rotating, &mut health, header.len(), &counters);
         counters.add(WriterIdx::Chunks as usize, 1);
         consumer.give_back(chunk);
     }
+    close_direct(&opts, &mut out, rotating, &mut health, header.len(), &counters);
     let _ = out.file.sync_data();
     match health.failing {
         Some(e) => Err(io::Error::new(e.kind(), format!("pcap writer: {e}"))),
@@ -108,6 +118,8 @@ pub(super) fn write_chunk(
         && (rotating && (needs_rotation(&opts.rotation, out, chunk.bytes().len(), header.len()) || !file_ok)
             || !file_ok && health.failing.is_some())
     {
+        // The file being left gets what is staged for it first.
+        close_direct(opts, out, rotating, health, header.len(), counters);
         match rotate(opts, out, header, rotating) {
             Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
             Err(e) => {
@@ -116,6 +128,10 @@ pub(super) fn write_chunk(
                 return;
             }
         }
+    }
+    if out.direct.is_some() {
+        write_direct(opts, rotating, out, health, chunk, header.len(), counters);
+        return;
     }
     let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written, out.stream);
     let (keep_bytes, keep_records) = if err.is_none() {
@@ -228,18 +244,135 @@ pub(super) fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotati
     let _ = out.file.sync_data();
     let path = numbered_path(&opts.path, out.index + 1, true);
     let file = File::create(&path)?;
-    if let Err(e) = file.write_all_at(header, 0) {
-        drop(file);
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
-    *out = Output {
+    let direct = open_direct(opts, &path);
+    let mut next = Output {
         file,
+        direct,
         stream: false,
         written: header.len() as u64,
         opened: Instant::now(),
         index: out.index + 1,
         files: out.files + 1,
     };
+    if let Err(e) = write_header(&mut next, header) {
+        drop(next);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    *out = next;
     Ok(())
+}
+
+/// The file at `path` opened for direct writes, when the options ask for
+/// it and its file system takes them.
+fn open_direct(opts: &PcapOptions, path: &Path) -> Option<DirectFile> {
+    (opts.direct_io && !opts.to_stdout()).then(|| DirectFile::open(path)).flatten()
+}
+
+/// A new file's header: staged for a direct file, else written now.
+fn write_header(out: &mut Output, header: &[u8]) -> io::Result<()> {
+    match &mut out.direct {
+        Some(d) => d.append(header),
+        None => write_at_most(&out.file, header, 0, out.stream).1.map_or(Ok(()), Err),
+    }
+}
+
+/// Stages a chunk in the direct file; counts the chunks that reached the
+/// disk, or on a failed write gives direct writing up for this file.
+fn write_direct(
+    opts: &PcapOptions,
+    rotating: bool,
+    out: &mut Output,
+    health: &mut Health,
+    chunk: &Chunk,
+    header: usize,
+    counters: &StageCounters,
+) {
+    let d = out.direct.as_mut().expect("checked by the caller");
+    let payload = chunk.payloads.iter().map(|&l| u64::from(l)).sum();
+    let staged = d.append_chunk(chunk.bytes(), chunk.packets, payload);
+    out.written = d.len();
+    count_written(d.take_written(), counters);
+    if let Err(e) = staged {
+        give_up_direct(out, header, counters);
+        fail(opts, out, rotating, health, e);
+    } else if health.failing.take().is_some() {
+        counters.add(WriterIdx::Resumed as usize, 1);
+    }
+}
+
+/// How long staged bytes may wait for more before they go to the disk.
+const STAGE_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// While chunks come slowly: staged whole blocks that waited
+/// [`STAGE_MAX_WAIT`] go to the disk.
+fn flush_stale(
+    opts: &PcapOptions,
+    out: &mut Output,
+    rotating: bool,
+    health: &mut Health,
+    header: usize,
+    counters: &StageCounters,
+) {
+    let Some(d) = out.direct.as_mut() else { return };
+    match d.write_if_stale(STAGE_MAX_WAIT) {
+        Ok(_) => count_written(d.take_written(), counters),
+        Err(e) => {
+            give_up_direct(out, header, counters);
+            fail(opts, out, rotating, health, e);
+        }
+    }
+}
+
+fn count_written(written: impl Iterator<Item = Pending>, counters: &StageCounters) {
+    for p in written {
+        counters.add(WriterIdx::Packets as usize, p.packets);
+        counters.add(WriterIdx::Bytes as usize, p.bytes);
+    }
+}
+
+/// After a failed direct write: the file is cut back to the end of the
+/// last chunk wholly on the disk (to nothing, header included, when the
+/// header did not get there), the chunks after it are counted as dropped,
+/// and the file goes on with ordinary writes.
+fn give_up_direct(out: &mut Output, header: usize, counters: &StageCounters) {
+    let Some(mut d) = out.direct.take() else { return };
+    let on_disk = d.on_disk();
+    count_written(d.take_written(), counters);
+    let pending = d.take_pending();
+    let first_start = pending.first().map_or(d.len(), |p| p.end - p.bytes);
+    let cut = if on_disk < header as u64 { 0 } else { cut_point(&pending, on_disk, first_start) };
+    for p in &pending {
+        if p.end <= cut {
+            count_written(std::iter::once(*p), counters);
+        } else {
+            counters.add(WriterIdx::WriteErrorDrops as usize, p.packets);
+            counters.add(WriterIdx::WriteErrorBytes as usize, p.payload);
+        }
+    }
+    let _ = out.file.set_len(cut);
+    out.written = cut;
+}
+
+/// At the end of a file: what is staged goes to the disk (the tail through
+/// the ordinary descriptor), or, failing that, the file is cut back.
+pub(super) fn close_direct(
+    opts: &PcapOptions,
+    out: &mut Output,
+    rotating: bool,
+    health: &mut Health,
+    header: usize,
+    counters: &StageCounters,
+) {
+    let Some(d) = out.direct.as_mut() else { return };
+    match d.finish(&out.file) {
+        Ok(()) => {
+            count_written(d.take_written(), counters);
+            out.direct = None;
+        }
+        Err(e) => {
+            give_up_direct(out, header, counters);
+            fail(opts, out, rotating, health, e);
+        }
+    }
 }
