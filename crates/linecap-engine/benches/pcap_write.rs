@@ -41,6 +41,9 @@ fn round(dir: &std::path::Path, n: usize, direct_io: bool) -> Round {
     opts.buffer_bytes = 64 << 20;
     opts.chunk_bytes = 4 << 20;
     opts.direct_io = direct_io;
+    // The receive side waits for the writer (as a file read back does):
+    // every packet is written, and the rate is the writer's sustained one.
+    opts.wait_for_writer = true;
     let mut slab = vec![0u8; BATCH * PAYLOAD];
     let metas: Vec<PacketMeta> = (0..BATCH)
         .map(|i| PacketMeta {

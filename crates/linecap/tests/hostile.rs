@@ -390,7 +390,10 @@ fn a_full_disk_written_with_o_direct_keeps_whole_records_and_resumes() {
     std::fs::write(&filler, vec![0u8; (disk.free() - (1 << 20)) as usize]).unwrap();
     let file = disk.0.join("c.pcap");
     let addr = free_loopback();
-    let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--sink-buffer", "8M"]);
+    let cap = capture(
+        None,
+        &["--listen", &addr, "--write", file.to_str().unwrap(), "--sink-buffer", "8M", "--direct-io"],
+    );
     // 6 MB of records: more than the free megabyte, and than one stage.
     let first = send(None, &["--to", &addr, "--count", "20000", "--rate", "50kpps"]);
     std::thread::sleep(Duration::from_millis(300));

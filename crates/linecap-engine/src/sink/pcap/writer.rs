@@ -316,7 +316,7 @@ fn flush_stale(
 ) {
     let Some(d) = out.direct.as_mut() else { return };
     match d.write_if_stale(STAGE_MAX_WAIT) {
-        Ok(_) => count_written(d.take_written(), counters),
+        Ok(()) => count_written(d.take_written(), counters),
         Err(e) => {
             give_up_direct(out, header, counters);
             fail(opts, out, rotating, health, e);
@@ -337,6 +337,8 @@ fn count_written(written: impl Iterator<Item = Pending>, counters: &StageCounter
 /// and the file goes on with ordinary writes.
 fn give_up_direct(out: &mut Output, header: usize, counters: &StageCounters) {
     let Some(mut d) = out.direct.take() else { return };
+    // Writes still in flight land before the file is cut, not after.
+    d.settle();
     let on_disk = d.on_disk();
     count_written(d.take_written(), counters);
     let pending = d.take_pending();

@@ -150,6 +150,11 @@ pub(crate) struct CaptureArgs {
     /// Memory between capture and disk; when full, packets are dropped and counted.
     #[arg(long, default_value = "64M", value_parser = units::parse_size)]
     sink_buffer: u64,
+    /// Write the pcap file with O_DIRECT (large aligned writes that bypass the page
+    /// cache; never on tmpfs). On this project's test VM it measured slower than the
+    /// page cache (docs/BENCHMARKS.md): measure it on your disks.
+    #[arg(long)]
+    direct_io: bool,
     /// Testing aid: limit the pcap writer to this many bytes per second.
     #[arg(long, value_parser = units::parse_size, hide = true)]
     sink_throttle: Option<u64>,

@@ -22,6 +22,7 @@ pub(super) fn pcap_options(a: &CaptureArgs) -> anyhow::Result<Option<PcapOptions
             let mut o = PcapOptions::new(p.clone());
             o.rotation = Rotation { max_bytes: a.rotate_size, max_age: a.rotate_time };
             o.buffer_bytes = (a.sink_buffer as usize).max(2 << 20);
+            o.direct_io = a.direct_io;
             // A chunk holds the largest record (a 64 KiB datagram and its
             // headers), and at most a quarter of a rotated file, so that
             // rotation keeps every file under --rotate-size.
