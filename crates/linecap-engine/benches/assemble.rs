@@ -3,6 +3,10 @@
 //! packets displaced, on one core. Prints packets per second (median of
 //! interleaved rounds) and the memcpy rate it amounts to.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::stream;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -11,21 +15,6 @@ use linecap_engine::assemble::{Assembler, Layout, Options};
 const SLOT: usize = 264;
 const SLOTS: usize = 8192;
 const PACKETS: u64 = 4_000_000;
-
-fn stream(reorder_percent: u64) -> Vec<u64> {
-    let mut v: Vec<u64> = (0..PACKETS).collect();
-    let mut x = 0x1234_5678_9abc_def0u64;
-    for i in 1..v.len() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if x % 100 < reorder_percent {
-            let j = i.saturating_sub(1 + (x >> 32) as usize % 64);
-            v.swap(i, j);
-        }
-    }
-    v
-}
 
 fn run(seqs: &[u64], payload: &[u8]) -> f64 {
     let layout = Layout::new(SLOT, SLOTS, 1).unwrap();
@@ -54,8 +43,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let payload = vec![0xa5u8; SLOT];
-    let in_order = stream(0);
-    let reordered = stream(1);
+    let in_order = stream(PACKETS, 0);
+    let reordered = stream(PACKETS, 1);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         a.push(run(&in_order, &payload));

@@ -15,6 +15,10 @@
 //! Packets per second are over the wall time from a barrier to the last
 //! thread's end.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::stream;
+
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -33,21 +37,6 @@ impl BlockOut for Recycle {
     fn give_back(&mut self) -> Option<PageBuf> {
         self.0.pop()
     }
-}
-
-fn stream(n: u64, reorder_percent: u64) -> Vec<u64> {
-    let mut v: Vec<u64> = (0..n).collect();
-    let mut x = 0x1234_5678_9abc_def0u64;
-    for i in 1..v.len() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if x % 100 < reorder_percent {
-            let j = i.saturating_sub(1 + (x >> 32) as usize % 64);
-            v.swap(i, j);
-        }
-    }
-    v
 }
 
 const OPTS: Options = Options { window: 4, resync_gap: 1 << 24, zero_fill: true, pool: 16 };

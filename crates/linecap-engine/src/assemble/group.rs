@@ -402,14 +402,12 @@ impl Member {
 
     /// Counts a packet the format could not decode.
     pub fn malformed(&mut self) {
-        self.counts.packets += 1;
-        self.counts.malformed += 1;
+        self.counts.count_malformed();
     }
 
     /// Counts a packet its sender flagged as carrying invalid data.
     pub fn invalid(&mut self) {
-        self.counts.packets += 1;
-        self.counts.invalid += 1;
+        self.counts.count_invalid();
     }
 
     /// Once per batch: learns whether the group released this member from

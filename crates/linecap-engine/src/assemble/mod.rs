@@ -70,6 +70,18 @@ pub struct AssemblyCounts {
 }
 
 impl AssemblyCounts {
+    /// Counts a packet the format could not decode.
+    pub fn count_malformed(&mut self) {
+        self.packets += 1;
+        self.malformed += 1;
+    }
+
+    /// Counts a packet its sender flagged as carrying invalid data.
+    pub fn count_invalid(&mut self) {
+        self.packets += 1;
+        self.invalid += 1;
+    }
+
     /// Every packet offered ended in exactly one of these.
     pub fn accounted(&self) -> u64 {
         self.placed
@@ -201,14 +213,12 @@ impl Assembler {
 
     /// Counts a packet the format could not decode.
     pub fn malformed(&mut self) {
-        self.counts.packets += 1;
-        self.counts.malformed += 1;
+        self.counts.count_malformed();
     }
 
     /// Counts a packet its sender flagged as carrying invalid data.
     pub fn invalid(&mut self) {
-        self.counts.packets += 1;
-        self.counts.invalid += 1;
+        self.counts.count_invalid();
     }
 
     fn open_block(&mut self, number: u64) -> Option<Open> {

@@ -294,8 +294,7 @@ fn write_direct(
     out.written = d.len();
     count_written(d.take_written(), counters);
     if let Err(e) = staged {
-        give_up_direct(out, header, counters);
-        fail(opts, out, rotating, health, e);
+        direct_failed(opts, out, rotating, health, header, counters, e);
     } else if health.failing.take().is_some() {
         counters.add(WriterIdx::Resumed as usize, 1);
     }
@@ -317,11 +316,23 @@ fn flush_stale(
     let Some(d) = out.direct.as_mut() else { return };
     match d.write_if_stale(STAGE_MAX_WAIT) {
         Ok(()) => count_written(d.take_written(), counters),
-        Err(e) => {
-            give_up_direct(out, header, counters);
-            fail(opts, out, rotating, health, e);
-        }
+        Err(e) => direct_failed(opts, out, rotating, health, header, counters, e),
     }
+}
+
+/// A direct write failed: the file is cut back and goes on with ordinary
+/// writes, and the failure is recorded (said once).
+fn direct_failed(
+    opts: &PcapOptions,
+    out: &mut Output,
+    rotating: bool,
+    health: &mut Health,
+    header: usize,
+    counters: &StageCounters,
+    e: io::Error,
+) {
+    give_up_direct(out, header, counters);
+    fail(opts, out, rotating, health, e);
 }
 
 fn count_written(written: impl Iterator<Item = Pending>, counters: &StageCounters) {
@@ -372,9 +383,6 @@ pub(super) fn close_direct(
             count_written(d.take_written(), counters);
             out.direct = None;
         }
-        Err(e) => {
-            give_up_direct(out, header, counters);
-            fail(opts, out, rotating, health, e);
-        }
+        Err(e) => direct_failed(opts, out, rotating, health, header, counters, e),
     }
 }
