@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{AssemblyCounts, Block, Layout, Options, PageBuf, RESYNC_AGREE};
+use super::{AssemblyCounts, Block, Candidate, Layout, Options, PageBuf};
 use crate::sys::slots::{Fill, SharedSlots};
 
 /// What a group does when a member falls out of step.
@@ -180,7 +180,7 @@ impl Group {
             head: 0,
             highest: 0,
             seen_forced: 0,
-            candidate: (0, 0, 0),
+            candidate: Candidate::default(),
             counts: AssemblyCounts::default(),
             left: false,
         }
@@ -378,7 +378,7 @@ pub struct Member {
     highest: u64,
     seen_forced: u64,
     /// Far packets in a row agreeing with each other: (count, lowest, highest).
-    candidate: (u64, u64, u64),
+    candidate: Candidate,
     counts: AssemblyCounts,
     left: bool,
 }
@@ -477,7 +477,7 @@ impl Member {
         if far_ahead || far_behind {
             return self.far(seq);
         }
-        self.candidate.0 = 0;
+        self.candidate = Candidate::default();
         if number < base {
             self.counts.late += 1;
             return false;
@@ -513,22 +513,13 @@ impl Member {
     }
 
     /// A packet far from the window: held as a resync candidate; once
-    /// [`RESYNC_AGREE`] agree, the member restarts there.
+    /// [`RESYNC_AGREE`](super::RESYNC_AGREE) agree, the member restarts there.
     fn far(&mut self, seq: u64) -> bool {
         let l = self.group.layout;
-        let reach = self.group.window * l.slots as u64;
-        let (n, low, high) = self.candidate;
-        self.candidate = if n > 0 && seq.abs_diff(high) <= reach && seq.abs_diff(low) <= reach {
-            (n + 1, low.min(seq), high.max(seq))
-        } else {
-            (1, seq, seq)
-        };
-        if self.candidate.0 < RESYNC_AGREE {
+        let Some(low) = self.candidate.offer(seq, self.group.window * l.slots as u64) else {
             self.counts.out_of_window += 1;
             return false;
-        }
-        let low = self.candidate.1;
-        self.candidate = (0, 0, 0);
+        };
         self.counts.resyncs += 1;
         self.cache.iter_mut().for_each(|e| *e = None);
         let number = low / l.slots as u64;

@@ -31,6 +31,35 @@ use std::collections::VecDeque;
 /// Far packets in a row that must agree before the stream restarts there.
 pub const RESYNC_AGREE: u64 = 4;
 
+/// Far packets in a row that agree with each other (each within `reach`
+/// of the lowest and the highest of them): a restart of the stream in the
+/// making, or strays.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Candidate {
+    agreeing: u64,
+    low: u64,
+    high: u64,
+}
+
+impl Candidate {
+    /// Adds a far packet; once [`RESYNC_AGREE`] agree, returns the lowest
+    /// of them (where the stream restarts) and starts over.
+    pub(crate) fn offer(&mut self, seq: u64, reach: u64) -> Option<u64> {
+        let agrees = self.agreeing > 0 && seq.abs_diff(self.high) <= reach && seq.abs_diff(self.low) <= reach;
+        *self = if agrees {
+            Candidate { agreeing: self.agreeing + 1, low: self.low.min(seq), high: self.high.max(seq) }
+        } else {
+            Candidate { agreeing: 1, low: seq, high: seq }
+        };
+        if self.agreeing < RESYNC_AGREE {
+            return None;
+        }
+        let low = self.low;
+        *self = Candidate::default();
+        Some(low)
+    }
+}
+
 /// What the assembler counted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AssemblyCounts {
@@ -170,7 +199,7 @@ pub struct Assembler {
     /// Highest sequence number placed or seen in the current stream.
     highest: u64,
     /// Far packets in a row agreeing with each other: (count, lowest, highest).
-    candidate: (u64, u64, u64),
+    candidate: Candidate,
 }
 
 impl Assembler {
@@ -190,7 +219,7 @@ impl Assembler {
             counts: AssemblyCounts::default(),
             last_completed: None,
             highest: 0,
-            candidate: (0, 0, 0),
+            candidate: Candidate::default(),
         }
     }
 
@@ -379,19 +408,7 @@ impl Assembler {
     /// Adds a far packet to the candidate; once [`RESYNC_AGREE`] agree,
     /// returns the lowest sequence number among them (the new start).
     fn confirm_far(&mut self, seq: u64) -> Option<u64> {
-        let reach = self.opts.window as u64 * self.layout.slots as u64;
-        let (n, low, high) = self.candidate;
-        self.candidate = if n > 0 && seq.abs_diff(high) <= reach && seq.abs_diff(low) <= reach {
-            (n + 1, low.min(seq), high.max(seq))
-        } else {
-            (1, seq, seq)
-        };
-        if self.candidate.0 < RESYNC_AGREE {
-            return None;
-        }
-        let low = self.candidate.1;
-        self.candidate = (0, 0, 0);
-        Some(low)
+        self.candidate.offer(seq, self.opts.window as u64 * self.layout.slots as u64)
     }
 
     /// Moves the window for `seq` and finds (or opens) its block: the index
@@ -427,7 +444,7 @@ impl Assembler {
                     self.base = Some(number);
                     number
                 } else {
-                    self.candidate.0 = 0;
+                    self.candidate = Candidate::default();
                     base
                 }
             }

@@ -2,7 +2,7 @@
 //! dealt to members on their own threads, make the same blocks.
 
 use super::*;
-use crate::assemble::Assembler;
+use crate::assemble::{Assembler, RESYNC_AGREE};
 use std::sync::Mutex;
 
 /// The data of packet `seq`: recognisable bytes.
