@@ -250,3 +250,27 @@ fn both_members_follow_a_restart_of_the_stream() {
     assert_eq!(got.len(), 8);
     assert_eq!(group.counts().members_left, 0);
 }
+
+#[test]
+fn one_crafted_number_at_one_member_moves_nothing() {
+    // A genuine stream dealt round robin, and one packet numbered far away
+    // arriving at member 1 in the middle of it (and a bad channel at
+    // member 0): both counted, the blocks those of the genuine stream.
+    let mut packets: Vec<u64> = (0..64 * 12).collect();
+    let (want, _) = single(&packets);
+    packets.insert(64 * 6 + 1, 1 << 50);
+    let out = Collect::default();
+    let group = Group::new(LAYOUT, Options::default(), Policy::Lossy, 2, Box::new(out.clone()));
+    let mut members = [group.member(0), group.member(1)];
+    for &s in &packets {
+        let m = if s == 1 << 50 { 1 } else { (s % 2) as usize };
+        members[m].push(s, 0, &data(s, LAYOUT.slot_bytes));
+    }
+    members[0].push(3, 7, &data(3, LAYOUT.slot_bytes));
+    let (c0, c1) = (members[0].counts(), members[1].counts());
+    group.close();
+    drop(members);
+    assert_eq!((c1.out_of_window, c1.resyncs, c0.bad_channel), (1, 0, 1));
+    assert_eq!(c0.placed + c1.placed, 64 * 12);
+    assert!(*out.blocks.lock().unwrap() == want, "the crafted packet changed the blocks");
+}
