@@ -20,6 +20,15 @@ pub(super) struct Output {
 /// it tries the disk again.
 pub(super) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// What every write to an output needs to know, besides its state.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    opts: &'a PcapOptions,
+    rotating: bool,
+    header: &'a [u8],
+    counters: &'a StageCounters,
+}
+
 /// The writer's state about the disk.
 pub(super) struct Health {
     /// The last error, while writing fails.
@@ -43,6 +52,7 @@ pub(super) fn write_loop(
     let mut throttle = Throttle { start: Instant::now(), bytes: 0 };
     counters.set(WriterIdx::Files as usize, 1);
     let header = opts.format.file_header(opts.link);
+    let cx = Ctx { opts: &opts, rotating, header: &header, counters: &counters };
     match write_header(&mut out, &header) {
         Ok(()) => out.written = header.len() as u64,
         Err(e) => health.failing = Some(e),
@@ -52,19 +62,19 @@ pub(super) fn write_loop(
             Ok(c) => c,
             Err(true) => break,
             Err(false) => {
-                flush_stale(&opts, &mut out, rotating, &mut health, header.len(), &counters);
+                flush_stale(cx, &mut out, &mut health);
                 continue;
             }
         };
         if let Some(limit) = opts.throttle_bytes_per_sec {
             throttle.wait(chunk.bytes().len(), limit);
         }
-        write_chunk(&opts, rotating, &header, &mut out, &mut health, &chunk, &counters);
-        flush_stale(&opts, &mut out, rotating, &mut health, header.len(), &counters);
+        write_chunk(cx, &mut out, &mut health, &chunk);
+        flush_stale(cx, &mut out, &mut health);
         counters.add(WriterIdx::Chunks as usize, 1);
         consumer.give_back(chunk);
     }
-    close_direct(&opts, &mut out, rotating, &mut health, header.len(), &counters);
+    close_direct(cx, &mut out, &mut health);
     let _ = out.file.sync_data();
     match health.failing {
         Some(e) => Err(io::Error::new(e.kind(), format!("pcap writer: {e}"))),
@@ -94,15 +104,8 @@ impl Throttle {
 /// Writes one chunk, or as many of its whole records as the disk takes.
 /// While the disk fails, chunks are dropped (counted) and the disk is
 /// tried again every [`RETRY_AFTER`]; writing resumes when it takes data.
-pub(super) fn write_chunk(
-    opts: &PcapOptions,
-    rotating: bool,
-    header: &[u8],
-    out: &mut Output,
-    health: &mut Health,
-    chunk: &Chunk,
-    counters: &StageCounters,
-) {
+pub(super) fn write_chunk(cx: Ctx<'_>, out: &mut Output, health: &mut Health, chunk: &Chunk) {
+    let Ctx { opts, rotating, header, counters } = cx;
     let drop_all = |from: usize| {
         counters.add(WriterIdx::WriteErrorDrops as usize, chunk.packets - from as u64);
         let lost: u64 = chunk.payloads[from.min(chunk.payloads.len())..].iter().map(|&l| u64::from(l)).sum();
@@ -119,18 +122,18 @@ pub(super) fn write_chunk(
             || !file_ok && health.failing.is_some())
     {
         // The file being left gets what is staged for it first.
-        close_direct(opts, out, rotating, health, header.len(), counters);
-        match rotate(opts, out, header, rotating) {
+        close_direct(cx, out, health);
+        match rotate(cx, out) {
             Ok(()) => counters.set(WriterIdx::Files as usize, out.files),
             Err(e) => {
-                fail(opts, out, rotating, health, e);
+                fail(cx, out, health, e);
                 drop_all(0);
                 return;
             }
         }
     }
     if out.direct.is_some() {
-        write_direct(opts, rotating, out, health, chunk, header.len(), counters);
+        write_direct(cx, out, health, chunk);
         return;
     }
     let (done, err) = write_at_most(&out.file, chunk.bytes(), out.written, out.stream);
@@ -168,14 +171,15 @@ pub(super) fn write_chunk(
             drop_all(keep_records);
         }
         Some(e) => {
-            fail(opts, out, rotating, health, e);
+            fail(cx, out, health, e);
             drop_all(keep_records);
         }
     }
 }
 
 /// Records a write error (said once per failing spell).
-pub(super) fn fail(opts: &PcapOptions, out: &Output, rotating: bool, health: &mut Health, e: io::Error) {
+pub(super) fn fail(cx: Ctx<'_>, out: &Output, health: &mut Health, e: io::Error) {
+    let Ctx { opts, rotating, .. } = cx;
     if health.failing.is_none() {
         tracing::warn!(
             "pcap write to {} failed: {e}; packets are dropped and counted, and the disk is tried again every second (free space or choose another --write path)",
@@ -234,7 +238,8 @@ pub(super) fn needs_rotation(r: &Rotation, out: &Output, next: usize, header: us
 /// Starts the next file, or rewrites the header of the current one when it
 /// never made it to disk (no file is left without one). `out` changes only
 /// on success.
-pub(super) fn rotate(opts: &PcapOptions, out: &mut Output, header: &[u8], rotating: bool) -> io::Result<()> {
+pub(super) fn rotate(cx: Ctx<'_>, out: &mut Output) -> io::Result<()> {
+    let Ctx { opts, rotating, header, .. } = cx;
     if !rotating || out.written < header.len() as u64 {
         out.file.set_len(0)?;
         out.file.write_all_at(header, 0)?;
@@ -279,22 +284,15 @@ fn write_header(out: &mut Output, header: &[u8]) -> io::Result<()> {
 
 /// Stages a chunk in the direct file; counts the chunks that reached the
 /// disk, or on a failed write gives direct writing up for this file.
-fn write_direct(
-    opts: &PcapOptions,
-    rotating: bool,
-    out: &mut Output,
-    health: &mut Health,
-    chunk: &Chunk,
-    header: usize,
-    counters: &StageCounters,
-) {
+fn write_direct(cx: Ctx<'_>, out: &mut Output, health: &mut Health, chunk: &Chunk) {
+    let counters = cx.counters;
     let d = out.direct.as_mut().expect("checked by the caller");
     let payload = chunk.payloads.iter().map(|&l| u64::from(l)).sum();
     let staged = d.append_chunk(chunk.bytes(), chunk.packets, payload);
     out.written = d.len();
     count_written(d.take_written(), counters);
     if let Err(e) = staged {
-        direct_failed(opts, out, rotating, health, header, counters, e);
+        direct_failed(cx, out, health, e);
     } else if health.failing.take().is_some() {
         counters.add(WriterIdx::Resumed as usize, 1);
     }
@@ -305,34 +303,19 @@ const STAGE_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// While chunks come slowly: staged whole blocks that waited
 /// [`STAGE_MAX_WAIT`] go to the disk.
-fn flush_stale(
-    opts: &PcapOptions,
-    out: &mut Output,
-    rotating: bool,
-    health: &mut Health,
-    header: usize,
-    counters: &StageCounters,
-) {
+fn flush_stale(cx: Ctx<'_>, out: &mut Output, health: &mut Health) {
     let Some(d) = out.direct.as_mut() else { return };
     match d.write_if_stale(STAGE_MAX_WAIT) {
-        Ok(()) => count_written(d.take_written(), counters),
-        Err(e) => direct_failed(opts, out, rotating, health, header, counters, e),
+        Ok(()) => count_written(d.take_written(), cx.counters),
+        Err(e) => direct_failed(cx, out, health, e),
     }
 }
 
 /// A direct write failed: the file is cut back and goes on with ordinary
 /// writes, and the failure is recorded (said once).
-fn direct_failed(
-    opts: &PcapOptions,
-    out: &mut Output,
-    rotating: bool,
-    health: &mut Health,
-    header: usize,
-    counters: &StageCounters,
-    e: io::Error,
-) {
-    give_up_direct(out, header, counters);
-    fail(opts, out, rotating, health, e);
+fn direct_failed(cx: Ctx<'_>, out: &mut Output, health: &mut Health, e: io::Error) {
+    give_up_direct(cx, out);
+    fail(cx, out, health, e);
 }
 
 fn count_written(written: impl Iterator<Item = Pending>, counters: &StageCounters) {
@@ -346,7 +329,8 @@ fn count_written(written: impl Iterator<Item = Pending>, counters: &StageCounter
 /// last chunk wholly on the disk (to nothing, header included, when the
 /// header did not get there), the chunks after it are counted as dropped,
 /// and the file goes on with ordinary writes.
-fn give_up_direct(out: &mut Output, header: usize, counters: &StageCounters) {
+fn give_up_direct(cx: Ctx<'_>, out: &mut Output) {
+    let (header, counters) = (cx.header.len(), cx.counters);
     let Some(mut d) = out.direct.take() else { return };
     // Writes still in flight land before the file is cut, not after.
     d.settle();
@@ -369,20 +353,13 @@ fn give_up_direct(out: &mut Output, header: usize, counters: &StageCounters) {
 
 /// At the end of a file: what is staged goes to the disk (the tail through
 /// the ordinary descriptor), or, failing that, the file is cut back.
-pub(super) fn close_direct(
-    opts: &PcapOptions,
-    out: &mut Output,
-    rotating: bool,
-    health: &mut Health,
-    header: usize,
-    counters: &StageCounters,
-) {
+pub(super) fn close_direct(cx: Ctx<'_>, out: &mut Output, health: &mut Health) {
     let Some(d) = out.direct.as_mut() else { return };
     match d.finish(&out.file) {
         Ok(()) => {
-            count_written(d.take_written(), counters);
+            count_written(d.take_written(), cx.counters);
             out.direct = None;
         }
-        Err(e) => direct_failed(opts, out, rotating, health, header, counters, e),
+        Err(e) => direct_failed(cx, out, health, e),
     }
 }
