@@ -27,7 +27,18 @@ struct Round {
     drops: u64,
 }
 
-fn round(dir: &std::path::Path, n: usize, direct_io: bool) -> Round {
+/// How the writer writes.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// The default: buffered, the page cache paced (write-back per chunk).
+    Paced,
+    /// Buffered, the kernel flushing when it likes.
+    Buffered,
+    /// `--direct-io`.
+    Direct,
+}
+
+fn round(dir: &std::path::Path, n: usize, mode: Mode) -> Round {
     let stages = [
         StageSpec { name: "pcap.queue.0".into(), counters: QUEUE_COUNTERS },
         StageSpec { name: "pcap.writer.0".into(), counters: WRITER_COUNTERS },
@@ -40,7 +51,8 @@ fn round(dir: &std::path::Path, n: usize, direct_io: bool) -> Round {
     let mut opts = PcapOptions::new(dir.join(format!("bench-{n}.pcap")));
     opts.buffer_bytes = 64 << 20;
     opts.chunk_bytes = 4 << 20;
-    opts.direct_io = direct_io;
+    opts.direct_io = matches!(mode, Mode::Direct);
+    opts.write_back = matches!(mode, Mode::Paced);
     // The receive side waits for the writer (as a file read back does):
     // every packet is written, and the rate is the writer's sustained one.
     opts.wait_for_writer = true;
@@ -105,19 +117,20 @@ const RECORD: f64 = (16 + 20 + 8 + PAYLOAD) as f64;
 fn main() {
     // LINECAP_BENCH_DIR: write there instead (a disk: the writer's sync at
     // the end is inside the measured time, so the page cache cannot flatter it).
-    // Rounds alternate O_DIRECT writing (the default; tmpfs never uses it)
-    // and ordinary buffered writes, so the two are compared in the same run.
+    // Rounds alternate the default writer (page cache paced per chunk),
+    // plain buffered writes and O_DIRECT (tmpfs uses neither pacing nor
+    // O_DIRECT), so the three are compared in the same run.
     let base = std::env::var("LINECAP_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
     let dir = std::path::PathBuf::from(format!("{base}/lc-pcap-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut direct = Vec::new();
-    let mut buffered = Vec::new();
+    let (mut paced, mut buffered, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     for n in 0..5 {
-        direct.push(round(&dir, 2 * n, true));
-        buffered.push(round(&dir, 2 * n + 1, false));
+        paced.push(round(&dir, 3 * n, Mode::Paced));
+        buffered.push(round(&dir, 3 * n + 1, Mode::Buffered));
+        direct.push(round(&dir, 3 * n + 2, Mode::Direct));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    for (name, rounds) in [("O_DIRECT", &direct), ("buffered", &buffered)] {
+    for (name, rounds) in [("paced write-back", &paced), ("buffered", &buffered), ("O_DIRECT", &direct)] {
         let med = |f: &dyn Fn(&Round) -> f64| {
             let mut v: Vec<f64> = rounds.iter().map(f).collect();
             v.sort_by(f64::total_cmp);

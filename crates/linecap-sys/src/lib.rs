@@ -596,3 +596,26 @@ pub fn on_tmpfs(fd: &impl AsRawFd) -> io::Result<bool> {
     cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
     Ok(st.f_type as libc::c_long == TMPFS_MAGIC)
 }
+
+/// Starts write-back of `len` bytes from `offset` without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), or, with `wait`, waits until
+/// they are written (`WAIT_BEFORE | WRITE | WAIT_AFTER`), then tells the
+/// kernel their pages are not needed again (`POSIX_FADV_DONTNEED`): a
+/// streaming writer that keeps the disk busy and the page cache small.
+pub fn write_back(fd: &impl AsRawFd, offset: u64, len: u64, wait: bool) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    // SAFETY: plain syscall on a valid fd with integer arguments.
+    cvt(unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, flags) })?;
+    if wait {
+        // SAFETY: as above; advice only, its failure changes nothing.
+        unsafe { libc::posix_fadvise(fd.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
+    }
+    Ok(())
+}

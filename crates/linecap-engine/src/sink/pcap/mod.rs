@@ -63,6 +63,10 @@ pub struct PcapOptions {
     /// Write files with `O_DIRECT` in large aligned writes where the file
     /// system allows it (not tmpfs, not a pipe): see `direct.rs`.
     pub direct_io: bool,
+    /// Pace the page cache on a disk: each chunk's write-back starts at
+    /// once, the previous chunk's is waited for and its pages dropped
+    /// (`sync_file_range`, `POSIX_FADV_DONTNEED`); not on tmpfs or a pipe.
+    pub write_back: bool,
 }
 
 impl PcapOptions {
@@ -86,6 +90,7 @@ impl PcapOptions {
             // Measured slower than the page cache with one write in flight
             // (docs/BENCHMARKS.md): off until writes overlap.
             direct_io: false,
+            write_back: true,
         }
     }
 }
