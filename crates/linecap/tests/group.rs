@@ -412,3 +412,25 @@ fn two_threads_publish_into_one_ring() {
     assert!(!linecap::sink::shmring::ring_path(&format!("{name}.t0")).exists());
     let _ = std::fs::remove_file(linecap::sink::shmring::ring_path(&name));
 }
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn flows_from_an_af_xdp_sender_reach_their_own_socket_threads() {
+    // Frames built in an AF_XDP socket's UMEM, each with its flow's source
+    // port; the capture's reuseport program hands flow i to thread i.
+    let tb = testbed(1);
+    let dir = TempDir::new("gsock");
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let (rep, per_thread) = through_testbed(
+        &tb,
+        &dir.0,
+        &["--listen", &to, "--threads", "2", "--spread", "src-port"],
+        &["--backend", "xdp", "--iface", &tb.if_tx, "--flows", "2"],
+    );
+    assert_eq!(rep.threads, 2);
+    // Round robin over two flows: each thread placed its flow's half of
+    // what arrived (the socket's own drops are counted in the books).
+    assert!(per_thread.iter().all(|&p| p > 0), "{per_thread:?}");
+    let placed: u64 = per_thread.iter().sum();
+    assert!(per_thread.iter().all(|&p| p.abs_diff(placed / 2) <= placed / 10), "{per_thread:?}");
+}

@@ -142,12 +142,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     check_frame_sender(cfg, "--backend afpacket sends from one thread (one TX ring)")?;
     crate::ensure_valid!(!cfg.gso, "--gso applies to the socket backend only");
     let (fd, mut ring, header) = open(iface, cfg)?;
-    let base_port = u16::from_be_bytes([header[34], header[35]]);
-    crate::ensure_valid!(
-        usize::from(base_port) + cfg.flows <= 65_536,
-        "--src-port {base_port} with --flows {} runs past 65535",
-        cfg.flows
-    );
+    let base_port = super::flows::frame_base_port(&header, cfg)?;
     crate::ensure_valid!(HDR + cfg.size <= ring.max_frame(), "--size {} does not fit a frame", cfg.size);
     super::pin_sender(cfg.cpus.first().copied());
     let len = HDR + cfg.size;
@@ -166,12 +161,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
         for k in 0..want {
             let Some(buf) = ring.data_mut(next) else { break };
             buf[..HDR].copy_from_slice(&header);
-            if cfg.flows > 1 {
-                // --flows: the frame's source port names its flow (the UDP
-                // checksum is 0, so nothing else changes).
-                let flow = super::flows::flow_of(sent + k, cfg.flows, cfg.flow_run) as u16;
-                buf[34..36].copy_from_slice(&base_port.wrapping_add(flow).to_be_bytes());
-            }
+            super::flows::set_frame_flow(buf, base_port, sent + k, cfg);
             cfg.format.fill(&mut buf[HDR..len], sent + k);
             ring.submit(next, len);
             submitted.push(next);

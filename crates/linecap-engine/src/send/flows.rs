@@ -26,6 +26,29 @@ pub fn flow_of(k: u64, flows: usize, run: u64) -> usize {
     ((k / run.max(1)) % flows.max(1) as u64) as usize
 }
 
+/// The source port of the first flow of a frame generator (the port its
+/// constant header carries), checked to leave room for the other flows.
+pub(super) fn frame_base_port(header: &[u8], cfg: &SendConfig) -> crate::Result<u16> {
+    let base = u16::from_be_bytes([header[34], header[35]]);
+    crate::ensure_valid!(
+        usize::from(base) + cfg.flows <= 65_536,
+        "--src-port {base} with --flows {} runs past port 65535",
+        cfg.flows
+    );
+    Ok(base)
+}
+
+/// Writes the source port of number `k`'s flow into an Ethernet/IPv4/UDP
+/// frame built by a generator (its UDP checksum is 0, so nothing else
+/// changes); nothing when the stream is one flow.
+#[inline]
+pub(super) fn set_frame_flow(frame: &mut [u8], base_port: u16, k: u64, cfg: &SendConfig) {
+    if cfg.flows > 1 {
+        let flow = flow_of(k, cfg.flows, cfg.flow_run) as u16;
+        frame[34..36].copy_from_slice(&base_port.wrapping_add(flow).to_be_bytes());
+    }
+}
+
 /// One connected socket per flow, bound to consecutive source ports.
 pub(super) fn open_flow_sockets(cfg: &SendConfig) -> crate::Result<Vec<OwnedFd>> {
     let base = cfg.src_port.unwrap_or(DEFAULT_BASE_PORT);

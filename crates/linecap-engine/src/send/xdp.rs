@@ -1,7 +1,8 @@
 //! The `xdp` generator: frames built by linecap in the UMEM of an AF_XDP
 //! socket and posted on its tx ring; the completion ring gives each frame
 //! back once the kernel sent it (drained every batch). A frame counts as
-//! sent when it comes back completed.
+//! sent when it comes back completed. With `--flows N`, each frame carries
+//! its flow's source port.
 
 use super::afpacket::{FrameTarget, HDR};
 use super::pacing::Pacer;
@@ -22,6 +23,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
     );
     let target = FrameTarget::resolve(iface, cfg, 40_002, "xdp")?;
     let header = target.header;
+    let base_port = super::flows::frame_base_port(&header, cfg)?;
     let mut xsk = XskTx::new(target.ifindex, 0, FRAMES, FRAME, FRAMES / 2)?;
     super::pin_sender(cfg.cpus.first().copied());
     let len = HDR + cfg.size;
@@ -41,6 +43,7 @@ pub fn run(cfg: &SendConfig, iface: &str) -> crate::Result<SendReport> {
         let base = posted;
         let n = xsk.post(want as usize, len, |frame, i| {
             frame[..HDR].copy_from_slice(&header);
+            super::flows::set_frame_flow(frame, base_port, base + i as u64, cfg);
             cfg.format.fill(&mut frame[HDR..], base + i as u64);
         }) as u64;
         xsk.kick()?;

@@ -27,7 +27,7 @@ pub(crate) struct SendArgs {
     src_port: Option<u16>,
     /// Spread the stream over this many flows (consecutive source ports from
     /// --src-port), as an instrument does so that RSS hands it to several queues:
-    /// socket (a socket per flow), afpacket (each frame's port), xdp-live (a
+    /// socket (a socket per flow), afpacket and xdp (each frame's port), xdp-live (a
     /// generator per flow, each on its own CPU: veth hands CPU c's frames to
     /// receive queue c).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -243,9 +243,6 @@ pub(crate) fn cmd_send(a: SendArgs, m: &clap::ArgMatches) -> anyhow::Result<Exit
         strict::usage!(
             "--src-port applies to the frame-building backends (afpacket, xdp, xdp-live), or with --flows"
         );
-    }
-    if matches!(a.backend, SendBackend::Xdp) && (a.flows > 1 || strict::given(m, "flow_run")) {
-        strict::usage!("--flows applies to the socket, afpacket and xdp-live backends");
     }
     if a.flows > 1 && a.threads > 1 {
         strict::usage!("--flows spreads one thread's stream: give --threads 1");
