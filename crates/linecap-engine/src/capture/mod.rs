@@ -76,6 +76,8 @@ pub struct CaptureConfig {
     pub pcap: Option<PcapOptions>,
     /// Verify `seq` payloads.
     pub verify: bool,
+    /// What makes one stream for the verifier.
+    pub verify_streams: crate::sink::verify::StreamKey,
     /// Assemble into block files.
     pub blocks: Option<BlockSinkOptions>,
     /// Forward every UDP payload to another address.
@@ -106,6 +108,7 @@ impl CaptureConfig {
             count: None,
             pcap: None,
             verify: false,
+            verify_streams: Default::default(),
             blocks: None,
             relay: None,
             watcher: None,

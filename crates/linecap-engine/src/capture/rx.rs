@@ -46,7 +46,7 @@ pub(super) fn build_sinks(
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         let mut verify = None;
         if cfg.verify {
-            verify = Some(VerifySink::new(stage_iter.next().expect("verify stage")));
+            verify = Some(VerifySink::new(stage_iter.next().expect("verify stage"), cfg.verify_streams));
         }
         if let Some(p) = &cfg.pcap {
             let q = stage_iter.next().expect("queue stage");

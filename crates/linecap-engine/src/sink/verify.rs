@@ -269,9 +269,33 @@ impl VerifyCounts {
     }
 }
 
-/// The verifier as a sink: one tracker per flow (sender address), since
-/// each sending socket numbers its own stream; counts published per batch.
+/// What makes one numbered stream, for the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamKey {
+    /// Each sender address (IP and port): each sending socket numbers its
+    /// own stream (`send --threads N`).
+    #[default]
+    Sender,
+    /// Each sending host, whatever the port: one stream dealt over several
+    /// source ports (`send --flows N`), seen whole by one receive thread.
+    Host,
+}
+
+impl StreamKey {
+    /// The key of a packet from `src`.
+    fn of(self, src: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self {
+            StreamKey::Sender => src,
+            StreamKey::Host => src.map(|a| SocketAddr::new(a.ip(), 0)),
+        }
+    }
+}
+
+/// The verifier as a sink: one tracker per stream (by default per sender
+/// address, since each sending socket numbers its own stream; or per host,
+/// see [`StreamKey`]); counts published per batch.
 pub struct VerifySink {
+    key: StreamKey,
     flows: Vec<(Option<SocketAddr>, SeqTracker)>,
     last: usize,
     not_udp: u64,
@@ -279,9 +303,10 @@ pub struct VerifySink {
 }
 
 impl VerifySink {
-    /// A verifier publishing into `counters` (a `verify` stage).
-    pub fn new(counters: StageCounters) -> Self {
-        Self { flows: Vec::new(), last: 0, not_udp: 0, counters }
+    /// A verifier publishing into `counters` (a `verify` stage), telling
+    /// streams apart by `key`.
+    pub fn new(counters: StageCounters, key: StreamKey) -> Self {
+        Self { key, flows: Vec::new(), last: 0, not_udp: 0, counters }
     }
 
     /// Final counts, summed over flows (held candidates counted as strays).
@@ -298,6 +323,7 @@ impl VerifySink {
     }
 
     fn flow(&mut self, src: Option<SocketAddr>) -> &mut SeqTracker {
+        let src = self.key.of(src);
         // Packets come in runs from one flow: check the last one first.
         if self.flows.get(self.last).is_none_or(|(a, _)| *a != src) {
             self.last = match self.flows.iter().position(|(a, _)| *a == src) {

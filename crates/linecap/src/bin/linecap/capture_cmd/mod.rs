@@ -165,6 +165,11 @@ pub(crate) struct CaptureArgs {
     /// Check every payload of this format, count gaps/duplicates/reordering.
     #[arg(long, value_enum)]
     verify: Option<VerifyFormat>,
+    /// What makes one numbered stream for --verify: each `sender` address (each
+    /// sending socket numbers its own stream), or each `host` whatever its source
+    /// ports (one stream dealt over ports: `send --flows N`; one receive thread).
+    #[arg(long, value_enum, default_value = "sender")]
+    verify_streams: VerifyStreams,
     /// Forward every UDP payload to this address (zero-copy gather, UDP GSO; never waits: drops are counted).
     #[arg(long, value_name = "ADDR")]
     relay: Option<SocketAddr>,
@@ -380,6 +385,10 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
         count: a.count,
         pcap,
         verify: a.verify.is_some(),
+        verify_streams: match a.verify_streams {
+            VerifyStreams::Sender => linecap::sink::verify::StreamKey::Sender,
+            VerifyStreams::Host => linecap::sink::verify::StreamKey::Host,
+        },
         relay: a.relay.map(|to| linecap::sink::relay::RelayOptions {
             to,
             gso: !a.relay_no_gso,
@@ -524,4 +533,13 @@ pub(super) enum SpreadArg {
     Hash,
     /// Source port modulo the number of threads.
     SrcPort,
+}
+
+/// What makes one numbered stream for the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum VerifyStreams {
+    /// Each sender address (IP and port).
+    Sender,
+    /// Each sending host, whatever its source ports.
+    Host,
 }

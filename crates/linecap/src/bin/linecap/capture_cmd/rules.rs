@@ -108,6 +108,14 @@ pub(super) fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow:
             a.threads
         );
     }
+    if strict::given(m, "verify_streams") && a.verify.is_none() {
+        strict::usage!("--verify-streams needs --verify seq");
+    }
+    if a.verify_streams == super::VerifyStreams::Host && (a.threads > 1 || a.queues > 1) {
+        strict::usage!(
+            "--verify-streams host needs one receive thread: each thread sees only its share of a host's stream (the block group's presence maps count a spread stream's loss exactly)"
+        );
+    }
     if strict::given(m, "group_policy") && a.threads == 1 && a.queues <= 1 {
         strict::usage!(
             "--group-policy applies to several receive threads filling one block sequence (--threads N or --queues N)"
