@@ -72,6 +72,43 @@ fn a_planted_symlink_redirects_nothing() {
 }
 
 #[test]
+fn output_files_are_never_written_through_a_planted_symlink_or_fifo() {
+    // A shared folder where another user planted, at the names linecap is
+    // about to write, a link to a file it must not touch, and a FIFO.
+    let dir = TempDir::new("plant");
+    let target = dir.0.join("precious");
+    std::fs::write(&target, b"precious").unwrap();
+    let pcap = dir.0.join("c.pcap");
+    std::os::unix::fs::symlink(&target, &pcap).unwrap();
+    let o = linecap_within(
+        &["capture", "--listen", &free_loopback(), "--write", pcap.to_str().unwrap(), "--count", "1"],
+        20,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    let fifo = dir.0.join("f.pcap");
+    mkfifo(&fifo);
+    let o = linecap_within(
+        &["capture", "--listen", &free_loopback(), "--write", fifo.to_str().unwrap(), "--count", "1"],
+        20,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("FIFO"), "{}", stderr(&o));
+    // Block files have predictable names: the planted one is a write error
+    // (counted), the others are written.
+    let blocks = dir.0.join("blocks");
+    std::fs::create_dir(&blocks).unwrap();
+    std::os::unix::fs::symlink(&target, blocks.join("block-00000000000000000000.bin")).unwrap();
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--blocks", blocks.to_str().unwrap(), "--slots", "100"]);
+    let sent = send(None, &["--to", &addr, "--count", "500", "--rate", "20kpps"]);
+    let b = stop(cap).blocks.unwrap();
+    assert_eq!(sent.packets, 500);
+    assert_eq!((b.write_errors, b.written + b.dropped_blocks), (1, 4), "{b:?}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious", "the link's target is untouched");
+}
+
+#[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn a_foreign_file_is_neither_adopted_nor_written() {
     let name = unique("own");

@@ -40,3 +40,36 @@ impl Sink for NullSink {
         "null"
     }
 }
+
+/// Creates (or truncates) an output file the way a root tool must in a
+/// folder other users can write to: a symbolic link planted at the path is
+/// refused, not followed (`O_NOFOLLOW`), and so is anything but a regular
+/// file (a FIFO would block the writer: it is opened without blocking and
+/// refused).
+pub fn create_output_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::new(
+                e.kind(),
+                format!("{} is a symbolic link: linecap does not write through one", path.display()),
+            ),
+            Some(libc::ENXIO) => std::io::Error::new(
+                e.kind(),
+                format!("{} is a FIFO nobody reads: linecap writes regular files", path.display()),
+            ),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file: linecap writes regular files", path.display()),
+        ));
+    }
+    Ok(file)
+}

@@ -6,7 +6,6 @@
 //! when the queue is full the block is dropped and counted with the
 //! packets it held, and its buffer is given back at once.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -42,10 +41,10 @@ fn write_block(dir: &Path, job: &Job) -> std::io::Result<()> {
     let data = dir.join(&job.sidecar.data);
     let tmp = dir.join(format!("{}.json.tmp", job.sidecar.data));
     let result = (|| {
-        let mut f = File::create(&data)?;
+        let mut f = crate::sink::create_output_file(&data)?;
         f.write_all(&job.block.data)?;
         let json = serde_json::to_string_pretty(&job.sidecar).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, json)?;
+        crate::sink::create_output_file(&tmp)?.write_all(json.as_bytes())?;
         std::fs::rename(&tmp, dir.join(format!("{}.json", job.sidecar.data.trim_end_matches(".bin"))))
     })();
     if result.is_err() {

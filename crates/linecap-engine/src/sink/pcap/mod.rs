@@ -132,7 +132,7 @@ impl PcapSink {
             File::from(io::stdout().as_fd().try_clone_to_owned()?)
         } else {
             let first = numbered_path(&opts.path, 0, rotating);
-            File::create(&first).map_err(|e| {
+            super::create_output_file(&first).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", first.display()))
             })?
         };

@@ -264,7 +264,7 @@ pub(super) fn rotate(cx: Ctx<'_>, out: &mut Output) -> io::Result<()> {
     }
     let _ = out.file.sync_data();
     let path = numbered_path(&opts.path, out.index + 1, true);
-    let file = File::create(&path)?;
+    let file = crate::sink::create_output_file(&path)?;
     let direct = open_direct(opts, &path);
     let mut next = Output {
         write_back: paces_write_back(opts, &file),
