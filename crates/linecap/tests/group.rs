@@ -209,6 +209,15 @@ fn group_refusals_say_what_to_do() {
     assert_usage_error(o, "--threads 1");
     let o = linecap(&["send", "--to", &addr, "--count", "1", "--flow-run", "4"]);
     assert_usage_error(o, "--flows");
+    let o = linecap(&["capture", "--spread", "src-port", "--backend", "afpacket", "--iface", "lo"]);
+    assert_usage_error(o, "--spread");
+    let o = linecap(&["capture", "--listen", &addr, "--spread", "by-magic"]);
+    assert_usage_error(o, "by-magic");
+    // O_DIRECT is for a file: not without --write, not on a pipe.
+    let o = linecap(&["capture", "--listen", &addr, "--direct-io"]);
+    assert_usage_error(o, "--direct-io");
+    let o = linecap(&["capture", "--listen", &addr, "--write", "-", "--direct-io"]);
+    assert_usage_error(o, "--direct-io");
 }
 
 #[test]

@@ -137,24 +137,12 @@ impl Gen {
                 self.jump(JEQ_K, u32::from(p), t, f);
             }
             Expr::Host(dir, IpAddr::V4(a)) => {
-                let off = if dir == Dir::Src { 12 } else { 16 };
-                if link {
-                    self.ethertype(0x0800, f);
-                    self.ld(LD_W_ABS, 14 + off);
-                } else {
-                    self.ld(LD_W_ABS, SKF_NET_OFF + off);
-                }
+                self.ipv4_address(link, dir, f);
                 self.jump(JEQ_K, u32::from(a), t, f);
             }
             Expr::Host(dir, IpAddr::V6(a)) => self.host6(dir, a, t, f),
             Expr::Net(dir, net, mask) => {
-                let off = if dir == Dir::Src { 12 } else { 16 };
-                if link {
-                    self.ethertype(0x0800, f);
-                    self.ld(LD_W_ABS, 14 + off);
-                } else {
-                    self.ld(LD_W_ABS, SKF_NET_OFF + off);
-                }
+                self.ipv4_address(link, dir, f);
                 self.ld(ALU_AND_K, mask);
                 self.jump(JEQ_K, net, t, f);
             }
@@ -171,6 +159,18 @@ impl Gen {
             Expr::And(..) | Expr::Or(..) | Expr::Not(..) | Expr::Const(_) | Expr::IpProto(_, None) => {
                 unreachable!("lowered before emission")
             }
+        }
+    }
+
+    /// A = the IPv4 source or destination address (an IPv6 or other
+    /// packet jumps to `f` when the program starts at the link header).
+    fn ipv4_address(&mut self, link: bool, dir: Dir, f: Label) {
+        let off = if dir == Dir::Src { 12 } else { 16 };
+        if link {
+            self.ethertype(0x0800, f);
+            self.ld(LD_W_ABS, 14 + off);
+        } else {
+            self.ld(LD_W_ABS, SKF_NET_OFF + off);
         }
     }
 
