@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::capture::CaptureReport;
+use crate::capture::{CaptureReport, DropPlace};
 use crate::send::socket::SendReport;
 use crate::source::BackendKind;
 use crate::stats::{self, Snapshot};
@@ -155,7 +155,7 @@ pub struct Identity {
     /// Packets delivered through every stage of the capture.
     pub delivered: u64,
     /// Every counted drop, by place.
-    pub drops: BTreeMap<String, u64>,
+    pub drops: BTreeMap<DropPlace, u64>,
     /// Offered minus delivered minus drops (0 when every packet is accounted for).
     pub unaccounted: i64,
     /// Counts of the same loss from two sources, checked against each
@@ -182,14 +182,14 @@ impl Identity {
     /// the same name as a capture entry replaces it (a better count of the
     /// same place, see [`TestbedCounters::drops`]), and the two are checked
     /// against each other, as the verifier's gaps are against the drops.
-    pub fn close(sent: &SendReport, cap: &CaptureReport, network_drops: &[(&str, u64)]) -> Self {
+    pub fn close(sent: &SendReport, cap: &CaptureReport, network_drops: &[(DropPlace, u64)]) -> Self {
         let mut drops = cap.drops.clone();
         let mut checks = Vec::new();
         for (k, v) in network_drops {
-            if let Some(&own) = cap.drops.get(*k) {
-                checks.push(socket_check(k, own, *v, cap.gro));
+            if let Some(&own) = cap.drops.get(k) {
+                checks.push(socket_check(*k, own, *v, cap.gro));
             }
-            drops.insert((*k).to_string(), *v);
+            drops.insert(*k, *v);
         }
         let total: u64 = drops.values().sum();
         if let Some(v) = &cap.verify
@@ -197,8 +197,7 @@ impl Identity {
         {
             // The verifier sits beside the pcap writer, not after it: it
             // sees the packets the writer drops.
-            let before_sinks: u64 =
-                drops.iter().filter(|(k, _)| !k.starts_with("pcap_")).map(|(_, v)| v).sum();
+            let before_sinks: u64 = drops.iter().filter(|(k, _)| !k.at_writer()).map(|(_, v)| v).sum();
             checks.push(verifier_check(sent, before_sinks, v));
         }
         Self {
@@ -239,7 +238,7 @@ impl Identity {
 /// The socket's own drop count (in messages: a GRO super-packet counts
 /// once) against the count derived from datagrams that crossed the wire:
 /// own ≤ derived ≤ own × the most datagrams a message can hold.
-fn socket_check(place: &str, own: u64, derived: u64, gro: bool) -> CrossCheck {
+fn socket_check(place: DropPlace, own: u64, derived: u64, gro: bool) -> CrossCheck {
     let most = own.saturating_mul(if gro { GRO_MAX_SEGMENTS } else { 1 });
     CrossCheck {
         what: format!(
@@ -299,7 +298,7 @@ impl TestbedCounters {
     ///   own counter (`SO_MEMINFO`) counts a dropped GRO super-packet once,
     ///   however many datagrams it held, so this count replaces it; without
     ///   GRO the two agree exactly (tested). Socket backend only.
-    pub fn drops(&self, after: &Self, cap: &CaptureReport) -> Vec<(&'static str, u64)> {
+    pub fn drops(&self, after: &Self, cap: &CaptureReport) -> Vec<(DropPlace, u64)> {
         self.drops_from(after, cap, None)
     }
 
@@ -311,7 +310,7 @@ impl TestbedCounters {
         after: &Self,
         cap: &CaptureReport,
         sender: Option<&SendReport>,
-    ) -> Vec<(&'static str, u64)> {
+    ) -> Vec<(DropPlace, u64)> {
         let crossed = after.rx.rx_packets - self.rx.rx_packets;
         let mut rx_dropped = after.rx.rx_dropped - self.rx.rx_dropped;
         if sender.is_some_and(SendReport::from_kernel_generator) {
@@ -321,17 +320,17 @@ impl TestbedCounters {
             // veth also counts a frame its XDP redirect could not hand to
             // the AF_XDP socket as an rx drop: the socket's own counters
             // (xsk_*) name that place; the rest had other causes.
-            let xsk: u64 = cap.drops.iter().filter(|(k, _)| k.starts_with("xsk_")).map(|(_, v)| v).sum();
+            let xsk: u64 = cap.drops.iter().filter(|(k, _)| k.at_xsk()).map(|(_, v)| v).sum();
             rx_dropped = rx_dropped.saturating_sub(xsk);
         }
         let mut v = vec![
-            ("veth_tx_dropped", after.tx.tx_dropped - self.tx.tx_dropped),
-            ("rx_iface_dropped", rx_dropped),
+            (DropPlace::VethTxDropped, after.tx.tx_dropped - self.tx.tx_dropped),
+            (DropPlace::RxIfaceDropped, rx_dropped),
         ];
         // Only a socket sits behind the IP stack; a packet ring's own
         // counter is exact and per packet.
         if cap.kind().is_some_and(BackendKind::is_socket) {
-            v.push(("socket_overflow", crossed.saturating_sub(cap.received)));
+            v.push((DropPlace::SocketOverflow, crossed.saturating_sub(cap.received)));
         }
         v
     }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use linecap::capture::DropPlace;
 use linecap::orchestrate::TestbedCounters;
 use linecap::testbed::{Placement, Testbed, TestbedOptions};
 use pcap_file::pcap::PcapReader;
@@ -25,7 +26,7 @@ fn run(tb: &Testbed, cap_args: &[&str], send_args: &[&str]) -> (linecap::capture
     let sent = send(Some(&tb.ns_tx), &s);
     let rep = stop(cap);
     let after = TestbedCounters::read(tb).unwrap();
-    assert_eq!(rep.backend, "afpacket");
+    assert_eq!(rep.kind(), Some(linecap::source::BackendKind::AfPacket));
     assert_books(&sent, &rep, &before.drops(&after, &rep));
     let v = rep.verify.unwrap();
     assert_eq!((v.corrupt, v.malformed, v.duplicates, v.not_udp), (0, 0, 0, 0), "{v:?}");
@@ -42,7 +43,7 @@ fn tpacket_v3_ring_closes_the_books() {
     // A small ring, unpaced: drops may happen and must land in the ring's counter.
     let (rep, _) =
         run(&tb, &["--ring-blocks", "2", "--ring-block-size", "64k"], &["--duration", "1s", "--rate", "max"]);
-    assert!(rep.drops.contains_key("packet_ring_dropped"), "{rep:#?}");
+    assert!(rep.drops.contains_key(&DropPlace::PacketRingDropped), "{rep:#?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,7 +163,7 @@ fn a_capture_on_the_napi_core_that_loses_is_told_to_move_with_the_exact_count() 
     // where GRO merged datagrams, else the socket's.
     let missing = report.verify.unwrap().missing;
     assert!(missing > 0, "{report:?}");
-    let socket = report.drops["socket_overflow"];
+    let socket = report.drops[&DropPlace::SocketOverflow];
     let counted = f["count"].as_u64().unwrap();
     assert!(counted >= socket && counted <= socket.max(missing), "{counted} vs {report:?}");
 }
@@ -202,7 +203,7 @@ fn a_packet_ring_too_small_is_named_with_its_size() {
     assert_eq!(code, Some(3), "{v:#?}");
     let f = losses(&v)[0];
     assert_eq!(f["counter"], "kernel_drops", "{v:#?}");
-    assert_eq!(f["count"].as_u64().unwrap(), report.drops["packet_ring_dropped"], "{v:#?}");
+    assert_eq!(f["count"].as_u64().unwrap(), report.drops[&DropPlace::PacketRingDropped], "{v:#?}");
     assert!(f["fix"].as_str().unwrap().contains("--ring-blocks"), "{v:#?}");
     assert_eq!(f["setting"], "ring 8 KiB per thread", "{v:#?}");
 }
@@ -220,7 +221,7 @@ fn an_af_xdp_ring_too_small_is_named_once() {
     let f = found[0];
     assert!(f["fix"].as_str().unwrap().contains("--xdp-ring"), "{v:#?}");
     assert!(f["setting"].as_str().unwrap().starts_with("UMEM 128 KiB"), "{v:#?}");
-    let xsk: u64 = report.drops.iter().filter(|(k, _)| k.starts_with("xsk_")).map(|(_, n)| n).sum();
+    let xsk: u64 = report.drops.iter().filter(|(k, _)| k.at_xsk()).map(|(_, n)| n).sum();
     assert_eq!(f["count"].as_u64().unwrap(), xsk, "{v:#?}");
     // veth counts the same frames as rx_dropped: not a second finding.
     assert!(!found.iter().any(|f| f["counter"] == "iface_rx_dropped"), "{v:#?}");
@@ -257,6 +258,7 @@ fn a_writer_slower_than_the_capture_is_named() {
     let f = losses(&v).into_iter().find(|f| f["stage"] == "pcap.queue").expect("the writer's queue is named");
     assert!(f["fix"].as_str().unwrap().contains("--sink-buffer"), "{v:#?}");
     assert!(
-        f["count"].as_u64().unwrap() > 0 && f["count"].as_u64().unwrap() <= report.drops["pcap_ring_full"]
+        f["count"].as_u64().unwrap() > 0
+            && f["count"].as_u64().unwrap() <= report.drops[&DropPlace::PcapRingFull]
     );
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::process::Output;
 
 use common::*;
@@ -225,7 +226,7 @@ fn doctor_names_where_a_capture_lost_packets_and_the_fix() {
     let o = linecap(&["doctor", &name, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rep = cap.stop().unwrap();
-    let dropped = rep.drops["socket_overflow"];
+    let dropped = rep.drops[&DropPlace::SocketOverflow];
     assert!(dropped > 0, "{rep:#?}");
     assert_books(&sent, &rep, &[]);
     let first = text.lines().next().unwrap();

@@ -5,6 +5,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::io::{BufRead, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -162,7 +163,7 @@ fn socket_filter_keeps_matching_datagrams() {
     let rep = stop(cap);
     assert_eq!(rep.received, 0);
     // The kernel counts filtered datagrams with overflows: the books say so.
-    assert_eq!(rep.drops["socket_overflow_or_filtered"], sent.packets);
+    assert_eq!(rep.drops[&DropPlace::SocketOverflowOrFiltered], sent.packets);
     assert_books(&sent, &rep, &[]);
 }
 

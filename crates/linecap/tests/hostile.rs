@@ -8,6 +8,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -410,7 +411,7 @@ fn a_full_disk_costs_counted_packets_and_writing_resumes_when_space_returns() {
     let rep = stop(cap);
     let mut sent = first;
     sent.packets += second.packets;
-    assert!(rep.drops["pcap_write_error"] > 0, "the disk was full: {rep:?}");
+    assert!(rep.drops[&DropPlace::PcapWriteError] > 0, "the disk was full: {rep:?}");
     assert_books(&sent, &rep, &[]);
     // Every record in the file is whole, and the file holds every delivered packet.
     assert_eq!(pcap_records(&file), rep.packets);
@@ -440,7 +441,7 @@ fn a_full_disk_written_with_o_direct_keeps_whole_records_and_resumes() {
     let rep = stop(cap);
     let mut sent = first;
     sent.packets += second.packets;
-    assert!(rep.drops["pcap_write_error"] > 0, "the disk was full: {rep:?}");
+    assert!(rep.drops[&DropPlace::PcapWriteError] > 0, "the disk was full: {rep:?}");
     assert_books(&sent, &rep, &[]);
     assert_eq!(pcap_records(&file), rep.packets, "every record whole, every delivered packet in the file");
     // A failed direct write loses what was staged (up to 4 MiB, counted);

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use linecap::capture::DropPlace;
 
 #[test]
 fn every_packet_is_accounted_for_over_loopback() {
@@ -18,7 +19,7 @@ fn every_packet_is_accounted_for_over_loopback() {
         assert_eq!(v.valid, rep.received);
         assert_eq!(v.corrupt + v.malformed + v.duplicates, 0);
         // Whatever was lost at the socket shows up as a sequence gap too.
-        assert_eq!(v.missing, rep.drops["socket_overflow"], "{rep:#?}");
+        assert_eq!(v.missing, rep.drops[&DropPlace::SocketOverflow], "{rep:#?}");
         assert_eq!(rep.bytes, rep.received * 272);
     }
 }
@@ -34,7 +35,7 @@ fn gso_sender_and_two_flows_verify_per_flow() {
     assert_books(&sent, &rep, &[]);
     let v = rep.verify.unwrap();
     assert_eq!(v.valid, rep.received);
-    assert_eq!(v.missing, rep.drops["socket_overflow"]);
+    assert_eq!(v.missing, rep.drops[&DropPlace::SocketOverflow]);
     assert_eq!(v.duplicates, 0);
 }
 
@@ -84,7 +85,7 @@ fn relay_forwards_every_payload_intact_and_keeps_its_books() {
     assert_eq!(r.offered, near.received);
     assert_eq!(r.offered, r.relayed + r.dropped + r.errors, "{r:?}");
     // What the relay sent arrived, or the far socket says it dropped it.
-    assert_eq!(far.received + far.drops["socket_overflow"], r.relayed, "{far:#?}");
+    assert_eq!(far.received + far.drops[&DropPlace::SocketOverflow], r.relayed, "{far:#?}");
     let v = far.verify.unwrap();
     assert_eq!((v.valid, v.corrupt, v.malformed), (far.received, 0, 0), "payloads intact");
     assert!(r.relayed > 0);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::path::Path;
 use std::process::Command;
 
@@ -149,7 +150,7 @@ fn slow_disk_drops_are_counted_and_memory_bounded() {
     );
     let sent = send(None, &["--to", &addr, "--count", "30000", "--rate", "60kpps", "--size", "272"]);
     let rep = stop(cap);
-    assert!(rep.drops["pcap_ring_full"] > 0, "the sink was slower than the stream: {rep:#?}");
+    assert!(rep.drops[&DropPlace::PcapRingFull] > 0, "the sink was slower than the stream: {rep:#?}");
     assert_books(&sent, &rep, &[]);
     assert_eq!(read_checked(&file, 272), rep.packets);
 }
@@ -175,7 +176,7 @@ fn full_disk_is_counted_and_the_file_stays_readable() {
     let cap = capture(None, &["--listen", &addr, "--write", file.to_str().unwrap(), "--sink-buffer", "2M"]);
     let sent = send(None, &["--to", &addr, "--count", "5000", "--rate", "50kpps", "--size", "272"]);
     let rep = stop(cap);
-    assert!(rep.drops["pcap_write_error"] > 0, "{rep:#?}");
+    assert!(rep.drops[&DropPlace::PcapWriteError] > 0, "{rep:#?}");
     assert_books(&sent, &rep, &[]);
     assert_eq!(read_checked(&file, 272), rep.packets);
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use linecap::capture::DropPlace;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -46,10 +47,10 @@ fn a_linecap_recording_assembles_into_the_blocks_the_live_capture_made() {
         let rep = record_loopback(&file, &live, "20000");
         // The books of the recording are what the comparison can rely on:
         // every packet reached both the file and the assembler.
-        assert_eq!(rep.drops.get("pcap_ring_full"), Some(&0), "{rep:#?}");
+        assert_eq!(rep.drops.get(&DropPlace::PcapRingFull), Some(&0), "{rep:#?}");
         assert_eq!(rep.blocks.as_ref().unwrap().dropped_blocks, 0, "{rep:#?}");
         let back = read_ok(&[file.to_str().unwrap(), "--verify", "seq", "--blocks", again.to_str().unwrap()]);
-        assert_eq!(back.backend, "file");
+        assert_eq!(back.kind(), Some(linecap::source::BackendKind::File));
         assert_eq!(back.stopped_by, "end of input");
         assert_eq!((back.received, back.packets), (rep.packets, rep.packets), "{back:#?}");
         assert_eq!(back.total_drops(), 0, "{back:#?}");
@@ -193,10 +194,10 @@ fn hostile_files_end_in_one_line_or_a_counted_skip() {
     let mut cut = pcap_bytes(1, &[&frame, &frame, &frame]);
     cut.truncate(cut.len() - 10);
     let r = read_ok(&[&put("cut.pcap", &cut)]);
-    assert_eq!((r.received, r.drops.get("file_records_skipped")), (2, Some(&1)));
+    assert_eq!((r.received, r.drops.get(&DropPlace::FileRecordsSkipped)), (2, Some(&1)));
     // A link type linecap does not decode: every record counted as skipped.
     let r = read_ok(&[&put("usb.pcap", &pcap_bytes(189, &[&frame, &frame]))]);
-    assert_eq!((r.received, r.drops.get("file_records_skipped")), (0, Some(&2)));
+    assert_eq!((r.received, r.drops.get(&DropPlace::FileRecordsSkipped)), (0, Some(&2)));
     // A corrupt length after two good records: those two, then a failure.
     let mut bad = pcap_bytes(1, &[&frame, &frame, &frame]);
     let third = 24 + 2 * (16 + frame.len());
@@ -343,5 +344,5 @@ fn write_to_stdout_feeds_a_pipe_and_survives_its_reader_leaving() {
     assert!(status.success(), "no death by SIGPIPE");
     assert_eq!(r.received, rep.packets);
     assert!(r.packets < rep.packets);
-    assert_eq!(r.packets + r.drops["pcap_write_error"], r.received, "{r:#?}");
+    assert_eq!(r.packets + r.drops[&DropPlace::PcapWriteError], r.received, "{r:#?}");
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use linecap::capture::CaptureReport;
+use linecap::capture::DropPlace;
 use linecap::orchestrate::TestbedCounters;
 use linecap::testbed::{Placement, Testbed, TestbedOptions, netns_exists};
 
@@ -20,7 +21,7 @@ fn run_through(
     tb: &Testbed,
     cap_args: &[&str],
     send_args: &[&str],
-) -> (CaptureReport, Vec<(&'static str, u64)>) {
+) -> (CaptureReport, Vec<(DropPlace, u64)>) {
     let listen = format!("{}:9000", linecap::testbed::RX_ADDR);
     let mut c = vec!["--listen", listen.as_str(), "--verify", "seq"];
     c.extend_from_slice(cap_args);
@@ -48,7 +49,7 @@ fn run_through(
     (rep, network)
 }
 
-fn drop_of(network: &[(&str, u64)], key: &str) -> u64 {
+fn drop_of(network: &[(DropPlace, u64)], key: DropPlace) -> u64 {
     network.iter().find(|(k, _)| *k == key).map_or(0, |(_, v)| *v)
 }
 
@@ -63,11 +64,18 @@ fn napi_testbed_closes_the_books() {
     // socket's own drop counter and the interface-derived count agree exactly.
     let (rep, net) =
         run_through(&tb, &["--rcvbuf", "64k", "--no-gro"], &["--duration", "1s", "--rate", "max"]);
-    assert_eq!(rep.drops["socket_overflow"], drop_of(&net, "socket_overflow"), "{rep:#?} {net:?}");
+    assert_eq!(
+        rep.drops[&DropPlace::SocketOverflow],
+        drop_of(&net, DropPlace::SocketOverflow),
+        "{rep:#?} {net:?}"
+    );
     // With GRO a dropped super-packet counts once at the socket; the
     // interface-derived count (datagrams) is at least that.
     let (rep, net) = run_through(&tb, &["--rcvbuf", "64k"], &["--duration", "1s", "--rate", "max"]);
-    assert!(rep.drops["socket_overflow"] <= drop_of(&net, "socket_overflow"), "{rep:#?} {net:?}");
+    assert!(
+        rep.drops[&DropPlace::SocketOverflow] <= drop_of(&net, DropPlace::SocketOverflow),
+        "{rep:#?} {net:?}"
+    );
 }
 
 #[test]

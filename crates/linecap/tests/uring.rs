@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use linecap::capture::DropPlace;
 use linecap::orchestrate::TestbedCounters;
 use linecap::testbed::{Testbed, TestbedOptions};
 
@@ -25,11 +26,11 @@ fn uring_capture_closes_the_books_on_loopback() {
     let cap = capture(None, &["--backend", "uring", "--listen", &addr, "--verify", "seq"]);
     let sent = send(None, &["--to", &addr, "--count", "30000", "--rate", "60kpps"]);
     let rep = stop(cap);
-    assert_eq!(rep.backend, "uring");
+    assert_eq!(rep.kind(), Some(linecap::source::BackendKind::Uring));
     assert_books(&sent, &rep, &[]);
     let v = rep.verify.unwrap();
     assert_eq!((v.valid, v.corrupt, v.duplicates), (rep.received, 0, 0));
-    assert_eq!(v.missing, rep.drops["socket_overflow"]);
+    assert_eq!(v.missing, rep.drops[&DropPlace::SocketOverflow]);
 }
 
 #[test]
@@ -46,8 +47,8 @@ fn uring_on_the_testbed_keeps_the_books_and_fails_clearly_when_disabled() {
     let rep = stop(cap);
     let after = TestbedCounters::read(&tb).unwrap();
     assert_books(&sent, &rep, &before.drops(&after, &rep));
-    let derived = before.drops(&after, &rep).iter().find(|(k, _)| *k == "socket_overflow").unwrap().1;
-    assert_eq!(rep.drops["socket_overflow"], derived, "socket counter exact without GRO");
+    let derived = before.drops(&after, &rep).iter().find(|(k, _)| *k == DropPlace::SocketOverflow).unwrap().1;
+    assert_eq!(rep.drops[&DropPlace::SocketOverflow], derived, "socket counter exact without GRO");
 
     // io_uring switched off system-wide: one clear line, no panic.
     let Ok(old) = std::fs::read_to_string(SYSCTL) else {

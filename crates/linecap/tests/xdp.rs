@@ -196,7 +196,7 @@ fn af_xdp_capture_closes_the_books() {
         let sent = send(Some(&tb.ns_tx), &s);
         let rep = stop(cap);
         let after = TestbedCounters::read(&tb).unwrap();
-        assert_eq!(rep.backend, "xdp");
+        assert_eq!(rep.kind(), Some(linecap::source::BackendKind::Xdp));
         assert_eq!(rep.mode, "copy, native", "veth: native XDP, copy-mode AF_XDP");
         assert_books(&sent, &rep, &before.drops(&after, &rep));
         let v = rep.verify.unwrap();

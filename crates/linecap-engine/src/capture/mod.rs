@@ -28,13 +28,16 @@ use crate::stats::{
 };
 use crate::sys;
 
+mod drops;
 mod open;
+mod place;
 mod report;
 mod rx;
 
+pub use drops::DropPlace;
 use open::{SourceInfo, open_sources};
 use report::build_report;
-pub use report::{CaptureReport, live_line};
+pub use report::{CaptureReport, Reader, live_line};
 use rx::{RxThreadResult, build_sinks, rx_loop};
 
 /// Which kernel interface to read, with its options.
@@ -68,6 +71,9 @@ pub struct CaptureConfig {
     pub threads: usize,
     /// CPUs to pin the receive threads to, in order (none: not pinned).
     pub cpus: Vec<usize>,
+    /// CPUs the sinks' writer threads run on (none: every CPU the capture
+    /// may use but `cpus`).
+    pub writer_cpus: Vec<usize>,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Stop after this many packets.
@@ -104,6 +110,7 @@ impl CaptureConfig {
             backend,
             threads: 1,
             cpus: Vec::new(),
+            writer_cpus: Vec::new(),
             duration: None,
             count: None,
             pcap: None,
@@ -230,14 +237,18 @@ pub fn run(cfg: &CaptureConfig) -> crate::Result<CaptureReport> {
     let opened = open_sources(cfg)?;
     let sources = opened.sources;
     let info = opened.info;
-    stats_file.set_backend(info.backend.name());
+    stats_file.set_backend(info.backend);
     let kernel_counters = stages.pop().expect("kernel stage is last");
     publish_settings(&stages.pop().expect("settings stage is before it"), cfg, &info);
     // Readers (and `orchestrate`, waiting for readiness) see the file from here.
     stats_file.publish();
 
-    // Sinks per thread, built here so file errors surface before traffic.
-    let per_thread = build_sinks(cfg, stages)?;
+    // Sinks per thread, built here so file errors surface before traffic;
+    // their writer threads start away from the receive cores.
+    let per_thread = {
+        let _placed = place::PlacedOn::new(&place::writer_cpus(cfg));
+        build_sinks(cfg, stages)?
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let start_kernel = KernelSnapshot::read();

@@ -14,7 +14,7 @@ pub(super) struct SourceInfo {
     pub(super) gro: bool,
     pub(super) buffer: i64,
     pub(super) buffer_forced: bool,
-    pub(super) drop_stage: &'static str,
+    pub(super) drop_stage: DropPlace,
 }
 
 pub(super) struct Opened {
@@ -98,7 +98,11 @@ fn open_sockets(
         // The kernel counts datagrams a socket filter rejects in the
         // same per-socket counter as overflows (and in UdpInErrors);
         // only udp_rcvbuf_errors, namespace-wide, tells them apart.
-        drop_stage: if o.filter.is_some() { "socket_overflow_or_filtered" } else { "socket_overflow" },
+        drop_stage: if o.filter.is_some() {
+            DropPlace::SocketOverflowOrFiltered
+        } else {
+            DropPlace::SocketOverflow
+        },
     })
 }
 
@@ -144,7 +148,7 @@ fn open_xdp(
         gro: false,
         buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
         buffer_forced: false,
-        drop_stage: "xsk_dropped",
+        drop_stage: DropPlace::XskInvalidDescs,
     })
 }
 
@@ -181,7 +185,7 @@ fn open_afpacket(
         gro: false,
         buffer: ring as i64,
         buffer_forced: false,
-        drop_stage: "packet_ring_dropped",
+        drop_stage: DropPlace::PacketRingDropped,
     })
 }
 
@@ -207,6 +211,6 @@ fn open_files(
         gro: false,
         buffer: 0,
         buffer_forced: false,
-        drop_stage: "file_records_skipped",
+        drop_stage: DropPlace::FileRecordsSkipped,
     })
 }

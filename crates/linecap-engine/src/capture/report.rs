@@ -8,8 +8,8 @@ use super::*;
 pub struct CaptureReport {
     /// Counters file name.
     pub name: String,
-    /// Backend (`socket`, `afpacket`).
-    pub backend: String,
+    /// What read the packets.
+    pub backend: Reader,
     /// Receive mode (`recv`, `recvmmsg`, `tpacket_v3`).
     pub mode: String,
     /// Whether UDP GRO was on (socket backend).
@@ -33,7 +33,7 @@ pub struct CaptureReport {
     pub syscalls: u64,
     /// Drops attributed to this capture, by stage: offered = packets + sum of these
     /// (plus what the network lost before the socket, which the testbed reads).
-    pub drops: BTreeMap<String, u64>,
+    pub drops: BTreeMap<DropPlace, u64>,
     /// Kernel counters of this network namespace over the capture (deltas).
     pub kernel: BTreeMap<String, u64>,
     /// Wall time from start to stop.
@@ -62,10 +62,38 @@ pub struct CaptureReport {
     pub failure: Option<String>,
 }
 
+/// What read a capture's packets: one of linecap's backends or, in a
+/// bench, another tool measured beside it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Reader {
+    /// A linecap backend.
+    Linecap(BackendKind),
+    /// Another tool (a bench peer such as tcpdump), by name.
+    Peer(String),
+}
+
+impl std::fmt::Display for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reader::Linecap(kind) => f.write_str(kind.name()),
+            Reader::Peer(name) => f.write_str(name),
+        }
+    }
+}
+
 impl CaptureReport {
     /// The backend it read from (`None` for a bench peer's report).
     pub fn kind(&self) -> Option<BackendKind> {
-        BackendKind::parse(&self.backend)
+        match self.backend {
+            Reader::Linecap(kind) => Some(kind),
+            Reader::Peer(_) => None,
+        }
+    }
+
+    /// Drops counted at one place (0 where the capture has no such place).
+    pub fn dropped_at(&self, place: DropPlace) -> u64 {
+        self.drops.get(&place).copied().unwrap_or(0)
     }
 
     /// Sum of all attributed drops.
@@ -127,18 +155,19 @@ pub(super) fn build_report(
     let mut drops = BTreeMap::new();
     let kernel_drops = s.total(RxIdx::KernelDrops);
     if info.backend == BackendKind::Xdp {
-        // Each place an AF_XDP socket loses frames, by the kernel's own counts.
+        // Each place an AF_XDP socket loses frames, by the kernel's own
+        // counts; the drop stage holds what they do not name.
         let ring_full = s.total(RxIdx::RingFullDrops);
         let no_buffer = s.total(RxIdx::NoBufferDrops);
-        drops.insert("xsk_rx_ring_full".into(), ring_full);
-        drops.insert("xsk_no_fill_frame".into(), no_buffer);
-        drops.insert("xsk_invalid_descs".into(), kernel_drops.saturating_sub(ring_full + no_buffer));
+        drops.insert(DropPlace::XskRxRingFull, ring_full);
+        drops.insert(DropPlace::XskNoFillFrame, no_buffer);
+        drops.insert(info.drop_stage, kernel_drops.saturating_sub(ring_full + no_buffer));
     } else {
-        drops.insert(info.drop_stage.to_string(), kernel_drops);
+        drops.insert(info.drop_stage, kernel_drops);
     }
     if cfg.pcap.is_some() {
-        drops.insert("pcap_ring_full".to_string(), ring);
-        drops.insert("pcap_write_error".to_string(), werr);
+        drops.insert(DropPlace::PcapRingFull, ring);
+        drops.insert(DropPlace::PcapWriteError, werr);
     }
     let mut kernel = BTreeMap::new();
     if info.backend == BackendKind::File {
@@ -151,7 +180,7 @@ pub(super) fn build_report(
     let sys_ns = s.total(RxIdx::CpuSysNs);
     CaptureReport {
         name: cfg.name.clone(),
-        backend: info.backend.name().into(),
+        backend: Reader::Linecap(info.backend),
         mode: info.mode.clone(),
         gro: info.gro,
         threads: cfg.threads,

@@ -55,7 +55,8 @@ pub struct RecvStats {
 /// [`BackendKind::name`] (the report's and the counters file's `backend`),
 /// parsed back by [`BackendKind::parse`]; code branches on the kind, never
 /// on the name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// UDP sockets with `recvmmsg`.
     Socket,

@@ -209,10 +209,10 @@ impl StatsFile {
         self.remove_on_drop = remove;
     }
 
-    /// Names the capture's backend (`socket`, `uring`, `afpacket`, `xdp`;
-    /// at most 8 bytes), for readers that explain the counters.
-    pub fn set_backend(&self, backend: &str) {
-        write_str_exact(&self.map.words()[5..6], backend);
+    /// Names the capture's backend (by [`crate::source::BackendKind::name`]: at most 8
+    /// bytes), for readers that explain the counters.
+    pub fn set_backend(&self, backend: crate::source::BackendKind) {
+        write_str_exact(&self.map.words()[5..6], backend.name());
     }
 
     /// Marks the file as fresh (readers show how old the numbers are).
@@ -468,7 +468,7 @@ mod tests {
         assert!(Snapshot::read("t", &path).is_err(), "not a counters file before publish");
         file.publish();
         assert_eq!(Snapshot::read("t", &path).unwrap().backend, "");
-        file.set_backend("afpacket");
+        file.set_backend(crate::source::BackendKind::AfPacket);
         h[0].add(RxIdx::Packets as usize, 5);
         h[0].add(RxIdx::Packets as usize, 7);
         h[1].set(KernelIdx::SoftnetDropped as usize, 3);

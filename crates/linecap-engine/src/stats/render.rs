@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::Snapshot;
+use super::{RX_COUNTERS, RxIdx, Snapshot};
+use crate::source::BackendKind;
 
 /// The table's width: it fits a 100-column terminal.
 pub const TABLE_WIDTH: usize = 100;
@@ -75,19 +76,31 @@ fn applies(backend: &str, kind: &str, name: &str) -> bool {
     if kind != "rx" {
         return true;
     }
-    let common = ["packets", "bytes", "syscalls", "kernel_drops", "cpu_user_ns", "cpu_sys_ns"];
-    if common.contains(&name) {
+    // A backend this version does not know (a file of another): all.
+    let Some(backend) = backend.split(['/', ' ']).next().and_then(BackendKind::parse) else {
         return true;
-    }
-    let own: &[&str] = match backend.split(['/', ' ']).next().unwrap_or("") {
-        "socket" => &["datagrams", "truncated", "gro_on", "gro_switches", "poll_gaps", "poll_gap_ns"],
-        "uring" => &["datagrams", "truncated", "no_buffer_drops", "gro_on"],
-        "afpacket" => &["truncated", "ring_freezes", "losing_blocks"],
-        "xdp" => &["ring_full_drops", "no_buffer_drops", "poll_gaps", "poll_gap_ns", "fill_ring_empty"],
-        // An unknown backend (a file written by another version): all.
-        _ => return true,
     };
-    own.contains(&name)
+    let common = [
+        RxIdx::Packets,
+        RxIdx::Bytes,
+        RxIdx::Syscalls,
+        RxIdx::KernelDrops,
+        RxIdx::CpuUserNs,
+        RxIdx::CpuSysNs,
+    ];
+    common.iter().chain(rx_counters_kept(backend)).any(|&c| RX_COUNTERS[c as usize] == name)
+}
+
+/// The receive counters a backend keeps beside the common ones.
+fn rx_counters_kept(backend: BackendKind) -> &'static [RxIdx] {
+    use RxIdx::*;
+    match backend {
+        BackendKind::Socket => &[Datagrams, Truncated, GroOn, GroSwitches, PollGaps, PollGapNs],
+        BackendKind::Uring => &[Datagrams, Truncated, NoBufferDrops, GroOn],
+        BackendKind::AfPacket => &[Truncated, RingFreezes, LosingBlocks],
+        BackendKind::Xdp => &[RingFullDrops, NoBufferDrops, PollGaps, PollGapNs, FillRingEmpty],
+        BackendKind::File => &[Truncated, Filtered],
+    }
 }
 
 /// One stage's cells after its name, wrapped so no line passes the width.

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::capture::CaptureReport;
-use crate::source::Source;
+use crate::capture::{CaptureReport, DropPlace, Reader};
 use crate::source::socket::{RecvMode, SocketOptions, open_udp_socket};
 use crate::source::xdp::{XdpOptions, XdpSource};
+use crate::source::{BackendKind, Source};
 use crate::stats::{KERNEL_COUNTERS, RX_COUNTERS, RxIdx, StageCounters, StageSpec, StatsFile};
 use crate::sys::{
     self,
@@ -64,7 +64,7 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         sources: false,
     };
     let (fd, setup) = open_udp_socket(&opts)?;
-    file.set_backend("socket");
+    file.set_backend(BackendKind::Socket);
     file.publish();
     let started = Instant::now();
     let ((packets, calls, drops, user, sys_ns), stopped_by) = run_pinned(p, started, move |stop2| {
@@ -90,8 +90,9 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
         (packets, calls, drops, u, s)
     })?;
     let mut drop_map = BTreeMap::new();
-    drop_map.insert("socket_overflow".to_string(), drops);
-    let mut r = report(p, "socket", "plain-recvmmsg", packets, calls, drop_map, started, user, sys_ns);
+    drop_map.insert(DropPlace::SocketOverflow, drops);
+    let mut r =
+        report(p, BackendKind::Socket, "plain-recvmmsg", packets, calls, drop_map, started, user, sys_ns);
     r.listen = setup.local.to_string();
     r.rcvbuf = i64::from(setup.rcvbuf);
     r.stopped_by = stopped_by.into();
@@ -102,7 +103,7 @@ pub fn run(p: &PlainLoop) -> anyhow::Result<CaptureReport> {
 pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
     let (file, rx) = counters_file(p)?;
     let mut src = XdpSource::open(o)?;
-    file.set_backend("xdp");
+    file.set_backend(BackendKind::Xdp);
     file.publish();
     let started = Instant::now();
     let ((packets, batches, ring_full, no_frame, all, user, sys_ns), stopped_by) =
@@ -119,10 +120,10 @@ pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
             (packets, batches, ring_full, no_frame, all, u, s)
         })?;
     let mut drops = BTreeMap::new();
-    drops.insert("xsk_rx_ring_full".to_string(), ring_full);
-    drops.insert("xsk_no_fill_frame".to_string(), no_frame);
-    drops.insert("xsk_invalid_descs".to_string(), all.saturating_sub(ring_full + no_frame));
-    let mut r = report(p, "xdp", "minimal-afxdp", packets, batches, drops, started, user, sys_ns);
+    drops.insert(DropPlace::XskRxRingFull, ring_full);
+    drops.insert(DropPlace::XskNoFillFrame, no_frame);
+    drops.insert(DropPlace::XskInvalidDescs, all.saturating_sub(ring_full + no_frame));
+    let mut r = report(p, BackendKind::Xdp, "minimal-afxdp", packets, batches, drops, started, user, sys_ns);
     r.listen = format!("interface {}", o.iface);
     r.stopped_by = stopped_by.into();
     Ok(r)
@@ -180,18 +181,18 @@ fn wait_for_stop(p: &PlainLoop, started: Instant) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 fn report(
     p: &PlainLoop,
-    backend: &str,
+    backend: BackendKind,
     mode: &str,
     packets: u64,
     calls: u64,
-    drops: BTreeMap<String, u64>,
+    drops: BTreeMap<DropPlace, u64>,
     started: Instant,
     user: u64,
     sys_ns: u64,
 ) -> CaptureReport {
     CaptureReport {
         name: p.name.clone(),
-        backend: backend.into(),
+        backend: Reader::Linecap(backend),
         mode: mode.into(),
         gro: false,
         threads: 1,

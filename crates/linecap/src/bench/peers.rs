@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::{BenchConfig, Point, Row};
-use crate::capture::CaptureReport;
+use crate::capture::{CaptureReport, DropPlace, Reader};
 use crate::orchestrate::{self, Identity, TestbedCounters};
 use crate::sys;
 use crate::testbed::Testbed;
@@ -81,16 +81,16 @@ fn start_tcpdump(
 fn tcpdump_report(st: &TcpdumpStats, tb: &Testbed, cfg: &BenchConfig, cpu: u64) -> CaptureReport {
     let captured = st.captured;
     let mut drops = std::collections::BTreeMap::new();
-    drops.insert("packet_ring_dropped".to_string(), st.dropped_by_kernel);
+    drops.insert(DropPlace::PacketRingDropped, st.dropped_by_kernel);
     // In the ring but not yet read when tcpdump stopped.
     drops.insert(
-        "unread_at_exit".to_string(),
+        DropPlace::UnreadAtExit,
         st.received_by_filter.saturating_sub(st.dropped_by_kernel).saturating_sub(captured),
     );
     CaptureReport {
         failure: None,
         name: "tcpdump".into(),
-        backend: "tcpdump".into(),
+        backend: Reader::Peer("tcpdump".into()),
         mode: "tpacket_v3".into(),
         gro: false,
         threads: 1,

@@ -134,7 +134,7 @@ pub(super) fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Fi
                 format!("{} payloads corrupt or malformed", thousands(corrupt)),
                 Some("check the sender's format (--verify expects linecap's seq payload)".into()),
             )
-            .counted(&c.name, "verify", "corrupt", corrupt, v.offered),
+            .counted(&c.name, VerifyIdx::Corrupt, corrupt, v.offered),
         );
     }
     if let (Some((cpu, napi)), false) = (&v.shares_core, v.drops > 0) {
@@ -193,7 +193,7 @@ fn quiet_receive(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                 format!("{} received, no kernel drops", thousands(v.received)),
                 None,
             )
-            .counted(&c.name, "rx", "packets", v.received, v.offered),
+            .counted(&c.name, RxIdx::Packets, v.received, v.offered),
         );
     } else if v.settings.filter {
         out.push(
@@ -225,7 +225,7 @@ fn filtered_out(v: &CaptureView<'_>, excluded: u64) -> Finding {
         ),
         (v.received == 0).then(|| "its filter excludes the whole stream: check --filter".to_string()),
     )
-    .counted(&c.name, "rx", "kernel_drops", excluded, v.offered)
+    .counted(&c.name, RxIdx::KernelDrops, excluded, v.offered)
     .with_setting("a filter is attached".into());
     if v.gro_was_on() {
         f = f.at_least();
@@ -255,7 +255,7 @@ fn overflowed(sys: &SystemFacts, v: &CaptureView<'_>, mut overflow: u64) -> Find
         format!("{} packets dropped by the kernel: {stage}", of_offered(overflow, v.offered))
     };
     let mut f = finding(Level::Loss, v.place("receive"), what, Some(fix))
-        .counted(&c.name, "rx", "kernel_drops", overflow, v.offered)
+        .counted(&c.name, RxIdx::KernelDrops, overflow, v.offered)
         .with_setting(setting);
     if gro && v.missing == 0 {
         f = f.at_least();
@@ -330,7 +330,7 @@ pub(super) fn listen_mismatch(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                  (tcpdump -ni any udp shows it)"
             )),
         )
-        .counted(&v.c.name, "kernel", "udp_no_ports", no_ports, v.offered.saturating_add(no_ports)),
+        .counted(&v.c.name, KernelIdx::UdpNoPorts, no_ports, v.offered.saturating_add(no_ports)),
     );
 }
 
@@ -362,57 +362,58 @@ pub(super) fn upstream_losses(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                     .into(),
             ),
         )
-        .counted(&v.c.name, "verify", "missing", extra, v.offered),
+        .counted(&v.c.name, VerifyIdx::Missing, extra, v.offered),
     );
 }
 
 pub(super) fn sink_losses(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
-    for (stage, counter, what, fix) in [
-        (
-            "pcap.queue.",
-            "ring_full_drops",
+    let losses = [
+        sink_loss(
+            v,
+            QueueIdx::RingFullDrops,
             "the pcap writer fell behind: packets dropped at its queue",
             "a faster disk (or tmpfs), a larger --sink-buffer, or less to write (--filter)",
         ),
-        (
-            "pcap.writer.",
-            "write_error_drops",
+        sink_loss(
+            v,
+            WriterIdx::WriteErrorDrops,
             "writing the pcap file failed (disk full or failing)",
             "free space on the disk, or --rotate-size with a cleaner",
         ),
-        (
-            "blocks.",
-            "dropped_blocks",
+        sink_loss(
+            v,
+            BlocksIdx::DroppedBlocks,
             "blocks dropped: the block writer fell behind",
             "a faster disk, a larger --block-queue, or the shared-memory ring (--shm)",
         ),
-        (
-            "blocks.",
-            "ring_dropped",
+        sink_loss(
+            v,
+            BlocksIdx::RingDropped,
             "blocks dropped: the shared-memory ring's reader fell behind",
             "a faster reader, or more slots in the ring",
         ),
-        (
-            "relay.",
-            "dropped",
+        sink_loss(
+            v,
+            RelayIdx::Dropped,
             "the relay's socket was full",
             "a larger socket buffer at the relay, or a faster destination",
         ),
-    ] {
-        let n = v.c.sum(stage, counter);
-        if n > 0 {
-            let kind = stage.trim_end_matches('.');
-            out.push(
-                finding(
-                    Level::Loss,
-                    v.place(kind),
-                    format!("{}: {what}", of_offered(n, v.offered)),
-                    Some(fix.into()),
-                )
-                .counted(&v.c.name, kind, counter, n, v.offered),
-            );
-        }
-    }
+    ];
+    out.extend(losses.into_iter().flatten());
+}
+
+/// A sink's counted loss, if it lost any.
+fn sink_loss<C: Counter>(v: &CaptureView<'_>, counter: C, what: &str, fix: &str) -> Option<Finding> {
+    let n = v.c.total(counter);
+    (n > 0).then(|| {
+        finding(
+            Level::Loss,
+            v.place(C::STAGE.trim_end_matches('.')),
+            format!("{}: {what}", of_offered(n, v.offered)),
+            Some(fix.into()),
+        )
+        .counted(&v.c.name, counter, n, v.offered)
+    })
 }
 
 pub(super) fn host_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<Finding>) {
@@ -430,7 +431,7 @@ pub(super) fn host_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<
                     sys.netdev_max_backlog.unwrap_or(1000).clamp(1000, 1 << 40) * 4
                 )),
             )
-            .counted(&v.c.name, "kernel", "softnet_dropped", v.softnet, v.offered)
+            .counted(&v.c.name, KernelIdx::SoftnetDropped, v.softnet, v.offered)
             .with_setting(format!(
                 "net.core.netdev_max_backlog {}",
                 sys.netdev_max_backlog.map_or("?".into(), |v| v.to_string())
@@ -467,7 +468,7 @@ pub(super) fn host_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<
             ),
             Some(fix),
         )
-        .counted(&v.c.name, "kernel", "iface_rx_dropped", v.iface, v.offered),
+        .counted(&v.c.name, KernelIdx::IfaceRxDropped, v.iface, v.offered),
     );
 }
 
@@ -492,7 +493,7 @@ pub(super) fn busy_poll_gaps(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                     .into(),
             ),
         )
-        .counted(&v.c.name, "rx", "poll_gaps", gaps, 0),
+        .counted(&v.c.name, RxIdx::PollGaps, gaps, 0),
     );
 }
 
@@ -519,7 +520,7 @@ fn group_out_of_step(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                     ),
                     Some("a larger --window if its flow runs behind the others by more than two windows of blocks; a core of its own for each receive thread (--cpus); or --group-policy lossless to wait for it".into()),
                 )
-                .counted(&v.c.name, &st.name, BlocksIdx::GroupForced.name(), forced, v.offered),
+                .counted_at(&v.c.name, &st.name, BlocksIdx::GroupForced, forced, v.offered),
             );
         }
         if waits > 0 {

@@ -68,10 +68,24 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn counted(mut self, capture: &str, stage: &str, counter: &str, count: u64, offered: u64) -> Self {
+    /// Names the counter behind the finding (its stage kind: `rx`,
+    /// `pcap.queue`, ...) and its count, as a share of what was offered.
+    fn counted<C: Counter>(self, capture: &str, counter: C, count: u64, offered: u64) -> Self {
+        self.counted_at(capture, C::STAGE.trim_end_matches('.'), counter, count, offered)
+    }
+
+    /// As [`counted`](Self::counted), at one named stage (`blocks.group`).
+    fn counted_at<C: Counter>(
+        mut self,
+        capture: &str,
+        stage: &str,
+        counter: C,
+        count: u64,
+        offered: u64,
+    ) -> Self {
         self.capture = Some(capture.to_string());
         self.stage = Some(stage.to_string());
-        self.counter = Some(counter.to_string());
+        self.counter = Some(counter.name().to_string());
         self.count = Some(count);
         self.share = (offered > 0).then(|| count as f64 / offered as f64);
         self

@@ -3,6 +3,7 @@
 //! capture/send children through the same orchestration the demo uses.
 #![allow(dead_code)]
 
+use linecap::capture::DropPlace;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -83,7 +84,7 @@ impl Drop for TempDir {
 }
 
 /// Asserts the accounting identity with the network's own drops.
-pub fn assert_books(sent: &SendReport, cap: &CaptureReport, network: &[(&str, u64)]) {
+pub fn assert_books(sent: &SendReport, cap: &CaptureReport, network: &[(DropPlace, u64)]) {
     let id = linecap::orchestrate::Identity::close(sent, cap, network);
     assert!(id.holds(), "books do not close: {}\n{cap:#?}", id.line());
 }

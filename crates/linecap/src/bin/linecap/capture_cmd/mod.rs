@@ -98,6 +98,11 @@ pub(crate) struct CaptureArgs {
     /// CPUs to pin receive threads to, in order: `1`, `2,3` or `0-3,6`.
     #[arg(long, value_parser = strict::parse_cpus)]
     cpus: Option<strict::Cpus>,
+    /// CPUs the writer threads of --write and --blocks run on (default: every
+    /// CPU but the --cpus of the receive threads, so writing never takes a
+    /// receive core's time).
+    #[arg(long, value_parser = strict::parse_cpus)]
+    writer_cpus: Option<strict::Cpus>,
     /// `recvmmsg` batches, or `recv`: one syscall per packet (the naive baseline).
     #[arg(long, value_enum, default_value = "recvmmsg")]
     mode: RecvMode,
@@ -381,6 +386,7 @@ pub(crate) fn cmd_capture(a: CaptureArgs, m: &clap::ArgMatches) -> anyhow::Resul
             a.threads
         },
         cpus: a.cpus.clone().unwrap_or_default().0,
+        writer_cpus: a.writer_cpus.clone().unwrap_or_default().0,
         duration: a.duration,
         count: a.count,
         pcap,
