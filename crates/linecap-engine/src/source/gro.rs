@@ -12,9 +12,13 @@
 //! fewer than [`KEEP_RATIO`] datagrams each; while off, it probes (turns it
 //! on again for one window), but only while the receiver is behind (its
 //! receives come back full), since GRO cannot help a receiver that keeps
-//! up. A probe that finds nothing doubles the wait before the next (1 s,
-//! 2 s, ... 64 s): an overloaded receiver is always behind, and each probe
-//! costs it a window of GRO.
+//! up. A probe that finds nothing doubles the wait before the next (30 s,
+//! 60 s, ... 16 min): an overloaded receiver is always behind, and a probe
+//! costs it far more than its window (see [`PROBE_EVERY_NS`]).
+//!
+//! Switching off replaces the socket where it can (`socket::swap`): a
+//! socket that ever had `UDP_GRO` keeps the kernel's GRO lookup on for every
+//! UDP packet of the machine until it closes.
 
 /// What the socket's stream looks like to the switch: GRO can be turned
 /// off safely only for a stream of one datagram size.
@@ -82,14 +86,25 @@ impl AfterOff {
 /// datagrams; without, 256 datagrams are a few hundred microseconds of
 /// overhead (a window of 4096 lasted over a second at 200 kpps, measured).
 pub const WINDOW: u64 = 256;
-/// Datagrams per message (×4) below which GRO is switched off: 1.25.
-pub const KEEP_RATIO_X4: u64 = 5;
+/// Datagrams per message (×4) below which GRO is switched off: 2. A
+/// socket with GRO makes the kernel look every UDP packet up in GRO; a
+/// bursty `sendmmsg` sender that GRO merges 1.3 to 1.6 at a time did not
+/// repay that on the testbed (overloaded, the capture delivered 0.55–0.74
+/// of what a plain loop did with 1.25 here, see `docs/BENCHMARKS.md`),
+/// while GSO senders and coalescing NICs give 8 to 64.
+pub const KEEP_RATIO_X4: u64 = 8;
 /// Shown in docs: the ratio [`KEEP_RATIO_X4`] stands for.
 pub const KEEP_RATIO: f64 = KEEP_RATIO_X4 as f64 / 4.0;
-/// First wait between probes while GRO is off (ns).
-pub const PROBE_EVERY_NS: u64 = 1_000_000_000;
+/// First wait between probes while GRO is off (ns). A probe turns the
+/// kernel's GRO lookup on for every UDP packet, and a socket queue full of
+/// merged packets is then read beside the fresh socket: overloaded on the
+/// testbed (SCHED_FIFO NAPI, `sendmmsg` at 1 Mpps, 5 s runs), probes every
+/// 1, 2, 4 s took the capture from 0.32–0.34 of the offered stream (no
+/// probes) to 0.24–0.26. A stream that turns into GSO trains later is
+/// found within this wait; `--gro-always` keeps GRO from the start.
+pub const PROBE_EVERY_NS: u64 = 30_000_000_000;
 /// Longest wait between probes (ns).
-pub const PROBE_MAX_NS: u64 = 64_000_000_000;
+pub const PROBE_MAX_NS: u64 = 960_000_000_000;
 
 /// What the policy wants done after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,17 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn while_off_it_probes_once_a_second_only_when_behind() {
+    fn while_off_it_probes_after_the_wait_only_when_behind() {
         let mut p = GroPolicy::new(false, 0);
+        let step = PROBE_EVERY_NS / 1000;
         // Keeping up (batches not full): no probe, however long.
         for i in 1..=3000 {
-            assert_eq!(p.record(3, 3, false, i * MS), Switch::Keep);
+            assert_eq!(p.record(3, 3, false, i * step), Switch::Keep);
         }
-        // Behind: a probe after at most a second.
-        let mut t = 3000 * MS;
+        // Behind: a probe after at most one wait.
+        let mut t = 3000 * step;
         let mut probed = None;
         for _ in 0..1100 {
-            t += MS;
+            t += step;
             if p.record(64, 64, true, t) == Switch::On {
                 probed = Some(t);
                 break;

@@ -11,6 +11,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+mod swap;
+
 use super::gro::{AfterOff, GroPolicy, StreamSize, Switch};
 use super::{PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
@@ -202,6 +204,13 @@ pub struct SocketSource {
     stream_size: StreamSize,
     /// After a switch off: stale super-packets to split.
     after_off: AfterOff,
+    /// The options to open a fresh socket with when GRO goes off (see
+    /// [`swap`]); `None` where a swap could lose or double datagrams.
+    swap: Option<SocketOptions>,
+    /// The socket the last swap replaced, still being read.
+    retiring: Option<swap::Retiring>,
+    /// Drops counted by sockets already closed.
+    drops_before: u64,
 }
 
 impl SocketSource {
@@ -230,6 +239,9 @@ impl SocketSource {
             gro_policy: (gro && opts.gro_adaptive).then(|| GroPolicy::new(true, sys::monotonic_ns())),
             stream_size: StreamSize::default(),
             after_off: AfterOff::default(),
+            swap: swap::can_swap(opts).then(|| opts.clone()),
+            retiring: None,
+            drops_before: 0,
         })
     }
 
@@ -248,25 +260,92 @@ impl SocketSource {
         let result = match turn {
             Switch::Keep => return,
             Switch::On => sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 1),
-            Switch::Off => {
-                let Some(size) = self.stream_size.uniform() else {
-                    self.gro_policy = None;
-                    return;
-                };
-                sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 0).map(|()| {
-                    // Whatever is queued now may hold super-packets that
-                    // will come without their segment size (unknown: split
-                    // for good, which a stream of one size allows).
-                    let queued = sys::socket_queued_bytes(&self.fd).unwrap_or(u64::MAX);
-                    self.after_off = AfterOff { at_risk_bytes: queued, size, split: self.after_off.split };
-                })
-            }
+            Switch::Off if self.swap.is_some() && self.retiring.is_none() => match self.swap_socket() {
+                Ok(()) => return,
+                Err(e) => {
+                    // Said once; from now on GRO goes off in place.
+                    tracing::warn!(
+                        "cannot open a fresh socket without UDP GRO ({e}); switching it off in place"
+                    );
+                    self.swap = None;
+                    self.gro_off_in_place()
+                }
+            },
+            Switch::Off => self.gro_off_in_place(),
         };
         if let Err(e) = result {
             // Said once; the socket stays as it is.
             tracing::warn!("the kernel refused to switch UDP GRO ({e}); keeping it as it is");
             self.gro_policy = None;
         }
+    }
+
+    /// `UDP_GRO` off on the current socket (the kernel's GRO lookup stays
+    /// on until it closes: see [`swap`]). Needs a stream of one datagram
+    /// size; a stream of several keeps GRO for good.
+    fn gro_off_in_place(&mut self) -> io::Result<()> {
+        let Some(size) = self.stream_size.uniform() else {
+            self.gro_policy = None;
+            return Ok(());
+        };
+        sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 0)?;
+        // Whatever is queued now may hold super-packets that will come
+        // without their segment size (unknown: split for good, which a
+        // stream of one size allows).
+        let queued = sys::socket_queued_bytes(&self.fd).unwrap_or(u64::MAX);
+        self.after_off = AfterOff { at_risk_bytes: queued, size, split: self.after_off.split };
+        Ok(())
+    }
+}
+
+impl SocketSource {
+    /// GRO off by a fresh socket without it (see [`swap`]): the old one,
+    /// GRO still on, is read until its grace period ends.
+    fn swap_socket(&mut self) -> io::Result<()> {
+        let opts = self.swap.as_ref().expect("checked by the caller");
+        let fresh = swap::fresh_socket_beside(&self.fd, opts, self.setup.local)?;
+        let old = std::mem::replace(&mut self.fd, fresh);
+        self.retiring = Some(swap::Retiring { fd: old, until_ns: sys::monotonic_ns() + swap::GRACE_NS });
+        Ok(())
+    }
+
+    /// A batch from the current socket: its message count, 0 when none
+    /// came (timeout, signal; busy polling spins until `until`).
+    fn recv_current(&mut self, max: usize, nonblocking: bool, until: Option<u64>) -> io::Result<usize> {
+        loop {
+            if self.busy_poll {
+                self.gaps.poll(sys::monotonic_ns());
+            }
+            match self.rx.recv(&self.fd, max, nonblocking || self.busy_poll) {
+                Ok(n) => return Ok(n),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && until.is_some_and(|u| sys::monotonic_ns() < u) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A batch from the socket a swap replaced, while it has one; once it
+    /// is empty past its grace period it closes (its drops kept) and the
+    /// new socket has the port to itself.
+    fn recv_retiring(&mut self, max: usize) -> Option<usize> {
+        let old = self.retiring.as_ref()?;
+        if let Ok(n @ 1..) = self.rx.recv(&old.fd, max, true) {
+            return Some(n);
+        }
+        if sys::monotonic_ns() >= old.until_ns {
+            let old = self.retiring.take().expect("checked above");
+            self.drops_before += sys::socket_drops(&old.fd).unwrap_or(0);
+            drop(old);
+            if let Err(e) = swap::settle(&self.fd) {
+                tracing::warn!("cannot close the port to other sockets after a GRO swap: {e}");
+            }
+        }
+        None
     }
 }
 
@@ -275,9 +354,14 @@ impl Source for SocketSource {
         self.last
     }
 
-    /// `SO_MEMINFO`'s `sk_drops`: exact, but a dropped GRO super-packet counts once.
+    /// `SO_MEMINFO`'s `sk_drops`: exact, but a dropped GRO super-packet
+    /// counts once; summed over the sockets GRO swaps replaced.
     fn kernel_drops(&mut self) -> io::Result<u64> {
-        sys::socket_drops(&self.fd)
+        let retiring = match &self.retiring {
+            Some(old) => sys::socket_drops(&old.fd)?,
+            None => 0,
+        };
+        Ok(self.drops_before + retiring + sys::socket_drops(&self.fd)?)
     }
 
     /// Waits up to the socket's receive timeout (100 ms).
@@ -298,21 +382,14 @@ impl Source for SocketSource {
         // device's NAPI poll in this thread when the queue is empty; spin
         // while nothing comes (up to the 100 ms a blocking receive waits).
         let until = self.busy_poll.then(|| sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 });
-        let n = loop {
-            if self.busy_poll {
-                self.gaps.poll(sys::monotonic_ns());
-            }
-            match self.rx.recv(&self.fd, max, nonblocking || self.busy_poll) {
-                Ok(n) => break n,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && until.is_some_and(|u| sys::monotonic_ns() < u) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            }
+        let n = if let Some(n) = self.recv_retiring(max) {
+            n
+        } else {
+            self.recv_current(max, nonblocking, until)?
         };
+        if n == 0 {
+            return Ok(None);
+        }
         self.metas.clear();
         self.sources.clear();
         let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
@@ -426,5 +503,60 @@ mod tests {
         assert_eq!(got, (0..5u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
         assert!(src.recv_batch(true).unwrap().is_none());
         assert_eq!(src.kernel_drops().unwrap(), 0);
+    }
+
+    /// Takes every datagram a batch holds, each once, by its number.
+    fn take_numbers(src: &mut SocketSource, seen: &mut [bool]) -> usize {
+        let Some(b) = src.recv_batch(true).unwrap() else { return 0 };
+        let mut n = 0;
+        for p in b.iter() {
+            let k = u32::from_le_bytes(p.data[..4].try_into().unwrap()) as usize;
+            assert!(!seen[k], "datagram {k} came twice");
+            seen[k] = true;
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn gro_goes_off_on_a_fresh_socket_without_losing_or_doubling_a_datagram() {
+        const TOTAL: usize = 6000;
+        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
+        // Small batches: the policy decides every 256 messages.
+        opts.batch = 8;
+        opts.rcvbuf = 4 << 20;
+        let mut src = SocketSource::open(&opts).unwrap();
+        let to = src.setup().local;
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut seen, mut sent, mut got) = (vec![false; TOTAL], 0, 0);
+        let mut swapped = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while got < TOTAL && std::time::Instant::now() < deadline {
+            // At most 256 in flight: loopback never drops them.
+            while sent < TOTAL && sent - got < 256 {
+                let mut d = [0u8; 64];
+                d[..4].copy_from_slice(&(sent as u32).to_le_bytes());
+                tx.send_to(&d, to).unwrap();
+                sent += 1;
+            }
+            got += take_numbers(&mut src, &mut seen);
+            swapped |= src.retiring.is_some();
+        }
+        assert_eq!(got, TOTAL, "every datagram once");
+        assert!(swapped, "one datagram per message: GRO goes off, on a fresh socket");
+        let gro = sys::getsockopt_int(&src.fd, libc::SOL_UDP, libc::UDP_GRO).unwrap();
+        assert_eq!(gro, 0, "the socket now read has never had GRO");
+        // Past the grace period the old socket closes with its drops kept.
+        std::thread::sleep(std::time::Duration::from_nanos(swap::GRACE_NS));
+        assert_eq!(take_numbers(&mut src, &mut seen), 0);
+        assert!(src.retiring.is_none());
+        assert_eq!(src.kernel_drops().unwrap(), 0);
+        let shared = sys::getsockopt_int(&src.fd, libc::SOL_SOCKET, libc::SO_REUSEPORT).unwrap();
+        assert_eq!(shared, 0, "the port is not shared once the old socket is gone");
+        // The port is the capture's alone again: no socket can join it.
+        let other = sys::udp_socket(&to).unwrap();
+        sys::setsockopt_int(&other, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1).unwrap();
+        let e = sys::bind(&other, &to).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
     }
 }

@@ -1,0 +1,79 @@
+//! Turning UDP GRO off for real: a fresh socket takes the old one's place.
+//!
+//! `UDP_GRO` on a socket turns on the kernel's `udp_encap_needed_key` until
+//! that socket closes: from then on every UDP packet the machine receives
+//! is looked up again in GRO and checked for encapsulation at delivery,
+//! whether the socket still asks for GRO or not (`setsockopt(UDP_GRO, 0)`
+//! does not undo it). Measured on the testbed (SCHED_FIFO NAPI thread, a
+//! `sendmmsg` sender at its maximum, 3 runs each): a capture whose GRO had
+//! been switched off in place delivered 203–245 k datagrams in 2 s where
+//! one that never had GRO delivered 316–340 k. So when the policy turns GRO
+//! off, a new socket without it replaces the old one, and the old one's
+//! close releases the key.
+//!
+//! The swap loses nothing: the old socket and the new one form a
+//! `SO_REUSEPORT` group, whose program sends every datagram to the newer
+//! member; the old socket is read until [`GRACE_NS`] after the swap and
+//! then closed (what it held and dropped is counted). Outside a swap the
+//! socket has no `SO_REUSEPORT`, so no other socket can join its port and
+//! take a share of the stream; during one, only a socket of the same user
+//! (root, for a capture started as root) could.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use super::{SocketOptions, Spread, open_udp_socket};
+use crate::sys;
+
+/// How long the old socket is read after a swap before it closes: far
+/// longer than a datagram the kernel steered to it before the program took
+/// over can take to reach its queue.
+pub(super) const GRACE_NS: u64 = 100_000_000;
+
+/// A reuseport program that picks the group's second member: the new
+/// socket during a swap (the old one is the first). With one member left
+/// the index is out of range and the kernel picks by hash: that member.
+const TO_SECOND_MEMBER: [crate::filter::Insn; 1] = [(0x06, 0, 0, 1)];
+
+/// The socket a swap replaced, read until its grace period ends.
+pub(super) struct Retiring {
+    pub(super) fd: OwnedFd,
+    pub(super) until_ns: u64,
+}
+
+/// Whether a socket with these options can be replaced without loss or
+/// duplicates: one socket (a reuseport group of several is spread by the
+/// kernel's hash or a program of its own) and no multicast group (every
+/// member of a reuseport group receives each multicast datagram).
+pub(super) fn can_swap(opts: &SocketOptions) -> bool {
+    !opts.reuseport && opts.join.is_none() && opts.gro_adaptive
+}
+
+/// Opens a socket like `opts` without GRO, bound to `local` beside `old`,
+/// with every new datagram steered to it; `old` is then [`Retiring`].
+pub(super) fn fresh_socket_beside(
+    old: &OwnedFd,
+    opts: &SocketOptions,
+    local: SocketAddr,
+) -> io::Result<OwnedFd> {
+    let fresh =
+        SocketOptions { listen: local, gro: false, reuseport: true, spread: Spread::Hash, ..opts.clone() };
+    set_reuseport(old, true)?;
+    let opened = open_udp_socket(&fresh)
+        .and_then(|(fd, _)| sys::packet::attach_reuseport_filter(&fd, &TO_SECOND_MEMBER).map(|()| fd));
+    if opened.is_err() {
+        // Closed to others again; the old socket goes on alone.
+        let _ = set_reuseport(old, false);
+    }
+    opened
+}
+
+/// Closes the group to other sockets once the old member is gone.
+pub(super) fn settle(fd: &OwnedFd) -> io::Result<()> {
+    set_reuseport(fd, false)
+}
+
+fn set_reuseport(fd: &OwnedFd, on: bool) -> io::Result<()> {
+    sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, i32::from(on))
+}
