@@ -303,7 +303,7 @@ impl SocketSource {
     /// GRO still on, is read until its grace period ends.
     fn swap_socket(&mut self) -> io::Result<()> {
         let opts = self.swap.as_ref().expect("checked by the caller");
-        let fresh = swap::fresh_socket_beside(&self.fd, opts, self.setup.local)?;
+        let fresh = swap::fresh_socket_beside(&self.fd, opts, self.setup.local, self.setup.rcvbuf)?;
         let old = std::mem::replace(&mut self.fd, fresh);
         self.retiring = Some(swap::Retiring { fd: old, until_ns: sys::monotonic_ns() + swap::GRACE_NS });
         Ok(())

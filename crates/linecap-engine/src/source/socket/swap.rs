@@ -51,17 +51,25 @@ pub(super) fn can_swap(opts: &SocketOptions) -> bool {
 }
 
 /// Opens a socket like `opts` without GRO, bound to `local` beside `old`,
-/// with every new datagram steered to it; `old` is then [`Retiring`].
+/// with every new datagram steered to it; `old` is then [`Retiring`]. The
+/// new socket must get at least `rcvbuf` (what the old one was granted): a
+/// capture that dropped its privileges (`--user`) could not force as much.
 pub(super) fn fresh_socket_beside(
     old: &OwnedFd,
     opts: &SocketOptions,
     local: SocketAddr,
+    rcvbuf: i32,
 ) -> io::Result<OwnedFd> {
     let fresh =
         SocketOptions { listen: local, gro: false, reuseport: true, spread: Spread::Hash, ..opts.clone() };
     set_reuseport(old, true)?;
-    let opened = open_udp_socket(&fresh)
-        .and_then(|(fd, _)| sys::packet::attach_reuseport_filter(&fd, &TO_SECOND_MEMBER).map(|()| fd));
+    let opened = open_udp_socket(&fresh).and_then(|(fd, setup)| {
+        if setup.rcvbuf < rcvbuf {
+            let why = format!("its receive buffer would be {} bytes, not {rcvbuf}", setup.rcvbuf);
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        }
+        sys::packet::attach_reuseport_filter(&fd, &TO_SECOND_MEMBER).map(|()| fd)
+    });
     if opened.is_err() {
         // Closed to others again; the old socket goes on alone.
         let _ = set_reuseport(old, false);
