@@ -286,3 +286,47 @@ fn pcapng_is_readable_by_crate_tshark_and_tcpdump_and_rotates_whole() {
         }
     }
 }
+
+/// The CPUs the thread named `name` of process `pid` may run on, once it
+/// exists (waits up to 5 s).
+fn thread_cpus(pid: u32, name: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() == name {
+                let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+                let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
+                return Some(line.split_whitespace().nth(1)?.to_string());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn the_pcap_writer_runs_off_the_receive_core_or_where_it_is_told() {
+    if linecap::sys::online_cpus() < 2 {
+        return skip_or_fail("needs 2 CPUs to keep the writer off the receive core");
+    }
+    let dir = TempDir::new("writer-cpus");
+    for (extra, want) in [(&[][..], "1"), (&["--writer-cpus", "0"][..], "0")] {
+        let path = dir.0.join("w.pcap");
+        let mut child = Command::new(exe())
+            .args(["capture", "--listen", &free_loopback(), "--cpus", "0", "--duration", "3s", "--quiet"])
+            .args(["--write", path.to_str().unwrap()])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let cpus = thread_cpus(child.id(), "linecap-pcap");
+        let _ = linecap::sys::send_signal(child.id(), libc::SIGINT);
+        let _ = child.wait();
+        let cpus = cpus.expect("the capture started its pcap writer thread");
+        // Two CPUs: the receive thread has CPU 0, so the writer gets the
+        // rest unless told; on a larger machine "1" is the start of it.
+        assert!(cpus == want || (want == "1" && cpus.starts_with("1-")), "writer on {cpus}, {extra:?}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
