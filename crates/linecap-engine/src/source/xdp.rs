@@ -408,11 +408,14 @@ impl XdpSource {
                 }
             }
         } else if n == 0 {
-            // Copy mode on veth never sets need_wakeup on the fill ring, so
-            // waking is cheap insurance; then wait for the rx ring.
-            self.xsk.wake();
+            // One syscall per wait, as the minimal loop: poll(2) on the
+            // socket wakes a zero-copy driver itself when it asked for it
+            // (and `release` wakes it when the fill ring asks); a separate
+            // wake-up before each poll doubled the syscalls per packet
+            // (7.3-8.8 packets per syscall against the minimal loop's
+            // 15-17 at 1 Mpps) for nothing in copy mode.
             sys::packet::poll_in(self.xsk.fd(), if nonblocking { 0 } else { 100 })?;
-            syscalls += 2;
+            syscalls += 1;
             n = self.xsk.peek(descs, self.batch);
         }
         Ok((n, syscalls))
