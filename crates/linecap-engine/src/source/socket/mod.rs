@@ -5,7 +5,9 @@
 //! super-packet; the `UDP_GRO` control message gives the segment size and the
 //! source splits it back into packets (the last may be shorter) without
 //! copying. Kernel drops at the socket (receive buffer full) come, exactly,
-//! from `SO_MEMINFO`, read every 100 ms.
+//! from `SO_MEMINFO`, read every 100 ms. GRO that does not pay goes off on a
+//! fresh socket ([`swap`]): one that ever had it slows every UDP packet of
+//! the machine until it closes.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -251,9 +253,10 @@ impl SocketSource {
     }
 
     /// Feeds the GRO policy one receive of `n` messages (of at most `max`)
-    /// and switches the socket as it says. Switching off needs a stream of
-    /// one datagram size (see [`StreamSize`]); a stream of several keeps
-    /// GRO for good.
+    /// and switches the socket as it says. Off is a fresh socket where one
+    /// can be swapped in; in place (a socket of a group, a multicast
+    /// member, a refused swap) it needs a stream of one datagram size (see
+    /// [`StreamSize`]), and a stream of several keeps GRO for good.
     fn adapt_gro(&mut self, n: usize, max: usize) {
         let Some(policy) = &mut self.gro_policy else { return };
         let turn = policy.record(n as u64, self.metas.len() as u64, n == max, sys::monotonic_ns());
