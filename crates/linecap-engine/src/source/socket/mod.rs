@@ -6,7 +6,7 @@
 //! source splits it back into packets (the last may be shorter) without
 //! copying. Kernel drops at the socket (receive buffer full) come, exactly,
 //! from `SO_MEMINFO`, read every 100 ms. GRO that does not pay goes off on a
-//! fresh socket ([`swap`]): one that ever had it slows every UDP packet of
+//! fresh socket (`swap.rs`): one that ever had it slows every UDP packet of
 //! the machine until it closes.
 
 use std::io;
