@@ -267,7 +267,10 @@ fn af_xdp_faults_are_clear() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && e.contains("--force: removed the XDP program"), "{e}");
     assert!(!has_xdp(&tb), "ours detached at exit; the replaced one is not restored");
-    // SIGKILL: the link dies with the process, the interface passes traffic again.
+    // SIGKILL: the link dies with the process, the interface passes traffic
+    // again. Named, so the counters file the killed capture leaves behind
+    // is this test's to remove.
+    let name = unique("xdp-killed");
     let mut child = std::process::Command::new(exe())
         .args([
             "capture",
@@ -280,6 +283,8 @@ fn af_xdp_faults_are_clear() {
             "--duration",
             "30s",
             "--quiet",
+            "--name",
+            &name,
         ])
         .spawn()
         .unwrap();
@@ -292,6 +297,7 @@ fn af_xdp_faults_are_clear() {
     assert!(has_xdp(&tb));
     child.kill().unwrap();
     child.wait().unwrap();
+    let _ = std::fs::remove_file(linecap::stats::stats_path(&name));
     for _ in 0..100 {
         if !has_xdp(&tb) {
             break;
