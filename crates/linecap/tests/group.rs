@@ -218,6 +218,9 @@ fn group_refusals_say_what_to_do() {
     assert_usage_error(o, "--direct-io");
     let o = linecap(&["capture", "--listen", &addr, "--write", "-", "--direct-io"]);
     assert_usage_error(o, "--direct-io");
+    // Writer threads exist only behind a file or a ring.
+    let o = linecap(&["capture", "--listen", &addr, "--writer-cpus", "0"]);
+    assert_usage_error(o, "--writer-cpus");
 }
 
 #[test]

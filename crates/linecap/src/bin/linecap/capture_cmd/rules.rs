@@ -55,6 +55,7 @@ pub(super) const SINK_RULES: &[(&str, &str)] = &[
     ("rotate_time", "needs --write"),
     ("sink_buffer", "needs --write"),
     ("direct_io", "needs --write (a file, not -)"),
+    ("writer_cpus", "needs a sink with a writer thread: --write, --blocks or --shm"),
     ("format", "needs --blocks or --shm"),
     ("raw", "needs --blocks or --shm (and --format raw)"),
     ("slot_bytes", "needs --blocks or --shm"),
@@ -95,6 +96,7 @@ pub(super) fn check_applicable(a: &CaptureArgs, m: &clap::ArgMatches) -> anyhow:
     strict::refuse_inapplicable(m, SINK_RULES, |id| match id {
         "rotate_size" | "rotate_time" | "sink_buffer" => a.write.is_some(),
         "direct_io" => a.write.as_ref().is_some_and(|p| p.as_os_str() != "-"),
+        "writer_cpus" => a.write.is_some() || assembling,
         "shm_slots" | "shm_lossless" => a.shm.is_some(),
         _ => assembling,
     })?;
