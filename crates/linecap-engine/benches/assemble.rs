@@ -5,9 +5,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::stream;
+use common::{feed, stream};
 
-use std::hint::black_box;
 use std::time::Instant;
 
 use linecap_engine::assemble::{Assembler, Layout, Options};
@@ -19,18 +18,8 @@ const PACKETS: u64 = 4_000_000;
 fn run(seqs: &[u64], payload: &[u8]) -> f64 {
     let layout = Layout::new(SLOT, SLOTS, 1).unwrap();
     let mut a = Assembler::new(layout, Options { window: 4, pool: 8, ..Options::default() });
-    let mut done = Vec::with_capacity(4);
     let t = Instant::now();
-    for &s in seqs {
-        a.push(s, 0, payload, &mut |b| done.push(b));
-        for b in done.drain(..) {
-            black_box(&b.data[0]);
-            a.recycle(b.data);
-        }
-    }
-    a.flush(&mut |b| {
-        black_box(b.filled);
-    });
+    feed(&mut a, seqs, payload);
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(a.counts().placed, PACKETS);
     PACKETS as f64 / secs

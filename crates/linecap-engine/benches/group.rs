@@ -17,7 +17,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::stream;
+use common::{feed, stream};
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -43,17 +43,7 @@ const OPTS: Options = Options { window: 4, resync_gap: 1 << 24, zero_fill: true,
 
 fn single(layout: Layout, seqs: &[u64], payload: &[u8]) -> u64 {
     let mut a = Assembler::new(layout, OPTS);
-    let mut done = Vec::with_capacity(4);
-    for &s in seqs {
-        a.push(s, 0, payload, &mut |b| done.push(b));
-        for b in done.drain(..) {
-            black_box(&b.data[0]);
-            a.recycle(b.data);
-        }
-    }
-    a.flush(&mut |b| {
-        black_box(b.filled);
-    });
+    feed(&mut a, seqs, payload);
     a.counts().placed
 }
 

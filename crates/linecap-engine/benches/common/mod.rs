@@ -1,4 +1,9 @@
-//! What the assembler benches share: a seeded stream of sequence numbers.
+//! What the assembler benches share: a seeded stream of sequence numbers,
+//! and one assembler fed with it.
+
+use std::hint::black_box;
+
+use linecap_engine::assemble::Assembler;
 
 /// 0..n with `reorder_percent` of the numbers displaced by up to 64 places
 /// (xorshift, seeded: every run and every bench sees the same stream).
@@ -15,4 +20,21 @@ pub fn stream(n: u64, reorder_percent: u64) -> Vec<u64> {
         }
     }
     v
+}
+
+/// Pushes every number of `seqs` with `payload` into `a`, touching and
+/// recycling each block it completes, then flushes: what one receive
+/// thread's assembler does.
+pub fn feed(a: &mut Assembler, seqs: &[u64], payload: &[u8]) {
+    let mut done = Vec::with_capacity(4);
+    for &s in seqs {
+        a.push(s, 0, payload, &mut |b| done.push(b));
+        for b in done.drain(..) {
+            black_box(&b.data[0]);
+            a.recycle(b.data);
+        }
+    }
+    a.flush(&mut |b| {
+        black_box(b.filled);
+    });
 }
