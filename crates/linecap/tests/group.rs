@@ -221,6 +221,8 @@ fn group_refusals_say_what_to_do() {
     // Writer threads exist only behind a file or a ring.
     let o = linecap(&["capture", "--listen", &addr, "--writer-cpus", "0"]);
     assert_usage_error(o, "--writer-cpus");
+    let o = linecap(&["capture", "--listen", &addr, "--write", "/dev/null", "--writer-cpus", "4096"]);
+    assert_usage_error(o, "does not exist");
 }
 
 #[test]
