@@ -79,6 +79,11 @@ fn address_match_narrows_the_flow() {
     let p = load(Match { port: 9000, ipv4_dst: Some(Ipv4Addr::new(198, 18, 0, 2)) });
     assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 2], 9000)).unwrap() as i32, XDP_TX);
     assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 3], 9000)).unwrap() as i32, XDP_PASS);
+    // An address whose last byte has its top bit set: a 64-bit compare
+    // with the sign-extended constant never matched it.
+    let p = load(Match { port: 9000, ipv4_dst: Some(Ipv4Addr::new(198, 18, 0, 200)) });
+    assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 200], 9000)).unwrap() as i32, XDP_TX);
+    assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 72], 9000)).unwrap() as i32, XDP_PASS);
 }
 
 #[test]

@@ -34,6 +34,7 @@ impl Insn {
 const LDX: u8 = 0x01;
 const ALU64: u8 = 0x07;
 const JMP: u8 = 0x05;
+const JMP32: u8 = 0x06;
 const LD: u8 = 0x00;
 const MEM: u8 = 0x60;
 const IMM: u8 = 0x00;
@@ -173,6 +174,14 @@ impl Asm {
     /// `if dst cond src goto l`.
     pub fn jmp_reg(&mut self, cond: Cond, dst: u8, src: u8, l: Label) {
         self.items.push(Item::Jump(Insn { code: JMP | X | cond as u8, dst, src, off: 0, imm: 0 }, l));
+    }
+
+    /// `if (u32)dst cond imm goto l`: compares the low 32 bits, so a
+    /// 32-bit field loaded from a packet meets a constant with its top bit
+    /// set (a 64-bit compare would sign-extend the constant).
+    pub fn jmp32_imm(&mut self, cond: Cond, dst: u8, imm: u32, l: Label) {
+        let insn = Insn { code: JMP32 | K | cond as u8, dst, src: 0, off: 0, imm: imm as i32 };
+        self.items.push(Item::Jump(insn, l));
     }
 
     /// `goto l`.

@@ -59,7 +59,7 @@ pub fn redirect_program(m: Match, map_fd: i32, fallback: i32) -> Vec<Insn> {
     a.jmp_imm(Cond::Set, R5, be16(0x3fff), pass); // MF or a fragment offset
     if let Some(addr) = m.ipv4_dst {
         a.ldx(Size::W, R5, R2, 14 + 16);
-        a.jmp_imm(Cond::Ne, R5, i32::from_le_bytes(addr.octets()), pass);
+        a.jmp32_imm(Cond::Ne, R5, u32::from_le_bytes(addr.octets()), pass);
     }
     a.ldx(Size::B, R5, R2, 14);
     a.alu_imm(Alu::And, R5, 0x0f);
