@@ -25,6 +25,10 @@ pub const MAP_TYPE_XSKMAP: u32 = 17;
 pub const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
 pub const ATTACH_XDP: u32 = 37;
+/// `BPF_PROG_TYPE_SCHED_CLS`: tc (and tcx) classifier programs.
+pub const PROG_TYPE_SCHED_CLS: u32 = 3;
+/// `BPF_TCX_INGRESS`.
+pub const ATTACH_TCX_INGRESS: u32 = 46;
 
 /// A zeroed `bpf_attr` with typed writers.
 struct Attr([u64; 16]);
@@ -230,6 +234,17 @@ pub fn xdp_link(prog: &OwnedFd, ifindex: u32, flags: u32) -> io::Result<OwnedFd>
     // The raw error: callers tell "another program is attached" (EEXIST,
     // EBUSY) from "no native XDP here" by its number.
     bpf(BPF_LINK_CREATE, &mut a).map(fd)
+}
+
+/// Attaches a tc program at an interface's ingress with a tcx link (Linux
+/// 6.6+), after the programs already there: detached when the returned fd
+/// closes, including when the process dies, so nothing is left behind.
+pub fn tcx_ingress_link(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let mut a = Attr::new().u32(0, prog.as_raw_fd() as u32).u32(4, ifindex).u32(8, ATTACH_TCX_INGRESS);
+    bpf(BPF_LINK_CREATE, &mut a)
+        .map(fd)
+        .map_err(|e| hint(e, "cannot attach at the interface's tcx ingress (Linux 6.6+)"))
 }
 
 /// Attaches (`prog_fd` ≥ 0) or detaches (`prog_fd` = -1) an XDP program the

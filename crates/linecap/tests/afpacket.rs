@@ -194,3 +194,61 @@ fn tx_ring_errors_are_clear() {
         "no neighbour entry for 198.18.0.77",
     );
 }
+
+/// UDP `NoPorts` of a namespace: datagrams that reached UDP with no socket.
+fn udp_no_ports(ns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let at = names.split_whitespace().position(|n| n == "NoPorts").unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn discard_unreceived_ends_the_stream_after_the_tap_but_never_before_a_socket() {
+    let tb = testbed();
+    let to = format!("{}:9000", linecap::testbed::RX_ADDR);
+    let discard = ["--filter", "udp port 9000", "--discard-unreceived", to.as_str()];
+    // Nobody listens: the capture gets every datagram, UDP none.
+    let (rep, sent) = run(&tb, &discard, &["--count", "4000", "--rate", "20kpps"]);
+    assert_eq!(rep.received, sent, "{rep:#?}");
+    assert_eq!(rep.kernel["udp_no_ports"], 0, "{rep:#?}");
+    // A socket listens: it still gets the whole stream, books exact.
+    let before = TestbedCounters::read(&tb).unwrap();
+    let sock = capture(Some(&tb.ns_rx), &["--listen", to.as_str(), "--verify", "seq", "--count", "4000"]);
+    let mut c = vec!["--backend", "afpacket", "--iface", tb.if_rx.as_str()];
+    c.extend_from_slice(&discard);
+    let tap = capture(Some(&tb.ns_rx), &c);
+    let s = send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "4000", "--rate", "20kpps"]);
+    let (tap, sock) = (stop(tap), stop(sock));
+    let after = TestbedCounters::read(&tb).unwrap();
+    assert_books(&s, &sock, &before.drops(&after, &sock));
+    assert_eq!(sock.verify.as_ref().unwrap().valid, sock.received);
+    // The tap may see the socket's GRO super-packets: compare bytes.
+    assert!(sock.received > 0 && tap.received_bytes == sock.received_bytes, "{tap:#?} {sock:#?}");
+    // The program left with the capture: the kernel counts unheard datagrams again.
+    let n0 = udp_no_ports(&tb.ns_rx);
+    send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "500", "--rate", "20kpps"]);
+    assert_eq!(udp_no_ports(&tb.ns_rx) - n0, 500);
+}
+
+#[test]
+fn discard_unreceived_needs_one_local_unicast_address() {
+    let o = linecap(&[
+        "capture",
+        "--backend",
+        "afpacket",
+        "--iface",
+        "lo",
+        "--discard-unreceived",
+        "0.0.0.0:9000",
+    ]);
+    assert_usage_error(o, "unicast address");
+    let o = linecap(&["capture", "--discard-unreceived", "127.0.0.1:9000"]);
+    assert_usage_error(o, "applies to --backend afpacket");
+}

@@ -115,6 +115,8 @@ pub mod reg {
     pub const R8: u8 = 8;
     /// Callee-saved.
     pub const R9: u8 = 9;
+    /// Frame pointer (read-only): the stack is below it.
+    pub const R10: u8 = 10;
 }
 
 /// A jump target.

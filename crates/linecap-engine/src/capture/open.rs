@@ -162,10 +162,14 @@ fn open_afpacket(
     // Fanout group ids are per network namespace; the pid keeps
     // concurrent captures apart.
     let group = (std::process::id() & 0xffff) as u16;
-    for _ in 0..cfg.threads {
+    for t in 0..cfg.threads {
         let mut o = opts.clone();
         if cfg.threads > 1 {
             o.fanout = Some((group, fanout));
+        }
+        // One discard program for the interface, held by the first ring.
+        if t > 0 {
+            o.discard_unreceived = None;
         }
         sources.push(Box::new(AfPacketSource::open(&o)?));
     }
@@ -175,12 +179,15 @@ fn open_afpacket(
         mode: "tpacket_v3".into(),
         listen: format!("interface {}", opts.iface),
         description: format!(
-            "afpacket/tpacket_v3, {} blocks of {} KiB, retire {} ms{}{}",
+            "afpacket/tpacket_v3, {} blocks of {} KiB, retire {} ms{}{}{}",
             opts.ring.block_nr,
             opts.ring.block_size / 1024,
             opts.ring.retire_ms,
             if cfg.threads > 1 { format!(", fanout {fanout:?}").to_lowercase() } else { String::new() },
-            if opts.filter.is_some() { ", filtered" } else { "" }
+            if opts.filter.is_some() { ", filtered" } else { "" },
+            opts.discard_unreceived
+                .map(|d| format!(", unreceived datagrams to {d} end after the tap"))
+                .unwrap_or_default()
         ),
         gro: false,
         buffer: ring as i64,

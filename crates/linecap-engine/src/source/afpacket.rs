@@ -59,6 +59,10 @@ pub struct AfPacketOptions {
     pub fanout: Option<(u16, FanoutMode)>,
     /// Classic BPF program to attach (`(code, jt, jf, k)`).
     pub filter: Option<Vec<(u16, u8, u8, u32)>>,
+    /// End UDP datagrams to this local address and port that no socket
+    /// would receive after the tap (`--discard-unreceived`, see
+    /// [`crate::bpf::discard`]).
+    pub discard_unreceived: Option<SocketAddr>,
 }
 
 impl AfPacketOptions {
@@ -69,6 +73,7 @@ impl AfPacketOptions {
             ring: RingSpec { block_size: 1 << 20, block_nr: 64, frame_size: 2048, retire_ms: 10 },
             fanout: None,
             filter: None,
+            discard_unreceived: None,
         }
     }
 }
@@ -135,6 +140,49 @@ pub struct AfPacketSource {
     freezes: u64,
     losing_blocks: u64,
     retire_ms: u32,
+    /// The tcx link of `--discard-unreceived`: the program goes with it.
+    _discard: Option<OwnedFd>,
+}
+
+/// What `--discard-unreceived` may name: one unicast address and a port.
+pub fn check_discard(dst: SocketAddr) -> Result<(), String> {
+    let ip = dst.ip();
+    if ip.is_unspecified() || ip.is_multicast() || dst.port() == 0 {
+        return Err("give the one unicast address and the port the stream is sent to".into());
+    }
+    Ok(())
+}
+
+/// Refuses an address that is not this host's (in this namespace): the
+/// kernel forwards datagrams to other hosts, and no local socket would
+/// ever take them, so the program would end a routed stream.
+fn check_local(dst: SocketAddr) -> io::Result<()> {
+    let probe = crate::sys::udp_socket(&dst)?;
+    crate::sys::bind(&probe, &SocketAddr::new(dst.ip(), 0)).map_err(|e| match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "--discard-unreceived {dst}: {} is not an address of this host (see 'ip addr')",
+                dst.ip()
+            ),
+        ),
+        _ => e,
+    })
+}
+
+/// Loads the program of [`crate::bpf::discard`] for `dst` and links it to
+/// the interface's tcx ingress; the returned link detaches it on close.
+fn attach_discard(ifindex: u32, dst: SocketAddr) -> io::Result<OwnedFd> {
+    use crate::bpf::{discard::discard_unreceived_program, insn::to_bytes};
+    use crate::sys::bpf;
+    check_local(dst)?;
+    let prog = to_bytes(&discard_unreceived_program(dst));
+    let prog = bpf::prog_load(bpf::PROG_TYPE_SCHED_CLS, bpf::ATTACH_TCX_INGRESS, &prog, "lc_discard")
+        .map_err(|e| {
+            io::Error::other(format!("--discard-unreceived: the kernel refused the program: {e}"))
+        })?;
+    bpf::tcx_ingress_link(&prog, ifindex)
+        .map_err(|e| io::Error::new(e.kind(), format!("--discard-unreceived: {e}")))
 }
 
 fn annotate(e: io::Error, what: &str) -> io::Error {
@@ -181,6 +229,11 @@ impl AfPacketSource {
             let (m, flags) = mode.kernel();
             pk::join_fanout(&fd, group, m, flags).map_err(|e| annotate(e, "cannot join the fanout group"))?;
         }
+        // After the tap is bound, so no datagram ends before it is seen.
+        let discard = match opts.discard_unreceived {
+            Some(dst) => Some(attach_discard(ifindex, dst)?),
+            None => None,
+        };
         // Packets that arrived before the filter was in place are in no
         // block yet; statistics start from here.
         let _ = pk::packet_stats(&fd);
@@ -196,6 +249,7 @@ impl AfPacketSource {
             freezes: 0,
             losing_blocks: 0,
             retire_ms: opts.ring.retire_ms,
+            _discard: discard,
         })
     }
 

@@ -29,6 +29,8 @@ pub enum Row {
     Afpacket,
     /// AF_PACKET, two threads in a load-balancing fanout group.
     Afpacket2,
+    /// AF_PACKET with `--discard-unreceived`: the stream ends after the tap.
+    AfpacketDiscard,
     /// tcpdump -w /dev/null (reference, when installed).
     Tcpdump,
     /// The baseline of the socket rows: a plain recvmmsg loop, same buffer,
@@ -62,6 +64,7 @@ impl FromStr for Row {
             "xdp+busypoll" | "xdp+bp" => Row::XdpBusyPoll,
             "afpacket" => Row::Afpacket,
             "afpacket2" | "afpacketx2" | "afpacket×2" => Row::Afpacket2,
+            "afpacket+discard" => Row::AfpacketDiscard,
             "tcpdump" => Row::Tcpdump,
             "plain-recvmmsg" | "plain" => Row::PlainRecvmmsg,
             "xdp-minimal" => Row::XdpMinimal,
@@ -88,7 +91,7 @@ impl Row {
             | Row::Default
             | Row::Uring
             | Row::RecvmmsgGroBlocks => Some(Row::PlainRecvmmsg),
-            Row::Afpacket | Row::Afpacket2 => Some(Row::Tcpdump),
+            Row::Afpacket | Row::Afpacket2 | Row::AfpacketDiscard => Some(Row::Tcpdump),
             Row::Xdp => Some(Row::XdpMinimal),
             Row::XdpBusyPoll => Some(Row::XdpMinimalBusyPoll),
             Row::XdpWriteTmpfs | Row::XdpWriteDisk => Some(Row::Xdp),
@@ -110,6 +113,7 @@ impl Row {
             Row::XdpBusyPoll => "xdp+busypoll",
             Row::Afpacket => "afpacket",
             Row::Afpacket2 => "afpacket×2 (lb)",
+            Row::AfpacketDiscard => "afpacket+discard",
             Row::Tcpdump => "tcpdump",
             Row::PlainRecvmmsg => "plain-recvmmsg",
             Row::XdpMinimal => "xdp-minimal",
@@ -121,7 +125,7 @@ impl Row {
 
     /// Whether the row reads a whole interface through AF_PACKET (no --listen).
     pub fn is_afpacket(&self) -> bool {
-        matches!(self, Row::Afpacket | Row::Afpacket2)
+        matches!(self, Row::Afpacket | Row::Afpacket2 | Row::AfpacketDiscard)
     }
 
     /// Whether the row runs on a testbed with the busy-poll placement.
@@ -143,6 +147,7 @@ impl Row {
         let rx = tb.rx_cpu.to_string();
         // The same filter as the tcpdump row it is compared with.
         let afpacket = ["--backend", "afpacket", "--iface", tb.if_rx.as_str(), "--filter", "udp port 9000"];
+        let discard = format!("{}:9000", crate::testbed::RX_ADDR);
         let mut v: Vec<&str> = match self {
             Row::Recv => vec!["--mode", "recv", "--no-gro"],
             Row::Recvmmsg => vec!["--mode", "recvmmsg", "--no-gro"],
@@ -155,6 +160,7 @@ impl Row {
             Row::Xdp => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str()],
             Row::XdpBusyPoll => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--busy-poll", "20"],
             Row::Afpacket2 => [&afpacket[..], &["--threads", "2", "--fanout", "lb"]].concat(),
+            Row::AfpacketDiscard => [&afpacket[..], &["--discard-unreceived", &discard]].concat(),
             Row::Tcpdump => vec![],
             Row::PlainRecvmmsg => vec!["--plain-loop"],
             Row::XdpMinimal => vec!["--backend", "xdp", "--iface", tb.if_rx.as_str(), "--plain-loop"],

@@ -62,6 +62,13 @@ pub(crate) struct CaptureArgs {
     /// Milliseconds after which a partly filled block is handed over (afpacket).
     #[arg(long, default_value_t = 10)]
     retire_ms: u32,
+    /// UDP datagrams to this address of the host and port that no socket would
+    /// receive end right after the capture's tap (a tcx ingress program, removed
+    /// with the capture), instead of going up the stack, where the kernel
+    /// tries to answer each with an ICMP port unreachable; an application that
+    /// binds the port still gets them (afpacket).
+    #[arg(long, value_name = "ADDR:PORT")]
+    discard_unreceived: Option<SocketAddr>,
     /// Receive queue (xdp backend; the first one with --queues).
     #[arg(long, default_value_t = 0)]
     queue: u32,

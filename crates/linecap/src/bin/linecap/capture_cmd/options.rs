@@ -151,6 +151,11 @@ fn afpacket_options(a: &CaptureArgs) -> anyhow::Result<AfPacketOptions> {
     opts.ring.block_nr = a.ring_blocks;
     opts.ring.retire_ms = a.retire_ms;
     linecap::source::afpacket::check_ring(&opts.ring).map_err(strict::usage_error)?;
+    if let Some(dst) = a.discard_unreceived {
+        linecap::source::afpacket::check_discard(dst)
+            .map_err(|e| strict::usage_error(format!("--discard-unreceived {dst}: {e}")))?;
+        opts.discard_unreceived = Some(dst);
+    }
     opts.filter = match (&a.filter, &a.bpf_file) {
         (Some(expr), _) => {
             Some(filter::compile_inbound(expr).map_err(|e| strict::usage_error(format!("--filter: {e}")))?.0)

@@ -19,6 +19,11 @@ pub(super) const BACKEND_RULES: &[(&str, &[Backend], &str)] = &[
     ("ring_blocks", &[Backend::Afpacket], "applies to --backend afpacket"),
     ("retire_ms", &[Backend::Afpacket], "applies to --backend afpacket"),
     (
+        "discard_unreceived",
+        &[Backend::Afpacket],
+        "applies to --backend afpacket (the other backends' datagrams end at their own socket or AF_XDP socket)",
+    ),
+    (
         "fanout",
         &[Backend::Afpacket],
         "applies to --backend afpacket (several --threads share one fanout group)",
