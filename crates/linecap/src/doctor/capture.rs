@@ -120,6 +120,7 @@ pub(super) fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Fi
     let v = CaptureView::new(sys, c);
     receive_losses(sys, &v, out);
     listen_mismatch(&v, out);
+    unheard_after_tap(&v, out);
     upstream_losses(&v, out);
     sink_losses(&v, out);
     group_out_of_step(&v, out);
@@ -329,6 +330,36 @@ pub(super) fn listen_mismatch(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
                 "it takes {port}: check --listen (address and port) against where the stream is sent \
                  (tcpdump -ni any udp shows it)"
             )),
+        )
+        .counted(&v.c.name, KernelIdx::UdpNoPorts, no_ports, v.offered.saturating_add(no_ports)),
+    );
+}
+
+/// An AF_PACKET capture of a stream no socket receives: after the tap,
+/// the kernel tries an ICMP port unreachable for every datagram (a route
+/// lookup before the rate limit), which on the testbed took most of the
+/// receive core. Said when at least half of what the capture got went so.
+pub(super) fn unheard_after_tap(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
+    let no_ports = kernel_stage(v.c, KernelIdx::UdpNoPorts);
+    if v.c.kind() != Some(BackendKind::AfPacket) || no_ports == 0 || no_ports < v.received / 2 {
+        return;
+    }
+    let level = if v.iface > 0 { Level::Loss } else { Level::Warn };
+    out.push(
+        finding(
+            level,
+            v.place("after the tap"),
+            format!(
+                "{} datagrams it captured went on up the stack to a UDP port no socket receives; the kernel \
+                 tries an ICMP port unreachable for each, on the receive core{}",
+                thousands(no_ports),
+                if v.iface > 0 { ", while interfaces dropped frames" } else { "" }
+            ),
+            Some(
+                "capture with --discard-unreceived ADDR:PORT (the stream's destination): they end after the \
+                 tap unless a socket binds the port"
+                    .into(),
+            ),
         )
         .counted(&v.c.name, KernelIdx::UdpNoPorts, no_ports, v.offered.saturating_add(no_ports)),
     );

@@ -590,6 +590,28 @@ mod tests {
     }
 
     #[test]
+    fn an_unheard_stream_behind_a_packet_tap_is_named() {
+        let c = cap(
+            "afpacket",
+            vec![
+                ("rx.0", vec![("packets", 450_000)]),
+                ("kernel", vec![("udp_no_ports", 450_000), ("iface_rx_dropped", 550_000)]),
+            ],
+        );
+        let f = diagnose(&healthy(), &[c], false);
+        let tap = f.iter().find(|f| f.place.ends_with("after the tap")).expect("named");
+        assert_eq!(tap.level, Level::Loss);
+        assert!(tap.fix.as_deref().unwrap().contains("--discard-unreceived"), "{f:#?}");
+        assert_eq!(tap.counter.as_deref(), Some("udp_no_ports"));
+        // A few unheard datagrams (another stream) are not worth a word.
+        let c = cap(
+            "afpacket",
+            vec![("rx.0", vec![("packets", 450_000)]), ("kernel", vec![("udp_no_ports", 100)])],
+        );
+        assert!(!diagnose(&healthy(), &[c], false).iter().any(|f| f.place.ends_with("after the tap")));
+    }
+
+    #[test]
     fn af_xdp_redirect_failures_are_not_counted_twice() {
         let c = cap(
             "xdp",
