@@ -306,6 +306,37 @@ fn thread_cpus(pid: u32, name: &str) -> Option<String> {
 }
 
 #[test]
+fn the_thread_watching_a_capture_runs_off_the_receive_core() {
+    if linecap::sys::online_cpus() < 2 {
+        return skip_or_fail("needs 2 CPUs to keep the watching thread off the receive core");
+    }
+    let mut child = Command::new(exe())
+        .args(["capture", "--listen", &free_loopback(), "--cpus", "0", "--duration", "3s", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // It moves once the receive thread has started: wait for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut cpus = String::new();
+    while std::time::Instant::now() < deadline {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status")).unwrap_or_default();
+        cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        if cpus == "1" || cpus.starts_with("1-") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = linecap::sys::send_signal(pid, libc::SIGINT);
+    let _ = child.wait();
+    assert!(cpus == "1" || cpus.starts_with("1-"), "the watching thread may run on {cpus}");
+}
+
+#[test]
 fn the_pcap_writer_runs_off_the_receive_core_or_where_it_is_told() {
     if linecap::sys::online_cpus() < 2 {
         return skip_or_fail("needs 2 CPUs to keep the writer off the receive core");

@@ -1,10 +1,12 @@
-//! Where the sinks' writer threads run: away from the receive cores.
+//! Where the capture's other threads run: away from the receive cores.
 //!
 //! A writer that shares a core with a receive thread (and, on a host with
 //! threaded NAPI or interrupts steered there, with the kernel's receive
 //! work) takes its time from the receive path: on a busy receive core that
 //! time is packets. The writers are started with the CPUs the capture may
-//! use minus the receive threads' (`--writer-cpus` names others).
+//! use minus the receive threads' (`--writer-cpus` names others), and the
+//! thread that watches the capture (the caller of `capture::run`) moves
+//! there while it watches.
 
 use super::*;
 
@@ -39,7 +41,9 @@ impl PlacedOn {
         match sys::set_cpus(0, cpus) {
             Ok(()) => PlacedOn { before: Some(before) },
             Err(e) => {
-                tracing::warn!("cannot place the writer threads on CPUs {cpus:?}: {e}; they run anywhere");
+                tracing::warn!(
+                    "cannot keep the writer and watching threads on CPUs {cpus:?}: {e}; they run anywhere"
+                );
                 PlacedOn { before: None }
             }
         }
