@@ -73,7 +73,7 @@ impl FromStr for Row {
             "xdp+write-disk" => Row::XdpWriteDisk,
             _ => {
                 return Err(format!(
-                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, tcpdump, plain-recvmmsg, xdp-minimal, xdp-minimal+busypoll, xdp+write, xdp+write-disk)"
+                    "unknown bench row '{s}' (recv, recvmmsg, recvmmsg+gro, default, recvmmsg+gro+busypoll, uring, blocks, xdp, xdp+busypoll, afpacket, afpacket2, afpacket+discard, tcpdump, plain-recvmmsg, xdp-minimal, xdp-minimal+busypoll, xdp+write, xdp+write-disk)"
                 ));
             }
         })
@@ -217,5 +217,22 @@ impl SenderRow {
             SenderRow::Xdp => &["--backend", "xdp", "--iface", &tb.if_tx],
         };
         v.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_the_error_names_parses_and_every_baseline_is_a_row() {
+        let err = "nope".parse::<Row>().unwrap_err();
+        let list = err.split_once('(').unwrap().1.trim_end_matches(')');
+        for name in list.split(", ") {
+            let row: Row = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(base) = row.baseline() {
+                assert!(list.split(", ").any(|n| n.parse::<Row>() == Ok(base)), "{name}'s baseline");
+            }
+        }
     }
 }
