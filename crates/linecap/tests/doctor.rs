@@ -142,6 +142,31 @@ fn a_stream_to_another_port_or_excluded_by_the_filter_is_named() {
 }
 
 #[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn an_af_packet_capture_of_an_unheard_stream_is_pointed_at_discard_unreceived() {
+    let tb = testbed();
+    let afpacket = ["--backend", "afpacket", "--iface", tb.if_rx.as_str(), "--filter", "udp port 9000"];
+    let mut cap = Capture::start(&tb, &afpacket);
+    let refused = send_to(&tb, 9000, 10_000, "50kpps");
+    let (_, v) = doctor(&cap.name);
+    let f = v
+        .iter()
+        .find(|f| f["place"].as_str().unwrap().ends_with("after the tap"))
+        .unwrap_or_else(|| panic!("{v:#?}"));
+    assert_eq!(f["counter"], "udp_no_ports", "{v:#?}");
+    assert_eq!(f["count"].as_u64().unwrap() + refused, 10_000, "{v:#?}");
+    assert!(f["fix"].as_str().unwrap().contains("--discard-unreceived"), "{v:#?}");
+    cap.stop();
+    // With it, nothing goes on to UDP, and nothing is said.
+    let mut cap =
+        Capture::start(&tb, &[&afpacket[..], &["--discard-unreceived", "198.18.0.2:9000"]].concat());
+    send_to(&tb, 9000, 10_000, "50kpps");
+    let (_, v) = doctor(&cap.name);
+    assert!(!v.iter().any(|f| f["place"].as_str().unwrap().ends_with("after the tap")), "{v:#?}");
+    cap.stop();
+}
+
+#[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth): run the tests as root")]
 fn a_capture_on_the_napi_core_that_loses_is_told_to_move_with_the_exact_count() {
     let tb = testbed();
