@@ -175,7 +175,6 @@ fn check_local(dst: SocketAddr) -> io::Result<()> {
 fn attach_discard(ifindex: u32, dst: SocketAddr) -> io::Result<OwnedFd> {
     use crate::bpf::{discard::discard_unreceived_program, insn::to_bytes};
     use crate::sys::bpf;
-    check_local(dst)?;
     let prog = to_bytes(&discard_unreceived_program(dst));
     let prog = bpf::prog_load(bpf::PROG_TYPE_SCHED_CLS, bpf::ATTACH_TCX_INGRESS, &prog, "lc_discard")
         .map_err(|e| {
@@ -230,8 +229,16 @@ impl AfPacketSource {
             pk::join_fanout(&fd, group, m, flags).map_err(|e| annotate(e, "cannot join the fanout group"))?;
         }
         // After the tap is bound, so no datagram ends before it is seen.
+        // An address that is not the host's is the user's mistake; a
+        // kernel that refuses the program (before 6.6: no tcx) is said once
+        // and the capture goes on without it.
         let discard = match opts.discard_unreceived {
-            Some(dst) => Some(attach_discard(ifindex, dst)?),
+            Some(dst) => {
+                check_local(dst)?;
+                attach_discard(ifindex, dst)
+                    .map_err(|e| tracing::warn!("{e}; the capture goes on without it"))
+                    .ok()
+            }
             None => None,
         };
         // Packets that arrived before the filter was in place are in no
