@@ -195,13 +195,15 @@ fn tx_ring_errors_are_clear() {
     );
 }
 
+/// A file as a namespace sees it (`/proc/net`, `/sys/class/net`).
+fn read_in(ns: &str, path: &str) -> String {
+    let out = std::process::Command::new("ip").args(["netns", "exec", ns, "cat", path]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// UDP `NoPorts` of a namespace: datagrams that reached UDP with no socket.
 fn udp_no_ports(ns: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = read_in(ns, "/proc/net/snmp");
     let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
     let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
     let at = names.split_whitespace().position(|n| n == "NoPorts").unwrap();
@@ -272,11 +274,7 @@ fn udp6_no_ports(ns: &str) -> u64 {
 
 /// One counter of a namespace's `/proc/net/snmp6`.
 fn snmp6(ns: &str, name: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "cat", "/proc/net/snmp6"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = read_in(ns, "/proc/net/snmp6");
     let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
@@ -297,11 +295,7 @@ fn with_ipv6(tb: &Testbed) -> String {
         }
         ip(&["-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
     }
-    let mac = std::process::Command::new("ip")
-        .args(["netns", "exec", &tb.ns_rx, "cat", &format!("/sys/class/net/{}/address", tb.if_rx)])
-        .output()
-        .unwrap();
-    let mac = String::from_utf8(mac.stdout).unwrap();
+    let mac = read_in(&tb.ns_rx, &format!("/sys/class/net/{}/address", tb.if_rx));
     ip(&[
         "-n",
         &tb.ns_tx,
