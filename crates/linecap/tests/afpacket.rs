@@ -345,3 +345,107 @@ fn discard_unreceived_ends_an_ipv6_stream_too() {
     send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "300", "--rate", "20kpps"]);
     assert_eq!(udp6_no_ports(&tb.ns_rx) - n1, 300, "the program left with the capture");
 }
+
+/// The discard program run by `BPF_PROG_TEST_RUN` on crafted frames, as a
+/// tc program sees them on loopback: the verdict for each.
+mod discard_program {
+    use etherparse::PacketBuilder;
+    use linecap::bpf::discard::{TCX_DROP, TCX_NEXT, discard_unreceived_program};
+    use linecap::bpf::insn::to_bytes;
+    use linecap::sys::bpf;
+    use std::net::{SocketAddr, UdpSocket};
+
+    fn load(dst: SocketAddr) -> std::os::fd::OwnedFd {
+        let prog = to_bytes(&discard_unreceived_program(dst));
+        bpf::prog_load(bpf::PROG_TYPE_SCHED_CLS, bpf::ATTACH_TCX_INGRESS, &prog, "lc_discard")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A frame to `dst` from this host's loopback; `mac` zero is loopback's
+    /// own address (the test run's device), so the frame is for this host.
+    fn frame(dst: SocketAddr, mac: [u8; 6]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], mac);
+        let b = match dst {
+            SocketAddr::V4(d) => b.ipv4([127, 0, 0, 1], d.ip().octets(), 64),
+            SocketAddr::V6(d) => b.ipv6(
+                [0; 15].into_iter().chain([1]).collect::<Vec<_>>().try_into().unwrap(),
+                d.ip().octets(),
+                64,
+            ),
+        };
+        let mut out = Vec::new();
+        b.udp(4000, dst.port()).write(&mut out, &[7; 64]).unwrap();
+        out
+    }
+
+    fn verdict(prog: &std::os::fd::OwnedFd, f: &[u8]) -> i32 {
+        bpf::xdp_test_run(prog, f).unwrap_or_else(|e| panic!("{} bytes: {e}", f.len())) as i32
+    }
+
+    /// A port with nobody on it, and a socket holding another.
+    fn ports(ip: &str) -> (SocketAddr, UdpSocket) {
+        let held = UdpSocket::bind(format!("{ip}:0")).unwrap();
+        let free = UdpSocket::bind(format!("{ip}:0")).unwrap().local_addr().unwrap();
+        (free, held)
+    }
+
+    #[test]
+    #[cfg_attr(not(linecap_root), ignore = "needs root (BPF): run the tests as root")]
+    fn it_drops_only_what_no_socket_takes_and_looks_at_nothing_else() {
+        for ip in ["127.0.0.1", "[::1]"] {
+            let (free, held) = ports(ip);
+            let held = held.local_addr().unwrap();
+            let host = [0; 6];
+            // Nobody listens: dropped. A socket listens: it goes on.
+            assert_eq!(verdict(&load(free), &frame(free, host)), TCX_DROP, "{free}");
+            assert_eq!(verdict(&load(held), &frame(held, host)), TCX_NEXT, "{held}");
+            let p = load(free);
+            let mut other_port = free;
+            other_port.set_port(free.port() ^ 1);
+            assert_eq!(verdict(&p, &frame(other_port, host)), TCX_NEXT, "another port");
+            assert_eq!(verdict(&p, &frame(free, [2; 6])), TCX_NEXT, "a frame for another host");
+            assert_eq!(verdict(&p, &frame(free, [0xff; 6])), TCX_NEXT, "broadcast");
+            // Cut inside the UDP header (the test run needs a whole IP header).
+            let full = frame(free, host);
+            let ip_end = if free.is_ipv4() { 34 } else { 54 };
+            for cut in ip_end..full.len() - 64 {
+                assert_eq!(verdict(&p, &full[..cut]), TCX_NEXT, "{ip} cut at {cut}");
+            }
+        }
+        // IPv4: a fragment and a header with options go on up the stack.
+        let (free, _held) = ports("127.0.0.1");
+        let p = load(free);
+        let mut fragment = frame(free, [0; 6]);
+        fragment[20] |= 0x20; // more fragments
+        assert_eq!(verdict(&p, &fragment), TCX_NEXT, "fragment");
+        let plain = frame(free, [0; 6]);
+        let mut options = plain[..34].to_vec();
+        options[14] = 0x46; // IHL 6
+        options.extend_from_slice(&[1, 1, 1, 0]); // NOPs, end of options
+        options.extend_from_slice(&plain[34..]);
+        assert_eq!(verdict(&p, &options), TCX_NEXT, "IPv4 options");
+        // Any bytes after a header that leads the program on (for this
+        // host, IPv4 or IPv6, half of them plain UDP): never a drop.
+        let (free6, _held6) = ports("[::1]");
+        let p6 = load(free6);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        };
+        for i in 0..400usize {
+            let v4 = i % 2 == 0;
+            let len = if v4 { 34 } else { 54 } + i % 150;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next()).collect();
+            bytes[..6].fill(0);
+            bytes[12..14].copy_from_slice(if v4 { &[0x08, 0x00] } else { &[0x86, 0xdd] });
+            if i % 4 < 2 {
+                bytes[14] = if v4 { 0x45 } else { 0x60 };
+                bytes[if v4 { 23 } else { 20 }] = 17;
+            }
+            assert_eq!(verdict(if v4 { &p } else { &p6 }, &bytes), TCX_NEXT, "{bytes:02x?}");
+        }
+    }
+}
