@@ -14,7 +14,9 @@
 //! when a socket would take it, so an application that binds the port
 //! later still gets its stream. Only unicast frames to this host (`pkt_type`
 //! HOST), to the one address given, unfragmented and without IPv4 options
-//! or IPv6 extension headers are looked at; everything else goes on.
+//! or IPv6 extension headers are looked at; everything else goes on. It
+//! runs before netfilter, so a datagram that a DNAT or TPROXY rule would
+//! have sent to another port ends too (said in the option's help).
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -66,7 +66,8 @@ pub(crate) struct CaptureArgs {
     /// receive end right after the capture's tap (a tcx ingress program, removed
     /// with the capture), instead of going up the stack, where the kernel
     /// tries to answer each with an ICMP port unreachable; an application that
-    /// binds the port still gets them (afpacket).
+    /// binds the port still gets them. It runs before the firewall: a stream a
+    /// DNAT or TPROXY rule would send elsewhere ends too (afpacket).
     #[arg(long, value_name = "ADDR:PORT")]
     discard_unreceived: Option<SocketAddr>,
     /// Receive queue (xdp backend; the first one with --queues).
