@@ -265,6 +265,32 @@ fn discard_unreceived_needs_one_local_unicast_address() {
     assert_usage_error(o, "unicast address");
     let o = linecap(&["capture", "--discard-unreceived", "127.0.0.1:9000"]);
     assert_usage_error(o, "applies to --backend afpacket");
+    for bad in ["239.1.1.1:9000", "127.0.0.1:0"] {
+        let o = linecap(&["capture", "--backend", "afpacket", "--iface", "lo", "--discard-unreceived", bad]);
+        assert_usage_error(o, "unicast address");
+    }
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn discard_unreceived_refuses_an_address_the_host_does_not_have() {
+    // A routed stream to another host would end at the program: refused
+    // before the capture starts, in the capture's own namespace.
+    let tb = testbed();
+    let o = linecap(&[
+        "capture",
+        "--netns",
+        &tb.ns_rx,
+        "--backend",
+        "afpacket",
+        "--iface",
+        &tb.if_rx,
+        "--discard-unreceived",
+        "198.18.0.9:9000",
+        "--duration",
+        "1s",
+    ]);
+    assert_fails_with(o, "198.18.0.9 is not an address of this host");
 }
 
 /// `Udp6NoPorts` of a namespace.

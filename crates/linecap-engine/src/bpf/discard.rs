@@ -132,11 +132,9 @@ pub fn discard_unreceived_program(dst: SocketAddr) -> Vec<Insn> {
     a.call(BPF_FUNC_SK_RELEASE);
     a.ja(next);
     a.place(drop);
-    a.alu_imm(Alu::Mov, R0, TCX_DROP);
-    a.exit();
+    a.exit_with(TCX_DROP);
     a.place(next);
-    a.alu_imm(Alu::Mov, R0, TCX_NEXT);
-    a.exit();
+    a.exit_with(TCX_NEXT);
     a.finish().expect("labels are all placed")
 }
 

@@ -109,11 +109,9 @@ pub fn dealt_seq_program(map_fd: i32, payload_at: usize, payload: usize, deal: D
     pace(&mut a, drop);
     take_number(&mut a, deal);
     write_payload(&mut a, payload_at, payload, drop);
-    a.alu_imm(Alu::Mov, R0, XDP_TX);
-    a.exit();
+    a.exit_with(XDP_TX);
     a.place(drop);
-    a.alu_imm(Alu::Mov, R0, XDP_DROP);
-    a.exit();
+    a.exit_with(XDP_DROP);
     a.finish().expect("labels placed")
 }
 

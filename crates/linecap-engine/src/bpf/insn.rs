@@ -229,6 +229,12 @@ impl Asm {
         self.push(Insn { code: JMP | 0x80, dst: 0, src: 0, off: 0, imm: helper });
     }
 
+    /// `return value`: the program's verdict.
+    pub fn exit_with(&mut self, value: i32) {
+        self.alu_imm(Alu::Mov, reg::R0, value);
+        self.exit();
+    }
+
     /// `return r0`.
     pub fn exit(&mut self) {
         self.push(Insn { code: JMP | 0x90, dst: 0, src: 0, off: 0, imm: 0 });

@@ -89,8 +89,7 @@ pub fn redirect_program(m: Match, map_fd: i32, fallback: i32) -> Vec<Insn> {
     a.call(BPF_FUNC_REDIRECT_MAP);
     a.exit();
     a.place(pass);
-    a.alu_imm(Alu::Mov, R0, XDP_PASS);
-    a.exit();
+    a.exit_with(XDP_PASS);
     a.finish().expect("labels are all placed")
 }
 
