@@ -454,6 +454,7 @@ pub fn split_gro(out: &mut Vec<PacketMeta>, offset: u32, len: u32, gso_size: u16
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::gro::WINDOW;
 
     #[test]
     fn split_plain_and_super() {
@@ -519,6 +520,56 @@ mod tests {
             n += 1;
         }
         n
+    }
+
+    /// A socket of a group switches GRO off in place: a super-packet queued
+    /// before the switch comes after it whole, with no segment size, and is
+    /// split at the stream's one size, each datagram once.
+    #[test]
+    fn gro_off_in_place_splits_super_packets_queued_before_it() {
+        const SIZE: usize = 272;
+        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
+        opts.batch = 8;
+        opts.rcvbuf = 4 << 20;
+        opts.reuseport = true; // a group member: no swap, GRO goes off in place
+        let mut src = SocketSource::open(&opts).unwrap();
+        let to = src.setup().local;
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(to).unwrap();
+        let numbered = |k: usize| {
+            let mut d = [0u8; SIZE];
+            d[..4].copy_from_slice(&(k as u32).to_le_bytes());
+            d
+        };
+        // One window of single datagrams (GRO does not pay), then a GSO
+        // train of 64 that the loopback hands the GRO socket whole.
+        let singles = WINDOW as usize;
+        for k in 0..singles {
+            tx.send(&numbered(k)).unwrap();
+        }
+        let mut train = sys::mmsg::MmsgTx::new(1, 64 * SIZE);
+        for j in 0..64 {
+            train.slot_mut(0)[j * SIZE..(j + 1) * SIZE].copy_from_slice(&numbered(singles + j));
+        }
+        train.set(0, 64 * SIZE, Some(SIZE as u16));
+        assert_eq!(train.send(&tx, 0, 1).unwrap(), 1);
+        // Then the stream goes on, queued behind the train.
+        let after = 512;
+        for k in 0..after {
+            tx.send(&numbered(singles + 64 + k)).unwrap();
+        }
+        let total = singles + 64 + after;
+        let mut seen = vec![false; total];
+        let mut got = 0;
+        while got < total {
+            let n = take_numbers(&mut src, &mut seen);
+            assert!(n > 0, "{got} of {total} datagrams came");
+            got += n;
+        }
+        assert!(src.retiring.is_none(), "a group member is never swapped");
+        assert_eq!(src.after_off.split, 1, "the train came whole after the switch and was split");
+        assert_eq!(take_numbers(&mut src, &mut seen), 0);
+        assert_eq!(src.kernel_drops().unwrap(), 0);
     }
 
     #[test]
