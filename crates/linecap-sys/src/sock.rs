@@ -99,6 +99,21 @@ pub fn socket_drops(fd: &impl AsRawFd) -> io::Result<u64> {
     Ok(u64::from(socket_meminfo(fd)?[SK_MEMINFO_DROPS]))
 }
 
+/// `MEMBARRIER_CMD_GLOBAL` (linux/membarrier.h).
+const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+
+/// Waits for one RCU grace period of the whole machine:
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)` is the kernel's `synchronize_rcu()`.
+/// When it returns, every softirq or NAPI poll that was delivering a packet
+/// when it was called has finished: a UDP socket lookup takes no reference
+/// (the socket is freed only after a grace period), so a datagram steered to
+/// a socket is on that socket's queue before the read-side section of its
+/// lookup ends. Takes milliseconds; refused on `nohz_full` machines.
+pub fn wait_rcu_grace_period() -> io::Result<()> {
+    // SAFETY: membarrier takes two integers and touches no memory of ours.
+    cvt(unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) }).map(|_| ())
+}
+
 /// Bytes (truesize) held in the socket's receive queue now
 /// (`SK_MEMINFO_RMEM_ALLOC`).
 pub fn socket_queued_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
