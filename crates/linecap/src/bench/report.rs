@@ -286,10 +286,27 @@ fn esc(s: &str) -> String {
 /// Shares, not counts: a user-space sender does not reach the same rate
 /// twice, so equal shares are equal receivers.
 pub fn ratio_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
-    let base = p.row.baseline()?;
-    let b = all.iter().find(|b| b.row == base && b.round == p.round && b.size == p.size)?;
+    let b = baseline_point(p, all)?;
     let share = |x: &Point| x.delivered as f64 / x.sent.max(1) as f64;
     (b.delivered > 0).then(|| share(p) / share(b))
+}
+
+/// A point's offered rate over its baseline's in the same round: 1.0 when
+/// the sender held the same rate for both. An unpaced user-space sender
+/// does not, and where the receive work shares the receiver's core (a
+/// NAPI thread at real-time priority) a faster sender leaves the receiver
+/// less of it: measured at 1.01–1.05 for the default capture's rounds
+/// while its delivered ratio fell (`docs/BENCHMARKS.md`, session 9). Read
+/// the two side by side.
+pub fn offered_to_baseline(p: &Point, all: &[Point]) -> Option<f64> {
+    let b = baseline_point(p, all)?;
+    (b.offered_pps > 0.0).then(|| p.offered_pps / b.offered_pps)
+}
+
+/// The point of `p`'s baseline row in the same round and size.
+fn baseline_point<'a>(p: &Point, all: &'a [Point]) -> Option<&'a Point> {
+    let base = p.row.baseline()?;
+    all.iter().find(|b| b.row == base && b.round == p.round && b.size == p.size)
 }
 
 /// One row's ratios to its baseline over the rounds of an `--at` run.
@@ -302,6 +319,8 @@ pub struct RatioSummary {
     pub median: f64,
     /// Lowest and highest ratio.
     pub range: (f64, f64),
+    /// Median of the offered rate over the baseline's (1.0: same load).
+    pub offered: f64,
     /// Rounds with both measured.
     pub rounds: usize,
     /// Lowest and highest steal on the receive core (%).
@@ -322,11 +341,13 @@ pub fn ratio_summaries(points: &[Point]) -> Vec<RatioSummary> {
         .filter_map(|(row, size)| {
             let mine: Vec<&Point> = points.iter().filter(|p| p.row == row && p.size == size).collect();
             let ratios: Vec<f64> = mine.iter().filter_map(|p| ratio_to_baseline(p, points)).collect();
+            let offered: Vec<f64> = mine.iter().filter_map(|p| offered_to_baseline(p, points)).collect();
             (!ratios.is_empty()).then(|| RatioSummary {
                 row,
                 size,
                 median: super::median(&ratios),
                 range: lo_hi(&mut ratios.iter().copied()),
+                offered: if offered.is_empty() { f64::NAN } else { super::median(&offered) },
                 rounds: ratios.len(),
                 steal: lo_hi(&mut mine.iter().map(|p| p.rx_core_steal_pct)),
             })
@@ -343,20 +364,24 @@ fn ratios_table(s: &mut String, points: &[Point]) {
     }
     let _ = writeln!(
         s,
-        "\nDelivered share of the offered packets, as a ratio to the plainest receiver of the same job in the same round:\n"
+        "\nDelivered share of the offered packets, as a ratio to the plainest receiver of the same job in the same round (an offered rate that differs from the baseline's means the sender did not hold the same load for both):\n"
     );
-    let _ = writeln!(s, "| row | payload | baseline | ratio (median) | range | rounds | steal (range) |");
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| row | payload | baseline | ratio (median) | range | offered vs baseline | rounds | steal (range) |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} B | {} | {:.2}× | {:.2}–{:.2} | {} | {:.1}–{:.1}% |",
+            "| {} | {} B | {} | {:.2}× | {:.2}–{:.2} | {:.3}× | {} | {:.1}–{:.1}% |",
             r.row.name(),
             r.size,
             r.row.baseline().map_or("-", |b| b.name()),
             r.median,
             r.range.0,
             r.range.1,
+            r.offered,
             r.rounds,
             r.steal.0,
             r.steal.1
@@ -433,6 +458,59 @@ pub fn svg_ratios(r: &BenchResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(row: super::super::Row, round: usize, offered_pps: f64, sent: u64, delivered: u64) -> Point {
+        Point {
+            row,
+            size: 272,
+            asked_pps: None,
+            offered_pps,
+            sent,
+            delivered,
+            delivered_pps: offered_pps * delivered as f64 / sent as f64,
+            identity: crate::orchestrate::Identity {
+                offered: sent,
+                delivered,
+                drops: Default::default(),
+                unaccounted: 0,
+                checks: Vec::new(),
+            },
+            rx_threads_ns_per_packet: 0.0,
+            rx_core_ns_per_packet: 0.0,
+            packets_per_syscall: 0.0,
+            packets_per_datagram: 0.0,
+            sender_ns_per_packet: 0.0,
+            rx_core_steal_pct: 0.0,
+            round,
+        }
+    }
+
+    /// Each row is compared with its baseline of the same round only, and
+    /// the table says when the sender did not hold the same load for both.
+    #[test]
+    fn ratios_pair_rounds_and_show_the_offered_load() {
+        use super::super::Row::{Default as Capture, PlainRecvmmsg as Plain};
+        let points = [
+            point(Plain, 1, 500_000.0, 1_000_000, 300_000),
+            point(Capture, 1, 550_000.0, 1_100_000, 297_000),
+            point(Plain, 2, 400_000.0, 800_000, 400_000),
+            point(Capture, 2, 400_000.0, 800_000, 400_000),
+        ];
+        let s = ratio_summaries(&points);
+        assert_eq!(s.len(), 1, "only rows with a baseline");
+        let r = &s[0];
+        assert_eq!(r.rounds, 2);
+        // Round 1: share 0.27 against 0.30; round 2: equal.
+        assert!((r.range.0 - 0.9).abs() < 1e-9 && (r.range.1 - 1.0).abs() < 1e-9, "{:?}", r.range);
+        assert!((r.median - 0.95).abs() < 1e-9, "{}", r.median);
+        assert!((r.offered - 1.05).abs() < 1e-9, "{}", r.offered);
+        let mut table = String::new();
+        ratios_table(&mut table, &points);
+        assert!(
+            table.contains("| default | 272 B | plain-recvmmsg | 0.95× | 0.90–1.00 | 1.050× | 2 |"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn date_format() {
