@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 
 /// The packet is a UDP datagram (its `data` is the UDP payload).
 pub const FLAG_UDP: u8 = 1;
+/// The packet is one datagram of a GRO super-packet a raw backend saw whole:
+/// its `frame` is the super-packet's headers only, whose lengths (and
+/// checksums) are the whole super-packet's; a sink that writes frames
+/// rebuilds them for this datagram ([`crate::sink::pcap::encode_segment_record`]).
+pub const FLAG_SEGMENT: u8 = 2;
 
 /// Where one packet sits in the source's buffer, and what the kernel said.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,6 +49,9 @@ pub struct Packet<'a> {
     pub wire_len: u32,
     /// Whether this is a UDP datagram.
     pub is_udp: bool,
+    /// Whether `frame` holds only the headers of a GRO super-packet this
+    /// datagram was one segment of (see [`FLAG_SEGMENT`]).
+    pub is_segment: bool,
 }
 
 /// A batch of packets from one receive call (or one ring block).
@@ -98,6 +106,7 @@ impl<'a> Batch<'a> {
             frame: (m.frame_len > 0).then(|| clip(self.slab, m.frame_offset, m.frame_len)),
             wire_len: m.wire_len,
             is_udp: m.flags & FLAG_UDP != 0,
+            is_segment: m.flags & FLAG_SEGMENT != 0,
         }
     }
 

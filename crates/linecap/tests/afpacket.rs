@@ -120,6 +120,107 @@ fn ethernet_pcap_is_readable() {
     assert_eq!((idb, n), (1, rep.packets));
 }
 
+/// A local socket with `UDP_GRO` makes the kernel merge the stream before
+/// the tap: the capture splits each super-packet back into its datagrams
+/// (books and verifier count datagrams, not frames), and its pcap holds one
+/// standalone record per datagram, lengths and checksums rebuilt.
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn gro_super_packets_are_split_back_into_datagrams() {
+    let tb = testbed();
+    gro_split_on(&tb, &format!("{}:9000", linecap::testbed::RX_ADDR));
+    gro_split_on(&tb, &with_ipv6(&tb));
+}
+
+fn gro_split_on(tb: &Testbed, to: &str) {
+    const SIZE: usize = 272;
+    let dir = TempDir::new("afp-gro");
+    let file = dir.0.join("gro.pcap");
+    let gro_socket = capture(Some(&tb.ns_rx), &["--listen", to, "--gro-always"]);
+    let tap = capture(
+        Some(&tb.ns_rx),
+        &[
+            "--backend",
+            "afpacket",
+            "--iface",
+            tb.if_rx.as_str(),
+            "--filter",
+            "udp port 9000",
+            "--verify",
+            "seq",
+            "--write",
+            file.to_str().unwrap(),
+        ],
+    );
+    let before = TestbedCounters::read(tb).unwrap();
+    // Unpaced: the sender's batches reach NAPI together, and GRO merges them.
+    let sent = send(Some(&tb.ns_tx), &["--to", to, "--count", "20000", "--rate", "max", "--size", "272"]);
+    let rep = stop(tap);
+    let after = TestbedCounters::read(tb).unwrap();
+    let sock = stop(gro_socket);
+    assert!(sock.received > sock.datagrams, "{to}: the socket got super-packets: {sock:#?}");
+    assert!(rep.received > rep.datagrams, "{to}: the tap saw super-packets whole: {rep:#?}");
+    assert_books(&sent, &rep, &before.drops(&after, &rep));
+    let v = rep.verify.as_ref().unwrap();
+    assert_eq!((v.valid, v.corrupt, v.duplicates), (rep.received, 0, 0), "{v:?}");
+    let ip_len = if to.starts_with('[') { 40 } else { 20 };
+    let mut r = PcapReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let (mut n, mut summed) = (0, 0);
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        let linecap::format::l2l4::Decoded::Udp(u) = linecap::format::l2l4::decode(&p.data, None) else {
+            panic!("{to}: record {n} is not UDP")
+        };
+        let whole = 14 + ip_len + 8 + SIZE;
+        assert_eq!(
+            (u.payload_len, p.data.len(), p.orig_len as usize),
+            (SIZE, whole, whole),
+            "{to}: record {n}"
+        );
+        let (ip, udp) = (&p.data[14..14 + ip_len], &p.data[14 + ip_len..]);
+        if ip_len == 20 {
+            assert_eq!(
+                u16::from_be_bytes([ip[2], ip[3]]) as usize,
+                20 + 8 + SIZE,
+                "record {n}: total length"
+            );
+            assert_eq!(linecap::format::l2l4::ipv4_checksum(ip), 0, "record {n}: IPv4 header checksum");
+        } else {
+            assert_eq!(u16::from_be_bytes([ip[4], ip[5]]) as usize, 8 + SIZE, "record {n}: payload length");
+            // veth leaves a frame's UDP checksum to the receiver (only the
+            // pseudo-header's sum is there): only rebuilt records have one.
+            summed += u64::from(udp6_sum(&ip[8..40], udp) == 0xffff);
+        }
+        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, 8 + SIZE, "{to}: record {n}: UDP length");
+        assert!(matches!(linecap::format::seq::check(&udp[8..]), linecap::format::seq::Check::Valid(_)));
+        n += 1;
+    }
+    assert_eq!(n, rep.packets, "{to}: one record per datagram");
+    if ip_len == 40 {
+        // Each super-packet of k datagrams became k records with a checksum.
+        assert!(summed > rep.received - rep.datagrams, "{to}: {summed} records with a UDP checksum");
+        return;
+    }
+    if let Ok(out) = std::process::Command::new("tcpdump").arg("-r").arg(&file).arg("-n").arg("-v").output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().filter(|l| l.contains("UDP, length 272")).count() as u64, rep.packets);
+        assert!(!text.contains("bad") && !text.contains("truncated"), "{}", &text[..text.len().min(2000)]);
+    }
+}
+
+/// The ones'-complement sum of an IPv6 UDP datagram with its pseudo-header
+/// (`addrs`: source and destination): 0xffff when its checksum is right.
+fn udp6_sum(addrs: &[u8], udp: &[u8]) -> u16 {
+    let words = |b: &[u8]| -> u64 {
+        b.chunks(2).map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum()
+    };
+    let mut sum = words(addrs) + udp.len() as u64 + 17 + words(udp);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn bad_interfaces_and_rings_are_refused_clearly() {
@@ -229,8 +330,10 @@ fn a_socket_keeps_its_stream(tb: &Testbed, to: &str, other_frames: &dyn Fn() -> 
         .collect();
     assert_books(&s, &sock, &network);
     assert_eq!(sock.verify.as_ref().unwrap().valid, sock.received);
-    // The tap may see the socket's GRO super-packets: compare bytes.
+    // The tap sees the socket's GRO super-packets whole, and splits them
+    // back into datagrams by their segment size.
     assert!(sock.received > 0 && tap.received_bytes == sock.received_bytes, "{tap:#?} {sock:#?}");
+    assert_eq!(tap.received, sock.received, "{tap:#?} {sock:#?}");
 }
 
 #[test]

@@ -13,9 +13,9 @@ use std::os::fd::OwnedFd;
 
 use super::{RecvStats, Source};
 use crate::format::l2l4::{self, Decoded};
-use crate::packet::{Batch, FLAG_UDP, PacketMeta};
+use crate::packet::{Batch, FLAG_SEGMENT, FLAG_UDP, PacketMeta};
 use crate::sys::packet::{
-    self as pk, Ring, RingSpec, TP_STATUS_LOSING, TP_STATUS_USER, TP_STATUS_VLAN_VALID,
+    self as pk, Ring, RingSpec, TP_STATUS_LOSING, TP_STATUS_USER, TP_STATUS_VLAN_VALID, vnet,
 };
 
 /// How packets are spread over the members of a fanout group.
@@ -140,6 +140,8 @@ pub struct AfPacketSource {
     freezes: u64,
     losing_blocks: u64,
     retire_ms: u32,
+    /// Each frame comes after a `virtio_net_hdr` (its GRO segment size).
+    vnet_hdr: bool,
     /// The tcx link of `--discard-unreceived`: the program goes with it.
     _discard: Option<OwnedFd>,
 }
@@ -220,6 +222,16 @@ impl AfPacketSource {
         pk::set_v3(&fd).map_err(|e| annotate(e, "cannot select TPACKET_V3"))?;
         pk::ignore_outgoing(&fd)
             .map_err(|e| annotate(e, "cannot ignore outgoing packets (Linux >= 4.20)"))?;
+        // The tap sees a UDP stream after GRO: where a local socket asked
+        // for UDP_GRO (or the device forwards with it), one frame holds many
+        // datagrams, and only this header says how to split them back.
+        let vnet_hdr = pk::set_vnet_hdr(&fd)
+            .map_err(|e| {
+                tracing::warn!(
+                    "cannot ask for GRO segment sizes ({e}): a GRO super-packet will count as one packet"
+                )
+            })
+            .is_ok();
         let prog = opts.filter.as_deref().unwrap_or(&DROP_OUTGOING);
         pk::attach_filter(&fd, prog).map_err(|e| annotate(e, "the kernel refused the filter"))?;
         let ring = Ring::setup(&fd, &opts.ring).map_err(|e| annotate(e, "cannot set up the packet ring"))?;
@@ -256,6 +268,7 @@ impl AfPacketSource {
             freezes: 0,
             losing_blocks: 0,
             retire_ms: opts.ring.retire_ms,
+            vnet_hdr,
             _discard: discard,
         })
     }
@@ -292,17 +305,32 @@ impl AfPacketSource {
                     wire_len: wire,
                     ..PacketMeta::default()
                 };
+                let gro_segment = if self.vnet_hdr { gro_segment_size(b, mac) } else { 0 };
+                stats.truncated += u64::from((snap as u32) < wire);
                 match l2l4::decode(frame, vlan) {
+                    Decoded::Udp(u) if gro_segment > 0 && u.payload_len > gro_segment => {
+                        self.sources.push(Some(u.src));
+                        split_super_packet(
+                            &mut self.metas,
+                            m,
+                            mac,
+                            u.payload_offset,
+                            u.payload_len,
+                            gro_segment,
+                        );
+                    }
                     Decoded::Udp(u) => {
                         m.offset = (mac + u.payload_offset) as u32;
                         m.len = u.payload_len as u32;
                         m.flags = FLAG_UDP;
                         self.sources.push(Some(u.src));
+                        self.metas.push(m);
                     }
-                    Decoded::Other | Decoded::Malformed => self.sources.push(None),
+                    Decoded::Other | Decoded::Malformed => {
+                        self.sources.push(None);
+                        self.metas.push(m);
+                    }
                 }
-                stats.truncated += u64::from((snap as u32) < wire);
-                self.metas.push(m);
             }
             let next = rd(at + pk::pkt::NEXT) as usize;
             if next == 0 {
@@ -310,8 +338,46 @@ impl AfPacketSource {
             }
             at += next;
         }
-        stats.datagrams = self.metas.len() as u64;
+        stats.datagrams = self.sources.len() as u64;
         self.last = stats;
+    }
+}
+
+/// The segment size of the UDP GRO super-packet whose link header starts at
+/// `mac` in `block`, from the `virtio_net_hdr` just before it; 0 when the
+/// frame is not one.
+fn gro_segment_size(block: &[u8], mac: usize) -> usize {
+    let Some(h) = mac.checked_sub(vnet::SIZE).and_then(|at| block.get(at..mac)) else { return 0 };
+    if h[vnet::GSO_TYPE] != vnet::GSO_UDP_L4 {
+        return 0;
+    }
+    usize::from(u16::from_le_bytes([h[vnet::GSO_SIZE], h[vnet::GSO_SIZE + 1]]))
+}
+
+/// One packet per datagram of a UDP GRO super-packet (the last may be
+/// shorter), each with the super-packet's headers as its frame (see
+/// [`FLAG_SEGMENT`]): `frame` is the super-packet's meta, its UDP payload
+/// `payload_len` bytes from `payload_offset` in the frame at `mac`.
+fn split_super_packet(
+    out: &mut Vec<PacketMeta>,
+    frame: PacketMeta,
+    mac: usize,
+    payload_offset: usize,
+    payload_len: usize,
+    segment: usize,
+) {
+    let mut at = 0;
+    while at < payload_len {
+        let len = segment.min(payload_len - at);
+        out.push(PacketMeta {
+            offset: (mac + payload_offset + at) as u32,
+            len: len as u32,
+            frame_len: payload_offset as u32,
+            wire_len: (payload_offset + len) as u32,
+            flags: FLAG_UDP | FLAG_SEGMENT,
+            ..frame
+        });
+        at += len;
     }
 }
 

@@ -24,6 +24,7 @@ impl HeldPacket {
             frame: self.has_frame.then_some(&self.bytes[..]),
             wire_len: self.bytes.len() as u32,
             is_udp: true,
+            is_segment: false,
         }
     }
 }

@@ -160,6 +160,44 @@ pub fn encode_frame_record(out: &mut [u8], ts_ns: u64, frame: &[u8], wire_len: u
     fmt.frame(out, ts_ns, frame.len(), wire_len);
 }
 
+/// Bytes one datagram of a GRO super-packet takes in the file.
+pub fn segment_record_len(headers: &[u8], payload: &[u8], fmt: FileFormat) -> usize {
+    fmt.record_len(headers.len() + payload.len())
+}
+
+/// Encodes one datagram of a GRO super-packet that an AF_PACKET capture
+/// saw whole: the super-packet's headers (up to the end of its UDP
+/// header) rebuilt for this datagram alone, then its payload. Rebuilt: the
+/// IPv4 total length and header checksum or the IPv6 payload length, the
+/// UDP length and checksum (none for IPv4; computed for IPv6, which must
+/// have one). `out` must be exactly [`segment_record_len`] bytes.
+pub fn encode_segment_record(out: &mut [u8], ts_ns: u64, headers: &[u8], payload: &[u8], fmt: FileFormat) {
+    let h = fmt.head();
+    let n = headers.len() + payload.len();
+    fmt.frame(out, ts_ns, n, n as u32);
+    let rec = &mut out[h..h + n];
+    rec[..headers.len()].copy_from_slice(headers);
+    rec[headers.len()..].copy_from_slice(payload);
+    // The source split only frames it decoded as UDP, so these are.
+    let Decoded::Udp(u) = l2l4::decode(headers, None) else { return };
+    let (l3, udp_at) = (u.l3_offset, u.payload_offset - 8);
+    let udp_len = 8 + payload.len();
+    rec[udp_at + 4..udp_at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    rec[udp_at + 6..udp_at + 8].copy_from_slice(&[0, 0]);
+    let ip_len = (udp_at - l3 + udp_len) as u16;
+    if rec[l3] >> 4 == 4 {
+        let ihl = usize::from(rec[l3] & 0x0f) * 4;
+        rec[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
+        rec[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+        let c = ipv4_checksum(&rec[l3..l3 + ihl]);
+        rec[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        rec[l3 + 4..l3 + 6].copy_from_slice(&(ip_len - 40).to_be_bytes());
+        let c = udp6_checksum(&rec[l3 + 8..l3 + 24], &rec[l3 + 24..l3 + 40], &rec[udp_at..]);
+        rec[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
 /// Encodes one record (framing + synthetic IP/UDP + payload) into `out`,
 /// which must be exactly [`record_len`] bytes.
 pub fn encode_record(out: &mut [u8], p: &Packet<'_>, dst: &SocketAddr, fmt: FileFormat) {
