@@ -136,6 +136,18 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Whether the running kernel's release is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    release_at_least(&rel, major, minor)
+}
+
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut it = release.trim().split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
 /// Monotonic clock in nanoseconds (pacing, rates).
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
@@ -215,6 +227,16 @@ fn cpu_times_ns(cpu: usize) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_then_minor() {
+        assert!(release_at_least("6.18.44-generic\n", 6, 2));
+        assert!(release_at_least("6.2", 6, 2));
+        assert!(!release_at_least("6.1.119-1-cloud", 6, 2));
+        assert!(!release_at_least("5.15.0", 6, 2));
+        assert!(release_at_least("10.0", 6, 2));
+        assert!(!release_at_least("garbage", 6, 2));
+    }
 
     #[test]
     fn a_thread_runs_where_it_is_placed_and_its_children_inherit_it() {

@@ -76,14 +76,6 @@ fn anon_map(len: usize) -> io::Result<NonNull<u8>> {
     NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
 }
 
-/// Whether the running kernel's release is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut it = rel.trim().split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
-    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
-    (a, b) >= (major, minor)
-}
-
 impl UringRecv {
     /// Sets up a ring for socket `fd` with `entries` buffers (a power of
     /// two) of `buf_size` bytes each, and arms the multishot receive.
@@ -99,7 +91,7 @@ impl UringRecv {
         })?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
-        if !probe.is_supported(opcode::RecvMsgMulti::CODE) || !kernel_at_least(6, 0) {
+        if !probe.is_supported(opcode::RecvMsgMulti::CODE) || !crate::kernel_at_least(6, 0) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "io_uring multishot recvmsg needs Linux 6.0 or newer; use --backend socket",

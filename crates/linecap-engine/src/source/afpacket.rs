@@ -225,13 +225,16 @@ impl AfPacketSource {
         // The tap sees a UDP stream after GRO: where a local socket asked
         // for UDP_GRO (or the device forwards with it), one frame holds many
         // datagrams, and only this header says how to split them back.
-        let vnet_hdr = pk::set_vnet_hdr(&fd)
-            .map_err(|e| {
-                tracing::warn!(
-                    "cannot ask for GRO segment sizes ({e}): a GRO super-packet will count as one packet"
-                )
-            })
-            .is_ok();
+        // Before Linux 6.2 the kernel cannot describe a UDP super-packet in
+        // it and drops the frame instead: there it is not asked for.
+        let vnet_hdr = crate::sys::kernel_at_least(6, 2)
+            && pk::set_vnet_hdr(&fd)
+                .map_err(|e| {
+                    tracing::warn!(
+                        "cannot ask for GRO segment sizes ({e}): a GRO super-packet will count as one packet"
+                    )
+                })
+                .is_ok();
         let prog = opts.filter.as_deref().unwrap_or(&DROP_OUTGOING);
         pk::attach_filter(&fd, prog).map_err(|e| annotate(e, "the kernel refused the filter"))?;
         let ring = Ring::setup(&fd, &opts.ring).map_err(|e| annotate(e, "cannot set up the packet ring"))?;
