@@ -120,8 +120,9 @@ fn ethernet_pcap_is_readable() {
     assert_eq!((idb, n), (1, rep.packets));
 }
 
-/// A local socket with `UDP_GRO` makes the kernel merge the stream before
-/// the tap: the capture splits each super-packet back into its datagrams
+/// The tap sees a UDP stream as the kernel holds it: merged by GRO for a
+/// local socket with `UDP_GRO`, or as a local GSO sender's super-packets
+/// (the same kind of skb). The capture splits each back into its datagrams
 /// (books and verifier count datagrams, not frames), and its pcap holds one
 /// standalone record per datagram, lengths and checksums rebuilt.
 #[test]
@@ -137,24 +138,12 @@ fn gro_split_on(tb: &Testbed, to: &str) {
     let dir = TempDir::new("afp-gro");
     let file = dir.0.join("gro.pcap");
     let gro_socket = capture(Some(&tb.ns_rx), &["--listen", to, "--gro-always"]);
-    let tap = capture(
-        Some(&tb.ns_rx),
-        &[
-            "--backend",
-            "afpacket",
-            "--iface",
-            tb.if_rx.as_str(),
-            "--filter",
-            "udp port 9000",
-            "--verify",
-            "seq",
-            "--write",
-            file.to_str().unwrap(),
-        ],
-    );
+    let tap = tap_port_9000(tb, &["--verify", "seq", "--write", file.to_str().unwrap()]);
     let before = TestbedCounters::read(tb).unwrap();
-    // Unpaced: the sender's batches reach NAPI together, and GRO merges them.
-    let sent = send(Some(&tb.ns_tx), &["--to", to, "--count", "20000", "--rate", "max", "--size", "272"]);
+    // A GSO sender: its super-packets cross the veth whole, as GRO would
+    // have merged them (the same kind of skb), whatever the machine's load.
+    let sent =
+        send(Some(&tb.ns_tx), &["--to", to, "--count", "20000", "--rate", "200kpps", "--size", "272", "--gso"]);
     let rep = stop(tap);
     let after = TestbedCounters::read(tb).unwrap();
     let sock = stop(gro_socket);
@@ -302,6 +291,13 @@ fn read_in(ns: &str, path: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An AF_PACKET capture of the testbed's UDP port 9000 in the receive
+/// namespace, with `extra` options.
+fn tap_port_9000(tb: &Testbed, extra: &[&str]) -> linecap::orchestrate::CaptureChild {
+    let c = ["--backend", "afpacket", "--iface", tb.if_rx.as_str(), "--filter", "udp port 9000"];
+    capture(Some(&tb.ns_rx), &[&c[..], extra].concat())
+}
+
 /// UDP `NoPorts` of a namespace: datagrams that reached UDP with no socket.
 fn udp_no_ports(ns: &str) -> u64 {
     let text = read_in(ns, "/proc/net/snmp");
@@ -318,8 +314,7 @@ fn udp_no_ports(ns: &str) -> u64 {
 fn a_socket_keeps_its_stream(tb: &Testbed, to: &str, other_frames: &dyn Fn() -> u64) {
     let (before, others) = (TestbedCounters::read(tb).unwrap(), other_frames());
     let sock = capture(Some(&tb.ns_rx), &["--listen", to, "--verify", "seq", "--count", "4000"]);
-    let c = ["--backend", "afpacket", "--iface", tb.if_rx.as_str(), "--filter", "udp port 9000"];
-    let tap = capture(Some(&tb.ns_rx), &[&c[..], &["--discard-unreceived", to]].concat());
+    let tap = tap_port_9000(tb, &["--discard-unreceived", to]);
     let s = send(Some(&tb.ns_tx), &["--to", to, "--count", "4000", "--rate", "20kpps"]);
     let (tap, sock) = (stop(tap), stop(sock));
     let (after, others) = (TestbedCounters::read(tb).unwrap(), other_frames() - others);
@@ -448,19 +443,7 @@ fn discard_unreceived_ends_an_ipv6_stream_too() {
     let tb = testbed();
     let to = with_ipv6(&tb);
     let n0 = udp6_no_ports(&tb.ns_rx);
-    let cap = capture(
-        Some(&tb.ns_rx),
-        &[
-            "--backend",
-            "afpacket",
-            "--iface",
-            tb.if_rx.as_str(),
-            "--filter",
-            "udp port 9000",
-            "--discard-unreceived",
-            &to,
-        ],
-    );
+    let cap = tap_port_9000(&tb, &["--discard-unreceived", &to]);
     let before = TestbedCounters::read(&tb).unwrap();
     let sent = send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "3000", "--rate", "20kpps"]);
     let rep = stop(cap);
