@@ -142,8 +142,10 @@ fn gro_split_on(tb: &Testbed, to: &str) {
     let before = TestbedCounters::read(tb).unwrap();
     // A GSO sender: its super-packets cross the veth whole, as GRO would
     // have merged them (the same kind of skb), whatever the machine's load.
-    let sent =
-        send(Some(&tb.ns_tx), &["--to", to, "--count", "20000", "--rate", "200kpps", "--size", "272", "--gso"]);
+    let sent = send(
+        Some(&tb.ns_tx),
+        &["--to", to, "--count", "20000", "--rate", "200kpps", "--size", "272", "--gso"],
+    );
     let rep = stop(tap);
     let after = TestbedCounters::read(tb).unwrap();
     let sock = stop(gro_socket);

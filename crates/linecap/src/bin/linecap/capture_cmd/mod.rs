@@ -118,8 +118,9 @@ pub(crate) struct CaptureArgs {
     #[arg(long)]
     no_gro: bool,
     /// Keep UDP GRO on even while it does not coalesce (by default it is
-    /// switched off when messages carry fewer than 1.25 datagrams, and
-    /// probed again once a second while the receiver falls behind).
+    /// switched off when messages carry fewer than 2 datagrams, and probed
+    /// again while the receiver falls behind: after 30 s, then ever more
+    /// rarely, up to every 16 min).
     #[arg(long, conflicts_with = "no_gro")]
     gro_always: bool,
     /// Messages per recvmmsg call.

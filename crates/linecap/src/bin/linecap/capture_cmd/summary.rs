@@ -46,9 +46,15 @@ fn header_lines(s: &mut String, r: &CaptureReport) {
         let _ = writeln!(s, "  read       {} packets; {}", r.received, kernel.join(", "));
         let _ = writeln!(s, "  skipped    {}", drops.join(", "));
     } else {
+        // What one receive hands over: a socket's message (a GRO
+        // super-packet holds several datagrams), a raw backend's frame.
+        let unit = match r.kind() {
+            Some(linecap::source::BackendKind::AfPacket | linecap::source::BackendKind::Xdp) => "frames",
+            _ => "datagrams",
+        };
         let _ = writeln!(
             s,
-            "  rx         {} packets in {} datagrams, {} syscalls ({:.1} packets/syscall)",
+            "  rx         {} packets in {} {unit}, {} syscalls ({:.1} packets/syscall)",
             r.received,
             r.datagrams,
             r.syscalls,
