@@ -215,6 +215,7 @@ fn completions_and_manual_come_from_the_cli_definition() {
 #[test]
 fn a_capture_serves_its_own_metrics_and_promtool_accepts_them() {
     let name = unique("met");
+    let _counters = Counters(name.clone());
     let addr = free_loopback();
     let metrics = free_loopback_tcp();
     let child = spawn_capture(&name, &["--listen", &addr, "--verify", "seq", "--metrics", &metrics]);
