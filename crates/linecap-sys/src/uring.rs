@@ -50,6 +50,10 @@ pub struct UringRecv {
     msghdr: Box<libc::msghdr>,
     tail: u16,
     armed: bool,
+    /// Completions come as deferred task work, run only by a wait.
+    deferred: bool,
+    /// A ring made disabled (deferred task work) was enabled by its thread.
+    enabled: bool,
     completions: Vec<Completion>,
     rearms: u64,
 }
@@ -83,7 +87,14 @@ impl UringRecv {
         if !entries.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer count must be a power of two"));
         }
-        let ring = IoUring::new(256).map_err(|e| {
+        // Completions run as deferred task work, only when the receive
+        // thread asks for them: the NAPI context then queues work without
+        // waking the thread per datagram. Such a ring belongs to one task,
+        // fixed when it is enabled: the receive thread, at its first wait.
+        let deferred =
+            IoUring::builder().setup_single_issuer().setup_defer_taskrun().setup_r_disabled().build(256).ok();
+        let enabled = deferred.is_none();
+        let ring = deferred.map_or_else(|| IoUring::new(256), Ok).map_err(|e| {
             let hint = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
                 .map(|v| format!(" (kernel.io_uring_disabled = {})", v.trim()))
                 .unwrap_or_default();
@@ -118,6 +129,8 @@ impl UringRecv {
             msghdr,
             tail: 0,
             armed: false,
+            deferred: !enabled,
+            enabled,
             completions: Vec::with_capacity(entries as usize),
             rearms: 0,
         };
@@ -173,13 +186,18 @@ impl UringRecv {
     /// Waits up to `timeout_ms` (0: no wait) for completions and collects
     /// them. Returns how many datagrams arrived.
     pub fn wait(&mut self, timeout_ms: u32) -> io::Result<usize> {
+        if !self.enabled {
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+        }
         if !self.armed {
             self.arm()?;
             self.rearms += 1;
         }
         let ts = Timespec::new().nsec(timeout_ms * 1_000_000);
         let args = SubmitArgs::new().timespec(&ts);
-        let want = usize::from(timeout_ms > 0);
+        // Deferred task work runs only in a wait: even a zero one asks.
+        let want = usize::from(timeout_ms > 0 || self.deferred);
         match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
@@ -257,8 +275,39 @@ impl UringRecv {
     }
 }
 
+impl UringRecv {
+    /// Cancels the multishot receive and waits (at most 200 ms) for its
+    /// last completion. The request holds the socket, and a ring is torn
+    /// down asynchronously after it closes: without this the port stayed
+    /// bound for a while after the capture ended (a next capture on it
+    /// failed with "address in use", seen with deferred task work).
+    fn cancel_receive(&mut self) {
+        const CANCEL: u64 = USER_DATA + 1;
+        if !self.armed || !self.enabled {
+            return;
+        }
+        let sqe = opcode::AsyncCancel::new(USER_DATA).build().user_data(CANCEL);
+        // SAFETY: a cancel names the request by its user data; it points at nothing.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while std::time::Instant::now() < deadline {
+            let ts = Timespec::new().nsec(10_000_000);
+            let _ = self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts));
+            let ended =
+                self.ring.completion().any(|c| c.user_data() == USER_DATA && !cqueue::more(c.flags()));
+            if ended {
+                self.armed = false;
+                return;
+            }
+        }
+    }
+}
+
 impl Drop for UringRecv {
     fn drop(&mut self) {
+        self.cancel_receive();
         // Unregister before unmapping, so the kernel stops using the memory.
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
         // SAFETY: unmapping the two regions mapped in `new`; no borrow of

@@ -33,6 +33,22 @@ fn uring_capture_closes_the_books_on_loopback() {
     assert_eq!(v.missing, rep.drops[&DropPlace::SocketOverflow]);
 }
 
+/// The port is free again as soon as a uring capture has ended: its
+/// receive request (which holds the socket) is cancelled before the ring
+/// goes, not left to the ring's asynchronous teardown.
+#[test]
+fn the_port_is_free_once_a_uring_capture_ends() {
+    let addr = free_loopback();
+    for _ in 0..5 {
+        let cap = capture(None, &["--backend", "uring", "--listen", &addr]);
+        send(None, &["--to", &addr, "--count", "2000", "--rate", "100kpps"]);
+        let rep = stop(cap);
+        assert!(rep.received > 0, "{rep:#?}");
+        let taken = std::net::UdpSocket::bind(&addr);
+        assert!(taken.is_ok(), "{addr} still bound after the capture ended: {taken:?}");
+    }
+}
+
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn uring_on_the_testbed_keeps_the_books_and_fails_clearly_when_disabled() {
