@@ -23,6 +23,15 @@ use io_uring::{IoUring, Probe, cqueue, opcode, types};
 
 const BGID: u16 = 7;
 const USER_DATA: u64 = 0x0001_1ca9;
+/// Completions a wait asks for before it returns (Linux 6.13's minimum
+/// wait lets it return earlier with fewer, see [`MIN_WAIT_US`]).
+const BATCH_WANT: usize = 64;
+/// How long a wait that has a completion waits for more (µs): the latency
+/// a slow stream pays. Measured against one wake-up per completion (the
+/// bench's FIFO NAPI thread and `sendmmsg` sender): 2.1× → 3.0× the plain
+/// `recvmmsg` loop's delivered share, and the receive thread at 0.79× the
+/// loop's cost per packet at 250 kpps (docs/BENCHMARKS.md, session 9).
+const MIN_WAIT_US: u32 = 50;
 /// Room for the sender's address (sockaddr_in6).
 pub const NAME_LEN: u32 = 28;
 /// Room for control messages (timestamp, GRO segment size).
@@ -195,9 +204,16 @@ impl UringRecv {
             self.rearms += 1;
         }
         let ts = Timespec::new().nsec(timeout_ms * 1_000_000);
-        let args = SubmitArgs::new().timespec(&ts);
+        let mut args = SubmitArgs::new().timespec(&ts);
         // Deferred task work runs only in a wait: even a zero one asks.
-        let want = usize::from(timeout_ms > 0 || self.deferred);
+        let mut want = usize::from(timeout_ms > 0 || self.deferred);
+        if timeout_ms > 0 && self.deferred && self.ring.params().is_feature_min_timeout() {
+            // Wake for a batch, or for what came within MIN_WAIT_US of the
+            // first datagram: one wake-up per datagram starved a receive
+            // thread that shares its core with the NAPI thread.
+            want = BATCH_WANT;
+            args = args.min_wait_usec(MIN_WAIT_US);
+        }
         match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
