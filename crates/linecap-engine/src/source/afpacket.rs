@@ -429,3 +429,43 @@ impl Source for AfPacketSource {
         self.losing_blocks
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header before a frame whose link header starts at `mac`.
+    fn block_with_vnet(mac: usize, gso_type: u8, gso_size: u16) -> Vec<u8> {
+        let mut b = vec![0u8; mac + 64];
+        let h = mac - vnet::SIZE;
+        b[h + vnet::GSO_TYPE] = gso_type;
+        b[h + vnet::GSO_SIZE..h + vnet::GSO_SIZE + 2].copy_from_slice(&gso_size.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn only_a_udp_super_packet_has_a_segment_size() {
+        assert_eq!(gro_segment_size(&block_with_vnet(64, vnet::GSO_UDP_L4, 272), 64), 272);
+        // TCP GRO (type 1), or no GSO at all: not split.
+        assert_eq!(gro_segment_size(&block_with_vnet(64, 1, 1448), 64), 0);
+        assert_eq!(gro_segment_size(&block_with_vnet(64, 0, 0), 64), 0);
+        // A frame too close to the block's start (no room for the header),
+        // or past its end: nothing is read out of bounds.
+        assert_eq!(gro_segment_size(&[0u8; 32], 4), 0);
+        assert_eq!(gro_segment_size(&[0u8; 32], 100), 0);
+    }
+
+    #[test]
+    fn a_super_packet_splits_at_its_segment_size_the_last_shorter() {
+        let frame = PacketMeta { ts_ns: 9, frame_offset: 1000, msg: 3, ..PacketMeta::default() };
+        let mut out = Vec::new();
+        split_super_packet(&mut out, frame, 1000, 42, 700, 272);
+        let lens: Vec<u32> = out.iter().map(|m| m.len).collect();
+        assert_eq!(lens, [272, 272, 156]);
+        for (k, m) in out.iter().enumerate() {
+            assert_eq!(m.offset as usize, 1000 + 42 + k * 272);
+            assert_eq!((m.frame_offset, m.frame_len, m.wire_len), (1000, 42, 42 + m.len));
+            assert_eq!((m.ts_ns, m.msg, m.flags), (9, 3, FLAG_UDP | FLAG_SEGMENT));
+        }
+    }
+}

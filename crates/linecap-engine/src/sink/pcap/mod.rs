@@ -316,6 +316,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever bytes stand where a super-packet's headers should, a
+        /// record is written whole and nothing panics.
+        #[test]
+        fn a_segment_record_never_panics(
+            headers in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            let mut out = vec![0u8; segment_record_len(&headers, &payload, FileFormat::Pcap)];
+            encode_segment_record(&mut out, 1, &headers, &payload, FileFormat::Pcap);
+            // A classic pcap record: its 16-byte header, the headers, the payload.
+            proptest::prop_assert_eq!(out.len(), 16 + headers.len() + payload.len());
+            proptest::prop_assert_eq!(&out[16 + headers.len()..], &payload[..]);
+        }
+    }
+
     #[test]
     fn ipv6_record_checksum_verifies() {
         let p = Packet {
