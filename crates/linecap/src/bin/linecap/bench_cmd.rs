@@ -85,7 +85,7 @@ pub(crate) struct BenchArgs {
     /// Measure every row at this one rate (e.g. 2.35Mpps, 5.12Gbit) instead of searching for the zero-loss rate.
     #[arg(long, value_parser = units::parse_rate)]
     at: Option<Rate>,
-    /// Interleaved rounds at the --at rate.
+    /// Interleaved rounds at the --at rate (each round starts one row later).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Runs per bisection point of the zero-loss search; the median loss decides (odd: 1, 3, 5).
