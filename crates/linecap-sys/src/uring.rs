@@ -1,9 +1,11 @@
-//! io_uring multishot `recvmsg` with a provided-buffer ring.
+//! io_uring multishot receive with a provided-buffer ring.
 //!
 //! One submission receives many datagrams: the kernel picks a buffer from
-//! the ring for each, writes an `io_uring_recvmsg_out` header, the sender's
-//! address, control messages and the payload into it, and posts a
-//! completion naming the buffer. Buffers named by completions belong to user
+//! the ring for each and posts a completion naming the buffer. What goes in
+//! the buffer is the [`Layout`]'s choice: with [`Layout::Header`] (a
+//! multishot `recvmsg`) an `io_uring_recvmsg_out` header, the sender's
+//! address, control messages and the payload; with [`Layout::Payload`] (a
+//! multishot `recv`) the payload alone. Buffers named by completions belong to user
 //! space until [`UringRecv::recycle`] puts them back in the ring. When the
 //! ring runs dry the kernel ends the multishot request (`ENOBUFS`, no
 //! `F_MORE`); it is re-armed on the next wait.
@@ -37,12 +39,26 @@ pub const NAME_LEN: u32 = 28;
 /// Room for control messages (timestamp, GRO segment size).
 pub const CONTROL_LEN: u32 = 64;
 
+/// What the kernel writes into each buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A multishot `recvmsg`: header, sender's address and control messages
+    /// before the payload (parse with `io_uring::types::RecvMsgOut`).
+    Header,
+    /// A multishot `recv` with `MSG_TRUNC`: the payload at the buffer's
+    /// start, the completion's length the datagram's whole length (longer
+    /// than the buffer when it was cut). The kernel writes no header per
+    /// datagram and the wait parses none.
+    Payload,
+}
+
 /// One completed receive: which buffer, how many bytes, or the error.
 #[derive(Debug, Clone, Copy)]
 pub struct Completion {
     /// Buffer id.
     pub bid: u16,
-    /// Bytes written into the buffer.
+    /// Bytes written into the buffer ([`Layout::Payload`]: the datagram's
+    /// length, which may exceed the buffer's).
     pub len: usize,
 }
 
@@ -57,6 +73,7 @@ pub struct UringRecv {
     bufs: NonNull<u8>,
     bufs_len: usize,
     msghdr: Box<libc::msghdr>,
+    layout: Layout,
     tail: u16,
     armed: bool,
     /// Completions come as deferred task work, run only by a wait.
@@ -92,7 +109,7 @@ fn anon_map(len: usize) -> io::Result<NonNull<u8>> {
 impl UringRecv {
     /// Sets up a ring for socket `fd` with `entries` buffers (a power of
     /// two) of `buf_size` bytes each, and arms the multishot receive.
-    pub fn new(fd: RawFd, entries: u16, buf_size: usize) -> io::Result<Self> {
+    pub fn new(fd: RawFd, entries: u16, buf_size: usize, layout: Layout) -> io::Result<Self> {
         if !entries.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer count must be a power of two"));
         }
@@ -136,6 +153,7 @@ impl UringRecv {
             bufs,
             bufs_len,
             msghdr,
+            layout,
             tail: 0,
             armed: false,
             deferred: !enabled,
@@ -178,8 +196,12 @@ impl UringRecv {
     }
 
     fn arm(&mut self) -> io::Result<()> {
-        let sqe =
-            opcode::RecvMsgMulti::new(types::Fd(self.fd), &*self.msghdr, BGID).build().user_data(USER_DATA);
+        let fd = types::Fd(self.fd);
+        let sqe = match self.layout {
+            Layout::Header => opcode::RecvMsgMulti::new(fd, &*self.msghdr, BGID).build(),
+            Layout::Payload => opcode::RecvMulti::new(fd, BGID).flags(libc::MSG_TRUNC).build(),
+        }
+        .user_data(USER_DATA);
         // SAFETY: the msghdr is boxed in `self` and outlives the request
         // (the ring is dropped before it); the fd stays open while `self` lives.
         unsafe { self.ring.submission().push(&sqe).map_err(|_| io::Error::other("submission queue full"))? };
@@ -261,7 +283,8 @@ impl UringRecv {
         unsafe { std::slice::from_raw_parts(self.bufs.as_ptr(), self.bufs_len) }
     }
 
-    /// The bytes of a completed buffer.
+    /// The bytes of a completed buffer (what it holds: a datagram longer
+    /// than the buffer was cut).
     pub fn buffer(&self, c: &Completion) -> &[u8] {
         let start = c.bid as usize * self.buf_size;
         &self.slab()[start..start + c.len.min(self.buf_size)]

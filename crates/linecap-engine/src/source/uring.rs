@@ -1,8 +1,10 @@
 //! The `uring` backend: the same UDP socket as `socket`, read by one
-//! io_uring multishot `recvmsg` into a ring of provided buffers. One
+//! io_uring multishot receive into a ring of provided buffers. One
 //! submission, many completions; a batch is every completion one wait
 //! collected, its packets views into the buffers, which go back to the
-//! ring when the next batch is asked for.
+//! ring when the next batch is asked for. A multishot `recvmsg` (a header
+//! per datagram) only when a sink wants the sender's address or a control
+//! message (timestamps, GRO segment sizes); else a multishot `recv`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,8 +13,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use super::socket::{SocketOptions, SocketSetup, open_udp_socket, split_gro};
 use super::{RecvStats, Source};
 use crate::packet::{Batch, PacketMeta};
+use crate::sys;
 use crate::sys::cmsg::{parse_control, parse_sockaddr};
-use crate::sys::{self, uring::UringRecv};
+use crate::sys::uring::{Completion, Layout, UringRecv};
 
 /// Buffers in the ring (a power of two).
 pub const BUFFERS: u16 = 4096;
@@ -25,6 +28,7 @@ pub struct UringSource {
     recv: UringRecv,
     fd: OwnedFd,
     setup: SocketSetup,
+    layout: Layout,
     metas: Vec<PacketMeta>,
     sources: Vec<Option<SocketAddr>>,
     last: RecvStats,
@@ -35,11 +39,15 @@ impl UringSource {
     pub fn open(opts: &SocketOptions) -> io::Result<Self> {
         let (fd, setup) = open_udp_socket(opts)?;
         let size = if setup.gro { GRO_BUF } else { PLAIN_BUF };
-        let recv = UringRecv::new(fd.as_raw_fd(), BUFFERS, size)?;
+        // Pay for the per-datagram header only where something reads it.
+        let layout =
+            if opts.sources || opts.timestamps || setup.gro { Layout::Header } else { Layout::Payload };
+        let recv = UringRecv::new(fd.as_raw_fd(), BUFFERS, size, layout)?;
         Ok(Self {
             recv,
             fd,
             setup,
+            layout,
             metas: Vec::with_capacity(BUFFERS as usize * 2),
             sources: Vec::with_capacity(BUFFERS as usize),
             last: RecvStats::default(),
@@ -55,19 +63,9 @@ impl UringSource {
     pub fn rearms(&self) -> u64 {
         self.recv.rearms()
     }
-}
 
-impl Source for UringSource {
-    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
-        self.recv.recycle();
-        let n = self.recv.wait(if nonblocking { 0 } else { 100 })?;
-        if n == 0 {
-            return Ok(None);
-        }
-        self.metas.clear();
-        self.sources.clear();
-        // One io_uring_enter per batch (waiting for or reaping completions).
-        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
+    /// A batch of `recvmsg` buffers: header, address, control, payload.
+    fn describe_headers(&mut self, stats: &mut RecvStats) {
         let slab_start = self.recv.slab().as_ptr() as usize;
         for c in self.recv.completions() {
             let buf = self.recv.buffer(c);
@@ -83,6 +81,36 @@ impl Source for UringSource {
             self.sources.push(parse_sockaddr(out.name_data()));
             split_gro(&mut self.metas, offset, payload.len() as u32, control.gro_segment, control.ts_ns, msg);
         }
+    }
+
+    /// A batch of `recv` buffers: each the payload alone, at its start.
+    fn describe_payloads(&mut self, stats: &mut RecvStats) {
+        let size = self.recv.buf_size();
+        for &Completion { bid, len } in self.recv.completions() {
+            stats.truncated += u64::from(len > size);
+            let msg = self.sources.len() as u32;
+            self.sources.push(None);
+            let offset = (bid as usize * size) as u32;
+            split_gro(&mut self.metas, offset, len.min(size) as u32, 0, 0, msg);
+        }
+    }
+}
+
+impl Source for UringSource {
+    fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
+        self.recv.recycle();
+        let n = self.recv.wait(if nonblocking { 0 } else { 100 })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.metas.clear();
+        self.sources.clear();
+        // One io_uring_enter per batch (waiting for or reaping completions).
+        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
+        match self.layout {
+            Layout::Header => self.describe_headers(&mut stats),
+            Layout::Payload => self.describe_payloads(&mut stats),
+        }
         self.last = stats;
         Ok(Some(Batch::new(self.recv.slab(), &self.metas, &self.sources, self.setup.local)))
     }
@@ -93,5 +121,69 @@ impl Source for UringSource {
 
     fn kernel_drops(&mut self) -> io::Result<u64> {
         sys::socket_drops(&self.fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::socket::{RecvMode, Spread};
+
+    fn options(sources: bool) -> SocketOptions {
+        SocketOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            mode: RecvMode::Recvmmsg,
+            gro: false,
+            gro_adaptive: false,
+            batch: 64,
+            rcvbuf: 1 << 20,
+            reuseport: false,
+            spread: Spread::Hash,
+            join: None,
+            filter: None,
+            busy_poll: None,
+            timestamps: false,
+            sources,
+        }
+    }
+
+    /// Sends datagrams of these lengths (each filled with its index) and
+    /// returns every packet the source delivers, with the truncations it counted.
+    fn round_trip(src: &mut UringSource, lens: &[usize]) -> (Vec<Vec<u8>>, Vec<Option<SocketAddr>>, u64) {
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (i, &len) in lens.iter().enumerate() {
+            tx.send_to(&vec![i as u8; len], src.setup().local).unwrap();
+        }
+        let (mut got, mut from, mut truncated) = (Vec::new(), Vec::new(), 0);
+        while got.len() < lens.len() {
+            let Some(b) = src.recv_batch(false).unwrap() else { continue };
+            for p in b.iter() {
+                got.push(p.data.to_vec());
+                from.push(p.src);
+            }
+            truncated += src.last().truncated;
+        }
+        (got, from, truncated)
+    }
+
+    /// Without a sink that wants addresses or control messages the kernel
+    /// writes the payload alone; a datagram longer than a buffer is cut to
+    /// it and counted, as with a header.
+    #[test]
+    fn payloads_alone_unless_a_sink_wants_the_header() {
+        let lens = [100, PLAIN_BUF + 900, 272];
+        for sources in [false, true] {
+            let mut src = UringSource::open(&options(sources)).expect("io_uring on this kernel");
+            let expect = if sources { Layout::Header } else { Layout::Payload };
+            assert_eq!(src.layout, expect);
+            let (got, from, truncated) = round_trip(&mut src, &lens);
+            assert_eq!(truncated, 1, "sources {sources}");
+            assert_eq!(got[0], vec![0u8; 100]);
+            assert_eq!(got[2], vec![2u8; 272]);
+            // Cut to what the buffer holds (less the header, with one).
+            assert!(got[1].len() < PLAIN_BUF + 900 && got[1].len() > PLAIN_BUF - 200, "{}", got[1].len());
+            assert!(got[1].iter().all(|&b| b == 1));
+            assert_eq!(from.iter().all(Option::is_some), sources);
+        }
     }
 }
