@@ -25,6 +25,10 @@ use io_uring::{IoUring, Probe, cqueue, opcode, types};
 
 const BGID: u16 = 7;
 const USER_DATA: u64 = 0x0001_1ca9;
+/// The user data of the cancel that ends the receive.
+const CANCEL: u64 = USER_DATA + 1;
+/// How long ending the receive may wait for its last completion.
+const END_WAIT_MS: u64 = 200;
 /// Completions a wait asks for before it returns (Linux 6.13's minimum
 /// wait lets it return earlier with fewer, see [`MIN_WAIT_US`]).
 const BATCH_WANT: usize = 64;
@@ -76,6 +80,8 @@ pub struct UringRecv {
     layout: Layout,
     tail: u16,
     armed: bool,
+    /// [`UringRecv::stop`] ended the receive for good.
+    stopped: bool,
     /// Completions come as deferred task work, run only by a wait.
     deferred: bool,
     /// A ring made disabled (deferred task work) was enabled by its thread.
@@ -156,6 +162,7 @@ impl UringRecv {
             layout,
             tail: 0,
             armed: false,
+            stopped: false,
             deferred: !enabled,
             enabled,
             completions: Vec::with_capacity(entries as usize),
@@ -221,6 +228,10 @@ impl UringRecv {
             self.ring.submitter().register_enable_rings()?;
             self.enabled = true;
         }
+        if self.stopped {
+            self.completions.clear();
+            return Ok(0);
+        }
         if !self.armed {
             self.arm()?;
             self.rearms += 1;
@@ -242,30 +253,46 @@ impl UringRecv {
             Err(e) => return Err(e),
         }
         self.completions.clear();
-        let mut rearm = false;
+        self.reap(true)?;
+        Ok(self.completions.len())
+    }
+
+    /// Takes every posted completion: the receive's datagrams into
+    /// `completions` (their buffers straight back into the ring unless
+    /// `keep`), its end noted (`armed` false), a failure returned.
+    fn reap(&mut self, keep: bool) -> io::Result<()> {
         let mut error = None;
         for cqe in self.ring.completion() {
+            if cqe.user_data() != USER_DATA {
+                continue; // the cancel's own completion
+            }
             let flags = cqe.flags();
             if !cqueue::more(flags) {
-                rearm = true;
+                self.armed = false;
             }
             let res = cqe.result();
             match cqueue::buffer_select(flags) {
-                Some(bid) if res >= 0 => self.completions.push(Completion { bid, len: res as usize }),
-                Some(bid) => {
-                    // An error that still consumed a buffer: give it back.
-                    self.completions.push(Completion { bid, len: 0 });
-                }
-                None if res == -libc::ENOBUFS || res >= 0 => {}
+                // An error that still consumed a buffer comes with length 0.
+                Some(bid) => self.completions.push(Completion { bid, len: res.max(0) as usize }),
+                None if res == -libc::ENOBUFS || res == -libc::ECANCELED || res >= 0 => {}
                 None => error = Some(io::Error::from_raw_os_error(-res)),
             }
         }
-        if rearm {
-            self.armed = false;
+        if !keep {
+            self.recycle();
         }
-        if let Some(e) = error {
-            return Err(e);
-        }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Ends the receive for good and keeps what it took: afterwards
+    /// [`UringRecv::completions`] holds the datagrams it completed since
+    /// the last wait (whose buffers go back to the ring first), and every
+    /// later datagram stays queued on the socket for whoever reads it
+    /// next. Waits at most 200 ms for the end; `wait` then returns nothing.
+    pub fn stop(&mut self) -> io::Result<usize> {
+        self.recycle();
+        self.end_receive(true)?;
+        self.stopped = true;
         Ok(self.completions.len())
     }
 
@@ -316,37 +343,41 @@ impl UringRecv {
 
 impl UringRecv {
     /// Cancels the multishot receive and waits (at most 200 ms) for its
-    /// last completion. The request holds the socket, and a ring is torn
-    /// down asynchronously after it closes: without this the port stayed
-    /// bound for a while after the capture ended (a next capture on it
-    /// failed with "address in use", seen with deferred task work).
-    fn cancel_receive(&mut self) {
-        const CANCEL: u64 = USER_DATA + 1;
+    /// last completion, keeping the datagrams it completed meanwhile
+    /// (`keep`) or giving their buffers back. The request holds the socket,
+    /// and a ring is torn down asynchronously after it closes: without this
+    /// the port stayed bound for a while after the capture ended (a next
+    /// capture on it failed with "address in use", seen with deferred task
+    /// work).
+    fn end_receive(&mut self, keep: bool) -> io::Result<()> {
         if !self.armed || !self.enabled {
-            return;
+            return Ok(());
         }
         let sqe = opcode::AsyncCancel::new(USER_DATA).build().user_data(CANCEL);
         // SAFETY: a cancel names the request by its user data; it points at nothing.
         if unsafe { self.ring.submission().push(&sqe) }.is_err() {
-            return;
+            return Err(io::Error::other("submission queue full"));
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-        while std::time::Instant::now() < deadline {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(END_WAIT_MS);
+        while self.armed && std::time::Instant::now() < deadline {
             let ts = Timespec::new().nsec(10_000_000);
-            let _ = self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts));
-            let ended =
-                self.ring.completion().any(|c| c.user_data() == USER_DATA && !cqueue::more(c.flags()));
-            if ended {
-                self.armed = false;
-                return;
+            match self.ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts)) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
             }
+            self.reap(keep)?;
         }
+        if self.armed {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the io_uring receive did not end"));
+        }
+        Ok(())
     }
 }
 
 impl Drop for UringRecv {
     fn drop(&mut self) {
-        self.cancel_receive();
+        let _ = self.end_receive(false);
         // Unregister before unmapping, so the kernel stops using the memory.
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
         // SAFETY: unmapping the two regions mapped in `new`; no borrow of

@@ -80,6 +80,8 @@ fn open_sockets(
         (true, _) => "multishot-recvmsg",
         (false, RecvMode::Recv) => "recv",
         (false, RecvMode::Recvmmsg) => "recvmmsg",
+        // recvmmsg while GRO is on, io_uring while it is off.
+        (false, RecvMode::Auto) => "auto",
     };
     Ok(SourceInfo {
         backend: if uring { BackendKind::Uring } else { BackendKind::Socket },

@@ -63,36 +63,60 @@ impl UringSource {
     pub fn rearms(&self) -> u64 {
         self.recv.rearms()
     }
+}
 
-    /// A batch of `recvmsg` buffers: header, address, control, payload.
-    fn describe_headers(&mut self, stats: &mut RecvStats) {
-        let slab_start = self.recv.slab().as_ptr() as usize;
-        for c in self.recv.completions() {
-            let buf = self.recv.buffer(c);
-            let Ok(out) = io_uring::types::RecvMsgOut::parse(buf, self.recv.msghdr()) else {
-                stats.truncated += 1;
-                continue;
-            };
-            stats.truncated += u64::from(out.is_payload_truncated());
-            let control = parse_control(out.control_data());
-            let payload = out.payload_data();
-            let offset = (payload.as_ptr() as usize - slab_start) as u32;
-            let msg = self.sources.len() as u32;
-            self.sources.push(parse_sockaddr(out.name_data()));
-            split_gro(&mut self.metas, offset, payload.len() as u32, control.gro_segment, control.ts_ns, msg);
-        }
+/// The packet views of the completions of `recv`'s last wait, written as
+/// `layout` says, one message (and sender) per completion.
+pub(crate) fn describe(
+    recv: &UringRecv,
+    layout: Layout,
+    metas: &mut Vec<PacketMeta>,
+    sources: &mut Vec<Option<SocketAddr>>,
+    stats: &mut RecvStats,
+) {
+    match layout {
+        Layout::Header => describe_headers(recv, metas, sources, stats),
+        Layout::Payload => describe_payloads(recv, metas, sources, stats),
     }
+}
 
-    /// A batch of `recv` buffers: each the payload alone, at its start.
-    fn describe_payloads(&mut self, stats: &mut RecvStats) {
-        let size = self.recv.buf_size();
-        for &Completion { bid, len } in self.recv.completions() {
-            stats.truncated += u64::from(len > size);
-            let msg = self.sources.len() as u32;
-            self.sources.push(None);
-            let offset = (bid as usize * size) as u32;
-            split_gro(&mut self.metas, offset, len.min(size) as u32, 0, 0, msg);
-        }
+/// Buffers of a multishot `recvmsg`: header, address, control, payload.
+fn describe_headers(
+    recv: &UringRecv,
+    metas: &mut Vec<PacketMeta>,
+    sources: &mut Vec<Option<SocketAddr>>,
+    stats: &mut RecvStats,
+) {
+    let slab_start = recv.slab().as_ptr() as usize;
+    for c in recv.completions() {
+        let buf = recv.buffer(c);
+        let Ok(out) = io_uring::types::RecvMsgOut::parse(buf, recv.msghdr()) else {
+            stats.truncated += 1;
+            continue;
+        };
+        stats.truncated += u64::from(out.is_payload_truncated());
+        let control = parse_control(out.control_data());
+        let payload = out.payload_data();
+        let offset = (payload.as_ptr() as usize - slab_start) as u32;
+        let msg = sources.len() as u32;
+        sources.push(parse_sockaddr(out.name_data()));
+        split_gro(metas, offset, payload.len() as u32, control.gro_segment, control.ts_ns, msg);
+    }
+}
+
+/// Buffers of a multishot `recv`: each the payload alone, at its start.
+fn describe_payloads(
+    recv: &UringRecv,
+    metas: &mut Vec<PacketMeta>,
+    sources: &mut Vec<Option<SocketAddr>>,
+    stats: &mut RecvStats,
+) {
+    let size = recv.buf_size();
+    for &Completion { bid, len } in recv.completions() {
+        stats.truncated += u64::from(len > size);
+        let msg = sources.len() as u32;
+        sources.push(None);
+        split_gro(metas, (bid as usize * size) as u32, len.min(size) as u32, 0, 0, msg);
     }
 }
 
@@ -107,10 +131,7 @@ impl Source for UringSource {
         self.sources.clear();
         // One io_uring_enter per batch (waiting for or reaping completions).
         let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
-        match self.layout {
-            Layout::Header => self.describe_headers(&mut stats),
-            Layout::Payload => self.describe_payloads(&mut stats),
-        }
+        describe(&self.recv, self.layout, &mut self.metas, &mut self.sources, &mut stats);
         self.last = stats;
         Ok(Some(Batch::new(self.recv.slab(), &self.metas, &self.sources, self.setup.local)))
     }

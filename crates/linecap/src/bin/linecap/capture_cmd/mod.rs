@@ -111,8 +111,11 @@ pub(crate) struct CaptureArgs {
     /// receive core's time).
     #[arg(long, value_parser = strict::parse_cpus)]
     writer_cpus: Option<strict::Cpus>,
-    /// `recvmmsg` batches, or `recv`: one syscall per packet (the naive baseline).
-    #[arg(long, value_enum, default_value = "recvmmsg")]
+    /// How the socket backend reads: `auto` (recvmmsg batches while UDP GRO
+    /// is on, an io_uring multishot receive while it is off, recvmmsg where
+    /// io_uring is unavailable or with --busy-poll), `recvmmsg` always, or
+    /// `recv`: one syscall per packet (the naive baseline).
+    #[arg(long, value_enum, default_value = "auto")]
     mode: RecvMode,
     /// Do not ask for UDP GRO super-packets.
     #[arg(long)]
