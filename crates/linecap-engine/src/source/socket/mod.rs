@@ -340,6 +340,20 @@ impl SocketSource {
         }
     }
 
+    /// Opens a ring once GRO went off in place on this socket and every
+    /// super-packet queued before has been read (a ring's buffers would
+    /// cut one).
+    fn open_ring_if_gro_is_gone(&mut self) {
+        let gone = self.ring_layout.is_some()
+            && self.ring.is_none()
+            && self.retiring.is_none()
+            && self.gro_policy.as_ref().is_some_and(|p| !p.is_on())
+            && self.after_off.at_risk_bytes == 0;
+        if gone {
+            self.open_ring();
+        }
+    }
+
     /// `UDP_GRO` off on the current socket (the kernel's GRO lookup stays
     /// on until it closes: see [`swap`]). Needs a stream of one datagram
     /// size; a stream of several keeps GRO for good.
@@ -506,6 +520,9 @@ impl Source for SocketSource {
             None => self.recv_current(max, nonblocking, until)?,
         };
         if n == 0 {
+            // The queue is empty: nothing queued before a switch is left.
+            self.after_off.at_risk_bytes = 0;
+            self.open_ring_if_gro_is_gone();
             return Ok(None);
         }
         self.metas.clear();
@@ -530,6 +547,7 @@ impl Source for SocketSource {
         }
         self.last = stats;
         self.adapt_gro(n, max);
+        self.open_ring_if_gro_is_gone();
         Ok(Some(Batch::new(self.rx.slab(), &self.metas, &self.sources, self.setup.local)))
     }
 }
@@ -683,6 +701,18 @@ mod tests {
         }
         assert!(src.retiring.is_none(), "a group member is never swapped");
         assert_eq!(src.after_off.split, 1, "the train came whole after the switch and was split");
+        assert_eq!(take_numbers(&mut src, &mut seen), 0);
+        assert!(src.ring.is_some(), "once nothing stale is queued, a ring reads the socket");
+        for k in 0..100 {
+            tx.send(&numbered(total + k)).unwrap();
+        }
+        seen.resize(total + 100, false);
+        let mut later = 0;
+        while later < 100 {
+            let n = take_numbers(&mut src, &mut seen);
+            assert!(n > 0, "{later} of 100 datagrams came through the ring");
+            later += n;
+        }
         assert_eq!(take_numbers(&mut src, &mut seen), 0);
         assert_eq!(src.kernel_drops().unwrap(), 0);
     }
