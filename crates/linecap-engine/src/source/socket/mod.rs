@@ -88,8 +88,9 @@ pub struct SocketOptions {
 
 impl SocketOptions {
     /// The CLI's defaults for a socket bound to `listen`: `recvmmsg` in
-    /// batches of 64 while GRO is on, io_uring while it is off, adaptive UDP GRO, a 32 MiB receive buffer, no
-    /// timestamps or sender addresses (ask for them if a sink needs them).
+    /// batches of 64 while GRO is on, io_uring while it is off, adaptive
+    /// UDP GRO, a 32 MiB receive buffer, no timestamps or sender addresses
+    /// (ask for them if a sink needs them).
     pub fn new(listen: SocketAddr) -> Self {
         SocketOptions {
             listen,
@@ -292,7 +293,7 @@ impl SocketSource {
                 self.ring = Some(r);
             }
             Err(e) => {
-                tracing::info!("reading with recvmmsg: {e}");
+                tracing::info!("no io_uring receive ({e}): the socket is read with recvmmsg");
                 self.ring_layout = None;
             }
         }
@@ -417,23 +418,28 @@ impl SocketSource {
         ring.describe(&mut self.metas, &mut self.sources, &mut stats);
         self.last = stats;
         self.adapt_gro(n, max);
-        let ring = self.ring.as_ref().expect("a ring ends only at the next receive");
-        Ok(Some(Batch::new(ring.slab(), &self.metas, &self.sources, self.setup.local)))
+        Ok(Some(self.ring_batch()))
     }
 
-    /// Ends the ring so that GRO can go on (a probe), and returns what it
-    /// took meanwhile; the socket's queue is read by `recvmmsg` from the
-    /// next batch on.
-    fn leave_ring(&mut self) -> io::Result<Option<Batch<'_>>> {
+    /// The ring's datagrams described by the last receive or stop.
+    fn ring_batch(&self) -> Batch<'_> {
+        let ring = self.ring.as_ref().expect("a ring ends only after its last batch was read");
+        Batch::new(ring.slab(), &self.metas, &self.sources, self.setup.local)
+    }
+
+    /// Ends the ring so that GRO can go on (a probe) and describes what it
+    /// took meanwhile: returns how many datagrams (the socket's queue is
+    /// read by `recvmmsg` after them). Where the receive cannot be ended
+    /// the ring reads on and GRO stays off for good.
+    fn end_ring_for_gro(&mut self) -> usize {
         self.gro_on_pending = false;
         let ring = self.ring.as_mut().expect("pending only while a ring reads");
         let n = match ring.stop() {
             Ok(n) => n,
             Err(e) => {
-                // The receive may still hold buffers: keep the ring and no GRO.
                 tracing::warn!("cannot end the io_uring receive for a GRO probe ({e}); keeping GRO off");
                 self.gro_policy = None;
-                return Ok(None);
+                return 0;
             }
         };
         if let Err(e) = sys::setsockopt_int(&self.fd, libc::SOL_UDP, libc::UDP_GRO, 1) {
@@ -445,12 +451,7 @@ impl SocketSource {
         let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
         ring.describe(&mut self.metas, &mut self.sources, &mut stats);
         self.last = stats;
-        if n == 0 {
-            self.ring = None;
-            return Ok(None);
-        }
-        let ring = self.ring.as_ref().expect("kept until its last batch is read");
-        Ok(Some(Batch::new(ring.slab(), &self.metas, &self.sources, self.setup.local)))
+        n
     }
 
     /// A batch from the socket a swap replaced, while it has one; once it
@@ -507,11 +508,11 @@ impl Source for SocketSource {
         // device's NAPI poll in this thread when the queue is empty; spin
         // while nothing comes (up to the 100 ms a blocking receive waits).
         let until = self.busy_poll.then(|| sys::monotonic_ns() + if nonblocking { 0 } else { 100_000_000 });
-        if self.gro_on_pending {
-            return self.leave_ring();
+        if self.gro_on_pending && self.end_ring_for_gro() > 0 {
+            return Ok(Some(self.ring_batch()));
         }
         if self.ring.as_ref().is_some_and(ring::Ring::is_stopped) {
-            // Its last datagrams went out with the previous batch.
+            // Ended, and its last datagrams (if any) went out already.
             self.ring = None;
         }
         let n = match self.recv_retiring(max) {
