@@ -10,7 +10,7 @@
 //! ring runs dry the kernel ends the multishot request (`ENOBUFS`, no
 //! `F_MORE`); it is re-armed on the next wait.
 //!
-//! Needs Linux ≥ 6.0 (multishot recvmsg); [`UringRecv::new`] probes and
+//! Needs Linux ≥ 6.0 (multishot receive); [`UringRecv::new`] probes and
 //! says so when io_uring is missing or disabled.
 #![allow(unsafe_code)]
 
@@ -66,7 +66,7 @@ pub struct Completion {
     pub len: usize,
 }
 
-/// A multishot recvmsg on one socket with its buffer ring.
+/// A multishot receive on one socket with its buffer ring.
 pub struct UringRecv {
     ring: IoUring,
     fd: RawFd,
@@ -86,6 +86,8 @@ pub struct UringRecv {
     deferred: bool,
     /// A ring made disabled (deferred task work) was enabled by its thread.
     enabled: bool,
+    /// The last wait brought a whole batch: the socket has more queued.
+    behind: bool,
     completions: Vec<Completion>,
     rearms: u64,
 }
@@ -137,7 +139,7 @@ impl UringRecv {
         if !probe.is_supported(opcode::RecvMsgMulti::CODE) || !crate::kernel_at_least(6, 0) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "io_uring multishot recvmsg needs Linux 6.0 or newer; use --backend socket",
+                "io_uring multishot receive needs Linux 6.0 or newer; use --backend socket",
             ));
         }
         let ring_len = (entries as usize * size_of::<BufRingEntry>()).next_multiple_of(4096);
@@ -165,6 +167,7 @@ impl UringRecv {
             stopped: false,
             deferred: !enabled,
             enabled,
+            behind: false,
             completions: Vec::with_capacity(entries as usize),
             rearms: 0,
         };
@@ -240,10 +243,12 @@ impl UringRecv {
         let mut args = SubmitArgs::new().timespec(&ts);
         // Deferred task work runs only in a wait: even a zero one asks.
         let mut want = usize::from(timeout_ms > 0 || self.deferred);
-        if timeout_ms > 0 && self.deferred && self.ring.params().is_feature_min_timeout() {
+        if timeout_ms > 0 && !self.behind && self.deferred && self.ring.params().is_feature_min_timeout() {
             // Wake for a batch, or for what came within MIN_WAIT_US of the
             // first datagram: one wake-up per datagram starved a receive
-            // thread that shares its core with the NAPI thread.
+            // thread that shares its core with the NAPI thread. Not while
+            // behind: the datagrams are queued already, and a thread that
+            // sleeps then leaves its share of the core to the NAPI thread.
             want = BATCH_WANT;
             args = args.min_wait_usec(MIN_WAIT_US);
         }
@@ -254,6 +259,7 @@ impl UringRecv {
         }
         self.completions.clear();
         self.reap(true)?;
+        self.behind = self.completions.len() >= BATCH_WANT;
         Ok(self.completions.len())
     }
 

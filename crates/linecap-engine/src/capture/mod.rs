@@ -45,7 +45,7 @@ use rx::{RxThreadResult, build_sinks, rx_loop};
 pub enum BackendConfig {
     /// UDP sockets (one per thread, SO_REUSEPORT when several).
     Socket(SocketOptions),
-    /// UDP sockets read with io_uring multishot recvmsg (one ring per thread).
+    /// UDP sockets read with an io_uring multishot receive (one ring per thread).
     Uring(SocketOptions),
     /// AF_XDP on one queue, with linecap's XDP program redirecting the flow.
     Xdp(XdpOptions),

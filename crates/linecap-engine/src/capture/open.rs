@@ -77,7 +77,7 @@ fn open_sockets(
         tracing::warn!("UDP GRO is not available on this kernel; receiving plain datagrams");
     }
     let mode = match (uring, o.mode) {
-        (true, _) => "multishot-recvmsg",
+        (true, _) => "multishot",
         (false, RecvMode::Recv) => "recv",
         (false, RecvMode::Recvmmsg) => "recvmmsg",
         // recvmmsg while GRO is on, io_uring while it is off.

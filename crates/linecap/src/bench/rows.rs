@@ -16,7 +16,7 @@ pub enum Row {
     Default,
     /// recvmmsg with UDP GRO, busy-polling (busy-poll placement).
     RecvmmsgGroBusyPoll,
-    /// io_uring multishot recvmsg, provided buffers (no GRO, to compare with recvmmsg).
+    /// io_uring multishot receive, provided buffers (no GRO, to compare with recvmmsg).
     Uring,
     /// recvmmsg+gro with assembly into a shared-memory block ring (lossy, no reader).
     RecvmmsgGroBlocks,

@@ -21,7 +21,7 @@ enum Backend {
     Socket,
     /// AF_PACKET TPACKET_V3 ring on an interface (fanout over threads).
     Afpacket,
-    /// UDP socket read by io_uring multishot recvmsg with a provided-buffer ring (Linux 6.0+).
+    /// UDP socket read by one io_uring multishot receive into a provided-buffer ring (Linux 6.0+).
     Uring,
     /// AF_XDP socket on one queue of --iface, fed by linecap's XDP program (the --listen port).
     Xdp,
