@@ -148,24 +148,13 @@ impl Source for UringSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::socket::{RecvMode, Spread};
 
     fn options(sources: bool) -> SocketOptions {
-        SocketOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            mode: RecvMode::Recvmmsg,
-            gro: false,
-            gro_adaptive: false,
-            batch: 64,
-            rcvbuf: 1 << 20,
-            reuseport: false,
-            spread: Spread::Hash,
-            join: None,
-            filter: None,
-            busy_poll: None,
-            timestamps: false,
-            sources,
-        }
+        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
+        opts.gro = false;
+        opts.rcvbuf = 1 << 20;
+        opts.sources = sources;
+        opts
     }
 
     /// Sends datagrams of these lengths (each filled with its index) and

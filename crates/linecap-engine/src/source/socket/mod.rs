@@ -643,6 +643,27 @@ mod tests {
         assert_eq!(src.kernel_drops().unwrap(), 0);
     }
 
+    /// A source on loopback in the CLI's default mode (batches of 8, a
+    /// 4 MiB buffer; a reuseport group member if asked) and a sender
+    /// connected to it.
+    fn loopback_source(reuseport: bool) -> (SocketSource, std::net::UdpSocket) {
+        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
+        opts.batch = 8;
+        opts.rcvbuf = 4 << 20;
+        opts.reuseport = reuseport;
+        let src = SocketSource::open(&opts).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(src.setup().local).unwrap();
+        (src, tx)
+    }
+
+    /// A datagram of `size` bytes whose first four carry `k`.
+    fn numbered(size: usize, k: usize) -> Vec<u8> {
+        let mut d = vec![0u8; size];
+        d[..4].copy_from_slice(&(k as u32).to_le_bytes());
+        d
+    }
+
     /// Takes every datagram a batch holds, each once, by its number.
     fn take_numbers(src: &mut SocketSource, seen: &mut [bool]) -> usize {
         let Some(b) = src.recv_batch(true).unwrap() else { return 0 };
@@ -662,19 +683,9 @@ mod tests {
     #[test]
     fn gro_off_in_place_splits_super_packets_queued_before_it() {
         const SIZE: usize = 272;
-        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
-        opts.batch = 8;
-        opts.rcvbuf = 4 << 20;
-        opts.reuseport = true; // a group member: no swap, GRO goes off in place
-        let mut src = SocketSource::open(&opts).unwrap();
-        let to = src.setup().local;
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(to).unwrap();
-        let numbered = |k: usize| {
-            let mut d = [0u8; SIZE];
-            d[..4].copy_from_slice(&(k as u32).to_le_bytes());
-            d
-        };
+        // A group member: no swap, GRO goes off in place.
+        let (mut src, tx) = loopback_source(true);
+        let numbered = |k| numbered(SIZE, k);
         // One window of single datagrams (GRO does not pay), then a GSO
         // train of 64 that the loopback hands the GRO socket whole.
         let singles = WINDOW as usize;
@@ -733,18 +744,8 @@ mod tests {
     #[test]
     fn a_gro_probe_ends_the_ring_without_losing_or_doubling_a_datagram() {
         const SIZE: usize = 200;
-        let mut opts = SocketOptions::new("127.0.0.1:0".parse().unwrap());
-        opts.batch = 8;
-        opts.rcvbuf = 4 << 20;
-        let mut src = SocketSource::open(&opts).unwrap();
-        let to = src.setup().local;
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(to).unwrap();
-        let numbered = |k: usize| {
-            let mut d = [0u8; SIZE];
-            d[..4].copy_from_slice(&(k as u32).to_le_bytes());
-            d
-        };
+        let (mut src, tx) = loopback_source(false);
+        let numbered = |k| numbered(SIZE, k);
         const TOTAL: usize = 2000 + 600 + 64;
         let (mut seen, mut sent, mut got) = (vec![false; TOTAL], 0, 0);
         // Single datagrams until GRO has gone off on a fresh socket, read by a ring.
