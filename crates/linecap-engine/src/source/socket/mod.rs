@@ -311,7 +311,8 @@ impl SocketSource {
     /// [`StreamSize`]), and a stream of several keeps GRO for good.
     fn adapt_gro(&mut self, n: usize, max: usize) {
         let Some(policy) = &mut self.gro_policy else { return };
-        let turn = policy.record(n as u64, self.metas.len() as u64, n == max, sys::monotonic_ns());
+        // A ring's wait may bring more than a batch: that is behind too.
+        let turn = policy.record(n as u64, self.metas.len() as u64, n >= max, sys::monotonic_ns());
         let result = match turn {
             Switch::Keep => return,
             Switch::On if self.ring.is_some() => {
