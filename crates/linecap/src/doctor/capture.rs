@@ -296,10 +296,18 @@ pub(super) fn receive_place(sys: &SystemFacts, v: &CaptureView<'_>) -> (String, 
             } else {
                 "a larger buffer (--rcvbuf), "
             };
+            // The default mode reads a socket without GRO through io_uring.
+            let uring = if sys.io_uring_disabled == Some(2) {
+                "io_uring allowed (kernel.io_uring_disabled is 2, so the socket is read with recvmmsg; \
+                 0 lets the default capture read it through io_uring, which kept 2× the plain recvmmsg \
+                 loop's share where the receive core was starved), "
+            } else {
+                ""
+            };
             (
                 "the socket receive buffer overflowed".into(),
                 format!(
-                    "{bigger}more threads (--threads N, SO_REUSEPORT), --busy-poll, or --backend afpacket|xdp"
+                    "{uring}{bigger}more threads (--threads N, SO_REUSEPORT), --busy-poll, or --backend afpacket|xdp"
                 ),
                 buffer_setting(sys, &v.settings),
             )

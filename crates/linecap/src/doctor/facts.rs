@@ -33,6 +33,8 @@ pub struct SystemFacts {
     pub netdev_budget: Option<u64>,
     /// `net.core.netdev_budget_usecs`.
     pub netdev_budget_usecs: Option<u64>,
+    /// `kernel.io_uring_disabled` (2: nobody may create a ring).
+    pub io_uring_disabled: Option<u64>,
     /// Per-CPU softnet counters since boot.
     pub softnet: Vec<SoftnetCpu>,
     /// UDP counters since boot.
@@ -124,6 +126,9 @@ pub fn read_global() -> SystemFacts {
         netdev_max_backlog: sysctl("netdev_max_backlog"),
         netdev_budget: sysctl("netdev_budget"),
         netdev_budget_usecs: sysctl("netdev_budget_usecs"),
+        io_uring_disabled: std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
         softnet: parse_softnet(&std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default()),
         ..SystemFacts::default()
     }

@@ -439,6 +439,26 @@ mod tests {
         }
     }
 
+    /// A socket capture on a machine that forbids io_uring is told what
+    /// that costs it; one where io_uring is allowed is not.
+    #[test]
+    fn a_socket_capture_without_io_uring_is_told_so() {
+        let c = || cap("socket", vec![("rx.0", vec![("packets", 100), ("kernel_drops", 5)])]);
+        let mut off = healthy();
+        off.io_uring_disabled = Some(2);
+        let f = diagnose(&off, &[c()], false);
+        assert!(
+            f[0].fix.as_deref().unwrap().starts_with("io_uring allowed (kernel.io_uring_disabled is 2"),
+            "{f:#?}"
+        );
+        for allowed in [None, Some(0), Some(1)] {
+            let mut on = healthy();
+            on.io_uring_disabled = allowed;
+            let f = diagnose(&on, &[c()], false);
+            assert!(!f[0].fix.as_deref().unwrap().contains("io_uring"), "{allowed:?}: {f:#?}");
+        }
+    }
+
     #[test]
     fn losses_beyond_counted_drops_point_upstream() {
         let c = cap(
