@@ -199,6 +199,16 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
 /// Packets per busy poll of the device (as the kernel's NAPI weight).
 const BUSY_POLL_BUDGET: u32 = 64;
 
+/// What a wait on the ring left for the receive.
+enum RingWait {
+    /// Datagrams, described: the batch is the ring's.
+    Batch,
+    /// Nothing came within the wait.
+    Empty,
+    /// The ring ended with nothing left in it: read the socket directly.
+    Ended,
+}
+
 /// A UDP socket receiving into a slab.
 pub struct SocketSource {
     /// The current socket's io_uring receive ([`RecvMode::Auto`], GRO off).
@@ -407,19 +417,31 @@ impl SocketSource {
     }
 
     /// A batch from the current socket's ring.
-    fn recv_ring(&mut self, nonblocking: bool, max: usize) -> io::Result<Option<Batch<'_>>> {
+    /// Waits on the current socket's ring and describes what came. A
+    /// non-blocking receive (the capture's drain) that finds the ring empty
+    /// ends it, so that the socket's own queue has the last word: then
+    /// `recvmmsg` reads what is left.
+    fn wait_ring(&mut self, nonblocking: bool, max: usize) -> io::Result<RingWait> {
         let ring = self.ring.as_mut().expect("checked by the caller");
-        let n = ring.wait(nonblocking)?;
+        let mut n = ring.wait(nonblocking)?;
+        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
         if n == 0 {
-            return Ok(None);
+            if !nonblocking {
+                return Ok(RingWait::Empty);
+            }
+            n = ring.stop()?;
+            if n == 0 {
+                self.ring = None;
+                return Ok(RingWait::Ended);
+            }
+            stats.datagrams = n as u64;
         }
         self.metas.clear();
         self.sources.clear();
-        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
         ring.describe(&mut self.metas, &mut self.sources, &mut stats);
         self.last = stats;
         self.adapt_gro(n, max);
-        Ok(Some(self.ring_batch()))
+        Ok(RingWait::Batch)
     }
 
     /// The ring's datagrams described by the last receive or stop.
@@ -518,7 +540,11 @@ impl Source for SocketSource {
         }
         let n = match self.recv_retiring(max) {
             Some(n) => n,
-            None if self.ring.is_some() => return self.recv_ring(nonblocking, max),
+            None if self.ring.is_some() => match self.wait_ring(nonblocking, max)? {
+                RingWait::Batch => return Ok(Some(self.ring_batch())),
+                RingWait::Empty => return Ok(None),
+                RingWait::Ended => self.recv_current(max, nonblocking, until)?,
+            },
             None => self.recv_current(max, nonblocking, until)?,
         };
         if n == 0 {
