@@ -89,6 +89,32 @@ impl CaptureChild {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Waits until the capture's receive counters (packets and the
+    /// kernel's drops) have not moved for 250 ms, or `limit` passed: what
+    /// a sender sent before has then reached it or been counted lost. A
+    /// NAPI thread that runs late (a loaded machine) still holds datagrams
+    /// for a while after the sender returned; stopped before they arrive,
+    /// the capture would miss them and no counter would say so.
+    pub fn settle(&self, limit: Duration) {
+        let path = stats::stats_path(&self.name);
+        let seen = || {
+            Snapshot::read(&self.name, &path)
+                .map(|s| (s.total(stats::RxIdx::Packets), s.total(stats::RxIdx::KernelDrops)))
+                .ok()
+        };
+        let deadline = Instant::now() + limit;
+        let (mut last, mut still_since) = (seen(), Instant::now());
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = seen();
+            if now != last {
+                (last, still_since) = (now, Instant::now());
+            } else if still_since.elapsed() >= Duration::from_millis(250) {
+                return;
+            }
+        }
+    }
+
     /// Stops the capture with SIGINT and returns its report.
     pub fn stop(self) -> anyhow::Result<CaptureReport> {
         self.stop_with(libc::SIGINT)

@@ -55,9 +55,10 @@ pub fn send(netns: Option<&str>, args: &[&str]) -> SendReport {
     orchestrate::send(&exe(), netns, &args).expect("send runs")
 }
 
-/// Stops a capture after letting the last packets arrive.
+/// Stops a capture after letting the last packets arrive (its counters
+/// still for 250 ms, at most 10 s).
 pub fn stop(c: CaptureChild) -> CaptureReport {
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    c.settle(std::time::Duration::from_secs(10));
     c.stop().expect("capture report")
 }
 
