@@ -86,6 +86,10 @@ fn bad_values_are_refused_by_name() {
     // This session's options, each misused once.
     let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--backend", "uring", "--busy-poll", "20"]);
     assert_clean_usage(&o, "--busy-poll applies to the socket and xdp backends");
+    // The receive mode is one of three, named in the error.
+    let o = linecap(&["capture", "--listen", "127.0.0.1:0", "--mode", "ring"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[possible values: auto, recv, recvmmsg]"), "{}", stderr(&o));
     let o = linecap(&["send", "--to", "127.0.0.1:9", "--src-port", "4000", "--count", "1"]);
     assert_clean_usage(&o, "--src-port applies to the frame-building backends");
     for (args, flag) in [

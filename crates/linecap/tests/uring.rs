@@ -10,6 +10,14 @@ use linecap::testbed::{Testbed, TestbedOptions};
 
 const SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
 
+/// Held by every test here: one of them turns io_uring off system-wide for
+/// a moment, which the others (io_uring captures) must not run into.
+static SYSCTL_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SYSCTL_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Restores `kernel.io_uring_disabled` when dropped.
 struct Restore(String);
 
@@ -21,6 +29,7 @@ impl Drop for Restore {
 
 #[test]
 fn uring_capture_closes_the_books_on_loopback() {
+    let _one = lock();
     // Loopback, unprivileged.
     let addr = free_loopback();
     let cap = capture(None, &["--backend", "uring", "--listen", &addr, "--verify", "seq"]);
@@ -38,6 +47,7 @@ fn uring_capture_closes_the_books_on_loopback() {
 /// goes, not left to the ring's asynchronous teardown.
 #[test]
 fn the_port_is_free_once_a_uring_capture_ends() {
+    let _one = lock();
     let addr = free_loopback();
     for _ in 0..5 {
         let cap = capture(None, &["--backend", "uring", "--listen", &addr]);
@@ -52,6 +62,7 @@ fn the_port_is_free_once_a_uring_capture_ends() {
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn uring_on_the_testbed_keeps_the_books_and_fails_clearly_when_disabled() {
+    let _one = lock();
     // A testbed, unpaced into a small buffer: the ring runs dry and is re-armed,
     // the socket may overflow; every packet is still accounted for.
     let tb = Testbed::up(&TestbedOptions::new(&unique("u"))).unwrap();
@@ -78,4 +89,14 @@ fn uring_on_the_testbed_keeps_the_books_and_fails_clearly_when_disabled() {
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(e.contains("io_uring is unavailable") && e.contains("io_uring_disabled = 2"), "{e}");
     assert!(e.contains("--backend socket"), "{e}");
+
+    // The default capture, whose socket without GRO a ring would read,
+    // reads it with recvmmsg instead: it runs and keeps its books.
+    let addr = free_loopback();
+    let cap = capture(None, &["--listen", &addr, "--no-gro", "--verify", "seq"]);
+    let sent = send(None, &["--to", &addr, "--count", "5000", "--rate", "50kpps"]);
+    let rep = stop(cap);
+    assert_eq!(rep.kind(), Some(linecap::source::BackendKind::Socket));
+    assert_books(&sent, &rep, &[]);
+    assert_eq!(rep.verify.unwrap().valid, rep.received);
 }

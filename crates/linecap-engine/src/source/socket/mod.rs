@@ -424,24 +424,33 @@ impl SocketSource {
     fn wait_ring(&mut self, nonblocking: bool, max: usize) -> io::Result<RingWait> {
         let ring = self.ring.as_mut().expect("checked by the caller");
         let mut n = ring.wait(nonblocking)?;
-        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
         if n == 0 {
             if !nonblocking {
                 return Ok(RingWait::Empty);
             }
-            n = ring.stop()?;
+            n = ring.stop().unwrap_or_else(|e| {
+                // Dropping the ring cancels its receive once more.
+                tracing::warn!("cannot end the io_uring receive cleanly ({e}); reading on with recvmmsg");
+                0
+            });
             if n == 0 {
                 self.ring = None;
                 return Ok(RingWait::Ended);
             }
-            stats.datagrams = n as u64;
         }
-        self.metas.clear();
-        self.sources.clear();
-        ring.describe(&mut self.metas, &mut self.sources, &mut stats);
-        self.last = stats;
+        self.describe_ring(n);
         self.adapt_gro(n, max);
         Ok(RingWait::Batch)
+    }
+
+    /// Views of the `n` datagrams the ring's last wait (or its stop) brought.
+    fn describe_ring(&mut self, n: usize) {
+        let ring = self.ring.as_ref().expect("described while it reads");
+        self.metas.clear();
+        self.sources.clear();
+        let mut stats = RecvStats { datagrams: n as u64, syscalls: 1, ..RecvStats::default() };
+        ring.describe(&mut self.metas, &mut self.sources, &mut stats);
+        self.last = stats;
     }
 
     /// The ring's datagrams described by the last receive or stop.
@@ -469,11 +478,7 @@ impl SocketSource {
             tracing::warn!("the kernel refused to switch UDP GRO ({e}); keeping it as it is");
             self.gro_policy = None;
         }
-        self.metas.clear();
-        self.sources.clear();
-        let mut stats = RecvStats { datagrams: n as u64, ..RecvStats::default() };
-        ring.describe(&mut self.metas, &mut self.sources, &mut stats);
-        self.last = stats;
+        self.describe_ring(n);
         n
     }
 
