@@ -30,6 +30,7 @@ const XDP_PGOFF_RX_RING: i64 = 0;
 const XDP_UMEM_PGOFF_FILL_RING: i64 = 0x1_0000_0000;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
+const XDP_SHARED_UMEM: u16 = 1 << 0;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 const XDP_RING_NEED_WAKEUP: u32 = 1;
 
@@ -150,12 +151,66 @@ impl Ring {
         // SAFETY: as above.
         unsafe { &*self.flags }.load(Ordering::Acquire)
     }
+
+    /// Copies up to `max` rx descriptors `(addr, len)` into `out` without
+    /// consuming them. Returns how many.
+    fn peek_rx(&self, out: &mut Vec<(u64, u32)>, max: usize) -> usize {
+        out.clear();
+        let cons = self.consumer().load(Ordering::Relaxed);
+        let prod = self.producer().load(Ordering::Acquire);
+        let n = (prod.wrapping_sub(cons) as usize).min(max);
+        for i in 0..n as u32 {
+            let slot = (cons.wrapping_add(i) & (self.size - 1)) as usize;
+            // SAFETY: slot < size; descriptors between our consumer and the
+            // kernel's producer are complete (acquire above) and ours to read.
+            let (addr, len) = unsafe {
+                let d = self.desc.add(slot * 16);
+                (d.cast::<u64>().read_unaligned(), d.add(8).cast::<u32>().read_unaligned())
+            };
+            out.push((addr, len));
+        }
+        n
+    }
+
+    /// Hands `n` entries back to the producer.
+    fn consume(&self, n: u32) {
+        let cons = self.consumer().load(Ordering::Relaxed);
+        self.consumer().store(cons.wrapping_add(n), Ordering::Release);
+    }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
         unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// A second AF_XDP socket on an [`XskRx`]'s queue, sharing its UMEM and
+/// fill ring: an rx ring of its own (see [`XskRx::open_side`]).
+pub struct XskSideRx {
+    // The ring is unmapped before the socket closes (field order).
+    rx: Ring,
+    fd: OwnedFd,
+}
+
+// SAFETY: the ring is owned by this value and used by one thread.
+unsafe impl Send for XskSideRx {}
+
+impl XskSideRx {
+    /// The socket (for the XSKMAP).
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// As [`XskRx::peek`], on this socket's rx ring.
+    pub fn peek(&self, out: &mut Vec<(u64, u32)>, max: usize) -> usize {
+        self.rx.peek_rx(out, max)
+    }
+
+    /// The kernel's counters for this socket.
+    pub fn stats(&self) -> io::Result<XdpStats> {
+        xdp_stats(&self.fd)
     }
 }
 
@@ -354,21 +409,7 @@ impl XskRx {
     /// Copies up to `max` rx descriptors `(addr, len)` into `out` without
     /// consuming them. Returns how many.
     pub fn peek(&self, out: &mut Vec<(u64, u32)>, max: usize) -> usize {
-        out.clear();
-        let cons = self.rx.consumer().load(Ordering::Relaxed);
-        let prod = self.rx.producer().load(Ordering::Acquire);
-        let n = (prod.wrapping_sub(cons) as usize).min(max);
-        for i in 0..n as u32 {
-            let slot = (cons.wrapping_add(i) & (self.rx.size - 1)) as usize;
-            // SAFETY: slot < size; descriptors between our consumer and the
-            // kernel's producer are complete (acquire above) and ours to read.
-            let (addr, len) = unsafe {
-                let d = self.rx.desc.add(slot * 16);
-                (d.cast::<u64>().read_unaligned(), d.add(8).cast::<u32>().read_unaligned())
-            };
-            out.push((addr, len));
-        }
-        n
+        self.rx.peek_rx(out, max)
     }
 
     /// Consumes `descs` from the rx ring and gives their frames back on the
@@ -377,9 +418,72 @@ impl XskRx {
         if descs.is_empty() {
             return;
         }
+        self.rx.consume(descs.len() as u32);
+        self.refill(descs);
+    }
+
+    /// Consumes `descs` from `side`'s rx ring (they came from there) and
+    /// gives their frames back on this socket's fill ring, which both share.
+    pub fn release_side(&mut self, side: &XskSideRx, descs: &[(u64, u32)]) {
+        if descs.is_empty() {
+            return;
+        }
+        side.rx.consume(descs.len() as u32);
+        self.refill(descs);
+    }
+
+    /// Opens a second socket on this socket's queue that shares its UMEM
+    /// and fill ring (`XDP_SHARED_UMEM`) and has an rx ring of `ring`
+    /// entries of its own: an XDP program can then sort frames between
+    /// the two rx rings, and every frame still comes back through
+    /// [`release`](Self::release) or [`release_side`](Self::release_side).
+    pub fn open_side(&self, ifindex: u32, queue: u32, ring: u32) -> io::Result<XskSideRx> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let raw = cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+        // SAFETY: `raw` was just returned by socket() and nobody else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        sockopt(&fd, XDP_RX_RING, &ring)?;
+        let mut off = MmapOffsets::default();
+        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `len` bytes.
+        cvt(unsafe {
+            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
+        })?;
+        let rx = Ring::map(&fd, &off.rx, XDP_PGOFF_RX_RING, ring, 16)?;
+        // A socket sharing the UMEM takes its mode from the first one and
+        // may pass no mode flags of its own.
+        let sa = SockaddrXdp {
+            family: AF_XDP as u16,
+            flags: XDP_SHARED_UMEM,
+            ifindex,
+            queue_id: queue,
+            shared_umem_fd: self.fd.as_raw_fd() as u32,
+        };
+        // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+        cvt(unsafe {
+            libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), size_of::<SockaddrXdp>() as libc::socklen_t)
+        })
+        .map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind a second AF_XDP socket to queue {queue}: {e}"))
+        })?;
+        Ok(XskSideRx { rx, fd })
+    }
+
+    /// Waits up to `timeout_ms` until this socket or `side` has frames.
+    pub fn wait(&self, side: Option<&XskSideRx>, timeout_ms: i32) -> io::Result<()> {
+        let Some(side) = side else {
+            return super::packet::poll_in(&self.fd, timeout_ms).map(|_| ());
+        };
+        let mut fds = [&self.fd, &side.fd].map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        });
+        super::packet::poll_fds(&mut fds, timeout_ms).map(|_| ())
+    }
+
+    fn refill(&mut self, descs: &[(u64, u32)]) {
         let n = descs.len() as u32;
-        let cons = self.rx.consumer().load(Ordering::Relaxed);
-        self.rx.consumer().store(cons.wrapping_add(n), Ordering::Release);
         // The fill ring has room: it holds as many entries as frames in flight.
         let prod = self.fill.producer().load(Ordering::Relaxed);
         for (i, (addr, _)) in descs.iter().enumerate() {

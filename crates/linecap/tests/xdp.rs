@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use common::*;
 use etherparse::PacketBuilder;
 use linecap::bpf::insn::to_bytes;
-use linecap::bpf::xdp::{Match, XDP_DROP, XDP_PASS, XDP_TX, redirect_program};
+use linecap::bpf::xdp::{Match, ParsedLane, XDP_DROP, XDP_PASS, XDP_TX, redirect_program};
 use linecap::sys::bpf;
 
 fn udp4(dst: [u8; 4], dport: u16) -> Vec<u8> {
@@ -26,7 +26,7 @@ fn load(m: Match) -> std::os::fd::OwnedFd {
     let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 4, "lc_xsks").unwrap();
     use std::os::fd::AsRawFd;
     // Fallback XDP_TX: an empty map slot makes a redirect attempt visible.
-    let prog = redirect_program(m, map.as_raw_fd(), XDP_TX);
+    let prog = redirect_program(m, map.as_raw_fd(), XDP_TX, None);
     let fd = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_redirect")
         .unwrap_or_else(|e| panic!("{e}"));
     std::mem::forget(map); // the program holds its own reference; keep the test simple
@@ -75,6 +75,57 @@ fn verifier_accepts_and_decisions_are_right() {
 
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn frames_of_another_layout_than_the_fixed_one_go_to_the_parsed_lane() {
+    let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 4, "lc_xsks").unwrap();
+    use std::os::fd::AsRawFd;
+    // The map is empty: each lane's fallback action names the lane tried.
+    let (fixed, parsed) = (XDP_TX, XDP_DROP);
+    let lane = ParsedLane { key_offset: 1, fallback: parsed };
+    let prog = redirect_program(Match { port: 9000, ipv4_dst: None }, map.as_raw_fd(), fixed, Some(lane));
+    let p = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_redirect")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = |f: &[u8]| bpf::xdp_test_run(&p, f).unwrap() as i32;
+    let flow = udp4([198, 18, 0, 2], 9000);
+    assert_eq!(run(&flow), fixed, "the fixed layout");
+    let mut empty = Vec::new();
+    PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(4000, 9000)
+        .write(&mut empty, &[])
+        .unwrap();
+    assert_eq!(run(&empty), fixed, "an empty datagram");
+    let mut opt = flow.clone();
+    opt[14] = 0x46;
+    opt.splice(34..34, [1u8, 1, 1, 0]);
+    let total = u16::from_be_bytes([opt[16], opt[17]]) + 4;
+    opt[16..18].copy_from_slice(&total.to_be_bytes());
+    assert_eq!(run(&opt), parsed, "IPv4 options");
+    let padded = [&flow[..], &[0u8; 6]].concat();
+    assert_eq!(run(&padded), parsed, "bytes after the datagram (Ethernet padding)");
+    let mut short_udp = flow.clone();
+    let udp_len = u16::from_be_bytes([flow[38], flow[39]]) - 10;
+    short_udp[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    assert_eq!(run(&short_udp), parsed, "a UDP length short of the IP payload");
+    assert_eq!(run(&flow[..flow.len() - 1]), parsed, "an IP length past the frame");
+    let mut udp_past_ip = padded.clone();
+    let udp_len = u16::from_be_bytes([flow[38], flow[39]]) + 6;
+    udp_past_ip[38..40].copy_from_slice(&udp_len.to_be_bytes());
+    assert_eq!(run(&udp_past_ip), parsed, "a UDP length past the IP length, to the frame's end");
+    let mut v6 = Vec::new();
+    PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv6([1; 16], [2; 16], 64)
+        .udp(1, 9000)
+        .write(&mut v6, &[0; 32])
+        .unwrap();
+    assert_eq!(run(&v6), parsed, "IPv6");
+    assert_eq!(run(&udp4([198, 18, 0, 2], 9001)), XDP_PASS, "another port");
+    for cut in [14, 33, 41] {
+        assert_eq!(run(&flow[..cut]), XDP_PASS, "cut at {cut}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn address_match_narrows_the_flow() {
     let p = load(Match { port: 9000, ipv4_dst: Some(Ipv4Addr::new(198, 18, 0, 2)) });
     assert_eq!(bpf::xdp_test_run(&p, &udp4([198, 18, 0, 2], 9000)).unwrap() as i32, XDP_TX);
@@ -118,7 +169,7 @@ fn bpf_link_attaches_natively_and_detaches_with_its_fd() {
     // Attach inside the receiving namespace, native (driver) mode: veth supports it.
     let link = linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
         let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 4, "lc_xsks").unwrap();
-        let prog = redirect_program(Match { port: 9000, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS);
+        let prog = redirect_program(Match { port: 9000, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS, None);
         let p = bpf::prog_load(bpf::PROG_TYPE_XDP, bpf::ATTACH_XDP, &to_bytes(&prog), "lc_redirect").unwrap();
         let ifindex = linecap::sys::packet::if_index(&ifr).unwrap();
         const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -238,7 +289,7 @@ fn af_xdp_faults_are_clear() {
         let p = bpf::prog_load(
             bpf::PROG_TYPE_XDP,
             bpf::ATTACH_XDP,
-            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS)),
+            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS, None)),
             "other",
         )
         .unwrap();
@@ -258,7 +309,7 @@ fn af_xdp_faults_are_clear() {
         let p = bpf::prog_load(
             bpf::PROG_TYPE_XDP,
             bpf::ATTACH_XDP,
-            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS)),
+            &to_bytes(&redirect_program(Match { port: 1, ipv4_dst: None }, map.as_raw_fd(), XDP_PASS, None)),
             "other",
         )
         .unwrap();
@@ -638,4 +689,132 @@ fn xdp_live_stops_on_sigint_and_reports_what_it_sent() {
     let after = TestbedCounters::read(&tb).unwrap();
     // The count the generator reports is what went out: the books close on it.
     assert_books(&sent, &rep, &before.drops_from(&after, &rep, Some(&sent)));
+}
+
+/// The receiving veth end's MAC address.
+fn rx_mac(tb: &linecap::testbed::Testbed) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &tb.ns_rx, "-br", "link", "show", "dev", &tb.if_rx])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(2).expect("ip -br link: NAME STATE MAC").to_string()
+}
+
+/// Frames of the flow in every layout the parsed lane exists for, each
+/// with its UDP payload length: the fixed layout (also empty), IPv4
+/// options, bytes after the datagram (with a UDP length to the IP
+/// packet's end and to the frame's), a UDP length short of the IP
+/// payload, IPv6. Payloads are numbered so that every frame is distinct.
+fn every_layout(n: u16) -> Vec<(Vec<u8>, usize)> {
+    let v4 = |payload: &[u8]| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [2; 6])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .udp(4000, 9000)
+            .write(&mut f, payload)
+            .unwrap();
+        f
+    };
+    let mut out = Vec::new();
+    for i in 0..n {
+        let tag = i.to_be_bytes();
+        let body = [&tag[..], &[7u8; 270]].concat();
+        out.push((v4(&body), body.len()));
+        out.push((v4(&[]), 0));
+        let mut opt = v4(&body[..100]);
+        opt[14] = 0x46;
+        opt.splice(34..34, [1u8, 1, 1, 0]);
+        let total = u16::from_be_bytes([opt[16], opt[17]]) + 4;
+        opt[16..18].copy_from_slice(&total.to_be_bytes());
+        out.push((opt, 100));
+        let padded = [&v4(&body[..50])[..], &[0u8; 6]].concat();
+        out.push((padded.clone(), 50));
+        // The UDP length runs to the frame's end, past the IP packet's.
+        let mut udp_past_ip = padded;
+        udp_past_ip[38..40].copy_from_slice(&(8u16 + 56).to_be_bytes());
+        out.push((udp_past_ip, 50));
+        let mut short_udp = v4(&body[..60]);
+        short_udp[38..40].copy_from_slice(&(8u16 + 40).to_be_bytes());
+        out.push((short_udp, 40));
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [2; 6])
+            .ipv6([1; 16], [2; 16], 64)
+            .udp(4000, 9000)
+            .write(&mut v6, &body[..64])
+            .unwrap();
+        out.push((v6, 64));
+    }
+    out
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn af_xdp_capture_takes_every_layout_of_the_flow_whole() {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+    let tb = xdp_testbed();
+    let dir = TempDir::new("xdplanes");
+    let (sent_file, got_file) = (dir.0.join("sent.pcap"), dir.0.join("got.pcap"));
+    let frames = every_layout(200);
+    let mut w = PcapWriter::with_header(
+        std::fs::File::create(&sent_file).unwrap(),
+        PcapHeader { datalink: pcap_file::DataLink::ETHERNET, ..PcapHeader::default() },
+    )
+    .unwrap();
+    for (i, (f, _)) in frames.iter().enumerate() {
+        let at = std::time::Duration::from_micros(i as u64);
+        w.write_packet(&PcapPacket::new(at, f.len() as u32, f)).unwrap();
+    }
+    drop(w);
+    let cap = capture(
+        Some(&tb.ns_rx),
+        &[
+            "--backend",
+            "xdp",
+            "--iface",
+            &tb.if_rx,
+            "--listen",
+            &rx_to(),
+            "--write",
+            got_file.to_str().unwrap(),
+        ],
+    );
+    let out = std::process::Command::new(exe())
+        .args([
+            "replay",
+            "--netns",
+            &tb.ns_tx,
+            "--backend",
+            "afpacket",
+            "--iface",
+            &tb.if_tx,
+            "--rate",
+            "20kpps",
+        ])
+        .args(["--dst-mac", &rx_mac(&tb)])
+        .arg(&sent_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rep = stop(cap);
+    let payload_bytes: usize = frames.iter().map(|(_, n)| n).sum();
+    assert_eq!((rep.received, rep.total_drops()), (frames.len() as u64, 0), "{rep:#?}");
+    assert_eq!(rep.bytes, payload_bytes as u64, "each payload's length, whichever lane it took");
+    // The frames written are the frames sent (the lanes may interleave them
+    // differently), with the destination MAC the replay wrote.
+    let mut r = PcapReader::new(std::fs::File::open(&got_file).unwrap()).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = r.next_packet() {
+        got.push(p.unwrap().data[6..].to_vec());
+    }
+    let mut want: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f[6..].to_vec()).collect();
+    got.sort();
+    want.sort();
+    assert!(
+        got == want,
+        "{} frames written, {} sent; first differing: {:?}",
+        got.len(),
+        want.len(),
+        got.iter().zip(&want).find(|(a, b)| a != b)
+    );
 }

@@ -163,6 +163,15 @@ impl Asm {
         self.push(Insn { code: ALU64 | K | op as u8, dst, src: 0, off: 0, imm });
     }
 
+    /// `dst = htobe16(dst)`: the low 16 bits byte-swapped on this
+    /// little-endian host, the rest cleared (BPF_END, to big-endian).
+    pub fn to_be16(&mut self, dst: u8) {
+        const ALU: u8 = 0x04;
+        const END: u8 = 0xd0;
+        const TO_BE: u8 = 0x08;
+        self.push(Insn { code: ALU | END | TO_BE, dst, src: 0, off: 0, imm: 16 });
+    }
+
     /// `dst op= src` (64-bit).
     pub fn alu_reg(&mut self, op: Alu, dst: u8, src: u8) {
         self.push(Insn { code: ALU64 | X | op as u8, dst, src, off: 0, imm: 0 });

@@ -521,6 +521,7 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
                 batch: a.batch,
                 busy_poll: a.busy_poll,
                 force: a.force,
+                parsed_lane: false,
             };
             linecap::bench::baseline::run_xdp(&p, &o)?
         }

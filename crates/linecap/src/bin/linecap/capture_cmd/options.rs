@@ -138,6 +138,7 @@ fn xdp_options(a: &CaptureArgs) -> anyhow::Result<XdpOptions> {
         busy_poll: a.busy_poll,
         queues: a.queues,
         force: a.force,
+        parsed_lane: true,
     })
 }
 
