@@ -12,10 +12,12 @@ pub const FLAG_UDP: u8 = 1;
 /// checksums) are the whole super-packet's; a sink that writes frames
 /// rebuilds them for this datagram ([`crate::sink::pcap::encode_segment_record`]).
 pub const FLAG_SEGMENT: u8 = 2;
-/// The packet's sender was not read when it was received: its `frame` is
-/// Ethernet II + IPv4 without options + UDP, and [`Batch::get`] reads the
-/// source address and port from there (only sinks that ask pay for it).
-pub const FLAG_SRC_IN_FRAME: u8 = 4;
+
+/// The bytes before the UDP payload in a frame of the fixed layout:
+/// Ethernet II, IPv4 without options, UDP, nothing after the datagram
+/// (what the xdp backend's program vouches for, see
+/// [`crate::bpf::xdp::ParsedLane`]).
+pub const FIXED_HEADER_LEN: usize = 14 + 20 + 8;
 
 /// Where one packet sits in the source's buffer, and what the kernel said.
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,10 +64,26 @@ pub struct Packet<'a> {
 #[derive(Clone, Copy)]
 pub struct Batch<'a> {
     slab: &'a [u8],
-    metas: &'a [PacketMeta],
-    sources: &'a [Option<SocketAddr>],
+    packets: Described<'a>,
     /// The address the packets were sent to (socket backends; unspecified for raw ones).
     pub dst: SocketAddr,
+}
+
+/// How a batch's packets are described.
+#[derive(Clone, Copy)]
+enum Described<'a> {
+    /// One [`PacketMeta`] each, senders by index.
+    Metas { metas: &'a [PacketMeta], sources: &'a [Option<SocketAddr>] },
+    /// Frames of the fixed layout named by (offset, length) in the slab,
+    /// all received at `ts_ns`: nothing was read from them, so the
+    /// receive thread never touched a frame no sink reads.
+    FixedFrames { frames: &'a [(u64, u32)], ts_ns: u64 },
+}
+
+fn clip(slab: &[u8], offset: u64, len: u32) -> &[u8] {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(slab.len());
+    let end = start.saturating_add(len as usize).min(slab.len());
+    &slab[start..end]
 }
 
 /// The source of an Ethernet II + IPv4 (no options) + UDP frame.
@@ -75,10 +93,19 @@ fn ipv4_udp_source(frame: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::from((ip, u16::from_be_bytes(port))))
 }
 
-fn clip(slab: &[u8], offset: u32, len: u32) -> &[u8] {
-    let start = (offset as usize).min(slab.len());
-    let end = (start + len as usize).min(slab.len());
-    &slab[start..end]
+/// The packet view of a fixed-layout frame (one too short to be one is a
+/// frame without a datagram).
+fn fixed_frame_packet(frame: &[u8], ts_ns: u64, wire_len: u32) -> Packet<'_> {
+    let data = frame.get(FIXED_HEADER_LEN..);
+    Packet {
+        data: data.unwrap_or_default(),
+        ts_ns,
+        src: data.and_then(|_| ipv4_udp_source(frame)),
+        frame: Some(frame),
+        wire_len,
+        is_udp: data.is_some(),
+        is_segment: false,
+    }
 }
 
 impl<'a> Batch<'a> {
@@ -89,38 +116,56 @@ impl<'a> Batch<'a> {
         sources: &'a [Option<SocketAddr>],
         dst: SocketAddr,
     ) -> Self {
-        Self { slab, metas, sources, dst }
+        Self { slab, packets: Described::Metas { metas, sources }, dst }
+    }
+
+    /// Builds a batch of fixed-layout frames `(offset, length)` in `slab`
+    /// (see [`FIXED_HEADER_LEN`]) received at `ts_ns`.
+    pub fn fixed_frames(slab: &'a [u8], frames: &'a [(u64, u32)], ts_ns: u64) -> Self {
+        let dst = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self { slab, packets: Described::FixedFrames { frames, ts_ns }, dst }
     }
 
     /// Number of packets.
     pub fn len(&self) -> usize {
-        self.metas.len()
+        match self.packets {
+            Described::Metas { metas, .. } => metas.len(),
+            Described::FixedFrames { frames, .. } => frames.len(),
+        }
     }
 
     /// True when the batch holds no packet.
     pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
+        self.len() == 0
     }
 
     /// Sum of payload bytes.
     pub fn bytes(&self) -> u64 {
-        self.metas.iter().map(|m| u64::from(m.len)).sum()
+        match self.packets {
+            Described::Metas { metas, .. } => metas.iter().map(|m| u64::from(m.len)).sum(),
+            // As `get` reads them: the frame's bytes in the slab after the header.
+            Described::FixedFrames { frames, .. } => frames
+                .iter()
+                .map(|&(at, len)| clip(self.slab, at, len).len().saturating_sub(FIXED_HEADER_LEN) as u64)
+                .sum(),
+        }
     }
 
     /// Packet `i`.
     pub fn get(&self, i: usize) -> Packet<'a> {
-        let m = &self.metas[i];
-        let frame = (m.frame_len > 0).then(|| clip(self.slab, m.frame_offset, m.frame_len));
-        let src = if m.flags & FLAG_SRC_IN_FRAME != 0 {
-            frame.and_then(ipv4_udp_source)
-        } else {
-            self.sources.get(m.msg as usize).copied().flatten()
+        let (metas, sources) = match self.packets {
+            Described::Metas { metas, sources } => (metas, sources),
+            Described::FixedFrames { frames, ts_ns } => {
+                let (at, len) = frames[i];
+                return fixed_frame_packet(clip(self.slab, at, len), ts_ns, len);
+            }
         };
+        let m = &metas[i];
         Packet {
-            data: clip(self.slab, m.offset, m.len),
+            data: clip(self.slab, u64::from(m.offset), m.len),
             ts_ns: m.ts_ns,
-            src,
-            frame,
+            src: sources.get(m.msg as usize).copied().flatten(),
+            frame: (m.frame_len > 0).then(|| clip(self.slab, u64::from(m.frame_offset), m.frame_len)),
             wire_len: m.wire_len,
             is_udp: m.flags & FLAG_UDP != 0,
             is_segment: m.flags & FLAG_SEGMENT != 0,
@@ -153,21 +198,13 @@ mod tests {
     /// A fixed-layout frame described from its length alone (as the xdp
     /// source does) reads back as the parser reads it: the same payload
     /// and, from the frame, the same sender.
-    fn described_from_length(frame: &[u8]) -> (Vec<u8>, Option<SocketAddr>) {
-        let header = crate::bpf::xdp::FIXED_HEADER_LEN as u32;
-        let len = frame.len() as u32;
-        let m = PacketMeta {
-            offset: header,
-            len: len - header,
-            frame_len: len,
-            wire_len: len,
-            flags: FLAG_UDP | FLAG_SRC_IN_FRAME,
-            ..PacketMeta::default()
-        };
-        let metas = [m];
-        let p = Batch::new(frame, &metas, &[], SocketAddr::from(([0, 0, 0, 0], 0))).get(0);
+    fn described_from_length(frame: &[u8]) -> (Vec<u8>, Option<SocketAddr>, u64) {
+        let frames = [(0, frame.len() as u32)];
+        let b = Batch::fixed_frames(frame, &frames, 7);
+        let p = b.get(0);
         assert!(p.is_udp);
-        (p.data.to_vec(), p.src)
+        assert_eq!((p.frame, p.ts_ns, b.len()), (Some(frame), 7, 1));
+        (p.data.to_vec(), p.src, b.bytes())
     }
 
     proptest! {
@@ -179,20 +216,25 @@ mod tests {
         ) {
             let frame = fixed_layout(src, sport, &payload);
             let Decoded::Udp(u) = l2l4::decode(&frame, None) else { panic!("a UDP frame") };
-            let (data, from) = described_from_length(&frame);
+            let (data, from, bytes) = described_from_length(&frame);
             prop_assert_eq!(&data[..], &frame[u.payload_offset..u.payload_offset + u.payload_len]);
             prop_assert_eq!(&data[..], &payload[..]);
             prop_assert_eq!(from, Some(u.src));
+            prop_assert_eq!(bytes, payload.len() as u64);
         }
     }
 
     #[test]
-    fn a_sender_read_from_a_frame_too_short_is_unknown() {
-        let frame = fixed_layout([198, 18, 0, 1], 4000, &[]);
-        let m = PacketMeta { frame_len: 30, flags: FLAG_UDP | FLAG_SRC_IN_FRAME, ..PacketMeta::default() };
-        let metas = [m];
-        let p = Batch::new(&frame[..30], &metas, &[], SocketAddr::from(([0, 0, 0, 0], 0))).get(0);
-        assert_eq!(p.src, None);
-        assert!(p.data.is_empty());
+    fn a_fixed_frame_too_short_or_past_the_slab_is_clipped_not_trusted() {
+        let frame = fixed_layout([198, 18, 0, 1], 4000, &[1, 2, 3]);
+        let frames = [(0, 30), (0, 1000), (u64::MAX, 64)];
+        let b = Batch::fixed_frames(&frame, &frames, 0);
+        let short = b.get(0);
+        assert_eq!((short.is_udp, short.src, short.data.len()), (false, None, 0));
+        let past = b.get(1);
+        assert_eq!((past.data, past.frame.map(<[u8]>::len)), (&[1u8, 2, 3][..], Some(frame.len())));
+        let outside = b.get(2);
+        assert_eq!((outside.frame.map(<[u8]>::len), outside.is_udp), (Some(0), false));
+        assert_eq!(b.bytes(), 3);
     }
 }

@@ -153,6 +153,13 @@ pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// The monotonic clock as of the last timer tick (a few ms coarse): a
+/// read of a shared word, no TSC read, for the hot path's "is it time
+/// yet" checks.
+pub fn coarse_monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+}
+
 /// Wall-clock time in nanoseconds since the Unix epoch (timestamps).
 pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)

@@ -31,7 +31,8 @@ pub struct Match {
 /// A second socket per queue for the frames whose layout is not the fixed
 /// one: Ethernet II, IPv4 without options, UDP, nothing after the datagram.
 /// A frame of the fixed layout is described by its length alone (its
-/// payload starts at byte 42 and ends with the frame), so the receive
+/// payload starts at [`crate::packet::FIXED_HEADER_LEN`] and ends with the
+/// frame), so the receive
 /// thread never reads it unless a sink does; every other frame of the flow
 /// goes to the second socket, whose frames the receive thread parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +42,6 @@ pub struct ParsedLane {
     /// The action when that key has no socket (XDP_PASS in service).
     pub fallback: i32,
 }
-
-/// The bytes before a fixed-layout frame's UDP payload.
-pub const FIXED_HEADER_LEN: usize = 14 + 20 + 8;
 
 /// Builds the program. `map_fd`: the XSKMAP; `fallback`: the action when
 /// the queue has no socket in the map (XDP_PASS in service; tests use

@@ -128,7 +128,11 @@ pub(super) fn rx_loop(
     {
         tracing::warn!("cannot pin receive thread to CPU {c}: {e}");
     }
-    let mut last_tick = Instant::now();
+    // The tick's clock is the coarse one: it is read after every batch,
+    // and the precise one reads the TSC each time (in perf, half of the
+    // xdp receive thread's clock reads at 2.35 Mpps).
+    const TICK_NS: u64 = 100_000_000;
+    let mut last_tick = sys::coarse_monotonic_ns();
     let mut drain: Option<Instant> = None;
     let mut source_error = None;
     loop {
@@ -152,15 +156,15 @@ pub(super) fn rx_loop(
                 break;
             }
             tick(source.as_mut(), &mut sinks, &rx, false);
-            last_tick = Instant::now();
+            last_tick = sys::coarse_monotonic_ns();
             continue;
         };
         let n = batch.len() as u64;
         hand_over(&batch, &mut verify, &mut sinks, &rx);
         count_call(source.last(), &rx);
-        if last_tick.elapsed() >= Duration::from_millis(100) {
+        if sys::coarse_monotonic_ns().saturating_sub(last_tick) >= TICK_NS {
             tick(source.as_mut(), &mut sinks, &rx, true);
-            last_tick = Instant::now();
+            last_tick = sys::coarse_monotonic_ns();
         }
         if let Some(limit) = count
             && total.fetch_add(n, Ordering::Relaxed) + n >= limit

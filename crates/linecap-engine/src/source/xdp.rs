@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use super::{PollGaps, RecvStats, Source};
 use crate::bpf::insn::to_bytes;
-use crate::bpf::xdp::{FIXED_HEADER_LEN, Match, ParsedLane, XDP_PASS, redirect_program};
+use crate::bpf::xdp::{Match, ParsedLane, XDP_PASS, redirect_program};
 use crate::format::l2l4::{self, Decoded};
-use crate::packet::{Batch, FLAG_SRC_IN_FRAME, FLAG_UDP, PacketMeta};
+use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::xsk::{XdpStats, XskRx, XskSideRx};
 use crate::sys::{self, bpf};
 
@@ -83,7 +83,8 @@ pub struct XdpSource {
     // Closed before the socket whose UMEM it shares.
     side: Option<XskSideRx>,
     xsk: XskRx,
-    descs: Vec<(u64, u32)>,
+    /// The last batch's descriptors: its frames are the sinks' until the
+    /// next call gives them back.
     held: Vec<(u64, u32)>,
     held_lane: Lane,
     metas: Vec<PacketMeta>,
@@ -319,7 +320,6 @@ impl XdpSource {
                 _attached: Arc::clone(&attached),
                 side,
                 xsk,
-                descs: Vec::with_capacity(o.batch),
                 held: Vec::with_capacity(o.batch),
                 held_lane: Lane::Fixed,
                 metas: Vec::with_capacity(o.batch),
@@ -381,19 +381,19 @@ impl XdpSource {
 impl Source for XdpSource {
     fn recv_batch(&mut self, nonblocking: bool) -> io::Result<Option<Batch<'_>>> {
         self.release_held();
-        let mut descs = std::mem::take(&mut self.descs);
+        let mut descs = std::mem::take(&mut self.held);
         let waited = self.take_frames(&mut descs, nonblocking);
-        self.descs = descs;
+        self.held = descs;
         let (n, syscalls) = waited?;
         if n == 0 {
             return Ok(None);
         }
-        match self.held_lane {
-            Lane::Fixed if self.side.is_some() => self.describe_fixed_frames(),
-            _ => self.describe_frames(),
-        }
-        self.held.extend_from_slice(&self.descs);
         self.last = RecvStats { datagrams: n as u64, syscalls, ..RecvStats::default() };
+        if self.held_lane == Lane::Fixed && self.side.is_some() {
+            // The program vouched for the layout: nothing to read.
+            return Ok(Some(Batch::fixed_frames(self.xsk.umem(), &self.held, sys::realtime_ns())));
+        }
+        self.describe_frames();
         Ok(Some(Batch::new(
             self.xsk.umem(),
             &self.metas,
@@ -473,47 +473,11 @@ impl XdpSource {
     /// Gives the last batch's frames back to the kernel, through the rx
     /// ring they came from.
     fn release_held(&mut self) {
-        let held = std::mem::take(&mut self.held);
         match (&self.side, self.held_lane) {
-            (Some(side), Lane::Parsed) => self.xsk.release_side(side, &held),
-            _ => self.xsk.release(&held),
+            (Some(side), Lane::Parsed) => self.xsk.release_side(side, &self.held),
+            _ => self.xsk.release(&self.held),
         }
-        self.held = held;
         self.held.clear();
-    }
-
-    /// The batch's packet views from the descriptors alone: the program
-    /// sent only fixed-layout frames here, whose payload is the frame
-    /// after its first 42 bytes. Nothing in the frame is read (the sender
-    /// is read from it only if a sink asks, [`FLAG_SRC_IN_FRAME`]); a
-    /// length the program could not have passed is parsed instead.
-    fn describe_fixed_frames(&mut self) {
-        self.metas.clear();
-        self.sources.clear();
-        let ts = sys::realtime_ns();
-        let umem_len = self.xsk.umem().len() as u64;
-        let header = FIXED_HEADER_LEN as u32;
-        for &(addr, len) in &self.descs {
-            if addr + u64::from(len) > umem_len {
-                continue;
-            }
-            let mut m = PacketMeta {
-                ts_ns: ts,
-                frame_offset: addr as u32,
-                frame_len: len,
-                wire_len: len,
-                ..PacketMeta::default()
-            };
-            if len >= header {
-                m.offset = addr as u32 + header;
-                m.len = len - header;
-                m.flags = FLAG_UDP | FLAG_SRC_IN_FRAME;
-            } else {
-                let frame = &self.xsk.umem()[addr as usize..(addr + u64::from(len)) as usize];
-                describe_parsed(&mut m, frame, addr, &mut self.sources);
-            }
-            self.metas.push(m);
-        }
     }
 
     /// The batch's packet views: each frame decoded down to its UDP payload.
@@ -528,12 +492,12 @@ impl XdpSource {
         // one in the decode loop. Measured on the FIFO-NAPI testbed at
         // 2.35 Mpps: a loop that decodes each frame delivered 0.48-0.65 M
         // frames/s without this, 1.19-1.20 M with it (in 2 of 3 rounds).
-        for &(addr, _) in &self.descs {
+        for &(addr, _) in &self.held {
             if let Some(frame) = self.xsk.umem().get(addr as usize..) {
                 sys::prefetch(frame);
             }
         }
-        for &(addr, len) in &self.descs {
+        for &(addr, len) in &self.held {
             if addr + u64::from(len) > umem_len {
                 continue;
             }
