@@ -298,13 +298,19 @@ fn open_umem(
     sockopt(&fd, XDP_UMEM_FILL_RING, &ring)?;
     sockopt(&fd, XDP_UMEM_COMPLETION_RING, &ring)?;
     sockopt(&fd, data_ring, &ring)?;
+    let off = mmap_offsets(&fd)?;
+    Ok((fd, umem, off))
+}
+
+/// Where the socket's rings lie in their mappings (`XDP_MMAP_OFFSETS`).
+fn mmap_offsets(fd: &OwnedFd) -> io::Result<MmapOffsets> {
     let mut off = MmapOffsets::default();
     let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
     // SAFETY: `off` is writable for `len` bytes.
     cvt(unsafe {
         libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
     })?;
-    Ok((fd, umem, off))
+    Ok(off)
 }
 
 /// `XDP_STATISTICS` of a socket.
@@ -443,13 +449,7 @@ impl XskRx {
         // SAFETY: `raw` was just returned by socket() and nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         sockopt(&fd, XDP_RX_RING, &ring)?;
-        let mut off = MmapOffsets::default();
-        let mut len = size_of::<MmapOffsets>() as libc::socklen_t;
-        // SAFETY: `off` is writable for `len` bytes.
-        cvt(unsafe {
-            libc::getsockopt(fd.as_raw_fd(), SOL_XDP, XDP_MMAP_OFFSETS, (&raw mut off).cast(), &mut len)
-        })?;
-        let rx = Ring::map(&fd, &off.rx, XDP_PGOFF_RX_RING, ring, 16)?;
+        let rx = Ring::map(&fd, &mmap_offsets(&fd)?.rx, XDP_PGOFF_RX_RING, ring, 16)?;
         // A socket sharing the UMEM takes its mode from the first one and
         // may pass no mode flags of its own.
         let sa = SockaddrXdp {

@@ -315,6 +315,12 @@ impl TestbedCounters {
         (after.tx.tx_packets - self.tx.tx_packets) + (after.tx.tx_dropped - self.tx.tx_dropped)
     }
 
+    /// Frames veth dropped over a run, on either end (its ring full, the
+    /// receiving interface's drops): what never reached the receiving stack.
+    pub fn frames_dropped(&self, after: &Self) -> u64 {
+        (after.tx.tx_dropped - self.tx.tx_dropped) + (after.rx.rx_dropped - self.rx.rx_dropped)
+    }
+
     /// Drops over a run, by place, in datagrams:
     /// - `veth_tx_dropped`: the receiving veth's ring was full (veth counts it
     ///   on the sender's side);

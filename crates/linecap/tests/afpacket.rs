@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use linecap::capture::DropPlace;
+use linecap::capture::{CaptureReport, DropPlace};
 use linecap::orchestrate::TestbedCounters;
 use linecap::testbed::{Placement, Testbed, TestbedOptions};
 use pcap_file::pcap::PcapReader;
@@ -133,6 +133,25 @@ fn gro_super_packets_are_split_back_into_datagrams() {
     gro_split_on(&tb, &with_ipv6(&tb));
 }
 
+/// The books of a GSO sender's stream: exact unless veth dropped some of
+/// it. veth counts a super-packet it drops once, whatever it held (the
+/// paced sender's hold 1 to 64 datagrams), so with veth drops the
+/// datagrams not accounted for lie between none and 63 per drop (CI's
+/// machine, loaded: 95 drops, 4 datagrams more).
+fn assert_gso_books(
+    sent: &linecap::send::socket::SendReport,
+    cap: &CaptureReport,
+    network: &[(DropPlace, u64)],
+) {
+    let veth = network.iter().filter(|(p, _)| *p == DropPlace::VethTxDropped).map(|(_, n)| n).sum::<u64>();
+    if veth == 0 {
+        return assert_books(sent, cap, network);
+    }
+    let id = linecap::orchestrate::Identity::close(sent, cap, network);
+    let hidden = u64::try_from(id.unaccounted).unwrap_or(u64::MAX);
+    assert!(hidden <= veth * 63 && id.checks.iter().all(|c| c.holds), "{}\n{cap:#?}", id.line());
+}
+
 fn gro_split_on(tb: &Testbed, to: &str) {
     const SIZE: usize = 272;
     let dir = TempDir::new("afp-gro");
@@ -144,14 +163,14 @@ fn gro_split_on(tb: &Testbed, to: &str) {
     // have merged them (the same kind of skb), whatever the machine's load.
     let sent = send(
         Some(&tb.ns_tx),
-        &["--to", to, "--count", "20000", "--rate", "200kpps", "--size", "272", "--gso"],
+        &["--to", to, "--count", "20000", "--rate", "50kpps", "--size", "272", "--gso"],
     );
     let rep = stop(tap);
     let after = TestbedCounters::read(tb).unwrap();
     let sock = stop(gro_socket);
     assert!(sock.received > sock.datagrams, "{to}: the socket got super-packets: {sock:#?}");
     assert!(rep.received > rep.datagrams, "{to}: the tap saw super-packets whole: {rep:#?}");
-    assert_books(&sent, &rep, &before.drops(&after, &rep));
+    assert_gso_books(&sent, &rep, &before.drops(&after, &rep));
     let v = rep.verify.as_ref().unwrap();
     assert_eq!((v.valid, v.corrupt, v.duplicates), (rep.received, 0, 0), "{v:?}");
     let ip_len = if to.starts_with('[') { 40 } else { 20 };
@@ -346,9 +365,27 @@ fn discard_unreceived_ends_the_stream_after_the_tap_but_never_before_a_socket() 
     assert_eq!(rep.kernel["udp_no_ports"], 0, "{rep:#?}");
     a_socket_keeps_its_stream(&tb, &to, &|| 0);
     // The program left with the capture: the kernel counts unheard datagrams again.
-    let n0 = udp_no_ports(&tb.ns_rx);
+    let (n0, before) = (udp_no_ports(&tb.ns_rx), TestbedCounters::read(&tb).unwrap());
     send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "500", "--rate", "20kpps"]);
-    assert_eq!(udp_no_ports(&tb.ns_rx) - n0, 500);
+    let unheard = settled(|| udp_no_ports(&tb.ns_rx)) - n0;
+    let dropped = before.frames_dropped(&TestbedCounters::read(&tb).unwrap());
+    assert_eq!(unheard + dropped, 500, "{unheard} unheard, {dropped} dropped by veth");
+}
+
+/// A counter of the receiving stack once it has been still for 250 ms (at
+/// most 10 s): the sender returns once veth has queued its last frames for
+/// the receiving NAPI thread, which runs late on a loaded machine.
+fn settled(read: impl Fn() -> u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = read();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = read();
+        if now == last || std::time::Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
 }
 
 #[test]
@@ -455,9 +492,10 @@ fn discard_unreceived_ends_an_ipv6_stream_too() {
     assert_eq!(udp6_no_ports(&tb.ns_rx), n0, "no datagram went on to UDP");
     // IPv6 sends ICMPv6 of its own (MLD reports, neighbour solicitations).
     a_socket_keeps_its_stream(&tb, &to, &|| snmp6(&tb.ns_tx, "Icmp6OutMsgs"));
-    let n1 = udp6_no_ports(&tb.ns_rx);
+    let (n1, before) = (udp6_no_ports(&tb.ns_rx), TestbedCounters::read(&tb).unwrap());
     send(Some(&tb.ns_tx), &["--to", to.as_str(), "--count", "300", "--rate", "20kpps"]);
-    assert_eq!(udp6_no_ports(&tb.ns_rx) - n1, 300, "the program left with the capture");
+    let dropped = before.frames_dropped(&TestbedCounters::read(&tb).unwrap());
+    assert_eq!(settled(|| udp6_no_ports(&tb.ns_rx)) - n1 + dropped, 300, "the program left with the capture");
 }
 
 /// The discard program run by `BPF_PROG_TEST_RUN` on crafted frames, as a

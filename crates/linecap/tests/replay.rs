@@ -8,7 +8,6 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use linecap::send::replay::ReplayReport;
 
 /// A stream of 30 000, damaged on purpose, the same way every time.
 const DAMAGE: &[&str] = &[
@@ -79,14 +78,6 @@ fn impairments_are_refused_where_they_cannot_be_done() {
         let o = linecap(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     }
-}
-
-fn replay(args: &[&str]) -> ReplayReport {
-    let mut all = vec!["replay", "--json"];
-    all.extend_from_slice(args);
-    let o = linecap(&all);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
@@ -185,24 +176,8 @@ fn tcpreplay_replays_a_linecap_recording_into_a_linecap_capture() {
 
     // The same frames through linecap's own AF_PACKET replay.
     let cap = capture(Some(&tb.ns_rx), &["--listen", &to, "--verify", "seq"]);
-    let out = Command::new(exe())
-        .args([
-            "replay",
-            "--json",
-            "--netns",
-            &tb.ns_tx,
-            "--backend",
-            "afpacket",
-            "--iface",
-            &tb.if_tx,
-            "--rate",
-            "20kpps",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: ReplayReport = serde_json::from_slice(&out.stdout).unwrap();
+    let (ns, iface, path) = (tb.ns_tx.as_str(), tb.if_tx.as_str(), file.to_str().unwrap());
+    let r = replay(&["--netns", ns, "--backend", "afpacket", "--iface", iface, "--rate", "20kpps", path]);
     let rep = stop(cap);
     assert_eq!((r.records, r.sent.packets, r.unsendable), (rec.packets, rec.packets, 0));
     assert_books(&r.sent, &rep, &[]);

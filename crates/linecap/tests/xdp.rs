@@ -22,6 +22,27 @@ fn udp4(dst: [u8; 4], dport: u16) -> Vec<u8> {
     o
 }
 
+/// `frame` (IPv4, no options) with 4 bytes of IP options: the UDP header
+/// moves, the IP total length grows.
+fn with_ip_options(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[14] = 0x46;
+    frame.splice(34..34, [1u8, 1, 1, 0]);
+    let total = u16::from_be_bytes([frame[16], frame[17]]) + 4;
+    frame[16..18].copy_from_slice(&total.to_be_bytes());
+    frame
+}
+
+/// IPv6 UDP to port 9000.
+fn udp6(payload: &[u8]) -> Vec<u8> {
+    let mut o = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [2; 6])
+        .ipv6([1; 16], [2; 16], 64)
+        .udp(4000, 9000)
+        .write(&mut o, payload)
+        .unwrap();
+    o
+}
+
 fn load(m: Match) -> std::os::fd::OwnedFd {
     let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, 4, "lc_xsks").unwrap();
     use std::os::fd::AsRawFd;
@@ -51,21 +72,11 @@ fn verifier_accepts_and_decisions_are_right() {
     let mut arp = vec![0u8; 60];
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
     assert_eq!(run(&arp), XDP_PASS, "ARP");
-    let mut v6 = Vec::new();
-    PacketBuilder::ethernet2([1; 6], [2; 6])
-        .ipv6([1; 16], [2; 16], 64)
-        .udp(1, 9000)
-        .write(&mut v6, &[0; 32])
-        .unwrap();
-    assert_eq!(run(&v6), redirect, "IPv6 UDP to the port");
+    assert_eq!(run(&udp6(&[0; 32])), redirect, "IPv6 UDP to the port");
     let mut frag = udp4([198, 18, 0, 2], 9000);
     frag[14 + 6] = 0x20; // more fragments
     assert_eq!(run(&frag), XDP_PASS, "a fragment");
-    // IPv4 with 4 bytes of options: the UDP header moves.
-    let mut opt = udp4([198, 18, 0, 2], 9000);
-    opt[14] = 0x46;
-    opt.splice(34..34, [1u8, 1, 1, 0]);
-    assert_eq!(run(&opt), redirect, "IPv4 options");
+    assert_eq!(run(&with_ip_options(udp4([198, 18, 0, 2], 9000))), redirect, "IPv4 options");
     // Truncated frames pass (bounds checks), never fault.
     let full = udp4([198, 18, 0, 2], 9000);
     for cut in [14, 20, 33, 34, 41] {
@@ -94,12 +105,7 @@ fn frames_of_another_layout_than_the_fixed_one_go_to_the_parsed_lane() {
         .write(&mut empty, &[])
         .unwrap();
     assert_eq!(run(&empty), fixed, "an empty datagram");
-    let mut opt = flow.clone();
-    opt[14] = 0x46;
-    opt.splice(34..34, [1u8, 1, 1, 0]);
-    let total = u16::from_be_bytes([opt[16], opt[17]]) + 4;
-    opt[16..18].copy_from_slice(&total.to_be_bytes());
-    assert_eq!(run(&opt), parsed, "IPv4 options");
+    assert_eq!(run(&with_ip_options(flow.clone())), parsed, "IPv4 options");
     let padded = [&flow[..], &[0u8; 6]].concat();
     assert_eq!(run(&padded), parsed, "bytes after the datagram (Ethernet padding)");
     let mut short_udp = flow.clone();
@@ -111,13 +117,7 @@ fn frames_of_another_layout_than_the_fixed_one_go_to_the_parsed_lane() {
     let udp_len = u16::from_be_bytes([flow[38], flow[39]]) + 6;
     udp_past_ip[38..40].copy_from_slice(&udp_len.to_be_bytes());
     assert_eq!(run(&udp_past_ip), parsed, "a UDP length past the IP length, to the frame's end");
-    let mut v6 = Vec::new();
-    PacketBuilder::ethernet2([1; 6], [2; 6])
-        .ipv6([1; 16], [2; 16], 64)
-        .udp(1, 9000)
-        .write(&mut v6, &[0; 32])
-        .unwrap();
-    assert_eq!(run(&v6), parsed, "IPv6");
+    assert_eq!(run(&udp6(&[0; 32])), parsed, "IPv6");
     assert_eq!(run(&udp4([198, 18, 0, 2], 9001)), XDP_PASS, "another port");
     for cut in [14, 33, 41] {
         assert_eq!(run(&flow[..cut]), XDP_PASS, "cut at {cut}");
@@ -722,12 +722,7 @@ fn every_layout(n: u16) -> Vec<(Vec<u8>, usize)> {
         let body = [&tag[..], &[7u8; 270]].concat();
         out.push((v4(&body), body.len()));
         out.push((v4(&[]), 0));
-        let mut opt = v4(&body[..100]);
-        opt[14] = 0x46;
-        opt.splice(34..34, [1u8, 1, 1, 0]);
-        let total = u16::from_be_bytes([opt[16], opt[17]]) + 4;
-        opt[16..18].copy_from_slice(&total.to_be_bytes());
-        out.push((opt, 100));
+        out.push((with_ip_options(v4(&body[..100])), 100));
         let padded = [&v4(&body[..50])[..], &[0u8; 6]].concat();
         out.push((padded.clone(), 50));
         // The UDP length runs to the frame's end, past the IP packet's.
@@ -737,13 +732,7 @@ fn every_layout(n: u16) -> Vec<(Vec<u8>, usize)> {
         let mut short_udp = v4(&body[..60]);
         short_udp[38..40].copy_from_slice(&(8u16 + 40).to_be_bytes());
         out.push((short_udp, 40));
-        let mut v6 = Vec::new();
-        PacketBuilder::ethernet2([2; 6], [2; 6])
-            .ipv6([1; 16], [2; 16], 64)
-            .udp(4000, 9000)
-            .write(&mut v6, &body[..64])
-            .unwrap();
-        out.push((v6, 64));
+        out.push((udp6(&body[..64]), 64));
     }
     out
 }
@@ -779,23 +768,22 @@ fn af_xdp_capture_takes_every_layout_of_the_flow_whole() {
             got_file.to_str().unwrap(),
         ],
     );
-    let out = std::process::Command::new(exe())
-        .args([
-            "replay",
-            "--netns",
-            &tb.ns_tx,
-            "--backend",
-            "afpacket",
-            "--iface",
-            &tb.if_tx,
-            "--rate",
-            "20kpps",
-        ])
-        .args(["--dst-mac", &rx_mac(&tb)])
-        .arg(&sent_file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ns, iface, mac) = (tb.ns_tx.as_str(), tb.if_tx.as_str(), rx_mac(&tb));
+    let path = sent_file.to_str().unwrap();
+    let r = replay(&[
+        "--netns",
+        ns,
+        "--backend",
+        "afpacket",
+        "--iface",
+        iface,
+        "--rate",
+        "20kpps",
+        "--dst-mac",
+        &mac,
+        path,
+    ]);
+    assert_eq!((r.sent.packets, r.unsendable), (frames.len() as u64, 0));
     let rep = stop(cap);
     let payload_bytes: usize = frames.iter().map(|(_, n)| n).sum();
     assert_eq!((rep.received, rep.total_drops()), (frames.len() as u64, 0), "{rep:#?}");

@@ -62,6 +62,15 @@ pub fn stop(c: CaptureChild) -> CaptureReport {
     c.stop().expect("capture report")
 }
 
+/// `linecap replay --json` with `args`, which must succeed; its report.
+pub fn replay(args: &[&str]) -> linecap::send::replay::ReplayReport {
+    let mut all = vec!["replay", "--json"];
+    all.extend_from_slice(args);
+    let o = linecap(&all);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// Runs linecap with arguments and returns its output.
 pub fn linecap(args: &[&str]) -> Output {
     Command::new(exe()).args(args).output().expect("linecap runs")
