@@ -2,7 +2,9 @@
 //! destination port, optionally one IPv4 address) to the AF_XDP socket of
 //! the receive queue, pass everything else (ARP, SSH, other traffic) to the
 //! kernel. Every packet access is bounds-checked against `data_end`, as the
-//! verifier demands. IPv4 fragments and IPv6 extension headers pass.
+//! verifier demands. IPv4 fragments and IPv6 extension headers pass. For a
+//! capture, the flow's frames of another layout than the fixed one go to a
+//! second socket of the queue ([`ParsedLane`]).
 
 use std::net::Ipv4Addr;
 
@@ -32,9 +34,9 @@ pub struct Match {
 /// one: Ethernet II, IPv4 without options, UDP, nothing after the datagram.
 /// A frame of the fixed layout is described by its length alone (its
 /// payload starts at [`crate::packet::FIXED_HEADER_LEN`] and ends with the
-/// frame), so the receive
-/// thread never reads it unless a sink does; every other frame of the flow
-/// goes to the second socket, whose frames the receive thread parses.
+/// frame), so the receive thread never reads it unless a sink does; every
+/// other frame of the flow goes to the second socket, whose frames the
+/// receive thread parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedLane {
     /// The second socket's XSKMAP key: the receive queue plus this.

@@ -9,9 +9,10 @@
 //! nothing after the datagram) to the first, every other frame of the flow
 //! to the second. A fixed-layout batch is described from its descriptors
 //! alone: the receive thread never reads a frame no sink reads. Measured
-//! on the FIFO-NAPI testbed at 2.35 Mpps (xdp-live): parsing every frame
-//! cost the receive thread 1.88× the minimal loop's time per packet, the
-//! lanes 1.15× (same rounds, docs/BENCHMARKS.md). The program is attached
+//! on the FIFO-NAPI testbed at 2.35 Mpps (xdp-live), builds alternated:
+//! with every frame parsed the receive thread spent 1.47× the minimal
+//! loop's time per packet and delivered 0.86× its share, with the lanes
+//! 0.99× and 1.00× (docs/BENCHMARKS.md, session 11). The program is attached
 //! through a BPF link, so it is detached when linecap exits, even on a
 //! crash. Native (driver) mode first, generic mode as a fallback that says so.
 
