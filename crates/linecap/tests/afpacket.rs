@@ -137,7 +137,8 @@ fn gro_super_packets_are_split_back_into_datagrams() {
 /// it. veth counts a super-packet it drops once, whatever it held (the
 /// paced sender's hold 1 to 64 datagrams), so with veth drops the
 /// datagrams not accounted for lie between none and 63 per drop (CI's
-/// machine, loaded: 95 drops, 4 datagrams more).
+/// machine, loaded: 95 drops, 4 datagrams more). Those datagrams counted
+/// at veth, the books and the verifier's gaps must agree exactly.
 fn assert_gso_books(
     sent: &linecap::send::socket::SendReport,
     cap: &CaptureReport,
@@ -149,7 +150,12 @@ fn assert_gso_books(
     }
     let id = linecap::orchestrate::Identity::close(sent, cap, network);
     let hidden = u64::try_from(id.unaccounted).unwrap_or(u64::MAX);
-    assert!(hidden <= veth * 63 && id.checks.iter().all(|c| c.holds), "{}\n{cap:#?}", id.line());
+    assert!(hidden <= veth * 63, "{}\n{cap:#?}", id.line());
+    let in_datagrams: Vec<_> = network
+        .iter()
+        .map(|&(place, n)| if place == DropPlace::VethTxDropped { (place, n + hidden) } else { (place, n) })
+        .collect();
+    assert_books(sent, cap, &in_datagrams);
 }
 
 fn gro_split_on(tb: &Testbed, to: &str) {
@@ -333,12 +339,13 @@ fn udp_no_ports(ns: &str) -> u64 {
 /// `other_frames`: a count of the frames the sender's stack sends besides
 /// the stream (they cross the veth too).
 fn a_socket_keeps_its_stream(tb: &Testbed, to: &str, other_frames: &dyn Fn() -> u64) {
-    let (before, others) = (TestbedCounters::read(tb).unwrap(), other_frames());
+    let (before, others) = counters_beside(tb, other_frames);
     let sock = capture(Some(&tb.ns_rx), &["--listen", to, "--verify", "seq", "--count", "4000"]);
     let tap = tap_port_9000(tb, &["--discard-unreceived", to]);
     let s = send(Some(&tb.ns_tx), &["--to", to, "--count", "4000", "--rate", "20kpps"]);
     let (tap, sock) = (stop(tap), stop(sock));
-    let (after, others) = (TestbedCounters::read(tb).unwrap(), other_frames() - others);
+    let (after, others_after) = counters_beside(tb, other_frames);
+    let others = others_after - others;
     let network: Vec<_> = before
         .drops(&after, &sock)
         .into_iter()
@@ -350,6 +357,21 @@ fn a_socket_keeps_its_stream(tb: &Testbed, to: &str, other_frames: &dyn Fn() -> 
     // back into datagrams by their segment size.
     assert!(sock.received > 0 && tap.received_bytes == sock.received_bytes, "{tap:#?} {sock:#?}");
     assert_eq!(tap.received, sock.received, "{tap:#?} {sock:#?}");
+}
+
+/// The testbed's counters and, read in the same instant, the count of
+/// the frames the sender's stack sends on its own: read again while that
+/// count moved between its reads (a router solicitation between the two
+/// reads was counted once in one and not the other: one frame unaccounted).
+fn counters_beside(tb: &Testbed, other_frames: &dyn Fn() -> u64) -> (TestbedCounters, u64) {
+    for _ in 0..100 {
+        let others = other_frames();
+        let counters = TestbedCounters::read(tb).unwrap();
+        if other_frames() == others {
+            return (counters, others);
+        }
+    }
+    panic!("the sender's stack kept sending frames of its own for 100 reads");
 }
 
 #[test]
