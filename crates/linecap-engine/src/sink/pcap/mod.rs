@@ -163,6 +163,7 @@ impl super::Sink for PcapSink {
         };
         let fmt = self.format;
         let mut drop_bytes = 0u64;
+        batch.prefetch_frames();
         for p in batch.iter() {
             let payload = p.data.len() as u32;
             let pushed = match p.frame {
