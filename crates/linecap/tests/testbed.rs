@@ -121,6 +121,33 @@ fn demo_succeeds_and_says_where_it_ran() {
 
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn a_short_soak_samples_the_capture_and_closes_its_books() {
+    let dir = TempDir::new("soak");
+    let out_dir = dir.0.to_str().unwrap();
+    let out =
+        linecap(&["soak", "--duration", "2s", "--rate", "20kpps", "--interval", "500ms", "--out", out_dir]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}\n{}", String::from_utf8_lossy(&out.stdout));
+    // Every sample names the loss on both sides of the capture.
+    assert!(log.contains("(capture) +") && log.contains("(veth), verifier missing"), "{log}");
+    let soak: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("soak.json")).unwrap()).unwrap();
+    let id = &soak["identity"];
+    assert_eq!(id["unaccounted"], 0, "{soak:#}");
+    assert!(id["checks"].as_array().unwrap().iter().all(|c| c["holds"] == true), "{soak:#}");
+    // 2 s at 20 kpps: the sender stops at the duration, a little short of it.
+    let offered = id["offered"].as_u64().unwrap();
+    assert!((20000..=40000).contains(&offered), "{soak:#}");
+    let samples = soak["samples"].as_array().unwrap();
+    assert!(samples.len() >= 4, "a sample every 500 ms: {soak:#}");
+    assert!(samples.iter().all(|s| s["rss_kib"].as_u64() > Some(0) && s["threads"].as_u64() > Some(0)));
+    let csv = std::fs::read_to_string(dir.0.join("soak.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("t_s,rss_kib,fds,threads,delivered,kernel_drops,veth_drops,missing"));
+    assert_eq!(csv.lines().count(), samples.len() + 1);
+}
+
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn multicast_join_receives_the_group() {
     let tb = testbed(Placement::Napi);
     let group = "239.255.0.1:9000";

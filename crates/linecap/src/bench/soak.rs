@@ -41,6 +41,9 @@ pub struct Sample {
     pub delivered: u64,
     /// Drops the capture counted so far.
     pub kernel_drops: u64,
+    /// Frames the testbed's veth dropped so far (its ring full while the
+    /// NAPI thread ran late): loss before the capture, which it cannot count.
+    pub veth_drops: u64,
     /// Sequence numbers the verifier found missing so far.
     pub missing: u64,
 }
@@ -71,9 +74,11 @@ fn proc_status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn sample(pid: u32, name: &str, t_s: f64) -> Sample {
+/// The capture process `pid` named `name` and the testbed's drops since `before`.
+fn sample(pid: u32, name: &str, t_s: f64, tb: &Testbed, before: &TestbedCounters) -> Sample {
     let snap = Snapshot::read(name, &stats::stats_path(name)).ok();
     Sample {
+        veth_drops: TestbedCounters::read(tb).map_or(0, |now| before.frames_dropped(&now)),
         t_s,
         rss_kib: proc_status_field(pid, "VmRSS"),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
@@ -118,22 +123,23 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakReport> {
         if samples.is_empty()
             || started.elapsed().as_secs_f64() >= samples.len() as f64 * cfg.interval.as_secs_f64()
         {
-            let s = sample(capture.pid(), &name, started.elapsed().as_secs_f64());
+            let s = sample(capture.pid(), &name, started.elapsed().as_secs_f64(), &tb, &before);
             tracing::info!(
-                "soak {:>6.0} s: rss {} KiB, fds {}, threads {}, delivered {}, drops {}, missing {}",
+                "soak {:>6.0} s: rss {} KiB, fds {}, threads {}, delivered {}, drops {} (capture) + {} (veth), verifier missing {}",
                 s.t_s,
                 s.rss_kib,
                 s.fds,
                 s.threads,
                 s.delivered,
                 s.kernel_drops,
+                s.veth_drops,
                 s.missing
             );
             samples.push(s);
         }
     }
     let sent = sender.join().map_err(|_| anyhow::anyhow!("the sender thread panicked"))??;
-    samples.push(sample(capture.pid(), &name, started.elapsed().as_secs_f64()));
+    samples.push(sample(capture.pid(), &name, started.elapsed().as_secs_f64(), &tb, &before));
     std::thread::sleep(Duration::from_millis(200));
     let report = capture.stop()?;
     let after = TestbedCounters::read(&tb)?;
@@ -158,11 +164,11 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakReport> {
 fn write_files(cfg: &SoakConfig, soak: &SoakReport) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.out)?;
     std::fs::write(cfg.out.join("soak.json"), serde_json::to_string_pretty(soak)?)?;
-    let mut csv = String::from("t_s,rss_kib,fds,threads,delivered,kernel_drops,missing\n");
+    let mut csv = String::from("t_s,rss_kib,fds,threads,delivered,kernel_drops,veth_drops,missing\n");
     for s in &soak.samples {
         csv += &format!(
-            "{:.1},{},{},{},{},{},{}\n",
-            s.t_s, s.rss_kib, s.fds, s.threads, s.delivered, s.kernel_drops, s.missing
+            "{:.1},{},{},{},{},{},{},{}\n",
+            s.t_s, s.rss_kib, s.fds, s.threads, s.delivered, s.kernel_drops, s.veth_drops, s.missing
         );
     }
     std::fs::write(cfg.out.join("soak.csv"), csv)?;
