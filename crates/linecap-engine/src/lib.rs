@@ -65,6 +65,7 @@ pub mod bpf;
 pub mod capture;
 pub mod filter;
 pub mod format;
+pub mod loan;
 pub mod packet;
 pub mod send;
 pub mod sink;

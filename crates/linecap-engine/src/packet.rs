@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 
+use crate::loan::{Lender, LoanDesk};
+
 /// The packet is a UDP datagram (its `data` is the UDP payload).
 pub const FLAG_UDP: u8 = 1;
 /// The packet is one datagram of a GRO super-packet a raw backend saw whole:
@@ -67,6 +69,21 @@ pub struct Batch<'a> {
     packets: Described<'a>,
     /// The address the packets were sent to (socket backends; unspecified for raw ones).
     pub dst: SocketAddr,
+    /// Where a sink may keep frames past the batch (see [`crate::loan`]).
+    loans: Option<&'a LoanDesk>,
+}
+
+/// A frame a sink may keep past its batch, described without reading it.
+#[derive(Clone, Copy)]
+pub struct LoanOffer<'a> {
+    /// Through whom the frame is read later and given back.
+    pub lender: &'a Lender,
+    /// Where the frame is in the lender's memory.
+    pub addr: u64,
+    /// Its length (clipped to the memory).
+    pub len: u32,
+    /// When it was received.
+    pub ts_ns: u64,
 }
 
 /// How a batch's packets are described.
@@ -130,14 +147,40 @@ impl<'a> Batch<'a> {
         sources: &'a [Option<SocketAddr>],
         dst: SocketAddr,
     ) -> Self {
-        Self { slab, packets: Described::Metas { metas, sources }, dst }
+        Self { slab, packets: Described::Metas { metas, sources }, dst, loans: None }
     }
 
     /// Builds a batch of fixed-layout frames `(offset, length)` in `slab`
     /// (see [`FIXED_HEADER_LEN`]) received at `ts_ns`.
     pub fn fixed_frames(slab: &'a [u8], frames: &'a [(u64, u32)], ts_ns: u64) -> Self {
         let dst = SocketAddr::from(([0, 0, 0, 0], 0));
-        Self { slab, packets: Described::FixedFrames { frames, ts_ns }, dst }
+        Self { slab, packets: Described::FixedFrames { frames, ts_ns }, dst, loans: None }
+    }
+
+    /// Lets sinks keep this batch's fixed-layout frames past it, through
+    /// `desk` (see [`crate::loan`]).
+    pub fn lending(self, desk: &'a LoanDesk) -> Self {
+        Self { loans: Some(desk), ..self }
+    }
+
+    /// Packet `i`'s frame, when a sink may keep it now: only fixed-layout
+    /// frames, in order, while the source has spare frames. Reads nothing
+    /// of the frame.
+    pub fn loan_offer(&self, i: usize) -> Option<LoanOffer<'a>> {
+        let Described::FixedFrames { frames, ts_ns } = self.packets else { return None };
+        let lender = self.loans?.offer(i)?;
+        let &(addr, len) = frames.get(i)?;
+        let len = clip(self.slab, addr, len).len() as u32;
+        Some(LoanOffer { lender, addr, len, ts_ns })
+    }
+
+    /// A sink kept packet `i`'s frame (after [`loan_offer`](Self::loan_offer)
+    /// offered it): the source leaves it off the fill ring until the
+    /// lender is given it back.
+    pub fn loan_taken(&self, i: usize) {
+        if let Some(desk) = self.loans {
+            desk.take(i);
+        }
     }
 
     /// Number of packets.

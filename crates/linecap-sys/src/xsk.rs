@@ -13,6 +13,7 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::cvt;
@@ -220,7 +221,9 @@ pub struct XskRx {
     fill: Ring,
     rx: Ring,
     fd: OwnedFd,
-    umem: PageBuf,
+    /// Shared with whoever holds frames lent past their batch (a writer
+    /// thread): the memory outlives the socket until they are done.
+    umem: Arc<PageBuf>,
     frame_size: u32,
     zero_copy: bool,
 }
@@ -379,7 +382,7 @@ impl XskRx {
         let (fd, umem, off) = open_umem(frames, frame_size, ring, XDP_RX_RING)?;
         let rx = Ring::map(&fd, &off.rx, XDP_PGOFF_RX_RING, ring, 16)?;
         let fill = Ring::map(&fd, &off.fr, XDP_UMEM_PGOFF_FILL_RING, ring, 8)?;
-        let mut me = Self { fill, rx, fd, umem, frame_size, zero_copy: false };
+        let mut me = Self { fill, rx, fd, umem: Arc::new(umem), frame_size, zero_copy: false };
         // Hand the kernel as many frames as the fill ring holds.
         let n = ring.min(frames);
         for i in 0..n {
@@ -409,7 +412,34 @@ impl XskRx {
 
     /// The frame memory (frames are views into it).
     pub fn umem(&self) -> &[u8] {
-        &self.umem
+        &self.umem[..]
+    }
+
+    /// The frame memory, for a thread that reads frames lent to it after
+    /// their batch (it stays mapped while that thread holds it). A lent
+    /// frame is one this socket keeps off the fill ring until it is
+    /// given back, so the kernel does not write it meanwhile.
+    pub fn umem_shared(&self) -> Arc<PageBuf> {
+        Arc::clone(&self.umem)
+    }
+
+    /// Size of one frame.
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    /// Consumes `consumed` descriptors from the rx ring they came from
+    /// (`side`'s, or this socket's) and puts `frames` on the fill ring in
+    /// their place: the same frames, or spare ones for frames still lent.
+    /// `frames` must not be longer than `consumed`: the fill ring holds as
+    /// many entries as frames the kernel may have.
+    pub fn release_with(&mut self, side: Option<&XskSideRx>, consumed: usize, frames: &[u64]) {
+        debug_assert!(frames.len() <= consumed);
+        match side {
+            Some(side) => side.rx.consume(consumed as u32),
+            None => self.rx.consume(consumed as u32),
+        }
+        self.refill(frames.iter().copied());
     }
 
     /// Copies up to `max` rx descriptors `(addr, len)` into `out` without
@@ -425,7 +455,7 @@ impl XskRx {
             return;
         }
         self.rx.consume(descs.len() as u32);
-        self.refill(descs);
+        self.refill(descs.iter().map(|d| d.0));
     }
 
     /// Consumes `descs` from `side`'s rx ring (they came from there) and
@@ -435,7 +465,7 @@ impl XskRx {
             return;
         }
         side.rx.consume(descs.len() as u32);
-        self.refill(descs);
+        self.refill(descs.iter().map(|d| d.0));
     }
 
     /// Opens a second socket on this socket's queue that shares its UMEM
@@ -482,13 +512,14 @@ impl XskRx {
         super::packet::poll_fds(&mut fds, timeout_ms).map(|_| ())
     }
 
-    fn refill(&mut self, descs: &[(u64, u32)]) {
-        let n = descs.len() as u32;
+    fn refill(&mut self, addrs: impl Iterator<Item = u64>) {
         // The fill ring has room: it holds as many entries as frames in flight.
         let prod = self.fill.producer().load(Ordering::Relaxed);
-        for (i, (addr, _)) in descs.iter().enumerate() {
+        let mut n = 0u32;
+        for addr in addrs {
             let frame = addr - addr % u64::from(self.frame_size);
-            self.fill_slot(prod.wrapping_add(i as u32), frame);
+            self.fill_slot(prod.wrapping_add(n), frame);
+            n += 1;
         }
         self.fill.producer().store(prod.wrapping_add(n), Ordering::Release);
         if self.fill.flags() & XDP_RING_NEED_WAKEUP != 0 {

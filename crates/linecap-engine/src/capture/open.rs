@@ -142,10 +142,15 @@ fn open_xdp(
             format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port())
         },
         description: format!(
-            "xdp/{} {} XDP, {} ring entries",
+            "xdp/{} {} XDP, {} ring entries{}",
             if mode.zero_copy { "zero-copy" } else { "copy-mode" },
             if mode.native { "native" } else { "generic" },
-            o.ring
+            o.ring,
+            if o.lend_frames > 0 {
+                format!(", {} spare frames for the writer", o.lend_frames)
+            } else {
+                String::new()
+            }
         ),
         gro: false,
         buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),

@@ -5,7 +5,10 @@
 //! record and counts it. One channel operation per chunk (thousands of
 //! packets), none per packet.
 
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crate::loan::Lender;
 
 /// A buffer of whole records and how many packets they hold.
 pub struct Chunk {
@@ -20,6 +23,26 @@ pub struct Chunk {
     /// write only part of the chunk reports as lost, exactly. Allocated
     /// once for the most records a chunk can hold.
     pub payloads: Vec<u32>,
+    /// Records whose frame is still in the source's memory, and of which
+    /// the receive thread wrote nothing: the writer encodes each into the
+    /// room left for it before the chunk is written. Touching the room
+    /// at all (even a record header) costs the receive thread a miss per
+    /// record, as much as copying the frame: the room was last written a
+    /// whole buffer ago. These descriptors are a sequential stream.
+    lent: Vec<LentFrame>,
+    /// Whose memory the lent frames are in (one source per chunk).
+    lender: Option<Lender>,
+}
+
+/// A record left to the writer: its frame is `len` bytes at `addr` in
+/// the lender's memory, received at `ts_ns`; its record starts at `at`.
+#[derive(Clone, Copy)]
+pub struct LentFrame {
+    addr: u64,
+    /// When the frame was received.
+    pub ts_ns: u64,
+    at: u32,
+    len: u32,
 }
 
 impl Chunk {
@@ -32,16 +55,131 @@ impl Chunk {
     pub fn payload_bytes(&self) -> u64 {
         self.payloads.iter().map(|&l| u64::from(l)).sum()
     }
+
+    /// Encodes the records left to the writer with `encode(room, lent,
+    /// frame)`, which writes the record of `frame` at the start of `room`,
+    /// and gives the frames back: after this the chunk is whole. The
+    /// writer's work, once per chunk, before it writes it.
+    pub fn complete(&mut self, mut encode: impl FnMut(&mut [u8], &LentFrame, &[u8])) {
+        let Some(lender) = self.lender.take() else { return };
+        // The frames were written by the kernel on another core: ask for
+        // the next ones while encoding this one.
+        const AHEAD: usize = 4;
+        for f in self.lent.iter().take(AHEAD) {
+            prefetch_all(lender.frame(f.addr, f.len));
+        }
+        for (i, f) in self.lent.iter().enumerate() {
+            if let Some(next) = self.lent.get(i + AHEAD) {
+                prefetch_all(lender.frame(next.addr, next.len));
+            }
+            encode(&mut self.room[f.at as usize..self.filled], f, lender.frame(f.addr, f.len));
+        }
+        lender.give_back(self.lent.len() as u64);
+        self.lent.clear();
+    }
+}
+
+impl Chunk {
+    /// Gives back frames still lent without copying them (a chunk not
+    /// written, or dropped): the source must never run short of frames.
+    fn return_lent(&mut self) {
+        if let Some(lender) = self.lender.take() {
+            lender.give_back(self.lent.len() as u64);
+            self.lent.clear();
+        }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.return_lent();
+    }
+}
+
+/// Asks for every cache line of `data`.
+fn prefetch_all(data: &[u8]) {
+    for at in (0..data.len()).step_by(64) {
+        crate::sys::prefetch(&data[at..]);
+    }
+    if let Some(last) = data.len().checked_sub(1) {
+        crate::sys::prefetch(&data[last..]);
+    }
 }
 
 /// Smallest record a chunk holds (a pcap record header): bounds the
 /// records per chunk, so `payloads` never grows.
 pub const MIN_RECORD: usize = 16;
 
+/// A chunk is passed on once it holds this share of the lender's spare
+/// frames (1/4): frames are out on loan until their chunk is written, and
+/// a 4 MiB chunk of 272-byte payloads would otherwise hold 12,700 of them,
+/// most of the spares, so the source ran out of spares and copied while
+/// the writer had only one chunk in hand.
+const LENT_SHARE_PER_CHUNK: usize = 4;
+
+/// The most lent records a chunk takes from `lender` before it is passed on.
+fn lent_per_chunk(lender: &Lender) -> usize {
+    (lender.spares() / LENT_SHARE_PER_CHUNK).max(1)
+}
+
+/// Smallest record with a lent frame: a record header and an Ethernet,
+/// IPv4 and UDP header (only fixed-layout frames are lent).
+const MIN_LENT_RECORD: usize = MIN_RECORD + crate::packet::FIXED_HEADER_LEN;
+
+/// Chunks written and given back, the last given back on top: the next
+/// chunk filled is the one the writer left warmest in the caches (a queue
+/// would go round every chunk of the buffer, each cold by its turn).
+struct FreeChunks {
+    stack: Mutex<FreeStack>,
+    given: Condvar,
+}
+
+struct FreeStack {
+    chunks: Vec<Chunk>,
+    /// The writer's end was dropped: no chunk comes back any more.
+    writer_gone: bool,
+}
+
+impl FreeChunks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FreeStack> {
+        self.stack.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, c: Chunk) {
+        self.lock().chunks.push(c);
+        self.given.notify_one();
+    }
+
+    /// The warmest free chunk; with `wait`, waits for one while the writer
+    /// is there to give one back.
+    fn take(&self, wait: bool) -> Result<Chunk, Refused> {
+        let mut stack = self.lock();
+        loop {
+            if let Some(c) = stack.chunks.pop() {
+                return Ok(c);
+            }
+            if stack.writer_gone {
+                return Err(Refused::Closed);
+            }
+            if !wait {
+                return Err(Refused::Full);
+            }
+            stack = self.given.wait(stack).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.free.lock().writer_gone = true;
+        self.free.given.notify_all();
+    }
+}
+
 /// The producer's end.
 pub struct Producer {
     full: SyncSender<Chunk>,
-    free: Receiver<Chunk>,
+    free: Arc<FreeChunks>,
     current: Option<Chunk>,
     chunk_size: usize,
     /// Chunks passed to the writer (full or flushed).
@@ -53,23 +191,31 @@ pub struct Producer {
 /// The writer's end.
 pub struct Consumer {
     full: Receiver<Chunk>,
-    free: SyncSender<Chunk>,
+    free: Arc<FreeChunks>,
 }
 
 /// Creates a hand-off of `chunks` buffers of `chunk_size` bytes each.
 pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
     let chunks = chunks.max(2);
     let (full_tx, full_rx) = sync_channel(chunks);
-    let (free_tx, free_rx) = sync_channel(chunks);
+    let stack = FreeStack { chunks: Vec::with_capacity(chunks), writer_gone: false };
+    let free = Arc::new(FreeChunks { stack: Mutex::new(stack), given: Condvar::new() });
     for _ in 0..chunks {
         let payloads = Vec::with_capacity(chunk_size / MIN_RECORD + 1);
-        free_tx
-            .send(Chunk { room: vec![0; chunk_size].into_boxed_slice(), filled: 0, packets: 0, payloads })
-            .expect("channel has room");
+        let room = vec![0; chunk_size].into_boxed_slice();
+        let chunk = Chunk { room, filled: 0, packets: 0, payloads, lent: Vec::new(), lender: None };
+        free.push(chunk);
     }
     (
-        Producer { full: full_tx, free: free_rx, current: None, chunk_size, passed: 0, wait: false },
-        Consumer { full: full_rx, free: free_tx },
+        Producer {
+            full: full_tx,
+            free: Arc::clone(&free),
+            current: None,
+            chunk_size,
+            passed: 0,
+            wait: false,
+        },
+        Consumer { full: full_rx, free },
     )
 }
 
@@ -103,6 +249,78 @@ impl Producer {
     /// lets `encode` write them. `encode` must write exactly `len` bytes
     /// (at least [`MIN_RECORD`]).
     pub fn push(&mut self, len: usize, payload: u32, encode: impl FnOnce(&mut [u8])) -> Result<(), Refused> {
+        let c = self.room_for(len)?;
+        let at = c.filled;
+        encode(&mut c.room[at..at + len]);
+        c.filled = at + len;
+        c.packets += 1;
+        c.payloads.push(payload);
+        Ok(())
+    }
+
+    /// As [`push`](Self::push), for a record of `len` bytes left to the
+    /// writer: its frame of `frame_len` bytes, received at `ts_ns`, stays
+    /// at `addr` in the lender's memory and nothing is written now (see
+    /// [`Chunk::complete`]). Taken: the frame is the writer's until it
+    /// gives it back.
+    #[inline]
+    pub fn push_lent(
+        &mut self,
+        len: usize,
+        payload: u32,
+        (lender, addr, frame_len): (&Lender, u64, u32),
+        ts_ns: u64,
+    ) -> Result<(), Refused> {
+        // The common case, a chunk under way with room: a few stores into
+        // sequential memory, no call.
+        if let Some(c) = self.current.as_mut()
+            && c.filled + len <= self.chunk_size
+            && c.lent.len() < lent_per_chunk(lender)
+            && c.lender.as_ref().is_some_and(|l| l.same_as(lender))
+        {
+            c.lent.push(LentFrame { addr, ts_ns, at: c.filled as u32, len: frame_len });
+            c.filled += len;
+            c.packets += 1;
+            c.payloads.push(payload);
+            return Ok(());
+        }
+        self.push_lent_starting(len, payload, (lender, addr, frame_len), ts_ns)
+    }
+
+    /// [`push_lent`](Self::push_lent) into a new chunk, or the first lent
+    /// record of a chunk.
+    #[cold]
+    fn push_lent_starting(
+        &mut self,
+        len: usize,
+        payload: u32,
+        (lender, addr, frame_len): (&Lender, u64, u32),
+        ts_ns: u64,
+    ) -> Result<(), Refused> {
+        if let Some(c) = &self.current
+            && (c.lender.as_ref().is_some_and(|l| !l.same_as(lender))
+                || c.lent.len() >= lent_per_chunk(lender))
+        {
+            // One lender per chunk (a second source starts a new one), and
+            // a chunk holds no more than its share of the spares.
+            self.flush()?;
+        }
+        let c = self.room_for(len)?;
+        let at = c.filled;
+        if c.lender.is_none() {
+            c.lender = Some(lender.clone());
+            // Once per chunk's life: a chunk holds at most this many records.
+            c.lent.reserve(c.room.len() / MIN_LENT_RECORD + 1);
+        }
+        c.lent.push(LentFrame { addr, ts_ns, at: at as u32, len: frame_len });
+        c.filled = at + len;
+        c.packets += 1;
+        c.payloads.push(payload);
+        Ok(())
+    }
+
+    /// The current chunk, with room for a record of `len` bytes.
+    fn room_for(&mut self, len: usize) -> Result<&mut Chunk, Refused> {
         debug_assert!(len >= MIN_RECORD, "a record is at least a record header");
         if len > self.chunk_size {
             return Err(Refused::Full);
@@ -113,20 +331,9 @@ impl Producer {
             self.flush()?;
         }
         if self.current.is_none() {
-            self.current = Some(match self.free.try_recv() {
-                Ok(c) => c,
-                Err(TryRecvError::Empty) if self.wait => self.free.recv().map_err(|_| Refused::Closed)?,
-                Err(TryRecvError::Empty) => return Err(Refused::Full),
-                Err(TryRecvError::Disconnected) => return Err(Refused::Closed),
-            });
+            self.current = Some(self.free.take(self.wait)?);
         }
-        let c = self.current.as_mut().expect("set above");
-        let at = c.filled;
-        encode(&mut c.room[at..at + len]);
-        c.filled = at + len;
-        c.packets += 1;
-        c.payloads.push(payload);
-        Ok(())
+        Ok(self.current.as_mut().expect("set above"))
     }
 
     /// Passes the current chunk (if any bytes) to the writer.
@@ -146,7 +353,8 @@ impl Producer {
 }
 
 impl Consumer {
-    /// Waits up to `timeout` for a full chunk; `Err(true)` when the producer is gone.
+    /// Waits up to `timeout` for a full chunk (with records left to the
+    /// writer: see [`Chunk::complete`]); `Err(true)` when the producer is gone.
     pub fn recv(&self, timeout: std::time::Duration) -> Result<Chunk, bool> {
         use std::sync::mpsc::RecvTimeoutError;
         self.full.recv_timeout(timeout).map_err(|e| e == RecvTimeoutError::Disconnected)
@@ -154,10 +362,11 @@ impl Consumer {
 
     /// Returns a written chunk for reuse.
     pub fn give_back(&self, mut c: Chunk) {
+        c.return_lent();
         c.filled = 0;
         c.packets = 0;
         c.payloads.clear();
-        let _ = self.free.try_send(c);
+        self.free.push(c);
     }
 }
 
@@ -182,6 +391,75 @@ mod tests {
         c.give_back(first);
         assert_eq!(p.push(20, 5, |_| {}), Ok(()));
         assert_eq!(p.push(1000, 5, |_| {}), Err(Refused::Full));
+    }
+
+    /// A lender of 8 frames of 64 bytes, frame `i` filled with `i`, and
+    /// how many frames it has had back.
+    fn lender() -> (crate::loan::FramePool, Lender) {
+        let mut mem = crate::sys::shm::PageBuf::new(8 * 64).unwrap();
+        for (i, f) in mem.chunks_mut(64).enumerate() {
+            f.fill(i as u8);
+        }
+        let pool = crate::loan::FramePool::new(std::sync::Arc::new(mem), (0..8).map(|i| i * 64).collect());
+        let lender = pool.desk().offer(0).unwrap().clone();
+        (pool, lender)
+    }
+
+    #[test]
+    fn a_lent_record_is_encoded_by_the_writer_then_its_frame_given_back() {
+        let (mut pool, lender) = lender();
+        let (mut p, c) = handoff(2, 200);
+        p.push(20, 5, |b| b.fill(0xEE)).unwrap();
+        p.push_lent(16 + 10, 10, (&lender, 3 * 64, 10), 7).unwrap();
+        pool.desk().take(0);
+        let mut fill = vec![];
+        pool.settle(&[(3 * 64, 10)], &mut fill);
+        p.flush().unwrap();
+        let mut chunk = c.recv(Duration::from_millis(10)).unwrap();
+        assert_eq!((chunk.packets, chunk.payload_bytes()), (2, 15));
+        chunk.complete(|room, lent, frame| {
+            room[..16].fill(lent.ts_ns as u8);
+            room[16..16 + frame.len()].copy_from_slice(frame);
+        });
+        assert_eq!(chunk.bytes()[..20], [0xEE; 20]);
+        assert_eq!(chunk.bytes()[20..36], [7; 16], "the record's head, by the writer");
+        assert_eq!(chunk.bytes()[36..46], [3; 10], "frame 3, copied by the writer");
+        assert_eq!(pool.lent_out(), 1);
+        pool.reclaim();
+        assert_eq!(pool.lent_out(), 0, "given back once encoded");
+    }
+
+    #[test]
+    fn a_chunk_never_written_still_gives_its_frames_back() {
+        let (mut pool, lender) = lender();
+        let (mut p, c) = handoff(2, 200);
+        p.push_lent(16 + 10, 10, (&lender, 64, 10), 0).unwrap();
+        p.push_lent(16 + 10, 10, (&lender, 128, 10), 0).unwrap();
+        pool.desk().take(0);
+        pool.desk().take(1);
+        let mut fill = vec![];
+        pool.settle(&[(64, 10), (128, 10)], &mut fill);
+        p.flush().unwrap();
+        drop(c);
+        drop(p);
+        pool.reclaim();
+        assert_eq!(pool.lent_out(), 0, "a writer gone returns what it held");
+    }
+
+    #[test]
+    fn the_chunk_given_back_last_is_filled_next() {
+        let (mut p, c) = handoff(3, 32);
+        for mark in [1u8, 2] {
+            p.push(32, 0, |b| b.fill(mark)).unwrap();
+            p.flush().unwrap();
+        }
+        let (first, second) = (c.recv(Duration::ZERO).unwrap(), c.recv(Duration::ZERO).unwrap());
+        c.give_back(first);
+        c.give_back(second);
+        p.push(16, 0, |_| {}).unwrap();
+        p.flush().unwrap();
+        let next = c.recv(Duration::ZERO).unwrap();
+        assert_eq!(next.room[20], 2, "the second chunk, still warm, not the oldest");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::{PollGaps, RecvStats, Source};
 use crate::bpf::insn::to_bytes;
 use crate::bpf::xdp::{Match, ParsedLane, XDP_PASS, redirect_program};
 use crate::format::l2l4::{self, Decoded};
+use crate::loan::FramePool;
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::xsk::{XdpStats, XskRx, XskSideRx};
 use crate::sys::{self, bpf};
@@ -65,6 +66,10 @@ pub struct XdpOptions {
     /// described. False: one socket takes every frame (the minimal loop,
     /// as a user's libxdp program).
     pub parsed_lane: bool,
+    /// Spare UMEM frames, so that a sink may keep frames past their batch
+    /// (a pcap writer copies them on its own thread: see [`crate::loan`]).
+    /// 0: nothing is lent.
+    pub lend_frames: u32,
 }
 
 /// How the program and socket ended up running.
@@ -88,6 +93,10 @@ pub struct XdpSource {
     /// next call gives them back.
     held: Vec<(u64, u32)>,
     held_lane: Lane,
+    /// Spare frames and frames lent past their batch (with `lend_frames`).
+    pool: Option<FramePool>,
+    /// The frames the last batch's go back as (with frames lent).
+    fill: Vec<u64>,
     metas: Vec<PacketMeta>,
     sources: Vec<Option<SocketAddr>>,
     last: RecvStats,
@@ -261,7 +270,8 @@ impl XdpSource {
         let map = bpf::map_create(bpf::MAP_TYPE_XSKMAP, 4, 4, slots, "lc_xsks")?;
         let mut socks = Vec::with_capacity(queues.len());
         for q in queues {
-            let xsk = XskRx::new(ifindex, q, o.ring, o.frame_size, o.ring)?;
+            // The fill ring takes the first `ring` frames; the rest are spares.
+            let xsk = XskRx::new(ifindex, q, o.ring + o.lend_frames, o.frame_size, o.ring)?;
             bpf::map_update_u32(&map, q, xsk.fd().as_raw_fd() as u32)?;
             let side = match lane {
                 Some(l) => {
@@ -317,12 +327,18 @@ impl XdpSource {
             // socket's; the others busy-poll through their own NAPI id.
             let busy = o.busy_poll.map(|usecs| BusyPoller::open(o, usecs, &xsk, i == 0)).transpose()?;
             let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
+            let pool = (o.lend_frames > 0).then(|| {
+                let spare = (o.ring..o.ring + o.lend_frames).map(|f| u64::from(f) * u64::from(o.frame_size));
+                FramePool::new(xsk.umem_shared(), spare.collect())
+            });
             out.push(Self {
                 _attached: Arc::clone(&attached),
                 side,
                 xsk,
                 held: Vec::with_capacity(o.batch),
                 held_lane: Lane::Fixed,
+                pool,
+                fill: Vec::with_capacity(o.batch),
                 metas: Vec::with_capacity(o.batch),
                 sources: Vec::with_capacity(o.batch),
                 last: RecvStats::default(),
@@ -392,7 +408,11 @@ impl Source for XdpSource {
         self.last = RecvStats { datagrams: n as u64, syscalls, ..RecvStats::default() };
         if self.held_lane == Lane::Fixed && self.side.is_some() {
             // The program vouched for the layout: nothing to read.
-            return Ok(Some(Batch::fixed_frames(self.xsk.umem(), &self.held, sys::realtime_ns())));
+            let batch = Batch::fixed_frames(self.xsk.umem(), &self.held, sys::realtime_ns());
+            return Ok(Some(match &self.pool {
+                Some(pool) => batch.lending(pool.desk()),
+                None => batch,
+            }));
         }
         self.describe_frames();
         Ok(Some(Batch::new(
@@ -474,9 +494,18 @@ impl XdpSource {
     /// Gives the last batch's frames back to the kernel, through the rx
     /// ring they came from.
     fn release_held(&mut self) {
-        match (&self.side, self.held_lane) {
-            (Some(side), Lane::Parsed) => self.xsk.release_side(side, &self.held),
-            _ => self.xsk.release(&self.held),
+        let side = self.side.as_ref().filter(|_| self.held_lane == Lane::Parsed);
+        match &mut self.pool {
+            Some(pool) => {
+                pool.reclaim();
+                if pool.settle(&self.held, &mut self.fill) {
+                    // Frames a sink kept stay off the fill ring; spares go in their place.
+                    self.xsk.release_with(side, self.held.len(), &self.fill);
+                } else {
+                    release_as_taken(&mut self.xsk, side, &self.held);
+                }
+            }
+            None => release_as_taken(&mut self.xsk, side, &self.held),
         }
         self.held.clear();
     }
@@ -513,6 +542,15 @@ impl XdpSource {
             describe_parsed(&mut m, frame, addr, &mut self.sources);
             self.metas.push(m);
         }
+    }
+}
+
+/// Gives `descs` back through the rx ring they came from (`side`'s, or
+/// `xsk`'s own), their frames back on the fill ring.
+fn release_as_taken(xsk: &mut XskRx, side: Option<&XskSideRx>, descs: &[(u64, u32)]) {
+    match side {
+        Some(side) => xsk.release_side(side, descs),
+        None => xsk.release(descs),
     }
 }
 

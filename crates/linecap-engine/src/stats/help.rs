@@ -54,6 +54,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("pcap.queue", "ring_full_drops", "Packets dropped because the hand-off to the pcap writer was full."),
     ("pcap.queue", "chunks", "Chunks of records handed to the pcap writer."),
     ("pcap.queue", "ring_full_bytes", "Payload bytes of the packets dropped at a full hand-off."),
+    (
+        "pcap.queue",
+        "lent",
+        "Packets whose frame the source lent to the pcap writer, which copied it itself (AF_XDP).",
+    ),
     ("pcap.writer", "packets", "Packets written to pcap files."),
     ("pcap.writer", "bytes", "Bytes written to pcap files."),
     ("pcap.writer", "files", "pcap files opened (rotation starts a new one)."),

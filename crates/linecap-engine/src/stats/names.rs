@@ -81,7 +81,8 @@ pub enum VerifyIdx {
 }
 
 /// Counters of the hand-off into a threaded sink (`<sink>.queue.N`), written by the rx thread.
-pub const QUEUE_COUNTERS: &[&str] = &["packets", "bytes", "ring_full_drops", "chunks", "ring_full_bytes"];
+pub const QUEUE_COUNTERS: &[&str] =
+    &["packets", "bytes", "ring_full_drops", "chunks", "ring_full_bytes", "lent"];
 /// Index into [`QUEUE_COUNTERS`].
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // the names are in the array above
@@ -91,6 +92,7 @@ pub enum QueueIdx {
     RingFullDrops,
     Chunks,
     RingFullBytes,
+    Lent,
 }
 
 /// Counters of a sink's writer thread (`<sink>.writer.N`).
@@ -270,7 +272,7 @@ counter_kind!(SettingsIdx, "settings", SETTINGS_COUNTERS);
 // Each index enum must cover its name array exactly (last variant = len - 1).
 const _: () = assert!(RxIdx::Filtered as usize + 1 == RX_COUNTERS.len());
 const _: () = assert!(VerifyIdx::Resyncs as usize + 1 == VERIFY_COUNTERS.len());
-const _: () = assert!(QueueIdx::RingFullBytes as usize + 1 == QUEUE_COUNTERS.len());
+const _: () = assert!(QueueIdx::Lent as usize + 1 == QUEUE_COUNTERS.len());
 const _: () = assert!(WriterIdx::Resumed as usize + 1 == WRITER_COUNTERS.len());
 const _: () = assert!(KernelIdx::SoftnetDropped as usize + 1 == KERNEL_COUNTERS.len());
 const _: () = assert!(SettingsIdx::Port as usize + 1 == SETTINGS_COUNTERS.len());

@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 
 use super::handoff::{Chunk, Consumer, Producer, Refused, handoff};
 use crate::format::l2l4::{self, Decoded, ipv4_checksum};
-use crate::packet::{Batch, Packet};
+use crate::packet::{Batch, FIXED_HEADER_LEN, Packet};
 
 mod direct;
 mod encode;
+#[cfg(test)]
+mod lent_tests;
 mod writer;
 
 use crate::stats::{QueueIdx, StageCounters, WriterIdx};
@@ -117,6 +119,8 @@ pub struct PcapSink {
     last_flush: Instant,
     link: Link,
     format: FileFormat,
+    /// Records whose frame the source lent (the writer copied it).
+    lent: u64,
 }
 
 impl PcapSink {
@@ -151,37 +155,74 @@ impl PcapSink {
             last_flush: Instant::now(),
             link,
             format,
+            lent: 0,
         })
+    }
+}
+
+impl PcapSink {
+    /// Records packet `i` of `batch` without reading its frame, when the
+    /// source lends it (see [`crate::loan`]): the writer copies it. None
+    /// when it does not: the caller copies it.
+    fn push_lent(&mut self, batch: &Batch<'_>, i: usize) -> Option<(Result<usize, Refused>, u32)> {
+        if self.link != Link::Ethernet {
+            return None;
+        }
+        let offer = batch.loan_offer(i)?;
+        let producer = self.producer.as_mut()?;
+        let fmt = self.format;
+        let frame_len = offer.len as usize;
+        let payload = frame_len.saturating_sub(FIXED_HEADER_LEN) as u32;
+        let len = fmt.record_len(frame_len);
+        let pushed = producer.push_lent(len, payload, (offer.lender, offer.addr, offer.len), offer.ts_ns);
+        if pushed.is_ok() {
+            batch.loan_taken(i);
+            self.lent += 1;
+        }
+        Some((pushed.map(|()| len), payload))
+    }
+
+    /// Encodes packet `p` into the hand-off: its record's length, or why not.
+    fn push_copy(&mut self, p: &Packet<'_>, dst: &SocketAddr) -> Result<usize, Refused> {
+        let Some(producer) = self.producer.as_mut() else { return Err(Refused::Closed) };
+        let (fmt, payload) = (self.format, p.data.len() as u32);
+        match p.frame {
+            Some(headers) if self.link == Link::Ethernet && p.is_segment => {
+                let len = segment_record_len(headers, p.data, fmt);
+                producer
+                    .push(len, payload, |out| encode_segment_record(out, p.ts_ns, headers, p.data, fmt))
+                    .map(|()| len)
+            }
+            Some(frame) if self.link == Link::Ethernet => {
+                let len = frame_record_len(frame, fmt);
+                producer
+                    .push(len, payload, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len, fmt))
+                    .map(|()| len)
+            }
+            _ => {
+                let len = record_len(p, dst, fmt);
+                producer.push(len, payload, |out| encode_record(out, p, dst, fmt)).map(|()| len)
+            }
+        }
     }
 }
 
 impl super::Sink for PcapSink {
     fn consume(&mut self, batch: &Batch<'_>) {
-        let (mut packets, mut bytes, mut drops) = (0u64, 0u64, 0u64);
-        let Some(producer) = self.producer.as_mut() else {
+        if self.producer.is_none() {
             return;
-        };
-        let fmt = self.format;
-        let mut drop_bytes = 0u64;
-        batch.prefetch_frames();
-        for p in batch.iter() {
-            let payload = p.data.len() as u32;
-            let pushed = match p.frame {
-                Some(headers) if self.link == Link::Ethernet && p.is_segment => {
-                    let len = segment_record_len(headers, p.data, fmt);
-                    producer
-                        .push(len, payload, |out| encode_segment_record(out, p.ts_ns, headers, p.data, fmt))
-                        .map(|()| len)
-                }
-                Some(frame) if self.link == Link::Ethernet => {
-                    let len = frame_record_len(frame, fmt);
-                    producer
-                        .push(len, payload, |out| encode_frame_record(out, p.ts_ns, frame, p.wire_len, fmt))
-                        .map(|()| len)
-                }
-                _ => {
-                    let len = record_len(&p, &batch.dst, fmt);
-                    producer.push(len, payload, |out| encode_record(out, &p, &batch.dst, fmt)).map(|()| len)
+        }
+        let (mut packets, mut bytes, mut drops, mut drop_bytes) = (0u64, 0u64, 0u64, 0u64);
+        // Lent frames are not read here at all; copied ones are, all of them.
+        if batch.loan_offer(0).is_none() {
+            batch.prefetch_frames();
+        }
+        for i in 0..batch.len() {
+            let (pushed, payload) = match self.push_lent(batch, i) {
+                Some(lent) => lent,
+                None => {
+                    let p = batch.get(i);
+                    (self.push_copy(&p, &batch.dst), p.data.len() as u32)
                 }
             };
             match pushed {
@@ -200,7 +241,10 @@ impl super::Sink for PcapSink {
         self.queue.add(QueueIdx::Bytes as usize, bytes);
         self.queue.add(QueueIdx::RingFullDrops as usize, drops);
         self.queue.add(QueueIdx::RingFullBytes as usize, drop_bytes);
-        self.queue.set(QueueIdx::Chunks as usize, producer.passed());
+        self.queue.set(QueueIdx::Lent as usize, self.lent);
+        if let Some(p) = self.producer.as_ref() {
+            self.queue.set(QueueIdx::Chunks as usize, p.passed());
+        }
     }
 
     fn tick(&mut self) {

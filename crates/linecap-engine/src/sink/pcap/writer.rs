@@ -71,7 +71,7 @@ pub(super) fn write_loop(
         Err(e) => health.failing = Some(e),
     }
     loop {
-        let chunk = match consumer.recv(Duration::from_millis(100)) {
+        let mut chunk = match consumer.recv(Duration::from_millis(100)) {
             Ok(c) => c,
             Err(true) => break,
             Err(false) => {
@@ -79,6 +79,13 @@ pub(super) fn write_loop(
                 continue;
             }
         };
+        let fmt = opts.format;
+        chunk.complete(|room, lent, frame| {
+            // The room is the record's length, reserved for this frame.
+            if let Some(record) = room.get_mut(..fmt.record_len(frame.len())) {
+                encode_frame_record(record, lent.ts_ns, frame, frame.len() as u32, fmt);
+            }
+        });
         if let Some(limit) = opts.throttle_bytes_per_sec {
             throttle.wait(chunk.bytes().len(), limit);
         }

@@ -522,6 +522,7 @@ fn plain_loop(a: &CaptureArgs) -> anyhow::Result<ExitCode> {
                 busy_poll: a.busy_poll,
                 force: a.force,
                 parsed_lane: false,
+                lend_frames: 0,
             };
             linecap::bench::baseline::run_xdp(&p, &o)?
         }

@@ -1,0 +1,223 @@
+//! Frames lent past their batch. A ring source (AF_XDP) normally gives a
+//! batch's frames back to the kernel as soon as the sinks return. A sink
+//! that only passes frames on to a thread of its own (the pcap writer) may
+//! instead keep them: it hands the thread where each frame is, not its
+//! bytes, and the thread copies the frame straight from the UMEM into its
+//! file buffer and gives it back. The receive thread then never reads the
+//! frame: at 2.35 Mpps that copy, from a cold frame into a cold buffer,
+//! was most of what writing cost it (docs/BENCHMARKS.md, session 12).
+//!
+//! The kernel must never be short of frames meanwhile, so a source that
+//! lends has spare frames: each frame lent is replaced on the fill ring by
+//! a spare one, and once the spares run out nothing more is lent (the sink
+//! copies, as without lending). Frames come back in the order they were
+//! lent (the writer takes chunks in order), so giving back is one counter
+//! the writer raises: no queue, no per-frame message.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sys::shm::PageBuf;
+
+/// What a holder of lent frames needs: the memory they are in, and the
+/// count through which it gives them back.
+#[derive(Clone)]
+pub struct Lender {
+    memory: Arc<PageBuf>,
+    returned: Arc<AtomicU64>,
+    spares: usize,
+}
+
+impl Lender {
+    /// The frame at `addr` of `len` bytes (clipped to the memory: a
+    /// descriptor is never trusted).
+    pub fn frame(&self, addr: u64, len: u32) -> &[u8] {
+        let start = usize::try_from(addr).unwrap_or(usize::MAX).min(self.memory.len());
+        let end = start.saturating_add(len as usize).min(self.memory.len());
+        &self.memory[start..end]
+    }
+
+    /// Gives back the next `frames` frames lent (in the order they were).
+    /// After this the holder must not read them: the kernel may write them.
+    pub fn give_back(&self, frames: u64) {
+        self.returned.fetch_add(frames, Ordering::Release);
+    }
+
+    /// How many frames the source can have out on loan at once: a holder
+    /// that keeps many of them long makes the source stop lending.
+    pub fn spares(&self) -> usize {
+        self.spares
+    }
+
+    /// Whether both lend from the same source.
+    pub fn same_as(&self, other: &Lender) -> bool {
+        Arc::ptr_eq(&self.returned, &other.returned)
+    }
+}
+
+/// A batch's side of lending: which of its packets a sink took. Lent
+/// frames are always a prefix of the batch (a sink lends packet `i` only
+/// after packets `0..i`), so the source learns which from one count.
+pub struct LoanDesk {
+    lender: Lender,
+    /// Frames that may still be lent: the spares not yet on the fill ring.
+    room: Cell<usize>,
+    /// How many of the batch's first packets were lent.
+    lent: Cell<usize>,
+}
+
+impl LoanDesk {
+    /// The lender, when packet `i` of the batch may be lent now.
+    pub fn offer(&self, i: usize) -> Option<&Lender> {
+        (i == self.lent.get() && self.room.get() > 0).then_some(&self.lender)
+    }
+
+    /// Packet `i` was taken (after [`offer`](Self::offer) said it may be).
+    pub fn take(&self, i: usize) {
+        debug_assert_eq!(i, self.lent.get(), "frames are lent in order");
+        debug_assert!(self.room.get() > 0, "lent beyond the spares");
+        self.lent.set(self.lent.get() + 1);
+        self.room.set(self.room.get().saturating_sub(1));
+    }
+}
+
+/// The source's side: spare frames, and the frames out on loan in the
+/// order they were lent.
+pub struct FramePool {
+    desk: LoanDesk,
+    spare: Vec<u64>,
+    out: VecDeque<u64>,
+    /// The writer's count of frames given back, as last read.
+    seen: u64,
+}
+
+impl FramePool {
+    /// A pool lending frames of `memory`, with `spare` (addresses of frames
+    /// the kernel does not hold) to put on the fill ring in their place.
+    pub fn new(memory: Arc<PageBuf>, spare: Vec<u64>) -> Self {
+        let lender = Lender { memory, returned: Arc::new(AtomicU64::new(0)), spares: spare.len() };
+        let desk = LoanDesk { lender, room: Cell::new(spare.len()), lent: Cell::new(0) };
+        let out = VecDeque::with_capacity(spare.len());
+        Self { desk, spare, out, seen: 0 }
+    }
+
+    /// What the next batch lends through.
+    pub fn desk(&self) -> &LoanDesk {
+        &self.desk
+    }
+
+    /// Frames out on loan now.
+    pub fn lent_out(&self) -> usize {
+        self.out.len()
+    }
+
+    /// After the sinks took a batch of `frames` (descriptor addresses): the
+    /// frames to put on the fill ring in their place into `fill` (a spare
+    /// one for each frame lent, the frame itself for the others). False
+    /// when none was lent: the batch's own frames go back as they are.
+    pub fn settle(&mut self, frames: &[(u64, u32)], fill: &mut Vec<u64>) -> bool {
+        let lent = self.desk.lent.replace(0).min(frames.len());
+        if lent == 0 {
+            return false;
+        }
+        fill.clear();
+        for (i, &(addr, _)) in frames.iter().enumerate() {
+            let spare = if i < lent { self.spare.pop() } else { None };
+            match spare {
+                Some(s) => {
+                    self.out.push_back(addr);
+                    fill.push(s);
+                }
+                None => fill.push(addr),
+            }
+        }
+        self.desk.room.set(self.spare.len());
+        true
+    }
+
+    /// Takes back the frames the holder gave back since the last call.
+    pub fn reclaim(&mut self) {
+        let returned = self.desk.lender.returned.load(Ordering::Acquire);
+        let n = returned.saturating_sub(self.seen).min(self.out.len() as u64);
+        self.seen = returned;
+        for _ in 0..n {
+            if let Some(addr) = self.out.pop_front() {
+                self.spare.push(addr);
+            }
+        }
+        self.desk.room.set(self.spare.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(spares: u64) -> FramePool {
+        let memory = Arc::new(PageBuf::new(16 * 2048).unwrap());
+        FramePool::new(memory, (8..8 + spares).map(|i| i * 2048).collect())
+    }
+
+    #[test]
+    fn nothing_lent_gives_the_frames_back_as_they_are() {
+        let mut p = pool(4);
+        let mut fill = vec![];
+        assert!(!p.settle(&[(0, 60), (2048, 60)], &mut fill));
+        assert_eq!(p.lent_out(), 0);
+    }
+
+    #[test]
+    fn lent_frames_are_replaced_by_spares_and_come_back_in_order() {
+        let mut p = pool(3);
+        let batch = [(0, 60), (2048, 60), (4096, 60)];
+        let lender = p.desk().offer(0).unwrap().clone();
+        p.desk().take(0);
+        assert!(p.desk().offer(2).is_none(), "only in order");
+        p.desk().take(1);
+        let mut fill = vec![];
+        assert!(p.settle(&batch, &mut fill));
+        assert_eq!(fill, [10 * 2048, 9 * 2048, 4096], "two spares, the third frame itself");
+        assert_eq!(p.lent_out(), 2);
+        assert!(p.desk().offer(0).is_some(), "one spare left");
+        lender.give_back(1);
+        p.reclaim();
+        assert_eq!((p.lent_out(), p.spare.last().copied()), (1, Some(0)), "the first lent comes back first");
+        lender.give_back(1);
+        p.reclaim();
+        assert_eq!(p.lent_out(), 0);
+        assert_eq!(p.spare.len(), 3);
+    }
+
+    #[test]
+    fn no_spare_no_loan() {
+        let mut p = pool(1);
+        p.desk().take(0);
+        assert!(p.desk().offer(1).is_none(), "the one spare is promised");
+        let mut fill = vec![];
+        assert!(p.settle(&[(0, 60), (2048, 60)], &mut fill));
+        assert_eq!(fill, [8 * 2048, 2048]);
+        assert!(p.desk().offer(0).is_none(), "nothing given back yet");
+    }
+
+    #[test]
+    fn a_count_beyond_what_was_lent_frees_no_more_than_was_lent() {
+        let mut p = pool(2);
+        p.desk().take(0);
+        let mut fill = vec![];
+        p.settle(&[(0, 60)], &mut fill);
+        p.desk().lender.give_back(5);
+        p.reclaim();
+        assert_eq!((p.lent_out(), p.spare.len()), (0, 2));
+    }
+
+    #[test]
+    fn frames_are_clipped_to_the_memory() {
+        let p = pool(0);
+        let l = &p.desk().lender;
+        assert_eq!(l.frame(0, 60).len(), 60);
+        assert_eq!(l.frame(16 * 2048 - 10, 60).len(), 10);
+        assert!(l.frame(u64::MAX, 60).is_empty());
+    }
+}
