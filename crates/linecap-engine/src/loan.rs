@@ -15,7 +15,6 @@
 //! the writer raises: no queue, no per-frame message.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,13 +83,19 @@ impl LoanDesk {
 }
 
 /// The source's side: spare frames, and the frames out on loan in the
-/// order they were lent.
+/// order they were lent, in one ring of slots. The slots from `returned`
+/// to `lent` (modulo their number) hold the frames out on loan, oldest
+/// first; the others hold spares. Lending frame F takes the spare in the
+/// slot after the last frame out and puts F there; a frame given back
+/// turns its slot into a spare by the count alone: one swap per frame
+/// lent, nothing per frame returned.
 pub struct FramePool {
     desk: LoanDesk,
-    spare: Vec<u64>,
-    out: VecDeque<u64>,
-    /// The writer's count of frames given back, as last read.
-    seen: u64,
+    slots: Box<[u64]>,
+    /// Frames lent so far.
+    lent: u64,
+    /// Frames given back so far, as last read from the holder's count.
+    returned: u64,
 }
 
 impl FramePool {
@@ -99,8 +104,7 @@ impl FramePool {
     pub fn new(memory: Arc<PageBuf>, spare: Vec<u64>) -> Self {
         let lender = Lender { memory, returned: Arc::new(AtomicU64::new(0)), spares: spare.len() };
         let desk = LoanDesk { lender, room: Cell::new(spare.len()), lent: Cell::new(0) };
-        let out = VecDeque::with_capacity(spare.len());
-        Self { desk, spare, out, seen: 0 }
+        Self { desk, slots: spare.into_boxed_slice(), lent: 0, returned: 0 }
     }
 
     /// What the next batch lends through.
@@ -110,7 +114,7 @@ impl FramePool {
 
     /// Frames out on loan now.
     pub fn lent_out(&self) -> usize {
-        self.out.len()
+        (self.lent - self.returned) as usize
     }
 
     /// After the sinks took a batch of `frames` (descriptor addresses): the
@@ -118,36 +122,28 @@ impl FramePool {
     /// one for each frame lent, the frame itself for the others). False
     /// when none was lent: the batch's own frames go back as they are.
     pub fn settle(&mut self, frames: &[(u64, u32)], fill: &mut Vec<u64>) -> bool {
-        let lent = self.desk.lent.replace(0).min(frames.len());
+        // Never more than the spares: the desk offers no more (room).
+        let lent = self.desk.lent.replace(0).min(frames.len()).min(self.slots.len() - self.lent_out());
         if lent == 0 {
             return false;
         }
         fill.clear();
-        for (i, &(addr, _)) in frames.iter().enumerate() {
-            let spare = if i < lent { self.spare.pop() } else { None };
-            match spare {
-                Some(s) => {
-                    self.out.push_back(addr);
-                    fill.push(s);
-                }
-                None => fill.push(addr),
-            }
+        for &(addr, _) in &frames[..lent] {
+            let slot = &mut self.slots[(self.lent % self.slots.len() as u64) as usize];
+            fill.push(std::mem::replace(slot, addr));
+            self.lent += 1;
         }
-        self.desk.room.set(self.spare.len());
+        fill.extend(frames[lent..].iter().map(|f| f.0));
+        self.desk.room.set(self.slots.len() - self.lent_out());
         true
     }
 
     /// Takes back the frames the holder gave back since the last call.
     pub fn reclaim(&mut self) {
         let returned = self.desk.lender.returned.load(Ordering::Acquire);
-        let n = returned.saturating_sub(self.seen).min(self.out.len() as u64);
-        self.seen = returned;
-        for _ in 0..n {
-            if let Some(addr) = self.out.pop_front() {
-                self.spare.push(addr);
-            }
-        }
-        self.desk.room.set(self.spare.len());
+        // A count past what was lent frees no more than was lent.
+        self.returned = returned.clamp(self.returned, self.lent);
+        self.desk.room.set(self.slots.len() - self.lent_out());
     }
 }
 
@@ -178,16 +174,22 @@ mod tests {
         p.desk().take(1);
         let mut fill = vec![];
         assert!(p.settle(&batch, &mut fill));
-        assert_eq!(fill, [10 * 2048, 9 * 2048, 4096], "two spares, the third frame itself");
+        assert_eq!(fill, [8 * 2048, 9 * 2048, 4096], "two spares, the third frame itself");
         assert_eq!(p.lent_out(), 2);
         assert!(p.desk().offer(0).is_some(), "one spare left");
         lender.give_back(1);
         p.reclaim();
-        assert_eq!((p.lent_out(), p.spare.last().copied()), (1, Some(0)), "the first lent comes back first");
-        lender.give_back(1);
+        assert_eq!(p.lent_out(), 1);
+        // Two more lent: the last spare, then frame 0, the first given back.
+        for i in 0..2 {
+            p.desk().take(i);
+        }
+        p.settle(&[(6 * 2048, 60), (7 * 2048, 60)], &mut fill);
+        assert_eq!(fill, [10 * 2048, 0]);
+        assert!(p.desk().offer(0).is_none(), "every spare out");
+        lender.give_back(3);
         p.reclaim();
         assert_eq!(p.lent_out(), 0);
-        assert_eq!(p.spare.len(), 3);
     }
 
     #[test]
@@ -209,7 +211,12 @@ mod tests {
         p.settle(&[(0, 60)], &mut fill);
         p.desk().lender.give_back(5);
         p.reclaim();
-        assert_eq!((p.lent_out(), p.spare.len()), (0, 2));
+        assert_eq!(p.lent_out(), 0);
+        assert!(p.desk().offer(0).is_some());
+        p.desk().take(0);
+        p.desk().take(1);
+        p.settle(&[(0, 60), (2048, 60)], &mut fill);
+        assert_eq!(p.lent_out(), 2, "the count's excess freed nothing that was not lent");
     }
 
     #[test]

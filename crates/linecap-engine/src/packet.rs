@@ -78,8 +78,9 @@ pub struct Batch<'a> {
 pub struct LoanOffer<'a> {
     /// Through whom the frame is read later and given back.
     pub lender: &'a Lender,
-    /// Where the frame is in the lender's memory.
-    pub addr: u64,
+    /// Where the frame is in the lender's memory (a frame past 4 GiB is
+    /// never offered: a hand-off keeps 32 bits of it).
+    pub addr: u32,
     /// Its length (clipped to the memory).
     pub len: u32,
     /// When it was received.
@@ -171,7 +172,7 @@ impl<'a> Batch<'a> {
         let lender = self.loans?.offer(i)?;
         let &(addr, len) = frames.get(i)?;
         let len = clip(self.slab, addr, len).len() as u32;
-        Some(LoanOffer { lender, addr, len, ts_ns })
+        Some(LoanOffer { lender, addr: u32::try_from(addr).ok()?, len, ts_ns })
     }
 
     /// A sink kept packet `i`'s frame (after [`loan_offer`](Self::loan_offer)

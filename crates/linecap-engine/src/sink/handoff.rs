@@ -32,17 +32,20 @@ pub struct Chunk {
     lent: Vec<LentFrame>,
     /// Whose memory the lent frames are in (one source per chunk).
     lender: Option<Lender>,
+    /// The first lent record's receive time: the others' are kept as
+    /// nanoseconds after it.
+    lent_since_ns: u64,
 }
 
-/// A record left to the writer: its frame is `len` bytes at `addr` in
-/// the lender's memory, received at `ts_ns`; its record starts at `at`.
+/// A record left to the writer, 16 bytes: its frame is `len` bytes at
+/// `addr` in the lender's memory, received `after_ns` after the chunk's
+/// first lent record; the record starts at `at`.
 #[derive(Clone, Copy)]
-pub struct LentFrame {
-    addr: u64,
-    /// When the frame was received.
-    pub ts_ns: u64,
-    at: u32,
+struct LentFrame {
+    addr: u32,
     len: u32,
+    at: u32,
+    after_ns: u32,
 }
 
 impl Chunk {
@@ -56,23 +59,24 @@ impl Chunk {
         self.payloads.iter().map(|&l| u64::from(l)).sum()
     }
 
-    /// Encodes the records left to the writer with `encode(room, lent,
+    /// Encodes the records left to the writer with `encode(room, ts_ns,
     /// frame)`, which writes the record of `frame` at the start of `room`,
     /// and gives the frames back: after this the chunk is whole. The
     /// writer's work, once per chunk, before it writes it.
-    pub fn complete(&mut self, mut encode: impl FnMut(&mut [u8], &LentFrame, &[u8])) {
+    pub fn complete(&mut self, mut encode: impl FnMut(&mut [u8], u64, &[u8])) {
         let Some(lender) = self.lender.take() else { return };
         // The frames were written by the kernel on another core: ask for
         // the next ones while encoding this one.
         const AHEAD: usize = 4;
         for f in self.lent.iter().take(AHEAD) {
-            prefetch_all(lender.frame(f.addr, f.len));
+            prefetch_all(lender.frame(f.addr.into(), f.len));
         }
         for (i, f) in self.lent.iter().enumerate() {
             if let Some(next) = self.lent.get(i + AHEAD) {
-                prefetch_all(lender.frame(next.addr, next.len));
+                prefetch_all(lender.frame(next.addr.into(), next.len));
             }
-            encode(&mut self.room[f.at as usize..self.filled], f, lender.frame(f.addr, f.len));
+            let ts_ns = self.lent_since_ns + u64::from(f.after_ns);
+            encode(&mut self.room[f.at as usize..self.filled], ts_ns, lender.frame(f.addr.into(), f.len));
         }
         lender.give_back(self.lent.len() as u64);
         self.lent.clear();
@@ -203,7 +207,8 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> (Producer, Consumer) {
     for _ in 0..chunks {
         let payloads = Vec::with_capacity(chunk_size / MIN_RECORD + 1);
         let room = vec![0; chunk_size].into_boxed_slice();
-        let chunk = Chunk { room, filled: 0, packets: 0, payloads, lent: Vec::new(), lender: None };
+        let chunk =
+            Chunk { room, filled: 0, packets: 0, payloads, lent: Vec::new(), lender: None, lent_since_ns: 0 };
         free.push(chunk);
     }
     (
@@ -268,7 +273,7 @@ impl Producer {
         &mut self,
         len: usize,
         payload: u32,
-        (lender, addr, frame_len): (&Lender, u64, u32),
+        (lender, addr, frame_len): (&Lender, u32, u32),
         ts_ns: u64,
     ) -> Result<(), Refused> {
         // The common case, a chunk under way with room: a few stores into
@@ -277,8 +282,9 @@ impl Producer {
             && c.filled + len <= self.chunk_size
             && c.lent.len() < lent_per_chunk(lender)
             && c.lender.as_ref().is_some_and(|l| l.same_as(lender))
+            && let Ok(after_ns) = u32::try_from(ts_ns.wrapping_sub(c.lent_since_ns))
         {
-            c.lent.push(LentFrame { addr, ts_ns, at: c.filled as u32, len: frame_len });
+            c.lent.push(LentFrame { addr, len: frame_len, at: c.filled as u32, after_ns });
             c.filled += len;
             c.packets += 1;
             c.payloads.push(payload);
@@ -294,25 +300,28 @@ impl Producer {
         &mut self,
         len: usize,
         payload: u32,
-        (lender, addr, frame_len): (&Lender, u64, u32),
+        (lender, addr, frame_len): (&Lender, u32, u32),
         ts_ns: u64,
     ) -> Result<(), Refused> {
         if let Some(c) = &self.current
-            && (c.lender.as_ref().is_some_and(|l| !l.same_as(lender))
-                || c.lent.len() >= lent_per_chunk(lender))
+            && c.lender.is_some()
         {
-            // One lender per chunk (a second source starts a new one), and
-            // a chunk holds no more than its share of the spares.
+            // Here a chunk with lent records is full for them: another
+            // source, its share of the spares reached (see
+            // [`LENT_SHARE_PER_CHUNK`]), or a time its first lent record's
+            // offset cannot hold (4.3 s later, or earlier).
             self.flush()?;
         }
         let c = self.room_for(len)?;
         let at = c.filled;
         if c.lender.is_none() {
             c.lender = Some(lender.clone());
+            c.lent_since_ns = ts_ns;
             // Once per chunk's life: a chunk holds at most this many records.
             c.lent.reserve(c.room.len() / MIN_LENT_RECORD + 1);
         }
-        c.lent.push(LentFrame { addr, ts_ns, at: at as u32, len: frame_len });
+        let after_ns = u32::try_from(ts_ns.saturating_sub(c.lent_since_ns)).unwrap_or(u32::MAX);
+        c.lent.push(LentFrame { addr, len: frame_len, at: at as u32, after_ns });
         c.filled = at + len;
         c.packets += 1;
         c.payloads.push(payload);
@@ -417,8 +426,8 @@ mod tests {
         p.flush().unwrap();
         let mut chunk = c.recv(Duration::from_millis(10)).unwrap();
         assert_eq!((chunk.packets, chunk.payload_bytes()), (2, 15));
-        chunk.complete(|room, lent, frame| {
-            room[..16].fill(lent.ts_ns as u8);
+        chunk.complete(|room, ts_ns, frame| {
+            room[..16].fill(ts_ns as u8);
             room[16..16 + frame.len()].copy_from_slice(frame);
         });
         assert_eq!(chunk.bytes()[..20], [0xEE; 20]);

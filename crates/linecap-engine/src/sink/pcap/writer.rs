@@ -80,10 +80,10 @@ pub(super) fn write_loop(
             }
         };
         let fmt = opts.format;
-        chunk.complete(|room, lent, frame| {
+        chunk.complete(|room, ts_ns, frame| {
             // The room is the record's length, reserved for this frame.
             if let Some(record) = room.get_mut(..fmt.record_len(frame.len())) {
-                encode_frame_record(record, lent.ts_ns, frame, frame.len() as u32, fmt);
+                encode_frame_record(record, ts_ns, frame, frame.len() as u32, fmt);
             }
         });
         if let Some(limit) = opts.throttle_bytes_per_sec {
