@@ -68,17 +68,27 @@ pub struct LoanDesk {
 }
 
 impl LoanDesk {
-    /// The lender, when packet `i` of the batch may be lent now.
-    pub fn offer(&self, i: usize) -> Option<&Lender> {
-        (i == self.lent.get() && self.room.get() > 0).then_some(&self.lender)
+    /// Frames that may be lent now.
+    pub fn room(&self) -> usize {
+        self.room.get()
     }
 
-    /// Packet `i` was taken (after [`offer`](Self::offer) said it may be).
-    pub fn take(&self, i: usize) {
-        debug_assert_eq!(i, self.lent.get(), "frames are lent in order");
-        debug_assert!(self.room.get() > 0, "lent beyond the spares");
-        self.lent.set(self.lent.get() + 1);
-        self.room.set(self.room.get().saturating_sub(1));
+    /// Frames of this batch lent so far.
+    pub fn lent(&self) -> usize {
+        self.lent.get()
+    }
+
+    /// Through whom lent frames are read and given back.
+    pub fn lender(&self) -> &Lender {
+        &self.lender
+    }
+
+    /// The batch's next `n` frames were taken (no more than the room).
+    pub fn take(&self, n: usize) {
+        debug_assert!(n <= self.room.get(), "lent beyond the spares");
+        let n = n.min(self.room.get());
+        self.lent.set(self.lent.get() + n);
+        self.room.set(self.room.get() - n);
     }
 }
 
@@ -168,25 +178,21 @@ mod tests {
     fn lent_frames_are_replaced_by_spares_and_come_back_in_order() {
         let mut p = pool(3);
         let batch = [(0, 60), (2048, 60), (4096, 60)];
-        let lender = p.desk().offer(0).unwrap().clone();
-        p.desk().take(0);
-        assert!(p.desk().offer(2).is_none(), "only in order");
-        p.desk().take(1);
+        let lender = p.desk().lender().clone();
+        p.desk().take(2);
         let mut fill = vec![];
         assert!(p.settle(&batch, &mut fill));
         assert_eq!(fill, [8 * 2048, 9 * 2048, 4096], "two spares, the third frame itself");
         assert_eq!(p.lent_out(), 2);
-        assert!(p.desk().offer(0).is_some(), "one spare left");
+        assert_eq!(p.desk().room(), 1, "one spare left");
         lender.give_back(1);
         p.reclaim();
         assert_eq!(p.lent_out(), 1);
         // Two more lent: the last spare, then frame 0, the first given back.
-        for i in 0..2 {
-            p.desk().take(i);
-        }
+        p.desk().take(2);
         p.settle(&[(6 * 2048, 60), (7 * 2048, 60)], &mut fill);
         assert_eq!(fill, [10 * 2048, 0]);
-        assert!(p.desk().offer(0).is_none(), "every spare out");
+        assert_eq!(p.desk().room(), 0, "every spare out");
         lender.give_back(3);
         p.reclaim();
         assert_eq!(p.lent_out(), 0);
@@ -195,26 +201,25 @@ mod tests {
     #[test]
     fn no_spare_no_loan() {
         let mut p = pool(1);
-        p.desk().take(0);
-        assert!(p.desk().offer(1).is_none(), "the one spare is promised");
+        p.desk().take(1);
+        assert_eq!(p.desk().room(), 0, "the one spare is promised");
         let mut fill = vec![];
         assert!(p.settle(&[(0, 60), (2048, 60)], &mut fill));
         assert_eq!(fill, [8 * 2048, 2048]);
-        assert!(p.desk().offer(0).is_none(), "nothing given back yet");
+        assert_eq!(p.desk().room(), 0, "nothing given back yet");
     }
 
     #[test]
     fn a_count_beyond_what_was_lent_frees_no_more_than_was_lent() {
         let mut p = pool(2);
-        p.desk().take(0);
+        p.desk().take(1);
         let mut fill = vec![];
         p.settle(&[(0, 60)], &mut fill);
         p.desk().lender.give_back(5);
         p.reclaim();
         assert_eq!(p.lent_out(), 0);
-        assert!(p.desk().offer(0).is_some());
-        p.desk().take(0);
-        p.desk().take(1);
+        assert_eq!(p.desk().room(), 2);
+        p.desk().take(2);
         p.settle(&[(0, 60), (2048, 60)], &mut fill);
         assert_eq!(p.lent_out(), 2, "the count's excess freed nothing that was not lent");
     }

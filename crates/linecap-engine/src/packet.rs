@@ -73,18 +73,30 @@ pub struct Batch<'a> {
     loans: Option<&'a LoanDesk>,
 }
 
-/// A frame a sink may keep past its batch, described without reading it.
+/// The frames a sink may keep past their batch now: the batch's first
+/// ones, as many as the source has spares for. Described without reading
+/// a frame.
 #[derive(Clone, Copy)]
-pub struct LoanOffer<'a> {
-    /// Through whom the frame is read later and given back.
+pub struct LoanRun<'a> {
+    /// Through whom the frames are read later and given back.
     pub lender: &'a Lender,
-    /// Where the frame is in the lender's memory (a frame past 4 GiB is
-    /// never offered: a hand-off keeps 32 bits of it).
-    pub addr: u32,
-    /// Its length (clipped to the memory).
-    pub len: u32,
-    /// When it was received.
+    frames: &'a [(u64, u32)],
+    slab_len: usize,
+    /// When the frames were received.
     pub ts_ns: u64,
+}
+
+impl LoanRun<'_> {
+    /// Each frame's place in the lender's memory and its length (clipped
+    /// to the memory), in order; a frame past 4 GiB ends the run (a
+    /// hand-off keeps 32 bits of its place).
+    pub fn frames(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.frames.iter().map_while(|&(at, len)| {
+            let start = u32::try_from(at).ok()?;
+            let end = (at.saturating_add(u64::from(len))).min(self.slab_len as u64);
+            Some((start, end.saturating_sub(at) as u32))
+        })
+    }
 }
 
 /// How a batch's packets are described.
@@ -164,23 +176,27 @@ impl<'a> Batch<'a> {
         Self { loans: Some(desk), ..self }
     }
 
-    /// Packet `i`'s frame, when a sink may keep it now: only fixed-layout
-    /// frames, in order, while the source has spare frames. Reads nothing
-    /// of the frame.
-    pub fn loan_offer(&self, i: usize) -> Option<LoanOffer<'a>> {
+    /// The frames a sink may keep now (see [`LoanRun`]): fixed-layout
+    /// frames only, while the source has spare frames; none once a sink
+    /// took some.
+    pub fn loan_run(&self) -> Option<LoanRun<'a>> {
         let Described::FixedFrames { frames, ts_ns } = self.packets else { return None };
-        let lender = self.loans?.offer(i)?;
-        let &(addr, len) = frames.get(i)?;
-        let len = clip(self.slab, addr, len).len() as u32;
-        Some(LoanOffer { lender, addr: u32::try_from(addr).ok()?, len, ts_ns })
+        let desk = self.loans?;
+        let n = desk.room().min(frames.len());
+        (n > 0 && desk.lent() == 0).then(|| LoanRun {
+            lender: desk.lender(),
+            frames: &frames[..n],
+            slab_len: self.slab.len(),
+            ts_ns,
+        })
     }
 
-    /// A sink kept packet `i`'s frame (after [`loan_offer`](Self::loan_offer)
-    /// offered it): the source leaves it off the fill ring until the
-    /// lender is given it back.
-    pub fn loan_taken(&self, i: usize) {
+    /// A sink kept the first `n` frames of [`loan_run`](Self::loan_run):
+    /// the source leaves them off the fill ring until the lender is given
+    /// them back.
+    pub fn loans_taken(&self, n: usize) {
         if let Some(desk) = self.loans {
-            desk.take(i);
+            desk.take(n);
         }
     }
 

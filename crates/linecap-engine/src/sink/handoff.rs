@@ -410,7 +410,7 @@ mod tests {
             f.fill(i as u8);
         }
         let pool = crate::loan::FramePool::new(std::sync::Arc::new(mem), (0..8).map(|i| i * 64).collect());
-        let lender = pool.desk().offer(0).unwrap().clone();
+        let lender = pool.desk().lender().clone();
         (pool, lender)
     }
 
@@ -420,7 +420,7 @@ mod tests {
         let (mut p, c) = handoff(2, 200);
         p.push(20, 5, |b| b.fill(0xEE)).unwrap();
         p.push_lent(16 + 10, 10, (&lender, 3 * 64, 10), 7).unwrap();
-        pool.desk().take(0);
+        pool.desk().take(1);
         let mut fill = vec![];
         pool.settle(&[(3 * 64, 10)], &mut fill);
         p.flush().unwrap();
@@ -444,8 +444,7 @@ mod tests {
         let (mut p, c) = handoff(2, 200);
         p.push_lent(16 + 10, 10, (&lender, 64, 10), 0).unwrap();
         p.push_lent(16 + 10, 10, (&lender, 128, 10), 0).unwrap();
-        pool.desk().take(0);
-        pool.desk().take(1);
+        pool.desk().take(2);
         let mut fill = vec![];
         pool.settle(&[(64, 10), (128, 10)], &mut fill);
         p.flush().unwrap();

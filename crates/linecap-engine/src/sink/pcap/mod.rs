@@ -161,25 +161,28 @@ impl PcapSink {
 }
 
 impl PcapSink {
-    /// Records packet `i` of `batch` without reading its frame, when the
-    /// source lends it (see [`crate::loan`]): the writer copies it. None
-    /// when it does not: the caller copies it.
-    fn push_lent(&mut self, batch: &Batch<'_>, i: usize) -> Option<(Result<usize, Refused>, u32)> {
-        if self.link != Link::Ethernet {
-            return None;
-        }
-        let offer = batch.loan_offer(i)?;
-        let producer = self.producer.as_mut()?;
+    /// Records the batch's first frames without reading them, as many as
+    /// its source lends (see [`crate::loan`]): the writer encodes them.
+    /// Returns how many were taken, and adds them to the tally.
+    fn push_lent(&mut self, batch: &Batch<'_>, tally: &mut Tally) -> usize {
+        let Some(run) = batch.loan_run().filter(|_| self.link == Link::Ethernet) else { return 0 };
+        let Some(producer) = self.producer.as_mut() else { return 0 };
         let fmt = self.format;
-        let frame_len = offer.len as usize;
-        let payload = frame_len.saturating_sub(FIXED_HEADER_LEN) as u32;
-        let len = fmt.record_len(frame_len);
-        let pushed = producer.push_lent(len, payload, (offer.lender, offer.addr, offer.len), offer.ts_ns);
-        if pushed.is_ok() {
-            batch.loan_taken(i);
-            self.lent += 1;
+        let mut taken = 0;
+        for (addr, frame_len) in run.frames() {
+            let len = fmt.record_len(frame_len as usize);
+            let payload = (frame_len as usize).saturating_sub(FIXED_HEADER_LEN) as u32;
+            if producer.push_lent(len, payload, (run.lender, addr, frame_len), run.ts_ns).is_err() {
+                // The rest go the copying way, which counts them if refused too.
+                break;
+            }
+            tally.packets += 1;
+            tally.bytes += len as u64;
+            taken += 1;
         }
-        Some((pushed.map(|()| len), payload))
+        batch.loans_taken(taken);
+        self.lent += taken as u64;
+        taken
     }
 
     /// Encodes packet `p` into the hand-off: its record's length, or why not.
@@ -207,40 +210,44 @@ impl PcapSink {
     }
 }
 
+/// What a batch did at the hand-off.
+#[derive(Default)]
+struct Tally {
+    packets: u64,
+    bytes: u64,
+    drops: u64,
+    drop_bytes: u64,
+}
+
 impl super::Sink for PcapSink {
     fn consume(&mut self, batch: &Batch<'_>) {
         if self.producer.is_none() {
             return;
         }
-        let (mut packets, mut bytes, mut drops, mut drop_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut tally = Tally::default();
+        let lent = self.push_lent(batch, &mut tally);
         // Lent frames are not read here at all; copied ones are, all of them.
-        if batch.loan_offer(0).is_none() {
+        if lent < batch.len() {
             batch.prefetch_frames();
         }
-        for i in 0..batch.len() {
-            let (pushed, payload) = match self.push_lent(batch, i) {
-                Some(lent) => lent,
-                None => {
-                    let p = batch.get(i);
-                    (self.push_copy(&p, &batch.dst), p.data.len() as u32)
-                }
-            };
-            match pushed {
+        for i in lent..batch.len() {
+            let p = batch.get(i);
+            match self.push_copy(&p, &batch.dst) {
                 Ok(len) => {
-                    packets += 1;
-                    bytes += len as u64;
+                    tally.packets += 1;
+                    tally.bytes += len as u64;
                 }
                 Err(Refused::Full | Refused::Closed) => {
-                    drops += 1;
-                    drop_bytes += u64::from(payload);
+                    tally.drops += 1;
+                    tally.drop_bytes += p.data.len() as u64;
                 }
             }
         }
-        self.dropped += drops;
-        self.queue.add(QueueIdx::Packets as usize, packets);
-        self.queue.add(QueueIdx::Bytes as usize, bytes);
-        self.queue.add(QueueIdx::RingFullDrops as usize, drops);
-        self.queue.add(QueueIdx::RingFullBytes as usize, drop_bytes);
+        self.dropped += tally.drops;
+        self.queue.add(QueueIdx::Packets as usize, tally.packets);
+        self.queue.add(QueueIdx::Bytes as usize, tally.bytes);
+        self.queue.add(QueueIdx::RingFullDrops as usize, tally.drops);
+        self.queue.add(QueueIdx::RingFullBytes as usize, tally.drop_bytes);
         self.queue.set(QueueIdx::Lent as usize, self.lent);
         if let Some(p) = self.producer.as_ref() {
             self.queue.set(QueueIdx::Chunks as usize, p.passed());
