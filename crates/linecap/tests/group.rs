@@ -7,16 +7,6 @@ mod common;
 
 use common::*;
 
-/// The number of a capture's counter in a stage, read while it runs.
-fn counter(name: &str, stage: &str, counter: &str) -> u64 {
-    let o = linecap(&["stats", name, "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let stages = snaps[0]["stages"].as_array().unwrap();
-    let st = stages.iter().find(|s| s["name"] == stage).unwrap_or_else(|| panic!("no stage {stage}"));
-    st["counters"].as_array().unwrap().iter().find(|c| c[0] == counter).unwrap()[1].as_u64().unwrap()
-}
-
 fn group_args<'a>(addr: &'a str, dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["--listen", addr, "--blocks", dir, "--slots", "256", "--slot-bytes", "192"];
     v.extend_from_slice(extra);

@@ -737,6 +737,18 @@ fn every_layout(n: u16) -> Vec<(Vec<u8>, usize)> {
     out
 }
 
+/// Ethernet II, IPv4 without options, UDP, nothing after the datagram:
+/// the layout the program vouches for (`linecap::packet::FIXED_HEADER_LEN`).
+fn is_fixed_layout(f: &[u8]) -> bool {
+    let be16 = |at: usize| f.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    f.len() >= 42
+        && be16(12) == Some(0x0800)
+        && f[14] == 0x45
+        && f[23] == 17
+        && be16(16) == Some(f.len() - 14)
+        && be16(38) == Some(f.len() - 34)
+}
+
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
 fn af_xdp_capture_takes_every_layout_of_the_flow_whole() {
@@ -755,8 +767,10 @@ fn af_xdp_capture_takes_every_layout_of_the_flow_whole() {
         w.write_packet(&PcapPacket::new(at, f.len() as u32, f)).unwrap();
     }
     drop(w);
-    let cap = capture(
+    let name = unique("xdplanes");
+    let cap = capture_named(
         Some(&tb.ns_rx),
+        &name,
         &[
             "--backend",
             "xdp",
@@ -784,6 +798,17 @@ fn af_xdp_capture_takes_every_layout_of_the_flow_whole() {
         path,
     ]);
     assert_eq!((r.sent.packets, r.unsendable), (frames.len() as u64, 0));
+    // Every fixed-layout frame was lent to the pcap writer (it encoded the
+    // record from the UMEM); the others were copied on the receive thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counter(&name, "pcap.queue.0", "packets") < frames.len() as u64
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fixed = frames.iter().filter(|(f, _)| is_fixed_layout(f)).count() as u64;
+    assert!(0 < fixed && fixed < frames.len() as u64, "both lanes are exercised");
+    assert_eq!(counter(&name, "pcap.queue.0", "lent"), fixed);
     let rep = stop(cap);
     let payload_bytes: usize = frames.iter().map(|(_, n)| n).sum();
     assert_eq!((rep.received, rep.total_drops()), (frames.len() as u64, 0), "{rep:#?}");

@@ -247,3 +247,13 @@ pub fn record_loopback(file: &std::path::Path, blocks: &std::path::Path, count: 
     assert_books(&sent, &rep, &[]);
     rep
 }
+
+/// The number of a capture's counter in a stage, read while it runs.
+pub fn counter(name: &str, stage: &str, counter: &str) -> u64 {
+    let o = linecap(&["stats", name, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages = snaps[0]["stages"].as_array().unwrap();
+    let st = stages.iter().find(|s| s["name"] == stage).unwrap_or_else(|| panic!("no stage {stage}"));
+    st["counters"].as_array().unwrap().iter().find(|c| c[0] == counter).unwrap()[1].as_u64().unwrap()
+}
