@@ -23,8 +23,11 @@ use linecap_engine::loan::FramePool;
 use linecap_engine::packet::Batch;
 use linecap_engine::sink::Sink;
 use linecap_engine::sink::pcap::{Link, PcapOptions, PcapSink};
-use linecap_engine::stats::{QUEUE_COUNTERS, StageSpec, StatsFile, WRITER_COUNTERS};
 use linecap_engine::sys::shm::PageBuf;
+
+#[path = "support/pcap_counters.rs"]
+mod pcap_counters;
+use pcap_counters::pcap_counters;
 
 const PAYLOAD: usize = 272;
 const FRAME: usize = 14 + 20 + 8 + PAYLOAD;
@@ -70,15 +73,8 @@ fn frame_template() -> Vec<u8> {
 }
 
 fn round(dir: &std::path::Path, n: usize, mode: Mode) -> Round {
-    let stages = [
-        StageSpec { name: "pcap.queue.0".into(), counters: QUEUE_COUNTERS },
-        StageSpec { name: "pcap.writer.0".into(), counters: WRITER_COUNTERS },
-    ];
     let counters = dir.join(format!("counters-{n}"));
-    let (file, mut c) = StatsFile::create_at(&counters, &stages, 0o600).unwrap();
-    file.publish();
-    let writer = c.pop().unwrap();
-    let queue = c.pop().unwrap();
+    let (file, queue, writer) = pcap_counters(&counters);
     let path = dir.join(format!("lend-{n}.pcap"));
     let mut opts = PcapOptions::new(path.clone());
     opts.chunk_bytes = 4 << 20;

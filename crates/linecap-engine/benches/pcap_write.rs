@@ -14,7 +14,10 @@ use std::time::Instant;
 use linecap_engine::packet::{Batch, FLAG_UDP, PacketMeta};
 use linecap_engine::sink::Sink;
 use linecap_engine::sink::pcap::{PcapOptions, PcapSink};
-use linecap_engine::stats::{QUEUE_COUNTERS, StageSpec, StatsFile, WRITER_COUNTERS};
+
+#[path = "support/pcap_counters.rs"]
+mod pcap_counters;
+use pcap_counters::pcap_counters;
 
 const PAYLOAD: usize = 272;
 const BATCH: usize = 64;
@@ -39,15 +42,8 @@ enum Mode {
 }
 
 fn round(dir: &std::path::Path, n: usize, mode: Mode) -> Round {
-    let stages = [
-        StageSpec { name: "pcap.queue.0".into(), counters: QUEUE_COUNTERS },
-        StageSpec { name: "pcap.writer.0".into(), counters: WRITER_COUNTERS },
-    ];
     let counters = dir.join(format!("counters-{n}"));
-    let (file, mut c) = StatsFile::create_at(&counters, &stages, 0o600).unwrap();
-    file.publish();
-    let writer = c.pop().unwrap();
-    let queue = c.pop().unwrap();
+    let (file, queue, writer) = pcap_counters(&counters);
     let mut opts = PcapOptions::new(dir.join(format!("bench-{n}.pcap")));
     opts.buffer_bytes = 64 << 20;
     opts.chunk_bytes = 4 << 20;

@@ -94,6 +94,17 @@ impl Chunk {
     }
 }
 
+impl Chunk {
+    /// Appends a record of `len` bytes left to the writer (see `push_lent`).
+    #[inline]
+    fn add_lent(&mut self, len: usize, payload: u32, frame: LentFrame) {
+        self.lent.push(frame);
+        self.filled += len;
+        self.packets += 1;
+        self.payloads.push(payload);
+    }
+}
+
 impl Drop for Chunk {
     fn drop(&mut self) {
         self.return_lent();
@@ -278,53 +289,38 @@ impl Producer {
     ) -> Result<(), Refused> {
         // The common case, a chunk under way with room: a few stores into
         // sequential memory, no call.
-        if let Some(c) = self.current.as_mut()
-            && c.filled + len <= self.chunk_size
-            && c.lent.len() < lent_per_chunk(lender)
-            && c.lender.as_ref().is_some_and(|l| l.same_as(lender))
-            && let Ok(after_ns) = u32::try_from(ts_ns.wrapping_sub(c.lent_since_ns))
-        {
-            c.lent.push(LentFrame { addr, len: frame_len, at: c.filled as u32, after_ns });
-            c.filled += len;
-            c.packets += 1;
-            c.payloads.push(payload);
-            return Ok(());
+        let fits = self.current.as_ref().is_some_and(|c| {
+            c.filled + len <= self.chunk_size
+                && c.lent.len() < lent_per_chunk(lender)
+                && c.lender.as_ref().is_some_and(|l| l.same_as(lender))
+                && ts_ns.wrapping_sub(c.lent_since_ns) <= u64::from(u32::MAX)
+        });
+        if !fits {
+            self.start_lent_chunk(len, lender, ts_ns)?;
         }
-        self.push_lent_starting(len, payload, (lender, addr, frame_len), ts_ns)
+        let c = self.current.as_mut().expect("a chunk with room for it");
+        let after_ns = ts_ns.saturating_sub(c.lent_since_ns) as u32;
+        c.add_lent(len, payload, LentFrame { addr, len: frame_len, at: c.filled as u32, after_ns });
+        Ok(())
     }
 
-    /// [`push_lent`](Self::push_lent) into a new chunk, or the first lent
-    /// record of a chunk.
+    /// Makes the current chunk one that takes a lent record of `len` bytes
+    /// from `lender` received at `ts_ns`: a chunk holding lent records is
+    /// passed on first (another source's, its share of the spares reached
+    /// (see [`LENT_SHARE_PER_CHUNK`]), or its first lent record's time too
+    /// far from this one for 32 bits of nanoseconds), or a full one.
     #[cold]
-    fn push_lent_starting(
-        &mut self,
-        len: usize,
-        payload: u32,
-        (lender, addr, frame_len): (&Lender, u32, u32),
-        ts_ns: u64,
-    ) -> Result<(), Refused> {
-        if let Some(c) = &self.current
-            && c.lender.is_some()
-        {
-            // Here a chunk with lent records is full for them: another
-            // source, its share of the spares reached (see
-            // [`LENT_SHARE_PER_CHUNK`]), or a time its first lent record's
-            // offset cannot hold (4.3 s later, or earlier).
+    fn start_lent_chunk(&mut self, len: usize, lender: &Lender, ts_ns: u64) -> Result<(), Refused> {
+        if self.current.as_ref().is_some_and(|c| c.lender.is_some()) {
             self.flush()?;
         }
         let c = self.room_for(len)?;
-        let at = c.filled;
         if c.lender.is_none() {
             c.lender = Some(lender.clone());
             c.lent_since_ns = ts_ns;
             // Once per chunk's life: a chunk holds at most this many records.
             c.lent.reserve(c.room.len() / MIN_LENT_RECORD + 1);
         }
-        let after_ns = u32::try_from(ts_ns.saturating_sub(c.lent_since_ns)).unwrap_or(u32::MAX);
-        c.lent.push(LentFrame { addr, len: frame_len, at: at as u32, after_ns });
-        c.filled = at + len;
-        c.packets += 1;
-        c.payloads.push(payload);
         Ok(())
     }
 
