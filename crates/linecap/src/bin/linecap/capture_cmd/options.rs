@@ -139,18 +139,17 @@ fn xdp_options(a: &CaptureArgs) -> anyhow::Result<XdpOptions> {
         queues: a.queues,
         force: a.force,
         parsed_lane: true,
-        lend_frames: if a.write.is_some() { lend_frames(a.xdp_ring) } else { 0 },
+        lend_frames: if a.write.is_some() { LEND_FRAMES } else { 0 },
     })
 }
 
-/// Spare UMEM frames for a pcap writer that copies frames on its own
-/// thread: about what it holds at once, several hand-off chunks' worth
-/// of records (a 1 MiB chunk holds about 3,000 records of 272-byte
-/// payloads), so that at the reference rate the receive thread copies
-/// nothing; when they run out it copies, as without them.
-fn lend_frames(ring: u32) -> u32 {
-    (4 * ring).max(16_384)
-}
+/// Spare UMEM frames (32 MiB of locked memory at 2 KiB a frame) for a pcap
+/// writer that encodes frames on its own thread: what it holds at once is
+/// its rate times its delay, not a multiple of the ring, so the count is
+/// fixed (a chunk holds at most a quarter of it, about 1.3 MiB of
+/// 272-byte payloads, and the writer has two or three chunks in hand at
+/// 2.35 Mpps). When they run out the receive thread copies, as without them.
+const LEND_FRAMES: u32 = 16_384;
 
 /// The AF_PACKET backend's ring and filter.
 fn afpacket_options(a: &CaptureArgs) -> anyhow::Result<AfPacketOptions> {
