@@ -335,6 +335,30 @@ mod tests {
     }
 
     #[test]
+    fn a_loan_run_never_trusts_a_descriptor() {
+        use crate::loan::FramePool;
+        let mem = std::sync::Arc::new(crate::sys::shm::PageBuf::new(4096).unwrap());
+        let pool = FramePool::new(std::sync::Arc::clone(&mem), vec![2048; 8]);
+        // A frame past the slab's end is clipped; one past 4 GiB ends the run.
+        let descs = [(0, 100), (4000, 200), (1 << 32, 60), (0, 60)];
+        let b = Batch::fixed_frames(&mem, &descs, 5).lending(pool.desk());
+        let run = b.loan_run().unwrap();
+        assert_eq!(run.frames().collect::<Vec<_>>(), [(0, 100), (4000, 96)]);
+        assert_eq!(run.ts_ns, 5);
+        b.loans_taken(2);
+        assert!(b.loan_run().is_none(), "a second sink is offered nothing");
+        assert_eq!(pool.desk().room(), 6);
+        // Fewer spares than frames: the run is as long as the spares.
+        let few = FramePool::new(std::sync::Arc::clone(&mem), vec![2048]);
+        let b = Batch::fixed_frames(&mem, &descs, 0).lending(few.desk());
+        assert_eq!(b.loan_run().unwrap().frames().count(), 1);
+        // Socket batches and batches without a desk lend nothing.
+        assert!(Batch::fixed_frames(&mem, &descs, 0).loan_run().is_none());
+        let dst = SocketAddr::from(([0, 0, 0, 0], 0));
+        assert!(Batch::new(&mem, &[], &[], dst).lending(pool.desk()).loan_run().is_none());
+    }
+
+    #[test]
     fn every_cache_line_of_a_frame_is_prefetched_once() {
         let buf = vec![0u8; 1024];
         for start in 0..130 {

@@ -423,11 +423,6 @@ impl XskRx {
         Arc::clone(&self.umem)
     }
 
-    /// Size of one frame.
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
-    }
-
     /// Consumes `consumed` descriptors from the rx ring they came from
     /// (`side`'s, or this socket's) and puts `frames` on the fill ring in
     /// their place: the same frames, or spare ones for frames still lent.
