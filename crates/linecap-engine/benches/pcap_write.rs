@@ -7,6 +7,14 @@
 //! the whole path (until the writer closed the file), the receive thread's
 //! CPU per packet (encode + hand-off), the writer's, and drops at the
 //! hand-off (there must be none for the rate to mean anything).
+//!
+//! Beside them, in the same rounds, the plainest program doing the write
+//! itself: the same number of bytes in 4 MiB `write(2)`s of one buffer into
+//! a new file (`dd bs=4M`), and the same with O_DIRECT (`dd oflag=direct`,
+//! where the file system takes it), the final sync inside the time for
+//! both. Each writer's rate is printed as a ratio to them. The order of the
+//! five runs turns by one each round: on a VM the round after another
+//! round's gigabyte was freed can pay for the host taking it back.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -110,6 +118,64 @@ fn process_cpu_ns() -> u64 {
 /// Bytes of one record: pcap record header, synthetic IPv4 + UDP, payload.
 const RECORD: f64 = (16 + 20 + 8 + PAYLOAD) as f64;
 
+/// The writes of the plain loop: as the pcap writer's chunks.
+const PLAIN_WRITE: usize = 4 << 20;
+
+/// The plain loop's round: the bytes of `PACKETS` records written into a
+/// new file in `PLAIN_WRITE`-byte writes, then synced; the rate in records
+/// a second. None where the file system refuses O_DIRECT.
+fn plain_round(dir: &std::path::Path, n: usize, direct: bool) -> Option<f64> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(format!("plain-{n}.bin"));
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    if direct {
+        open.custom_flags(libc::O_DIRECT);
+    }
+    let mut file = open.open(&path).ok()?;
+    // Page-aligned, as O_DIRECT wants; not zeros, so nothing can elide it.
+    let mut buf = linecap_engine::sys::shm::PageBuf::new(PLAIN_WRITE).unwrap();
+    buf.fill(0x5a);
+    let bytes = (PACKETS as f64 * RECORD) as usize;
+    let start = Instant::now();
+    let mut written = 0;
+    let mut ok = true;
+    while written < bytes && ok {
+        ok = file.write_all(&buf).is_ok();
+        written += PLAIN_WRITE;
+    }
+    ok = ok && file.sync_data().is_ok();
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    ok.then(|| PACKETS as f64 / secs)
+}
+
+/// Median and range of `v`.
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// "R× (lo-hi) the NAME": a writer's rounds against a baseline's rounds of
+/// the same interleave, or what is missing.
+fn ratio_to(rounds: &[Round], baseline: &[Option<f64>], name: &str) -> String {
+    let ratios: Vec<f64> = rounds.iter().zip(baseline).filter_map(|(r, b)| b.map(|b| r.pps / b)).collect();
+    if ratios.is_empty() {
+        return format!("no {name} here");
+    }
+    let (m, lo, hi) = median(ratios);
+    format!("{m:.2}x ({lo:.2}-{hi:.2}) the {name}")
+}
+
+/// One run of a round.
+#[derive(Clone, Copy)]
+enum Job {
+    Writer(Mode),
+    Plain { direct: bool },
+}
+
 fn main() {
     // LINECAP_BENCH_DIR: write there instead (a disk: the writer's sync at
     // the end is inside the measured time, so the page cache cannot flatter it).
@@ -120,28 +186,63 @@ fn main() {
     let dir = std::path::PathBuf::from(format!("{base}/lc-pcap-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (mut paced, mut buffered, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain, mut plain_direct) = (Vec::new(), Vec::new());
+    let jobs = [
+        Job::Plain { direct: false },
+        Job::Writer(Mode::Paced),
+        Job::Writer(Mode::Buffered),
+        Job::Writer(Mode::Direct),
+        Job::Plain { direct: true },
+    ];
+    let mut run = 0;
     for n in 0..5 {
-        paced.push(round(&dir, 3 * n, Mode::Paced));
-        buffered.push(round(&dir, 3 * n + 1, Mode::Buffered));
-        direct.push(round(&dir, 3 * n + 2, Mode::Direct));
+        for k in 0..jobs.len() {
+            run += 1;
+            match jobs[(n + k) % jobs.len()] {
+                Job::Plain { direct: false } => plain.push(plain_round(&dir, run, false)),
+                Job::Plain { direct: true } => plain_direct.push(plain_round(&dir, run, true)),
+                Job::Writer(Mode::Paced) => paced.push(round(&dir, run, Mode::Paced)),
+                Job::Writer(Mode::Buffered) => buffered.push(round(&dir, run, Mode::Buffered)),
+                Job::Writer(Mode::Direct) => direct.push(round(&dir, run, Mode::Direct)),
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    for (name, rounds) in [("paced write-back", &paced), ("buffered", &buffered), ("O_DIRECT", &direct)] {
-        let med = |f: &dyn Fn(&Round) -> f64| {
-            let mut v: Vec<f64> = rounds.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            (v[v.len() / 2], v[0], v[v.len() - 1])
-        };
-        let (pps, lo, hi) = med(&|r| r.pps);
-        let (rx, _, _) = med(&|r| r.rx_ns);
-        let (wr, _, _) = med(&|r| r.writer_ns);
+    if linecap_engine::sys::on_tmpfs(&std::fs::File::open(&base).unwrap()).unwrap_or(false) {
         println!(
-            "pcap write path ({name}), {PAYLOAD}-byte payloads into {base}: {:.2} M packets/s written, {:.0} MB/s (median of {}, range {:.2}-{:.2} M/s); receive thread {rx:.1} ns/packet (encode + hand-off), writer {wr:.1} ns/packet; drops at the hand-off {}",
+            "{base} is a tmpfs: neither pacing nor O_DIRECT applies there, the three writers below are one"
+        );
+    }
+    for (name, rounds) in [("plain 4 MiB write() loop", &plain), ("plain 4 MiB O_DIRECT loop", &plain_direct)]
+    {
+        let rates: Vec<f64> = rounds.iter().flatten().copied().collect();
+        if rates.is_empty() {
+            println!("{name} into {base}: refused by the file system");
+            continue;
+        }
+        let (pps, lo, hi) = median(rates);
+        println!(
+            "{name} into {base}: the bytes of {:.2} M records/s, {:.0} MB/s (median of {}, range {:.2}-{:.2})",
+            pps / 1e6,
+            pps * RECORD / 1e6,
+            rounds.len(),
+            lo / 1e6,
+            hi / 1e6
+        );
+    }
+    for (name, rounds) in [("paced write-back", &paced), ("buffered", &buffered), ("O_DIRECT", &direct)] {
+        let (pps, lo, hi) = median(rounds.iter().map(|r| r.pps).collect());
+        let (rx, _, _) = median(rounds.iter().map(|r| r.rx_ns).collect());
+        let (wr, _, _) = median(rounds.iter().map(|r| r.writer_ns).collect());
+        println!(
+            "pcap write path ({name}), {PAYLOAD}-byte payloads into {base}: {:.2} M packets/s written, {:.0} MB/s (median of {}, range {:.2}-{:.2} M/s), {}, {}; receive thread {rx:.1} ns/packet (encode + hand-off), writer {wr:.1} ns/packet; drops at the hand-off {}",
             pps / 1e6,
             pps * RECORD / 1e6,
             rounds.len(),
             lo / 1e6,
             hi / 1e6,
+            ratio_to(rounds, &plain, "plain write() loop"),
+            ratio_to(rounds, &plain_direct, "plain O_DIRECT loop"),
             rounds.iter().map(|r| r.drops).sum::<u64>()
         );
     }
