@@ -129,6 +129,16 @@ pub fn thread_cpu_ns() -> (u64, u64) {
     (ns(ru.ru_utime), ns(ru.ru_stime))
 }
 
+/// Minor page faults the calling thread has taken (a page put in place on
+/// first touch): 0 if the kernel does not say.
+pub fn thread_minor_faults() -> u64 {
+    // SAFETY: all-zero is a valid rusage; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { zeroed() };
+    // SAFETY: `ru` is writable; RUSAGE_THREAD is valid on Linux.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0;
+    if ok { ru.ru_minflt as u64 } else { 0 }
+}
+
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is writable; the clock ids used are always available on Linux.

@@ -142,7 +142,13 @@ impl PcapSink {
         };
         let (link, format) = (opts.link, opts.format);
         let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
-        let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes);
+        let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes).map_err(|e| {
+            let mib = (chunks * opts.chunk_bytes) >> 20;
+            io::Error::new(
+                e.kind(),
+                format!("cannot set up the writer's {mib} MiB buffer: {e}; give a smaller --sink-buffer"),
+            )
+        })?;
         producer.wait_when_full(opts.wait_for_writer);
         let handle = std::thread::Builder::new()
             .name("linecap-pcap".into())
