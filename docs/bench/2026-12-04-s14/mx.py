@@ -8,14 +8,12 @@ def med(v): return st.median(v) if v else float('nan')
 for f in sorted(glob.glob(sys.argv[1])):
     pts = json.load(open(f))['fixed']
     cells, steal = [], [p['rx_core_steal_pct'] for p in pts]
+    by = {(p['row'], p['round']): p for p in pts}
+    rounds = sorted({p['round'] for p in pts})
     for row, base in PAIRS:
         share, thread, la, lb = [], [], [], []
-        for rd in sorted(set(p['round'] for p in pts)):
-            a = [p for p in pts if p['row'] == row and p['round'] == rd]
-            b = [p for p in pts if p['row'] == base and p['round'] == rd]
-            if not a or not b:
-                continue
-            a, b = a[0], b[0]
+        pairs = [(by[row, rd], by[base, rd]) for rd in rounds if (row, rd) in by and (base, rd) in by]
+        for a, b in pairs:
             share.append((a['delivered'] / a['sent']) / (b['delivered'] / b['sent']))
             thread.append(a['rx_threads_ns_per_packet'] / b['rx_threads_ns_per_packet'])
             la.append(100 * (1 - a['delivered'] / a['sent']))
