@@ -577,6 +577,18 @@ fn busy_polling_receiver_drives_veth_napi_and_closes_the_books() {
         assert_eq!((v.valid, v.corrupt, v.malformed), (rep.received, 0, 0));
         delivered.push(rep.received);
     }
+    eprintln!("delivered of 200000: {} without busy polling, {} with", delivered[0], delivered[1]);
+    // The contrast needs the deferral: veth's ring moved by the flush timer
+    // alone, about half of this stream. The suite's other captures beside
+    // two CPU hogs have run veth's NAPI through other paths instead (183 356
+    // and 186 299 of 200 000 delivered without busy polling, 187 514 and
+    // 186 572 with): there is nothing to compare then, and the run says so.
+    if delivered[0] > 150_000 {
+        return skip_or_fail(&format!(
+            "busy polling's lead not measurable: {} of 200000 delivered without it (the deferral did not hold)",
+            delivered[0]
+        ));
+    }
     assert!(
         delivered[1] >= delivered[0] + 10_000,
         "busy polling moved the frames: {} of 200000 delivered with it, {} without",
