@@ -118,25 +118,23 @@ pub fn gettid() -> i32 {
 
 /// CPU time (user, system) consumed by the calling thread, in nanoseconds.
 pub fn thread_cpu_ns() -> (u64, u64) {
-    // SAFETY: all-zero is a valid rusage; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { zeroed() };
-    // SAFETY: `ru` is writable; RUSAGE_THREAD is valid on Linux.
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0;
-    if !ok {
-        return (0, 0);
-    }
     let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
+    thread_rusage().map_or((0, 0), |ru| (ns(ru.ru_utime), ns(ru.ru_stime)))
 }
 
 /// Minor page faults the calling thread has taken (a page put in place on
 /// first touch): 0 if the kernel does not say.
 pub fn thread_minor_faults() -> u64 {
+    thread_rusage().map_or(0, |ru| ru.ru_minflt as u64)
+}
+
+/// The calling thread's resource usage, if the kernel gives it.
+fn thread_rusage() -> Option<libc::rusage> {
     // SAFETY: all-zero is a valid rusage; getrusage fills it.
     let mut ru: libc::rusage = unsafe { zeroed() };
     // SAFETY: `ru` is writable; RUSAGE_THREAD is valid on Linux.
     let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0;
-    if ok { ru.ru_minflt as u64 } else { 0 }
+    ok.then_some(ru)
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {

@@ -272,3 +272,30 @@ fn prune_removes_ended_captures_files_and_keeps_running_ones() {
     assert!(linecap::stats::stats_path(&running).exists(), "a running capture's file stays");
     cap.stop().unwrap();
 }
+
+/// A machine without the memory for the writer's buffer: the capture says
+/// so in one line, names the flag that helps, and creates no file. The
+/// buffer's pages are put in place when the capture starts, so the refusal
+/// comes then, not as a stall or a crash mid-capture.
+#[test]
+fn a_writer_buffer_the_memory_cannot_hold_is_refused_before_any_file() {
+    if std::process::Command::new("prlimit").arg("--version").output().is_err() {
+        return skip_or_fail(
+            "a_writer_buffer_the_memory_cannot_hold_is_refused_before_any_file needs prlimit (util-linux)",
+        );
+    }
+    let dir = TempDir::new("membuf");
+    let file = dir.0.join("never.pcap");
+    let listen = free_loopback();
+    // 400 MiB of address space: the program runs, a 1 GiB buffer cannot.
+    let o = std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 400u64 << 20))
+        .arg("--")
+        .arg(exe())
+        .args(["capture", "--listen", &listen, "--write", file.to_str().unwrap(), "--sink-buffer", "1G"])
+        .args(["--duration", "2s"])
+        .output()
+        .unwrap();
+    assert_clean_error(&o, "give a smaller --sink-buffer");
+    assert!(!file.exists(), "no file is left behind");
+}

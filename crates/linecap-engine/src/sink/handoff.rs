@@ -222,11 +222,11 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> std::io::Result<(Producer, C
     let stack = FreeStack { chunks: Vec::with_capacity(chunks), writer_gone: false };
     let free = Arc::new(FreeChunks { stack: Mutex::new(stack), given: Condvar::new() });
     for _ in 0..chunks {
-        let payloads = Vec::with_capacity(chunk_size / MIN_RECORD + 1);
+        let payloads = reserved(chunk_size / MIN_RECORD + 1)?;
         let room = PageBuf::populated(chunk_size)?;
         // Reserved here rather than by the receive thread when it first
         // lends into this chunk (an allocation is a syscall there).
-        let lent = Vec::with_capacity(chunk_size / MIN_LENT_RECORD + 1);
+        let lent = reserved(chunk_size / MIN_LENT_RECORD + 1)?;
         let chunk = Chunk { room, filled: 0, packets: 0, payloads, lent, lender: None, lent_since_ns: 0 };
         free.push(chunk);
     }
@@ -241,6 +241,14 @@ pub fn handoff(chunks: usize, chunk_size: usize) -> std::io::Result<(Producer, C
         },
         Consumer { full: full_rx, free },
     ))
+}
+
+/// An empty list with room for `n` items, or an error where the memory
+/// cannot hold it (an allocation that fails must not abort the capture).
+fn reserved<T>(n: usize) -> std::io::Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+    Ok(v)
 }
 
 /// Why a record was not taken.

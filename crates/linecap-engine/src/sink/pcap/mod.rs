@@ -128,6 +128,16 @@ impl PcapSink {
     /// and starts the writer thread.
     pub fn start(opts: PcapOptions, queue: StageCounters, writer: StageCounters) -> io::Result<Self> {
         let rotating = opts.rotation.max_bytes.is_some() || opts.rotation.max_age.is_some();
+        // The buffer first: a machine without the memory for it refuses
+        // before any file is created.
+        let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
+        let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes).map_err(|e| {
+            let mib = (chunks * opts.chunk_bytes) >> 20;
+            io::Error::new(
+                e.kind(),
+                format!("cannot set up the writer's {mib} MiB buffer: {e}; give a smaller --sink-buffer"),
+            )
+        })?;
         let file = if opts.to_stdout() {
             if rotating {
                 let why = "--write -: a stream to standard output cannot rotate";
@@ -141,14 +151,6 @@ impl PcapSink {
             })?
         };
         let (link, format) = (opts.link, opts.format);
-        let chunks = (opts.buffer_bytes / opts.chunk_bytes).max(2);
-        let (mut producer, consumer) = handoff(chunks, opts.chunk_bytes).map_err(|e| {
-            let mib = (chunks * opts.chunk_bytes) >> 20;
-            io::Error::new(
-                e.kind(),
-                format!("cannot set up the writer's {mib} MiB buffer: {e}; give a smaller --sink-buffer"),
-            )
-        })?;
         producer.wait_when_full(opts.wait_for_writer);
         let handle = std::thread::Builder::new()
             .name("linecap-pcap".into())
