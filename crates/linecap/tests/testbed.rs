@@ -194,6 +194,9 @@ fn busy_polling_socket_drives_veth_napi() {
         with.received,
         without.received
     );
+    // The report shows busy polling's own figures only where it ran.
+    assert!(with.kernel.contains_key("busy_poll_gap_us"), "{:?}", with.kernel);
+    assert!(!without.kernel.contains_key("busy_poll_gap_us"), "{:?}", without.kernel);
 }
 
 #[test]

@@ -195,22 +195,16 @@ fn stage_specs(cfg: &CaptureConfig) -> Vec<StageSpec> {
 /// Writes what the capture runs with, as granted, into its `settings` stage.
 fn publish_settings(c: &StageCounters, cfg: &CaptureConfig, info: &SourceInfo) {
     let mask = cfg.cpus.iter().filter(|&&cpu| cpu < 64).fold(0u64, |m, &cpu| m | 1 << cpu);
-    let (filter, gro, busy_poll, ring, port) = match &cfg.backend {
-        BackendConfig::Socket(o) | BackendConfig::Uring(o) => {
-            (o.filter.is_some(), o.gro, o.busy_poll, 0, o.listen.port())
+    let (filter, ring, port) = match &cfg.backend {
+        BackendConfig::Socket(o) | BackendConfig::Uring(o) => (o.filter.is_some(), 0, o.listen.port()),
+        BackendConfig::Xdp(o) => (false, u64::from(o.ring) * u64::from(o.frame_size), o.listen.port()),
+        BackendConfig::AfPacket { opts, .. } => {
+            (opts.filter.is_some(), u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr), 0)
         }
-        BackendConfig::Xdp(o) => {
-            (false, false, o.busy_poll, u64::from(o.ring) * u64::from(o.frame_size), o.listen.port())
-        }
-        BackendConfig::AfPacket { opts, .. } => (
-            opts.filter.is_some(),
-            false,
-            None,
-            u64::from(opts.ring.block_size) * u64::from(opts.ring.block_nr),
-            0,
-        ),
-        BackendConfig::File(o) => (o.filter.is_some(), false, None, 0, 0),
+        BackendConfig::File(o) => (o.filter.is_some(), 0, 0),
     };
+    // GRO and busy polling as the kernel granted them, not as asked.
+    let (gro, busy_poll) = (info.gro, info.busy_poll);
     c.set(SettingsIdx::RcvbufBytes as usize, u64::try_from(info.buffer).unwrap_or(0));
     c.set(SettingsIdx::RcvbufForced as usize, u64::from(info.buffer_forced));
     c.set(SettingsIdx::Filter as usize, u64::from(filter));

@@ -12,6 +12,8 @@ pub(super) struct SourceInfo {
     pub(super) listen: String,
     pub(super) description: String,
     pub(super) gro: bool,
+    /// Busy polling as granted (microseconds per poll).
+    pub(super) busy_poll: Option<u32>,
     pub(super) buffer: i64,
     pub(super) buffer_forced: bool,
     pub(super) drop_stage: DropPlace,
@@ -76,6 +78,9 @@ fn open_sockets(
     if o.gro && !setup.gro {
         tracing::warn!("UDP GRO is not available on this kernel; receiving plain datagrams");
     }
+    if let Some(why) = &setup.busy_poll_refused {
+        say_busy_poll_refused(why);
+    }
     let mode = match (uring, o.mode) {
         (true, _) => "multishot",
         (false, RecvMode::Recv) => "recv",
@@ -88,13 +93,15 @@ fn open_sockets(
         mode: mode.into(),
         listen: setup.local.to_string(),
         description: format!(
-            "{}/{mode}{}, rcvbuf {} KiB{}",
+            "{}/{mode}{}, rcvbuf {} KiB{}{}",
             if uring { "uring" } else { "socket" },
             if setup.gro { "+gro" } else { "" },
             setup.rcvbuf / 1024,
-            if setup.rcvbuf_forced { ", forced" } else { "" }
+            if setup.rcvbuf_forced { ", forced" } else { "" },
+            busy_poll_note(setup.busy_poll)
         ),
         gro: setup.gro,
+        busy_poll: setup.busy_poll,
         buffer: i64::from(setup.rcvbuf),
         buffer_forced: setup.rcvbuf_forced,
         // The kernel counts datagrams a socket filter rejects in the
@@ -122,6 +129,10 @@ fn open_xdp(
     );
     let all = XdpSource::open_all(o)?;
     let mode = all[0].mode();
+    if let Some(why) = all[0].busy_poll_refused() {
+        say_busy_poll_refused(why);
+    }
+    let busy_poll = o.busy_poll.filter(|_| all[0].busy_polls());
     sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
     Ok(SourceInfo {
         backend: BackendKind::Xdp,
@@ -142,7 +153,7 @@ fn open_xdp(
             format!("interface {} queue {} port {}", o.iface, o.queue, o.listen.port())
         },
         description: format!(
-            "xdp/{} {} XDP, {} ring entries{}",
+            "xdp/{} {} XDP, {} ring entries{}{}",
             if mode.zero_copy { "zero-copy" } else { "copy-mode" },
             if mode.native { "native" } else { "generic" },
             o.ring,
@@ -150,13 +161,26 @@ fn open_xdp(
                 format!(", {} spare frames for the writer", o.lend_frames)
             } else {
                 String::new()
-            }
+            },
+            busy_poll_note(busy_poll)
         ),
         gro: false,
+        busy_poll,
         buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
         buffer_forced: false,
         drop_stage: DropPlace::XskInvalidDescs,
     })
+}
+
+/// Busy polling the kernel refused: said once per capture (not per
+/// socket), and the capture goes on waiting in the kernel.
+fn say_busy_poll_refused(why: &str) {
+    tracing::warn!("receiving without busy polling: the kernel refused it ({why})");
+}
+
+/// The startup line's mention of busy polling, where it is on.
+fn busy_poll_note(busy_poll: Option<u32>) -> String {
+    busy_poll.map(|us| format!(", busy polling {us} µs")).unwrap_or_default()
 }
 
 /// One TPACKET_V3 ring per thread, in one fanout group when several.
@@ -197,6 +221,7 @@ fn open_afpacket(
                 .unwrap_or_default()
         ),
         gro: false,
+        busy_poll: None,
         buffer: ring as i64,
         buffer_forced: false,
         drop_stage: DropPlace::PacketRingDropped,
@@ -223,6 +248,7 @@ fn open_files(
         listen,
         description: format!("{} file(s) read back", inputs.len()),
         gro: false,
+        busy_poll: None,
         buffer: 0,
         buffer_forced: false,
         drop_stage: DropPlace::FileRecordsSkipped,

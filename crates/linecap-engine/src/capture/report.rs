@@ -174,7 +174,7 @@ pub(super) fn build_report(
         // A file's packets never met the kernel: what the reader left out instead.
         kernel.insert("records_filtered".into(), s.total(RxIdx::Filtered));
     } else {
-        kernel_figures(&mut kernel, cfg, info, s, k0, k1);
+        kernel_figures(&mut kernel, info, s, k0, k1);
     }
     let user = s.total(RxIdx::CpuUserNs);
     let sys_ns = s.total(RxIdx::CpuSysNs);
@@ -213,7 +213,6 @@ pub(super) fn build_report(
 /// the interface's and softnet's drops, and the backend's own warnings.
 fn kernel_figures(
     kernel: &mut BTreeMap<String, u64>,
-    cfg: &CaptureConfig,
     info: &SourceInfo,
     s: &Snapshot,
     k0: &KernelSnapshot,
@@ -230,9 +229,7 @@ fn kernel_figures(
         // frames it would have used sat unreleased or in the rx ring).
         kernel.insert("xsk_fill_ring_empty_descs".into(), s.total(RxIdx::FillRingEmpty));
     }
-    if matches!(&cfg.backend, BackendConfig::Xdp(o) if o.busy_poll.is_some())
-        || matches!(&cfg.backend, BackendConfig::Socket(o) if o.busy_poll.is_some())
-    {
+    if info.busy_poll.is_some() {
         kernel.insert("busy_poll_gaps_over_100us".into(), s.total(RxIdx::PollGaps));
         kernel.insert("busy_poll_gap_us".into(), s.total(RxIdx::PollGapNs) / 1000);
     }

@@ -103,6 +103,9 @@ pub struct XdpSource {
     mode: XdpMode,
     batch: usize,
     busy: Option<BusyPoller>,
+    /// Why the kernel refused the busy polling asked for (the socket then
+    /// waits in `poll(2)`).
+    busy_poll_refused: Option<String>,
 }
 
 /// Which rx ring a batch came from.
@@ -150,9 +153,7 @@ struct BusyPoller {
 
 impl BusyPoller {
     fn open(o: &XdpOptions, usecs: u32, xsk: &XskRx, with_anchor: bool) -> io::Result<Self> {
-        sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot set busy polling on the AF_XDP socket: {e}"))
-        })?;
+        sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET)?;
         let port = anchor_port(o.listen.port());
         // The anchor only matters where the driver gives AF_XDP sockets no
         // NAPI id (veth): a port in use is a note, not a failure.
@@ -222,6 +223,26 @@ impl BusyPoller {
         // Gaps between polls: while none runs, only veth's ring holds frames.
         self.gaps.poll(sys::monotonic_ns());
         true
+    }
+}
+
+/// Each socket's busy poller, as asked; where the kernel refuses busy
+/// polling on any of them, none (every socket waits in `poll(2)`, as
+/// without it) and why. One anchor per capture (it binds the port + 1):
+/// the first socket's; the others busy-poll through their own NAPI id.
+fn busy_pollers(
+    o: &XdpOptions,
+    socks: &[(XskRx, Option<XskSideRx>)],
+) -> (Vec<Option<BusyPoller>>, Option<String>) {
+    let Some(usecs) = o.busy_poll else { return (socks.iter().map(|_| None).collect(), None) };
+    let opened: io::Result<Vec<_>> = socks
+        .iter()
+        .enumerate()
+        .map(|(i, (xsk, _))| BusyPoller::open(o, usecs, xsk, i == 0).map(Some))
+        .collect();
+    match opened {
+        Ok(pollers) => (pollers, None),
+        Err(e) => (socks.iter().map(|_| None).collect(), Some(e.to_string())),
     }
 }
 
@@ -321,11 +342,9 @@ impl XdpSource {
             }
         };
         let attached = Arc::new(Attached { _link: link, _map: map });
+        let (pollers, busy_poll_refused) = busy_pollers(o, &socks);
         let mut out = Vec::with_capacity(socks.len());
-        for (i, (xsk, side)) in socks.into_iter().enumerate() {
-            // One anchor per capture (it binds the port + 1): the first
-            // socket's; the others busy-poll through their own NAPI id.
-            let busy = o.busy_poll.map(|usecs| BusyPoller::open(o, usecs, &xsk, i == 0)).transpose()?;
+        for ((xsk, side), busy) in socks.into_iter().zip(pollers) {
             let mode = XdpMode { zero_copy: xsk.zero_copy(), native };
             let pool = (o.lend_frames > 0).then(|| {
                 let spare = (o.ring..o.ring + o.lend_frames).map(|f| u64::from(f) * u64::from(o.frame_size));
@@ -345,6 +364,7 @@ impl XdpSource {
                 mode,
                 batch: o.batch.max(1),
                 busy,
+                busy_poll_refused: busy_poll_refused.clone(),
             });
         }
         Ok(out)
@@ -353,6 +373,16 @@ impl XdpSource {
     /// Copy or zero-copy, native or generic.
     pub fn mode(&self) -> XdpMode {
         self.mode
+    }
+
+    /// Whether the receive thread busy-polls the device (asked and granted).
+    pub fn busy_polls(&self) -> bool {
+        self.busy.is_some()
+    }
+
+    /// Why the kernel refused the busy polling asked for, where it did.
+    pub fn busy_poll_refused(&self) -> Option<&str> {
+        self.busy_poll_refused.as_deref()
     }
 
     /// The kernel's AF_XDP counters, both sockets' together (the fill

@@ -121,6 +121,12 @@ pub struct SocketSetup {
     pub rcvbuf_forced: bool,
     /// Whether UDP GRO is on.
     pub gro: bool,
+    /// Busy polling as granted: microseconds per poll, or `None` (not
+    /// asked, or refused).
+    pub busy_poll: Option<u32>,
+    /// Why the kernel refused the busy polling asked for: the socket then
+    /// waits in the kernel as without it.
+    pub busy_poll_refused: Option<String>,
 }
 
 /// How datagrams are spread over the sockets of a `SO_REUSEPORT` group.
@@ -171,10 +177,15 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
         sys::setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     }
     sys::set_rcvtimeo(&fd, 100_000)?;
-    if let Some(usecs) = opts.busy_poll {
-        sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot set busy polling on the socket: {e}")))?;
-    }
+    // A refusal is not an error: the capture goes on as without it, and
+    // whoever opened the socket says so once.
+    let (busy_poll, busy_poll_refused) = match opts.busy_poll {
+        Some(usecs) => match sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET) {
+            Ok(()) => (Some(usecs), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+        None => (None, None),
+    };
     let gro = opts.gro && sys::setsockopt_int(&fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
     if let Some(prog) = &opts.filter {
         sys::packet::attach_filter(&fd, prog)
@@ -193,7 +204,7 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
         )?;
     }
     let local = sys::local_addr(&fd)?;
-    Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro }))
+    Ok((fd, SocketSetup { local, rcvbuf, rcvbuf_forced: forced, gro, busy_poll, busy_poll_refused }))
 }
 
 /// Packets per busy poll of the device (as the kernel's NAPI weight).
@@ -261,8 +272,10 @@ impl SocketSource {
         };
         let per_msg = if gro { MAX_GRO_SEGMENTS } else { 1 };
         let rx = MmsgRx::new(vlen, slot, Wants { names: opts.sources, control: gro || opts.timestamps });
-        let ring_layout =
-            (opts.mode == RecvMode::Auto && opts.busy_poll.is_none()).then(|| ring::layout(opts));
+        // What the kernel granted decides how to wait: spinning on a socket
+        // whose busy polling was refused would poll nothing.
+        let busy_poll = setup.busy_poll;
+        let ring_layout = (opts.mode == RecvMode::Auto && busy_poll.is_none()).then(|| ring::layout(opts));
         let mut me = Self {
             ring: None,
             ring_layout,
@@ -274,14 +287,14 @@ impl SocketSource {
             setup,
             mode: opts.mode,
             batch: vlen,
-            busy_poll: opts.busy_poll.is_some(),
+            busy_poll: busy_poll.is_some(),
             gaps: PollGaps::default(),
             last: RecvStats::default(),
             want_sources: opts.sources,
             gro_policy: (gro && opts.gro_adaptive).then(|| GroPolicy::new(true, sys::monotonic_ns())),
             stream_size: StreamSize::default(),
             after_off: AfterOff::default(),
-            swap: swap::can_swap(opts).then(|| opts.clone()),
+            swap: swap::can_swap(opts).then(|| SocketOptions { busy_poll, ..opts.clone() }),
             retiring: None,
             swap_fallback_ns: swap::GRACE_NS,
             drops_before: 0,

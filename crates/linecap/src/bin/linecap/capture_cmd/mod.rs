@@ -82,7 +82,7 @@ pub(crate) struct CaptureArgs {
     /// AF_XDP ring entries and UMEM frames (xdp backend; a power of two).
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
-    /// Busy-poll the device from the receiving thread, this many microseconds per poll (socket and xdp backends).
+    /// Busy-poll the device from the receiving thread, this many microseconds per poll (socket and xdp backends). Where the kernel refuses (no CAP_NET_ADMIN, an older kernel) the capture says so once and receives without it.
     #[arg(long, value_name = "USECS")]
     busy_poll: Option<u32>,
     /// How a fanout group spreads packets over --threads (afpacket).
