@@ -404,15 +404,18 @@ impl XdpSource {
     /// a user writes with libxdp (peek the rx ring, give the frames back on
     /// the fill ring at once, `poll(2)` when empty, or one busy poll of the
     /// device when opened with `--busy-poll`), counting packets only.
-    /// Returns when `stop` is set and the rx ring is empty.
-    pub fn run_minimal(&mut self, stop: &std::sync::atomic::AtomicBool, mut count: impl FnMut(u64)) {
+    /// Returns when `stop` is set and the rx ring is empty: the syscalls
+    /// it made (its waits, or busy polls, when the rx ring was empty).
+    pub fn run_minimal(&mut self, stop: &std::sync::atomic::AtomicBool, mut count: impl FnMut(u64)) -> u64 {
         let mut descs = Vec::with_capacity(self.batch);
+        let mut syscalls = 0;
         loop {
             let n = self.xsk.peek(&mut descs, self.batch);
             if n == 0 {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    return;
+                    return syscalls;
                 }
+                syscalls += 1;
                 let polled = self.busy.as_mut().is_some_and(|bp| bp.poll(&self.xsk));
                 if !polled {
                     let _ = sys::packet::poll_in(self.xsk.fd(), if self.busy.is_some() { 1 } else { 100 });

@@ -106,24 +106,23 @@ pub fn run_xdp(p: &PlainLoop, o: &XdpOptions) -> anyhow::Result<CaptureReport> {
     file.set_backend(BackendKind::Xdp);
     file.publish();
     let started = Instant::now();
-    let ((packets, batches, ring_full, no_frame, all, user, sys_ns), stopped_by) =
+    let ((packets, syscalls, ring_full, no_frame, all, user, sys_ns), stopped_by) =
         run_pinned(p, started, move |stop2| {
-            let (mut packets, mut batches) = (0u64, 0u64);
-            src.run_minimal(stop2, |n| {
+            let mut packets = 0u64;
+            let syscalls = src.run_minimal(stop2, |n| {
                 packets += n;
-                batches += 1;
                 rx.set(RxIdx::Packets as usize, packets);
             });
             let (ring_full, no_frame) = src.drop_detail().unwrap_or((0, 0));
             let all = src.kernel_drops().unwrap_or(0);
             let (u, s) = sys::thread_cpu_ns();
-            (packets, batches, ring_full, no_frame, all, u, s)
+            (packets, syscalls, ring_full, no_frame, all, u, s)
         })?;
     let mut drops = BTreeMap::new();
     drops.insert(DropPlace::XskRxRingFull, ring_full);
     drops.insert(DropPlace::XskNoFillFrame, no_frame);
     drops.insert(DropPlace::XskInvalidDescs, all.saturating_sub(ring_full + no_frame));
-    let mut r = report(p, BackendKind::Xdp, "minimal-afxdp", packets, batches, drops, started, user, sys_ns);
+    let mut r = report(p, BackendKind::Xdp, "minimal-afxdp", packets, syscalls, drops, started, user, sys_ns);
     r.listen = format!("interface {}", o.iface);
     r.stopped_by = stopped_by.into();
     Ok(r)
