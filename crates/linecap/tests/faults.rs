@@ -152,6 +152,15 @@ fn root_only_steps_name_the_capability() {
     assert_clean_error(&o, "CAP_PERFMON");
 }
 
+/// A file removed when the test ends, however it ends.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 #[cfg_attr(not(linecap_root), ignore = "needs root: setpriv drops to user nobody")]
 fn busy_polling_the_kernel_refuses_is_said_once_and_the_capture_goes_on() {
@@ -160,6 +169,9 @@ fn busy_polling_the_kernel_refuses_is_said_once_and_the_capture_goes_on() {
     // capture receives every datagram, waiting in the kernel.
     let addr = free_loopback();
     let name = unique("bpr");
+    // A named capture keeps its counters file; this one is nobody's, which
+    // `stats --prune` run by root would leave alone.
+    let _file = RemovedOnDrop(linecap::stats::stats_path(&name));
     let sender = {
         let (addr, name) = (addr.clone(), name.clone());
         std::thread::spawn(move || {
