@@ -175,9 +175,11 @@ fn busy_polling_the_kernel_refuses_is_said_once_and_the_capture_goes_on() {
     let sender = {
         let (addr, name) = (addr.clone(), name.clone());
         std::thread::spawn(move || {
-            // The counters file appears once the sockets are bound.
+            // The counters file reads as one once published, after the bind.
+            let path = linecap::stats::stats_path(&name);
+            let ready = || linecap::stats::Snapshot::read(&name, &path).is_ok_and(|s| s.pid != 0);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !linecap::stats::stats_path(&name).exists() && std::time::Instant::now() < deadline {
+            while !ready() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             send(None, &["--to", &addr, "--count", "2000", "--rate", "20kpps"])
