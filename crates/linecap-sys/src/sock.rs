@@ -54,19 +54,15 @@ pub fn getsockopt_int(fd: &impl AsRawFd, level: i32, name: i32) -> io::Result<i3
 /// the device's interrupts and softirq work to it (with the device's
 /// `napi_defer_hard_irqs` and `gro_flush_timeout` set).
 /// Preferring busy polling and raising its time or budget need
-/// CAP_NET_ADMIN; the error says so.
+/// CAP_NET_ADMIN (EPERM without it); kernels before 5.11 know neither
+/// option (ENOPROTOOPT).
 pub fn set_busy_poll(fd: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
     let set = || {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, 1)?;
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, usecs as i32)?;
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, budget as i32)
     };
-    set().map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) => {
-            io::Error::new(e.kind(), format!("{e}; busy polling needs CAP_NET_ADMIN: run as root"))
-        }
-        _ => e,
-    })
+    set()
 }
 
 /// A non-blocking receive whose only purpose is its side effect (a busy

@@ -197,6 +197,12 @@ fn busy_polling_the_kernel_refuses_is_said_once_and_the_capture_goes_on() {
     let rep: linecap::capture::CaptureReport = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((rep.received, sent.packets), (2000, 2000), "{e}");
     assert!(!rep.kernel.contains_key("busy_poll_gap_us"), "no busy polling: {:?}", rep.kernel);
+    // The counters keep the refusal (EPERM is 1), and doctor names it.
+    let snap = linecap::stats::Snapshot::read(&name, &linecap::stats::stats_path(&name)).unwrap();
+    assert_eq!(snap.total(linecap::stats::SettingsIdx::BusyPollRefused), 1);
+    let o = linecap(&["doctor", &name]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("refused by the kernel (errno 1)") && out.contains("CAP_NET_ADMIN"), "{out}");
 }
 
 #[test]

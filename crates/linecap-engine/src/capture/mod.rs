@@ -210,6 +210,8 @@ fn publish_settings(c: &StageCounters, cfg: &CaptureConfig, info: &SourceInfo) {
     c.set(SettingsIdx::Filter as usize, u64::from(filter));
     c.set(SettingsIdx::Gro as usize, u64::from(gro));
     c.set(SettingsIdx::BusyPollNs as usize, u64::from(busy_poll.unwrap_or(0)) * 1000);
+    let refused = info.busy_poll_refused.map_or(0, |errno| u64::try_from(errno).unwrap_or(0));
+    c.set(SettingsIdx::BusyPollRefused as usize, refused);
     c.set(SettingsIdx::Threads as usize, cfg.threads as u64);
     c.set(SettingsIdx::CpuMask as usize, mask);
     c.set(SettingsIdx::RingBytes as usize, ring);

@@ -3,6 +3,7 @@
 //! fails at once with one message.
 
 use super::*;
+use crate::source::KernelRefusal;
 use crate::source::socket::Spread;
 
 /// What the opened sources are, for messages and the report.
@@ -14,6 +15,8 @@ pub(super) struct SourceInfo {
     pub(super) gro: bool,
     /// Busy polling as granted (microseconds per poll).
     pub(super) busy_poll: Option<u32>,
+    /// The errno with which the kernel refused the busy polling asked for.
+    pub(super) busy_poll_refused: Option<i32>,
     pub(super) buffer: i64,
     pub(super) buffer_forced: bool,
     pub(super) drop_stage: DropPlace,
@@ -78,8 +81,8 @@ fn open_sockets(
     if o.gro && !setup.gro {
         tracing::warn!("UDP GRO is not available on this kernel; receiving plain datagrams");
     }
-    if let Some(why) = &setup.busy_poll_refused {
-        say_busy_poll_refused(why);
+    if let Some(refusal) = &setup.busy_poll_refused {
+        say_busy_poll_refused(refusal);
     }
     let mode = match (uring, o.mode) {
         (true, _) => "multishot",
@@ -102,6 +105,7 @@ fn open_sockets(
         ),
         gro: setup.gro,
         busy_poll: setup.busy_poll,
+        busy_poll_refused: setup.busy_poll_refused.as_ref().map(|r| r.errno),
         buffer: i64::from(setup.rcvbuf),
         buffer_forced: setup.rcvbuf_forced,
         // The kernel counts datagrams a socket filter rejects in the
@@ -129,9 +133,10 @@ fn open_xdp(
     );
     let all = XdpSource::open_all(o)?;
     let mode = all[0].mode();
-    if let Some(why) = all[0].busy_poll_refused() {
-        say_busy_poll_refused(why);
-    }
+    let busy_poll_refused = all[0].busy_poll_refused().map(|r| {
+        say_busy_poll_refused(r);
+        r.errno
+    });
     let busy_poll = o.busy_poll.filter(|_| all[0].busy_polls());
     sources.extend(all.into_iter().map(|s| Box::new(s) as Box<dyn Source>));
     Ok(SourceInfo {
@@ -166,6 +171,7 @@ fn open_xdp(
         ),
         gro: false,
         busy_poll,
+        busy_poll_refused,
         buffer: i64::from(o.ring) * i64::from(o.frame_size) * i64::from(o.queues.max(1)),
         buffer_forced: false,
         drop_stage: DropPlace::XskInvalidDescs,
@@ -174,8 +180,8 @@ fn open_xdp(
 
 /// Busy polling the kernel refused: said once per capture (not per
 /// socket), and the capture goes on waiting in the kernel.
-fn say_busy_poll_refused(why: &str) {
-    tracing::warn!("receiving without busy polling: the kernel refused it ({why})");
+fn say_busy_poll_refused(refusal: &KernelRefusal) {
+    tracing::warn!("receiving without busy polling: the kernel refused it ({})", refusal.why);
 }
 
 /// The startup line's mention of busy polling, where it is on.
@@ -222,6 +228,7 @@ fn open_afpacket(
         ),
         gro: false,
         busy_poll: None,
+        busy_poll_refused: None,
         buffer: ring as i64,
         buffer_forced: false,
         drop_stage: DropPlace::PacketRingDropped,
@@ -249,6 +256,7 @@ fn open_files(
         description: format!("{} file(s) read back", inputs.len()),
         gro: false,
         busy_poll: None,
+        busy_poll_refused: None,
         buffer: 0,
         buffer_forced: false,
         drop_stage: DropPlace::FileRecordsSkipped,

@@ -17,6 +17,29 @@ use crate::packet::Batch;
 /// about what veth's 256-frame ring holds at 2.35 Mpps.
 pub const POLL_GAP_NS: u64 = 100_000;
 
+/// A setting the kernel refused (busy polling: it needs CAP_NET_ADMIN, or
+/// a kernel that has it): the capture goes on without it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KernelRefusal {
+    /// The error number (`EPERM` for a missing capability; 0 if none).
+    pub errno: i32,
+    /// What the kernel said, with what would make it agree.
+    pub why: String,
+}
+
+impl KernelRefusal {
+    /// The kernel's refusal `e` of busy polling, with what would make it agree.
+    pub fn busy_poll(e: &io::Error) -> Self {
+        let errno = e.raw_os_error().unwrap_or(0);
+        let why = match errno {
+            libc::EPERM => format!("{e}; busy polling needs CAP_NET_ADMIN: run as root"),
+            libc::ENOPROTOOPT => format!("{e}; busy polling needs Linux 5.11 or later"),
+            _ => e.to_string(),
+        };
+        Self { errno, why }
+    }
+}
+
 /// Gaps between consecutive busy polls longer than [`POLL_GAP_NS`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PollGaps {

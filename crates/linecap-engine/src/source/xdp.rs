@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use super::{PollGaps, RecvStats, Source};
+use super::{KernelRefusal, PollGaps, RecvStats, Source};
 use crate::bpf::insn::to_bytes;
 use crate::bpf::xdp::{Match, ParsedLane, XDP_PASS, redirect_program};
 use crate::format::l2l4::{self, Decoded};
@@ -105,7 +105,7 @@ pub struct XdpSource {
     busy: Option<BusyPoller>,
     /// Why the kernel refused the busy polling asked for (the socket then
     /// waits in `poll(2)`).
-    busy_poll_refused: Option<String>,
+    busy_poll_refused: Option<KernelRefusal>,
 }
 
 /// Which rx ring a batch came from.
@@ -233,7 +233,7 @@ impl BusyPoller {
 fn busy_pollers(
     o: &XdpOptions,
     socks: &[(XskRx, Option<XskSideRx>)],
-) -> (Vec<Option<BusyPoller>>, Option<String>) {
+) -> (Vec<Option<BusyPoller>>, Option<KernelRefusal>) {
     let Some(usecs) = o.busy_poll else { return (socks.iter().map(|_| None).collect(), None) };
     let opened: io::Result<Vec<_>> = socks
         .iter()
@@ -242,7 +242,7 @@ fn busy_pollers(
         .collect();
     match opened {
         Ok(pollers) => (pollers, None),
-        Err(e) => (socks.iter().map(|_| None).collect(), Some(e.to_string())),
+        Err(e) => (socks.iter().map(|_| None).collect(), Some(KernelRefusal::busy_poll(&e))),
     }
 }
 
@@ -381,8 +381,8 @@ impl XdpSource {
     }
 
     /// Why the kernel refused the busy polling asked for, where it did.
-    pub fn busy_poll_refused(&self) -> Option<&str> {
-        self.busy_poll_refused.as_deref()
+    pub fn busy_poll_refused(&self) -> Option<&KernelRefusal> {
+        self.busy_poll_refused.as_ref()
     }
 
     /// The kernel's AF_XDP counters, both sockets' together (the fill

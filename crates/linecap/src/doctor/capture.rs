@@ -11,6 +11,8 @@ pub(super) struct Settings {
     pub(super) forced: bool,
     pub(super) filter: bool,
     pub(super) busy_poll: bool,
+    /// The errno with which the kernel refused the busy polling asked for.
+    pub(super) busy_poll_refused: u64,
     pub(super) cpu_mask: u64,
     pub(super) port: u64,
 }
@@ -21,6 +23,7 @@ pub(super) fn settings_of(c: &Snapshot) -> Settings {
         forced: c.total(SettingsIdx::RcvbufForced) != 0,
         filter: c.total(SettingsIdx::Filter) != 0,
         busy_poll: c.total(SettingsIdx::BusyPollNs) != 0,
+        busy_poll_refused: c.total(SettingsIdx::BusyPollRefused),
         cpu_mask: c.total(SettingsIdx::CpuMask),
         port: c.total(SettingsIdx::Port),
     }
@@ -90,9 +93,14 @@ impl<'a> CaptureView<'a> {
         }
         let other =
             self.free_cpu.map_or(String::new(), |c| format!("--cpus {c} (a CPU without NAPI threads), or "));
+        let busy_poll = if self.settings.busy_poll_refused != 0 {
+            "--busy-poll where the kernel grants it (it refused this capture's)"
+        } else {
+            "--busy-poll"
+        };
         Some(format!(
             "the receive thread shares CPU {cpu} with {napi}, the kernel's receive work for the interface: \
-             use {other}--busy-poll (the thread then does that work itself)"
+             use {other}{busy_poll} (the thread then does that work itself)"
         ))
     }
 }
@@ -125,6 +133,7 @@ pub(super) fn diagnose_capture(sys: &SystemFacts, c: &Snapshot, out: &mut Vec<Fi
     sink_losses(&v, out);
     group_out_of_step(&v, out);
     host_losses(sys, &v, out);
+    busy_poll_refused(&v, out);
     busy_poll_gaps(&v, out);
     let corrupt = c.total(VerifyIdx::Corrupt).saturating_add(c.total(VerifyIdx::Malformed));
     if corrupt > 0 {
@@ -508,6 +517,35 @@ pub(super) fn host_losses(sys: &SystemFacts, v: &CaptureView<'_>, out: &mut Vec<
             Some(fix),
         )
         .counted(&v.c.name, KernelIdx::IfaceRxDropped, v.iface, v.offered),
+    );
+}
+
+/// Busy polling asked for and refused by the kernel: the capture received
+/// without it, and says how to have it.
+pub(super) fn busy_poll_refused(v: &CaptureView<'_>, out: &mut Vec<Finding>) {
+    let errno = v.settings.busy_poll_refused;
+    if errno == 0 {
+        return;
+    }
+    let fix = match i32::try_from(errno) {
+        Ok(libc::EPERM) => {
+            "busy polling needs CAP_NET_ADMIN: run the capture as root, or give the binary the capability \
+             (setcap cap_net_admin+ep)"
+        }
+        Ok(libc::ENOPROTOOPT) => {
+            "busy polling needs a kernel with SO_PREFER_BUSY_POLL and SO_BUSY_POLL_BUDGET (Linux 5.11 or later)"
+        }
+        _ => "the capture's first lines say what the kernel answered",
+    };
+    out.push(
+        finding(
+            Level::Warn,
+            v.place("busy polling"),
+            format!("asked for and refused by the kernel (errno {errno}): the capture received without it"),
+            Some(fix.into()),
+        )
+        .about(&v.c.name)
+        .with_setting(format!("busy_poll_refused {errno}")),
     );
 }
 

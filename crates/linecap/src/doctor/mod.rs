@@ -684,6 +684,37 @@ mod tests {
     }
 
     #[test]
+    fn busy_polling_the_kernel_refused_is_named_with_what_grants_it() {
+        let mut s = healthy();
+        s.napi_threads = vec![KernelThread { name: "napi/veth1-8193".into(), cpus: vec![1] }];
+        s.capture_cpus = vec![("c".into(), vec![vec![1]])];
+        let refused = |errno: u64| {
+            cap(
+                "socket",
+                vec![
+                    ("rx.0", vec![("packets", 900), ("kernel_drops", 100)]),
+                    settings(vec![("busy_poll_refused", errno)]),
+                ],
+            )
+        };
+        let f = diagnose(&s, &[refused(libc::EPERM as u64)], false);
+        let warn = f.iter().find(|f| f.place.ends_with("busy polling")).expect("a busy-polling finding");
+        assert_eq!(warn.level, Level::Warn);
+        assert!(warn.what.contains("refused by the kernel (errno 1)"), "{warn:#?}");
+        assert!(warn.fix.as_deref().unwrap().contains("CAP_NET_ADMIN"), "{warn:#?}");
+        // The placement fix does not send it back to the flag it was refused.
+        let fix = f[0].fix.as_deref().unwrap();
+        assert!(fix.contains("--busy-poll where the kernel grants it"), "{fix}");
+        // Another refusal: the kernel's age, not a capability.
+        let f = diagnose(&s, &[refused(libc::ENOPROTOOPT as u64)], false);
+        let warn = f.iter().find(|f| f.place.ends_with("busy polling")).unwrap();
+        assert!(warn.fix.as_deref().unwrap().contains("Linux 5.11"), "{warn:#?}");
+        // Not refused: no such finding.
+        let f = diagnose(&s, &[refused(0)], false);
+        assert!(f.iter().all(|f| !f.place.ends_with("busy polling")), "{f:#?}");
+    }
+
+    #[test]
     fn a_slow_writer_and_a_full_ring_are_their_own_places() {
         let c = cap(
             "socket",

@@ -22,7 +22,7 @@ mod ring;
 mod swap;
 
 use super::gro::{AfterOff, GroPolicy, StreamSize, Switch};
-use super::{PollGaps, RecvStats, Source};
+use super::{KernelRefusal, PollGaps, RecvStats, Source};
 use crate::packet::{Batch, FLAG_UDP, PacketMeta};
 use crate::sys::{
     self,
@@ -126,7 +126,7 @@ pub struct SocketSetup {
     pub busy_poll: Option<u32>,
     /// Why the kernel refused the busy polling asked for: the socket then
     /// waits in the kernel as without it.
-    pub busy_poll_refused: Option<String>,
+    pub busy_poll_refused: Option<KernelRefusal>,
 }
 
 /// How datagrams are spread over the sockets of a `SO_REUSEPORT` group.
@@ -182,7 +182,7 @@ pub fn open_udp_socket(opts: &SocketOptions) -> io::Result<(OwnedFd, SocketSetup
     let (busy_poll, busy_poll_refused) = match opts.busy_poll {
         Some(usecs) => match sys::set_busy_poll(&fd, usecs, BUSY_POLL_BUDGET) {
             Ok(()) => (Some(usecs), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(KernelRefusal::busy_poll(&e))),
         },
         None => (None, None),
     };
