@@ -62,7 +62,10 @@ pub fn set_busy_poll(fd: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<(
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, usecs as i32)?;
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, budget as i32)
     };
-    set()
+    set().inspect_err(|_| {
+        // Half set (preferred, then refused the time): not preferred either.
+        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, 0);
+    })
 }
 
 /// A non-blocking receive whose only purpose is its side effect (a busy

@@ -72,6 +72,8 @@ fn options_that_do_not_apply_are_refused_by_name() {
         (&["capture", "--listen", &lo, "--cpus", "100000"][..], "CPU 100000 does not exist"),
         (&["capture", "--listen", &lo, "--cpus", "3-1"][..], "lower CPU to the higher"),
         (&["capture", "--listen", &lo, "--count", "0"][..], "must be positive"),
+        (&["capture", "--listen", &lo, "--busy-poll", "0"][..], "spin without polling the device"),
+        (&["capture", "--listen", &lo, "--busy-poll", "4294967295"][..], "than the kernel takes"),
         (&["capture", "--listen", &lo, "--threads", "-1"][..], "--threads -1: must be positive"),
         (&["capture", "--listen", &lo, "--user", "no-such-user-lc"][..], "no such user"),
         (&["send", "--to", &lo, "--rate", "0", "--count", "1"][..], "must be positive"),

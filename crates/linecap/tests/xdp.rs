@@ -197,6 +197,39 @@ fn xdp_testbed() -> linecap::testbed::Testbed {
     linecap::testbed::Testbed::up(&linecap::testbed::TestbedOptions::new(&unique("q"))).unwrap()
 }
 
+#[test]
+#[cfg_attr(not(linecap_root), ignore = "needs root (namespaces, veth, BPF): run the tests as root")]
+fn busy_polling_the_kernel_refuses_leaves_the_sockets_waiting_in_poll() {
+    // The kernel refuses a busy-poll time beyond a C int (EINVAL) even to
+    // root (the command line never asks for one; the engine is asked
+    // directly): the source opens all the same, no socket busy-polls, and
+    // it keeps the kernel's answer for the capture to say once.
+    let tb = xdp_testbed();
+    let iface = tb.if_rx.clone();
+    let (busy, refusal) = linecap::stats::kernel::in_netns(&tb.ns_rx, move || {
+        let o = linecap::source::xdp::XdpOptions {
+            iface,
+            queue: 0,
+            queues: 1,
+            listen: rx_to().parse().unwrap(),
+            ring: 4096,
+            frame_size: 2048,
+            batch: 64,
+            busy_poll: Some(u32::MAX),
+            force: false,
+            parsed_lane: true,
+            lend_frames: 0,
+        };
+        let s = linecap::source::xdp::XdpSource::open(&o).expect("opens without busy polling");
+        (s.busy_polls(), s.busy_poll_refused().cloned())
+    })
+    .unwrap();
+    assert!(!busy);
+    let refusal = refusal.expect("the refusal is kept");
+    assert_eq!(refusal.errno, 22, "EINVAL: {refusal:?}");
+    assert!(refusal.why.contains("Invalid argument"), "{refusal:?}");
+}
+
 /// The testbed's capture address.
 fn rx_to() -> String {
     format!("{}:9000", linecap::testbed::RX_ADDR)

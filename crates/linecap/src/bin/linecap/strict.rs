@@ -108,6 +108,20 @@ pub fn parse_positive(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Microseconds per busy poll: at least 1 (0 would spin without polling
+/// the device) and no more than the kernel takes (a C `int`).
+pub fn parse_busy_poll(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<i128>() {
+        Ok(v) if v < 1 => Err(format!(
+            "{s} would spin without polling the device: give 1 or more microseconds, or leave the option out"
+        )),
+        Ok(v) => i32::try_from(v)
+            .map(|v| v as u32)
+            .map_err(|_| format!("{s} is more microseconds than the kernel takes")),
+        Err(_) => Err(format!("'{s}' is not a whole number of microseconds")),
+    }
+}
+
 /// An address and port as people type them: `198.18.0.2:9000`,
 /// `[::1]:9000`, `host.example:9000`, or `:9000` for `unspecified`'s
 /// address (all addresses to listen on, this machine to send to). A host
@@ -177,5 +191,14 @@ mod tests {
         assert!(parse_positive("0").unwrap_err().contains("must be positive"));
         assert!(parse_positive("-1").unwrap_err().contains("must be positive"));
         assert!(parse_positive("x").is_err());
+    }
+
+    #[test]
+    fn busy_poll_time_is_one_microsecond_to_what_the_kernel_takes() {
+        assert_eq!(parse_busy_poll("20").unwrap(), 20);
+        assert_eq!(parse_busy_poll("2147483647").unwrap(), i32::MAX as u32);
+        assert!(parse_busy_poll("0").unwrap_err().contains("spin without polling"));
+        assert!(parse_busy_poll("2147483648").unwrap_err().contains("than the kernel takes"));
+        assert!(parse_busy_poll("-3").is_err() && parse_busy_poll("x").is_err());
     }
 }

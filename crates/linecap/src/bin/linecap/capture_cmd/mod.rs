@@ -83,7 +83,7 @@ pub(crate) struct CaptureArgs {
     #[arg(long, default_value_t = 4096)]
     xdp_ring: u32,
     /// Busy-poll the device from the receiving thread, this many microseconds per poll (socket and xdp backends). Where the kernel refuses (no CAP_NET_ADMIN, an older kernel) the capture says so once and receives without it.
-    #[arg(long, value_name = "USECS")]
+    #[arg(long, value_name = "USECS", value_parser = strict::parse_busy_poll)]
     busy_poll: Option<u32>,
     /// How a fanout group spreads packets over --threads (afpacket).
     #[arg(long, value_enum, default_value = "hash")]
