@@ -73,6 +73,8 @@ fn options_that_do_not_apply_are_refused_by_name() {
         (&["capture", "--listen", &lo, "--cpus", "3-1"][..], "lower CPU to the higher"),
         (&["capture", "--listen", &lo, "--count", "0"][..], "must be positive"),
         (&["capture", "--listen", &lo, "--busy-poll", "0"][..], "spin without polling the device"),
+        (&["capture", "--listen", &lo, "--batch", "0"][..], "must be positive"),
+        (&["send", "--to", &lo, "--batch", "0", "--count", "1"][..], "must be positive"),
         (&["capture", "--listen", &lo, "--busy-poll", "4294967295"][..], "than the kernel takes"),
         (&["capture", "--listen", &lo, "--threads", "-1"][..], "--threads -1: must be positive"),
         (&["capture", "--listen", &lo, "--user", "no-such-user-lc"][..], "no such user"),

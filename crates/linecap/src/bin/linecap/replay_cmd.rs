@@ -65,7 +65,7 @@ pub(crate) struct ReplayArgs {
     #[arg(long = "loop", value_name = "N", default_value_t = 1, value_parser = strict::parse_positive)]
     loops: u64,
     /// Datagrams per sendmmsg call, or frames per TX-ring kick [default: 64, afpacket 512].
-    #[arg(long)]
+    #[arg(long, value_parser = strict::parse_batch)]
     batch: Option<usize>,
     /// CPU to pin the sender to.
     #[arg(long)]

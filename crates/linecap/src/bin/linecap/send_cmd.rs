@@ -78,7 +78,7 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     gso: bool,
     /// Messages per sendmmsg call, or frames per TX-ring kick [default: 64, afpacket 512].
-    #[arg(long)]
+    #[arg(long, value_parser = strict::parse_batch)]
     batch: Option<usize>,
     /// Token-bucket size in packets: the most sent back-to-back after a stall.
     #[arg(long, default_value_t = 32)]

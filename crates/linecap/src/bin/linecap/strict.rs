@@ -108,6 +108,11 @@ pub fn parse_positive(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Messages or frames per batch: at least 1 (0 was taken as 1 before).
+pub fn parse_batch(s: &str) -> Result<usize, String> {
+    parse_positive(s).and_then(|v| usize::try_from(v).map_err(|_| format!("{s} is too large")))
+}
+
 /// Microseconds per busy poll: at least 1 (0 would spin without polling
 /// the device) and no more than the kernel takes (a C `int`).
 pub fn parse_busy_poll(s: &str) -> Result<u32, String> {
@@ -191,6 +196,12 @@ mod tests {
         assert!(parse_positive("0").unwrap_err().contains("must be positive"));
         assert!(parse_positive("-1").unwrap_err().contains("must be positive"));
         assert!(parse_positive("x").is_err());
+    }
+
+    #[test]
+    fn batches_hold_one_or_more() {
+        assert_eq!(parse_batch("64").unwrap(), 64);
+        assert!(parse_batch("0").unwrap_err().contains("must be positive"));
     }
 
     #[test]

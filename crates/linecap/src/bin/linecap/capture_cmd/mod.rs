@@ -127,7 +127,7 @@ pub(crate) struct CaptureArgs {
     #[arg(long, conflicts_with = "no_gro")]
     gro_always: bool,
     /// Messages per recvmmsg call.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = strict::parse_batch)]
     batch: usize,
     /// Socket receive buffer (forced above rmem_max when root).
     #[arg(long, default_value = "32M", value_parser = units::parse_size)]
