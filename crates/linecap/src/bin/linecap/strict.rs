@@ -110,7 +110,13 @@ pub fn parse_positive(s: &str) -> Result<u64, String> {
 
 /// Messages or frames per batch: at least 1 (0 was taken as 1 before).
 pub fn parse_batch(s: &str) -> Result<usize, String> {
-    parse_positive(s).and_then(|v| usize::try_from(v).map_err(|_| format!("{s} is too large")))
+    match s.trim().parse::<i128>() {
+        Ok(v) if v < 1 => {
+            Err(format!("{s}: a batch must hold at least 1 (leave the option out for the default)"))
+        }
+        Ok(v) => usize::try_from(v).map_err(|_| format!("{s} is too large")),
+        Err(_) => Err(format!("'{s}' is not a whole number")),
+    }
 }
 
 /// Microseconds per busy poll: at least 1 (0 would spin without polling
@@ -201,7 +207,7 @@ mod tests {
     #[test]
     fn batches_hold_one_or_more() {
         assert_eq!(parse_batch("64").unwrap(), 64);
-        assert!(parse_batch("0").unwrap_err().contains("must be positive"));
+        assert!(parse_batch("0").unwrap_err().contains("at least 1"));
     }
 
     #[test]
