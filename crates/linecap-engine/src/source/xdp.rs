@@ -152,8 +152,18 @@ struct BusyPoller {
 }
 
 impl BusyPoller {
-    fn open(o: &XdpOptions, usecs: u32, xsk: &XskRx, with_anchor: bool) -> io::Result<Self> {
-        sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET)?;
+    /// The busy poller of `xsk`; `Ok(Err(_))` where the kernel refuses
+    /// busy polling (the capture goes on without it), `Err` where a socket
+    /// cannot be had at all.
+    fn open(
+        o: &XdpOptions,
+        usecs: u32,
+        xsk: &XskRx,
+        with_anchor: bool,
+    ) -> io::Result<Result<Self, KernelRefusal>> {
+        if let Err(e) = sys::set_busy_poll(xsk.fd(), usecs, BUSY_POLL_BUDGET) {
+            return Ok(Err(KernelRefusal::busy_poll(&e)));
+        }
         let port = anchor_port(o.listen.port());
         // The anchor only matters where the driver gives AF_XDP sockets no
         // NAPI id (veth): a port in use is a note, not a failure.
@@ -162,7 +172,9 @@ impl BusyPoller {
             let anchor = sys::udp_socket(&at)?;
             match sys::bind(&anchor, &at) {
                 Ok(()) => {
-                    sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET)?;
+                    if let Err(e) = sys::set_busy_poll(&anchor, usecs, BUSY_POLL_BUDGET) {
+                        return Ok(Err(KernelRefusal::busy_poll(&e)));
+                    }
                     Some(anchor)
                 }
                 Err(e) => {
@@ -175,7 +187,7 @@ impl BusyPoller {
         } else {
             None
         };
-        Ok(Self {
+        Ok(Ok(Self {
             anchor,
             gaps: PollGaps::default(),
             port,
@@ -183,7 +195,7 @@ impl BusyPoller {
             next_check_ns: 0,
             since_ns: sys::monotonic_ns(),
             hinted: false,
-        })
+        }))
     }
 
     /// Polls the device once; false while no socket knows its NAPI id.
@@ -227,24 +239,26 @@ impl BusyPoller {
 }
 
 /// Each socket's busy poller, as asked; where the kernel refuses busy
-/// polling on any of them, none (every socket waits in `poll(2)`, as
-/// without it) and why. One anchor per capture (it binds the port + 1):
-/// the first socket's; the others busy-poll through their own NAPI id.
-fn busy_pollers(
-    o: &XdpOptions,
-    socks: &[(XskRx, Option<XskSideRx>)],
-) -> (Vec<Option<BusyPoller>>, Option<KernelRefusal>) {
-    let Some(usecs) = o.busy_poll else { return (socks.iter().map(|_| None).collect(), None) };
-    let opened: io::Result<Vec<_>> = socks
-        .iter()
-        .enumerate()
-        .map(|(i, (xsk, _))| BusyPoller::open(o, usecs, xsk, i == 0).map(Some))
-        .collect();
-    match opened {
-        Ok(pollers) => (pollers, None),
-        Err(e) => (socks.iter().map(|_| None).collect(), Some(KernelRefusal::busy_poll(&e))),
+/// polling, none (every socket waits in `poll(2)`, as without it) and why.
+/// What decides a refusal (the capability, the kernel) is the same for
+/// every socket of a capture, so the first socket meets it. One anchor per
+/// capture (it binds the port + 1): the first socket's; the others
+/// busy-poll through their own NAPI id.
+fn busy_pollers(o: &XdpOptions, socks: &[(XskRx, Option<XskSideRx>)]) -> io::Result<BusyPollers> {
+    let none = || socks.iter().map(|_| None).collect();
+    let Some(usecs) = o.busy_poll else { return Ok((none(), None)) };
+    let mut pollers = Vec::with_capacity(socks.len());
+    for (i, (xsk, _)) in socks.iter().enumerate() {
+        match BusyPoller::open(o, usecs, xsk, i == 0)? {
+            Ok(p) => pollers.push(Some(p)),
+            Err(refusal) => return Ok((none(), Some(refusal))),
+        }
     }
+    Ok((pollers, None))
 }
+
+/// Each socket's busy poller, or none and the kernel's refusal.
+type BusyPollers = (Vec<Option<BusyPoller>>, Option<KernelRefusal>);
 
 /// `--force`: removes an XDP program attached through rtnetlink, in either
 /// mode. A program held by a BPF link (another linecap, libxdp) refuses
@@ -342,7 +356,7 @@ impl XdpSource {
             }
         };
         let attached = Arc::new(Attached { _link: link, _map: map });
-        let (pollers, busy_poll_refused) = busy_pollers(o, &socks);
+        let (pollers, busy_poll_refused) = busy_pollers(o, &socks)?;
         let mut out = Vec::with_capacity(socks.len());
         for ((xsk, side), busy) in socks.into_iter().zip(pollers) {
             let mode = XdpMode { zero_copy: xsk.zero_copy(), native };

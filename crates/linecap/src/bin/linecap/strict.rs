@@ -98,39 +98,39 @@ pub fn parse_cpus(s: &str) -> Result<Cpus, String> {
     Ok(Cpus(cpus))
 }
 
-/// A count that must be at least 1 (`--count 0` would mean nothing to do;
-/// unbounded is the default).
-pub fn parse_positive(s: &str) -> Result<u64, String> {
+/// A whole number of at least 1; `too_small` says what 0 or less would mean.
+fn at_least_one(s: &str, too_small: impl FnOnce() -> String) -> Result<i128, String> {
     match s.trim().parse::<i128>() {
-        Ok(v) if v < 1 => Err(format!("{s} must be positive (leave the option out for no limit)")),
-        Ok(v) => u64::try_from(v).map_err(|_| format!("{s} is too large")),
+        Ok(v) if v < 1 => Err(too_small()),
+        Ok(v) => Ok(v),
         Err(_) => Err(format!("'{s}' is not a whole number")),
     }
 }
 
+/// A count that must be at least 1 (`--count 0` would mean nothing to do;
+/// unbounded is the default).
+pub fn parse_positive(s: &str) -> Result<u64, String> {
+    let v = at_least_one(s, || format!("{s} must be positive (leave the option out for no limit)"))?;
+    u64::try_from(v).map_err(|_| format!("{s} is too large"))
+}
+
 /// Messages or frames per batch: at least 1 (0 was taken as 1 before).
 pub fn parse_batch(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<i128>() {
-        Ok(v) if v < 1 => {
-            Err(format!("{s}: a batch must hold at least 1 (leave the option out for the default)"))
-        }
-        Ok(v) => usize::try_from(v).map_err(|_| format!("{s} is too large")),
-        Err(_) => Err(format!("'{s}' is not a whole number")),
-    }
+    let v = at_least_one(s, || {
+        format!("{s}: a batch must hold at least 1 (leave the option out for the default)")
+    })?;
+    usize::try_from(v).map_err(|_| format!("{s} is too large"))
 }
 
 /// Microseconds per busy poll: at least 1 (0 would spin without polling
 /// the device) and no more than the kernel takes (a C `int`).
 pub fn parse_busy_poll(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<i128>() {
-        Ok(v) if v < 1 => Err(format!(
+    let v = at_least_one(s, || {
+        format!(
             "{s} would spin without polling the device: give 1 or more microseconds, or leave the option out"
-        )),
-        Ok(v) => i32::try_from(v)
-            .map(|v| v as u32)
-            .map_err(|_| format!("{s} is more microseconds than the kernel takes")),
-        Err(_) => Err(format!("'{s}' is not a whole number of microseconds")),
-    }
+        )
+    })?;
+    i32::try_from(v).map(|v| v as u32).map_err(|_| format!("{s} is more microseconds than the kernel takes"))
 }
 
 /// An address and port as people type them: `198.18.0.2:9000`,
